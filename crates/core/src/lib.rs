@@ -1,0 +1,19 @@
+//! phivault-core: the domain vocabulary every other crate shares, and the ports the stores
+//! implement. No I/O lives here.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod ports;
+pub mod resource_types;
+pub mod secret;
+
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use error::StoreError;
+pub use ids::{Digest32, IndexKind, OrgId, ResourceId, ResourceType, StoreKind, Version};
+pub use ports::{
+    ControlStore, Expected, KeyringEntry, Organization, RecordKey, RecordStore, RecordWrite,
+    SealedRecord, WriteOutcome,
+};
+pub use secret::{Secret, SecretString};

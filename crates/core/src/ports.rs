@@ -1,0 +1,142 @@
+//! The ports: what the vault needs from storage. Implementations (SQLite, PostgreSQL) live in
+//! phivault-store and only ever see sealed bytes, ids and keyed digests.
+use crate::error::StoreError;
+use crate::ids::{Digest32, IndexKind, OrgId, ResourceId, ResourceType, Version};
+use async_trait::async_trait;
+
+/// One stored version of a record, as the store sees it: ciphertext and metadata, no plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecord {
+    pub rtype: ResourceType,
+    pub id: ResourceId,
+    pub version: Version,
+    /// A FHIR delete: this version is a tombstone with no content.
+    pub deleted: bool,
+    /// In the clinical store: the keyed pseudonym of the record's patient, if any.
+    pub link: Option<Digest32>,
+    /// The key-encryption-key version that wraps `wrapped_dek`.
+    pub kek_version: u32,
+    /// The record's data key, wrapped (AEAD) by the KEK. Empty for tombstones.
+    pub wrapped_dek: Vec<u8>,
+    /// nonce ‖ AEAD ciphertext ‖ tag of the resource JSON. Empty for tombstones.
+    pub ciphertext: Vec<u8>,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: i64,
+}
+
+/// Identifies a record within an organization.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordKey {
+    pub rtype: ResourceType,
+    pub id: ResourceId,
+}
+
+/// What the writer believes the record's head is: the optimistic-concurrency check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// The record must not exist yet (a create).
+    Absent,
+    /// The head must be this version (an update or delete).
+    Version(Version),
+}
+
+/// One record version to write, with the blind-index entries that replace the record's old ones.
+#[derive(Debug, Clone)]
+pub struct RecordWrite {
+    pub record: SealedRecord,
+    pub expected: Expected,
+    pub index: Vec<(IndexKind, Digest32)>,
+}
+
+/// The outcome of one write of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Written,
+    /// The head was not what the writer expected: nothing was written for this record.
+    Conflict { current: Option<Version> },
+}
+
+/// A sealed record store (identity or clinical). Every method is scoped to one organization:
+/// tenancy is part of every query.
+#[async_trait]
+pub trait RecordStore: Send + Sync + std::fmt::Debug {
+    /// The head version of a record, tombstones included.
+    async fn head(
+        &self,
+        org: &OrgId,
+        key: &RecordKey,
+    ) -> Result<Option<SealedRecord>, StoreError>;
+
+    /// One specific version.
+    async fn version(
+        &self,
+        org: &OrgId,
+        key: &RecordKey,
+        version: Version,
+    ) -> Result<Option<SealedRecord>, StoreError>;
+
+    /// Applies the writes in one durable transaction. Each write is checked and applied on its
+    /// own: a conflict on one leaves the others written.
+    async fn write(
+        &self,
+        org: &OrgId,
+        writes: Vec<RecordWrite>,
+    ) -> Result<Vec<WriteOutcome>, StoreError>;
+
+    /// Live (not deleted) records whose blind index `kind` holds `digest`.
+    async fn find(
+        &self,
+        org: &OrgId,
+        kind: IndexKind,
+        digest: &Digest32,
+    ) -> Result<Vec<RecordKey>, StoreError>;
+
+    /// Live head records linked to a pseudonym.
+    async fn linked(&self, org: &OrgId, link: &Digest32) -> Result<Vec<SealedRecord>, StoreError>;
+
+    /// Live head records in key order, after `after`, at most `limit`.
+    async fn page(
+        &self,
+        org: &OrgId,
+        after: Option<&RecordKey>,
+        limit: u32,
+    ) -> Result<Vec<SealedRecord>, StoreError>;
+
+    /// Crypto-shredding: removes every version of the given records (their wrapped data keys
+    /// and ciphertexts) and their index entries, overwriting the freed pages, then checkpoints
+    /// so no copy remains in a journal. Returns how many versions were destroyed.
+    async fn erase(&self, org: &OrgId, keys: &[RecordKey]) -> Result<u64, StoreError>;
+
+    /// Keys of every record (deleted or not) linked to a pseudonym.
+    async fn linked_keys(&self, org: &OrgId, link: &Digest32)
+    -> Result<Vec<RecordKey>, StoreError>;
+}
+
+/// An organization (tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    pub id: OrgId,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// One keyring entry, wrapped by the root key. `purpose` is e.g. `kek`, `pepper`,
+/// `index:phone`, `audit-mac`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyringEntry {
+    pub purpose: String,
+    pub version: u32,
+    pub wrapped: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// Control data: organizations, the wrapped keyring, settings. Holds no PHI.
+#[async_trait]
+pub trait ControlStore: Send + Sync + std::fmt::Debug {
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    async fn organizations(&self) -> Result<Vec<Organization>, StoreError>;
+    async fn create_organization(&self, org: &Organization) -> Result<bool, StoreError>;
+    async fn keyring(&self) -> Result<Vec<KeyringEntry>, StoreError>;
+    async fn add_keyring_entries(&self, entries: &[KeyringEntry]) -> Result<(), StoreError>;
+}

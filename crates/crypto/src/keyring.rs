@@ -1,0 +1,362 @@
+//! The keyring and envelope encryption.
+//!
+//! Every key here is random and persisted only wrapped by the root key (through a
+//! [`RootKeyProvider`], so an HSM can hold the root key without it ever leaving the token).
+//! A record version is sealed with its own random data key (DEK); the DEK is wrapped by the
+//! current key-encryption key (KEK). Both ciphertexts carry associated data that binds them to
+//! (organization, store, resource type, id, version), so a ciphertext or wrapped key moved to
+//! another row does not open.
+use crate::aead;
+use crate::encoding::tuple;
+use crate::error::CryptoError;
+use crate::key::Key32;
+use phivault_core::{
+    Digest32, IndexKind, KeyringEntry, OrgId, ResourceId, ResourceType, StoreKind, Version,
+};
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+/// Where the root key lives. It wraps and unwraps keyring entries; it never hands out the root
+/// key itself.
+pub trait RootKeyProvider: Send + Sync + std::fmt::Debug {
+    fn wrap(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError>;
+    fn unwrap(&self, aad: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError>;
+    /// A short name for reports: `keyfile` or `pkcs11`.
+    fn describe(&self) -> &'static str;
+}
+
+const KEK: &str = "kek";
+const PEPPER: &str = "pepper";
+const AUDIT_MAC: &str = "audit-mac";
+
+fn index_purpose(kind: IndexKind) -> String {
+    format!("index:{}", kind.as_str())
+}
+
+/// What a sealed record is bound to.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordAad<'a> {
+    pub org: &'a OrgId,
+    pub store: StoreKind,
+    pub rtype: ResourceType,
+    pub id: &'a ResourceId,
+    pub version: Version,
+}
+
+impl RecordAad<'_> {
+    fn encode(&self, label: &str, kek_version: Option<u32>) -> Vec<u8> {
+        let v = self.version.0.to_be_bytes();
+        let k = kek_version.unwrap_or(0).to_be_bytes();
+        tuple(
+            label,
+            &[
+                self.org.as_str().as_bytes(),
+                self.store.as_str().as_bytes(),
+                self.rtype.as_str().as_bytes(),
+                self.id.as_str().as_bytes(),
+                &v,
+                &k,
+            ],
+        )
+    }
+}
+
+/// A sealed record's parts, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedParts {
+    pub kek_version: u32,
+    pub wrapped_dek: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+/// The unwrapped keyring, held in memory only (zeroized on drop).
+#[derive(Debug)]
+pub struct Keyring {
+    keks: BTreeMap<u32, Key32>,
+    current_kek: u32,
+    pepper: Key32,
+    index: BTreeMap<IndexKind, Key32>,
+    audit_mac: Key32,
+}
+
+fn wrap_aad(purpose: &str, version: u32) -> Vec<u8> {
+    tuple("keyring", &[purpose.as_bytes(), &version.to_be_bytes()])
+}
+
+impl Keyring {
+    /// A fresh keyring and its wrapped entries, to be stored by the control store.
+    pub fn generate(
+        root: &dyn RootKeyProvider,
+        now_millis: i64,
+    ) -> Result<(Keyring, Vec<KeyringEntry>), CryptoError> {
+        let mut entries = Vec::new();
+        let mut make = |purpose: String| -> Result<Key32, CryptoError> {
+            let key = Key32::random()?;
+            let wrapped = root.wrap(&wrap_aad(&purpose, 1), key.bytes())?;
+            entries.push(KeyringEntry {
+                purpose,
+                version: 1,
+                wrapped,
+                created_at: now_millis,
+            });
+            Ok(key)
+        };
+        let kek = make(KEK.into())?;
+        let pepper = make(PEPPER.into())?;
+        let audit_mac = make(AUDIT_MAC.into())?;
+        let mut index = BTreeMap::new();
+        for kind in IndexKind::ALL {
+            index.insert(kind, make(index_purpose(kind))?);
+        }
+        let mut keks = BTreeMap::new();
+        keks.insert(1, kek);
+        Ok((
+            Keyring {
+                keks,
+                current_kek: 1,
+                pepper,
+                index,
+                audit_mac,
+            },
+            entries,
+        ))
+    }
+
+    /// Unwraps stored entries. If the root key cannot open them, this is the wrong root key for
+    /// this vault: [`CryptoError::KeyringMismatch`], before any record is touched.
+    pub fn load(
+        root: &dyn RootKeyProvider,
+        entries: &[KeyringEntry],
+    ) -> Result<Keyring, CryptoError> {
+        let mut keks = BTreeMap::new();
+        let mut named: BTreeMap<String, Key32> = BTreeMap::new();
+        for e in entries {
+            let raw = root
+                .unwrap(&wrap_aad(&e.purpose, e.version), &e.wrapped)
+                .map_err(|_| CryptoError::KeyringMismatch)?;
+            let key = Key32::from_slice(&raw).map_err(|_| CryptoError::KeyringMismatch)?;
+            if e.purpose == KEK {
+                keks.insert(e.version, key);
+            } else {
+                named.insert(e.purpose.clone(), key);
+            }
+        }
+        let current_kek = *keks
+            .keys()
+            .next_back()
+            .ok_or_else(|| CryptoError::MissingKey(KEK.into()))?;
+        let mut take = |p: &str| {
+            named
+                .remove(p)
+                .ok_or_else(|| CryptoError::MissingKey(p.to_owned()))
+        };
+        let pepper = take(PEPPER)?;
+        let audit_mac = take(AUDIT_MAC)?;
+        let mut index = BTreeMap::new();
+        for kind in IndexKind::ALL {
+            index.insert(kind, take(&index_purpose(kind))?);
+        }
+        Ok(Keyring {
+            keks,
+            current_kek,
+            pepper,
+            index,
+            audit_mac,
+        })
+    }
+
+    pub fn current_kek_version(&self) -> u32 {
+        self.current_kek
+    }
+
+    fn kek(&self, version: u32) -> Result<&Key32, CryptoError> {
+        self.keks
+            .get(&version)
+            .ok_or(CryptoError::UnknownKeyVersion(version))
+    }
+
+    /// Seals a record version under a fresh DEK wrapped by the current KEK.
+    pub fn seal_record(
+        &self,
+        aad: &RecordAad<'_>,
+        plaintext: &[u8],
+    ) -> Result<SealedParts, CryptoError> {
+        let dek = Key32::random()?;
+        let ciphertext = aead::seal(&dek, &aad.encode("record", None), plaintext)?;
+        let kek_version = self.current_kek;
+        let wrapped_dek = aead::seal(
+            self.kek(kek_version)?,
+            &aad.encode("dek", Some(kek_version)),
+            dek.bytes(),
+        )?;
+        Ok(SealedParts {
+            kek_version,
+            wrapped_dek,
+            ciphertext,
+        })
+    }
+
+    /// Opens a record version. Any tampering, swap or wrong binding: [`CryptoError::Integrity`].
+    pub fn open_record(
+        &self,
+        aad: &RecordAad<'_>,
+        parts: &SealedParts,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let kek = self.kek(parts.kek_version)?;
+        let dek = aead::open(
+            kek,
+            &aad.encode("dek", Some(parts.kek_version)),
+            &parts.wrapped_dek,
+        )?;
+        let dek = Key32::from_slice(&dek)?;
+        aead::open(&dek, &aad.encode("record", None), &parts.ciphertext)
+    }
+
+    /// The keyed pseudonym that links clinical records to a patient: HMAC(pepper, org, id).
+    pub fn pseudonym(&self, org: &OrgId, patient: &ResourceId) -> Digest32 {
+        Digest32(aead::hmac_sha256(
+            &self.pepper,
+            &tuple(
+                "pseudonym",
+                &[org.as_str().as_bytes(), patient.as_str().as_bytes()],
+            ),
+        ))
+    }
+
+    /// A blind index: HMAC(per-field key, org, normalized value).
+    pub fn blind_index(&self, kind: IndexKind, org: &OrgId, normalized: &str) -> Digest32 {
+        // Every IndexKind has a key (checked in `load`/`generate`); fall back to the pepper
+        // domain-separated by kind rather than panic.
+        let key = self.index.get(&kind).unwrap_or(&self.pepper);
+        Digest32(aead::hmac_sha256(
+            key,
+            &tuple(
+                kind.as_str(),
+                &[org.as_str().as_bytes(), normalized.as_bytes()],
+            ),
+        ))
+    }
+
+    /// HMAC under the audit key, for the audit chain.
+    pub fn audit_mac(&self, msg: &[u8]) -> [u8; 32] {
+        aead::hmac_sha256(&self.audit_mac, msg)
+    }
+
+    /// Constant-time check of an audit MAC.
+    pub fn audit_mac_verify(&self, msg: &[u8], tag: &[u8]) -> bool {
+        aead::hmac_sha256_verify(&self.audit_mac, msg, tag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct TestRoot(Key32);
+    impl RootKeyProvider for TestRoot {
+        fn wrap(&self, aad: &[u8], p: &[u8]) -> Result<Vec<u8>, CryptoError> {
+            aead::seal(&self.0, aad, p)
+        }
+        fn unwrap(&self, aad: &[u8], w: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+            aead::open(&self.0, aad, w)
+        }
+        fn describe(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    fn ids() -> (OrgId, ResourceId, ResourceId) {
+        (
+            OrgId::parse("default").unwrap(),
+            ResourceId::parse("p1").unwrap(),
+            ResourceId::parse("p2").unwrap(),
+        )
+    }
+
+    #[test]
+    fn generate_load_round_trip_and_wrong_root() {
+        let root = TestRoot(Key32::random().unwrap());
+        let (ring, entries) = Keyring::generate(&root, 0).unwrap();
+        assert_eq!(entries.len(), 3 + IndexKind::ALL.len());
+        let again = Keyring::load(&root, &entries).unwrap();
+        let (org, p1, _) = ids();
+        assert_eq!(ring.pseudonym(&org, &p1), again.pseudonym(&org, &p1));
+        let other = TestRoot(Key32::random().unwrap());
+        assert_eq!(
+            Keyring::load(&other, &entries).unwrap_err(),
+            CryptoError::KeyringMismatch
+        );
+        // An entry relabelled as another purpose does not open.
+        let mut swapped = entries.clone();
+        swapped[0].purpose = "pepper".into();
+        swapped[1].purpose = "kek".into();
+        assert_eq!(
+            Keyring::load(&root, &swapped).unwrap_err(),
+            CryptoError::KeyringMismatch
+        );
+    }
+
+    #[test]
+    fn records_are_bound_to_their_place() {
+        let root = TestRoot(Key32::random().unwrap());
+        let (ring, _) = Keyring::generate(&root, 0).unwrap();
+        let (org, p1, p2) = ids();
+        let a1 = RecordAad {
+            org: &org,
+            store: StoreKind::Identity,
+            rtype: ResourceType::PATIENT,
+            id: &p1,
+            version: Version(1),
+        };
+        let sealed = ring.seal_record(&a1, b"{\"name\":\"x\"}").unwrap();
+        assert_eq!(&*ring.open_record(&a1, &sealed).unwrap(), b"{\"name\":\"x\"}");
+        let moved = [
+            RecordAad { id: &p2, ..a1 },
+            RecordAad {
+                version: Version(2),
+                ..a1
+            },
+            RecordAad {
+                store: StoreKind::Clinical,
+                ..a1
+            },
+            RecordAad {
+                org: &OrgId::parse("other").unwrap(),
+                ..a1
+            },
+        ];
+        for aad in &moved {
+            assert_eq!(
+                ring.open_record(aad, &sealed).unwrap_err(),
+                CryptoError::Integrity
+            );
+        }
+        let mut bad = sealed.clone();
+        bad.kek_version = 9;
+        assert_eq!(
+            ring.open_record(&a1, &bad).unwrap_err(),
+            CryptoError::UnknownKeyVersion(9)
+        );
+    }
+
+    #[test]
+    fn pseudonyms_and_indexes_are_keyed_and_separated() {
+        let root = TestRoot(Key32::random().unwrap());
+        let (a, _) = Keyring::generate(&root, 0).unwrap();
+        let (b, _) = Keyring::generate(&root, 0).unwrap();
+        let (org, p1, p2) = ids();
+        assert_ne!(a.pseudonym(&org, &p1), a.pseudonym(&org, &p2));
+        assert_ne!(a.pseudonym(&org, &p1), b.pseudonym(&org, &p1));
+        let other = OrgId::parse("other").unwrap();
+        assert_ne!(a.pseudonym(&org, &p1), a.pseudonym(&other, &p1));
+        assert_ne!(
+            a.blind_index(IndexKind::Phone, &org, "5551234"),
+            a.blind_index(IndexKind::Identifier, &org, "5551234")
+        );
+        assert_eq!(
+            a.blind_index(IndexKind::Phone, &org, "5551234"),
+            a.blind_index(IndexKind::Phone, &org, "5551234")
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! phivault-crypto: the only crate that touches key bytes.
+//!
+//! - [`aead`]: AES-256-GCM seal/open with a fresh random nonce and associated data.
+//! - [`keyfile`]: the default root-key provider, a passphrase-sealed `keys/root.key`.
+//! - [`keyring`]: versioned KEKs and purpose keys (pseudonym pepper, blind-index keys, audit MAC
+//!   key), each stored only wrapped by the root key; envelope encryption of records.
+#![forbid(unsafe_code)]
+
+pub mod aead;
+mod encoding;
+pub mod error;
+pub mod key;
+pub mod keyfile;
+pub mod keyring;
+
+pub use error::CryptoError;
+pub use key::Key32;
+pub use keyfile::{KeyfileProvider, Passphrase};
+pub use keyring::{Keyring, RecordAad, RootKeyProvider, SealedParts};
