@@ -1,1 +1,7 @@
+//! phivault-store: implementations of phivault-core's store ports. They see sealed bytes,
+//! ids and keyed digests only — never a key, never plaintext PHI.
 #![forbid(unsafe_code)]
+
+pub mod sqlite;
+
+pub use sqlite::{SqliteControlStore, SqliteRecordStore, SqliteStores};

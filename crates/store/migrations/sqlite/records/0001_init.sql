@@ -1,0 +1,39 @@
+-- A sealed record store (identity or clinical: the same shape, separate files).
+-- No column holds plaintext PHI: content is AEAD ciphertext, links are keyed pseudonyms,
+-- search keys are keyed blind-index digests.
+CREATE TABLE record_versions (
+    org          TEXT    NOT NULL,
+    rtype        TEXT    NOT NULL,
+    id           TEXT    NOT NULL,
+    version      INTEGER NOT NULL,
+    deleted      INTEGER NOT NULL,
+    link         BLOB,
+    kek_version  INTEGER NOT NULL,
+    wrapped_dek  BLOB    NOT NULL,
+    ciphertext   BLOB    NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    UNIQUE (org, rtype, id, version)
+);
+CREATE INDEX record_versions_link ON record_versions (org, link) WHERE link IS NOT NULL;
+CREATE INDEX record_versions_kek ON record_versions (kek_version);
+
+CREATE TABLE records (
+    org      TEXT    NOT NULL,
+    rtype    TEXT    NOT NULL,
+    id       TEXT    NOT NULL,
+    version  INTEGER NOT NULL,
+    deleted  INTEGER NOT NULL,
+    link     BLOB,
+    PRIMARY KEY (org, rtype, id)
+);
+CREATE INDEX records_link ON records (org, link) WHERE link IS NOT NULL;
+
+CREATE TABLE blind_index (
+    org     TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    digest  BLOB NOT NULL,
+    rtype   TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    PRIMARY KEY (org, kind, digest, rtype, id)
+);
+CREATE INDEX blind_index_record ON blind_index (org, rtype, id);

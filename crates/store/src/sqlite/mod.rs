@@ -1,0 +1,123 @@
+//! The embedded SQLite backend: one database file per store, WAL mode, `synchronous=FULL`
+//! (a commit is on disk when it returns) and `secure_delete` (freed pages are zeroed, so
+//! crypto-shredding leaves no wrapped key behind).
+mod control;
+mod migrate;
+mod records;
+
+pub use control::SqliteControlStore;
+pub use records::SqliteRecordStore;
+
+use phivault_core::{StoreError, StoreKind};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const IDENTITY_DB: &str = "identity.db";
+pub const CLINICAL_DB: &str = "clinical.db";
+pub const AUDIT_DB: &str = "audit.db";
+pub const CONTROL_DB: &str = "control.db";
+
+pub(crate) fn unavailable(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| StoreError::Unavailable {
+        context,
+        detail: e.to_string(),
+    }
+}
+
+pub(crate) fn corrupt(context: &'static str, detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        context,
+        detail: detail.into(),
+    }
+}
+
+/// A database file with a single-connection writer pool (writes are serialized in-process, so
+/// they never wait on SQLite's busy handler) and a small reader pool (WAL readers never block).
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
+    pub(crate) path: PathBuf,
+}
+
+impl Db {
+    pub(crate) async fn open(path: &Path, create: bool) -> Result<Db, StoreError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("secure_delete", "ON");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await
+            .map_err(unavailable("open database"))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+            .map_err(unavailable("open database"))?;
+        Ok(Db {
+            writer,
+            reader,
+            path: path.to_owned(),
+        })
+    }
+
+    pub(crate) async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// All SQLite stores of a data dir.
+#[derive(Debug, Clone)]
+pub struct SqliteStores {
+    pub identity: Arc<SqliteRecordStore>,
+    pub clinical: Arc<SqliteRecordStore>,
+    pub control: Arc<SqliteControlStore>,
+    audit: Db,
+}
+
+impl SqliteStores {
+    /// Opens (or, with `create`, creates) the four database files in `dir` and brings their
+    /// schemas up to date. Fails if a schema is newer than this build knows.
+    pub async fn open(dir: &Path, create: bool) -> Result<SqliteStores, StoreError> {
+        let identity = Db::open(&dir.join(IDENTITY_DB), create).await?;
+        migrate::run(&identity, "identity", migrate::RECORDS).await?;
+        let clinical = Db::open(&dir.join(CLINICAL_DB), create).await?;
+        migrate::run(&clinical, "clinical", migrate::RECORDS).await?;
+        let audit = Db::open(&dir.join(AUDIT_DB), create).await?;
+        migrate::run(&audit, "audit", migrate::AUDIT).await?;
+        let control = Db::open(&dir.join(CONTROL_DB), create).await?;
+        migrate::run(&control, "control", migrate::CONTROL).await?;
+        Ok(SqliteStores {
+            identity: Arc::new(SqliteRecordStore::new(identity, StoreKind::Identity)),
+            clinical: Arc::new(SqliteRecordStore::new(clinical, StoreKind::Clinical)),
+            control: Arc::new(SqliteControlStore::new(control)),
+            audit,
+        })
+    }
+
+    /// The audit database's pool (the audit store port comes with the audit trail).
+    pub fn audit_pool(&self) -> &SqlitePool {
+        &self.audit.writer
+    }
+
+    /// Closes every pool, checkpointing the WAL files.
+    pub async fn close(&self) {
+        self.identity.close().await;
+        self.clinical.close().await;
+        self.control.close().await;
+        self.audit.close().await;
+    }
+}

@@ -1,0 +1,347 @@
+//! The sealed record store on SQLite (used for both identity and clinical, in separate files).
+use super::{Db, corrupt, unavailable};
+use async_trait::async_trait;
+use phivault_core::{
+    Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore, RecordWrite, ResourceId,
+    ResourceType, SealedRecord, StoreError, StoreKind, Version, WriteOutcome,
+};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+#[derive(Debug)]
+pub struct SqliteRecordStore {
+    db: Db,
+    kind: StoreKind,
+}
+
+const SELECT_HEAD: &str = "SELECT v.rtype, v.id, v.version, v.deleted, v.link, v.kek_version, \
+     v.wrapped_dek, v.ciphertext, v.updated_at \
+     FROM records r JOIN record_versions v \
+       ON v.org = r.org AND v.rtype = r.rtype AND v.id = r.id AND v.version = r.version";
+
+fn decode(row: &SqliteRow) -> Result<SealedRecord, StoreError> {
+    let ctx = "decode record";
+    let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
+    let rtype: String = row.try_get("rtype").map_err(g)?;
+    let id: String = row.try_get("id").map_err(g)?;
+    let version: i64 = row.try_get("version").map_err(g)?;
+    let deleted: i64 = row.try_get("deleted").map_err(g)?;
+    let link: Option<Vec<u8>> = row.try_get("link").map_err(g)?;
+    let kek_version: i64 = row.try_get("kek_version").map_err(g)?;
+    Ok(SealedRecord {
+        rtype: ResourceType::parse(&rtype).map_err(|_| corrupt(ctx, "resource type"))?,
+        id: ResourceId::parse(&id).map_err(|_| corrupt(ctx, "resource id"))?,
+        version: Version(u64::try_from(version).map_err(|_| corrupt(ctx, "version"))?),
+        deleted: deleted != 0,
+        link: match link {
+            None => None,
+            Some(l) => Some(Digest32::from_slice(&l).ok_or_else(|| corrupt(ctx, "link"))?),
+        },
+        kek_version: u32::try_from(kek_version).map_err(|_| corrupt(ctx, "kek version"))?,
+        wrapped_dek: row.try_get("wrapped_dek").map_err(g)?,
+        ciphertext: row.try_get("ciphertext").map_err(g)?,
+        updated_at: row.try_get("updated_at").map_err(g)?,
+    })
+}
+
+fn decode_key(row: &SqliteRow) -> Result<RecordKey, StoreError> {
+    let ctx = "decode key";
+    let rtype: String = row
+        .try_get("rtype")
+        .map_err(|e| corrupt(ctx, e.to_string()))?;
+    let id: String = row.try_get("id").map_err(|e| corrupt(ctx, e.to_string()))?;
+    Ok(RecordKey {
+        rtype: ResourceType::parse(&rtype).map_err(|_| corrupt(ctx, "resource type"))?,
+        id: ResourceId::parse(&id).map_err(|_| corrupt(ctx, "resource id"))?,
+    })
+}
+
+fn v64(v: Version) -> i64 {
+    i64::try_from(v.0).unwrap_or(i64::MAX)
+}
+
+impl SqliteRecordStore {
+    pub(crate) fn new(db: Db, kind: StoreKind) -> Self {
+        Self { db, kind }
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.db.path
+    }
+
+    pub(crate) async fn close(&self) {
+        self.db.close().await;
+    }
+
+    /// Truncates the WAL so no old page image survives in it. Retries while readers hold an
+    /// older snapshot.
+    async fn checkpoint_truncate(&self) -> Result<(), StoreError> {
+        for _ in 0..50 {
+            let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.db.writer)
+                .await
+                .map_err(unavailable("checkpoint"))?;
+            let busy: i64 = row.try_get(0).map_err(unavailable("checkpoint"))?;
+            if busy == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Err(StoreError::Unavailable {
+            context: "checkpoint",
+            detail: "readers kept the write-ahead log busy".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl RecordStore for SqliteRecordStore {
+    async fn head(
+        &self,
+        org: &OrgId,
+        key: &RecordKey,
+    ) -> Result<Option<SealedRecord>, StoreError> {
+        let sql = format!("{SELECT_HEAD} WHERE r.org = ? AND r.rtype = ? AND r.id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org.as_str())
+            .bind(key.rtype.as_str())
+            .bind(key.id.as_str())
+            .fetch_optional(&self.db.reader)
+            .await
+            .map_err(unavailable("read record"))?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn version(
+        &self,
+        org: &OrgId,
+        key: &RecordKey,
+        version: Version,
+    ) -> Result<Option<SealedRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT rtype, id, version, deleted, link, kek_version, wrapped_dek, ciphertext, \
+             updated_at FROM record_versions WHERE org = ? AND rtype = ? AND id = ? AND version = ?",
+        )
+        .bind(org.as_str())
+        .bind(key.rtype.as_str())
+        .bind(key.id.as_str())
+        .bind(v64(version))
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable("read record version"))?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn write(
+        &self,
+        org: &OrgId,
+        writes: Vec<RecordWrite>,
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
+        let ctx = "write records";
+        let mut tx = self
+            .db
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable(ctx))?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for w in writes {
+            let r = &w.record;
+            let current: Option<i64> =
+                sqlx::query("SELECT version FROM records WHERE org = ? AND rtype = ? AND id = ?")
+                    .bind(org.as_str())
+                    .bind(r.rtype.as_str())
+                    .bind(r.id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable(ctx))?
+                    .map(|row| row.try_get::<i64, _>(0))
+                    .transpose()
+                    .map_err(unavailable(ctx))?;
+            let current = current.map(|v| Version(u64::try_from(v).unwrap_or(0)));
+            let ok = match (w.expected, current) {
+                (Expected::Absent, None) => r.version == Version::FIRST,
+                (Expected::Version(e), Some(c)) => e == c && r.version == c.next(),
+                _ => false,
+            };
+            if !ok {
+                outcomes.push(WriteOutcome::Conflict { current });
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO record_versions (org, rtype, id, version, deleted, link, \
+                 kek_version, wrapped_dek, ciphertext, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(org.as_str())
+            .bind(r.rtype.as_str())
+            .bind(r.id.as_str())
+            .bind(v64(r.version))
+            .bind(i64::from(r.deleted))
+            .bind(r.link.map(|l| l.0.to_vec()))
+            .bind(i64::from(r.kek_version))
+            .bind(&r.wrapped_dek)
+            .bind(&r.ciphertext)
+            .bind(r.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+            sqlx::query(
+                "INSERT INTO records (org, rtype, id, version, deleted, link) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (org, rtype, id) DO UPDATE SET version = excluded.version, \
+                 deleted = excluded.deleted, link = excluded.link",
+            )
+            .bind(org.as_str())
+            .bind(r.rtype.as_str())
+            .bind(r.id.as_str())
+            .bind(v64(r.version))
+            .bind(i64::from(r.deleted))
+            .bind(r.link.map(|l| l.0.to_vec()))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+            sqlx::query("DELETE FROM blind_index WHERE org = ? AND rtype = ? AND id = ?")
+                .bind(org.as_str())
+                .bind(r.rtype.as_str())
+                .bind(r.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?;
+            if !r.deleted {
+                for (kind, digest) in &w.index {
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO blind_index (org, kind, digest, rtype, id) \
+                         VALUES (?, ?, ?, ?, ?)",
+                    )
+                    .bind(org.as_str())
+                    .bind(kind.as_str())
+                    .bind(digest.0.to_vec())
+                    .bind(r.rtype.as_str())
+                    .bind(r.id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable(ctx))?;
+                }
+            }
+            outcomes.push(WriteOutcome::Written);
+        }
+        tx.commit().await.map_err(unavailable(ctx))?;
+        Ok(outcomes)
+    }
+
+    async fn find(
+        &self,
+        org: &OrgId,
+        kind: IndexKind,
+        digest: &Digest32,
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT b.rtype, b.id FROM blind_index b JOIN records r \
+               ON r.org = b.org AND r.rtype = b.rtype AND r.id = b.id \
+             WHERE b.org = ? AND b.kind = ? AND b.digest = ? AND r.deleted = 0 \
+             ORDER BY b.rtype, b.id",
+        )
+        .bind(org.as_str())
+        .bind(kind.as_str())
+        .bind(digest.0.to_vec())
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable("search index"))?;
+        rows.iter().map(decode_key).collect()
+    }
+
+    async fn linked(&self, org: &OrgId, link: &Digest32) -> Result<Vec<SealedRecord>, StoreError> {
+        let sql = format!(
+            "{SELECT_HEAD} WHERE r.org = ? AND r.link = ? AND r.deleted = 0 ORDER BY r.rtype, r.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org.as_str())
+            .bind(link.0.to_vec())
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(unavailable("read linked records"))?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn page(
+        &self,
+        org: &OrgId,
+        after: Option<&RecordKey>,
+        limit: u32,
+    ) -> Result<Vec<SealedRecord>, StoreError> {
+        let (after_type, after_id) = after
+            .map(|k| (k.rtype.as_str(), k.id.as_str()))
+            .unwrap_or(("", ""));
+        let sql = format!(
+            "{SELECT_HEAD} WHERE r.org = ? AND r.deleted = 0 AND (r.rtype, r.id) > (?, ?) \
+             ORDER BY r.rtype, r.id LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(org.as_str())
+            .bind(after_type)
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(unavailable("list records"))?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn erase(&self, org: &OrgId, keys: &[RecordKey]) -> Result<u64, StoreError> {
+        let ctx = "erase records";
+        let mut tx = self
+            .db
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable(ctx))?;
+        let mut destroyed = 0;
+        for k in keys {
+            let done = sqlx::query(
+                "DELETE FROM record_versions WHERE org = ? AND rtype = ? AND id = ?",
+            )
+            .bind(org.as_str())
+            .bind(k.rtype.as_str())
+            .bind(k.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+            destroyed += done.rows_affected();
+            for table in ["records", "blind_index"] {
+                let sql = format!("DELETE FROM {table} WHERE org = ? AND rtype = ? AND id = ?");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(org.as_str())
+                    .bind(k.rtype.as_str())
+                    .bind(k.id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable(ctx))?;
+            }
+        }
+        tx.commit().await.map_err(unavailable(ctx))?;
+        self.checkpoint_truncate().await?;
+        Ok(destroyed)
+    }
+
+    async fn linked_keys(
+        &self,
+        org: &OrgId,
+        link: &Digest32,
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT rtype, id FROM record_versions WHERE org = ? AND link = ? \
+             ORDER BY rtype, id",
+        )
+        .bind(org.as_str())
+        .bind(link.0.to_vec())
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable("list linked keys"))?;
+        rows.iter().map(decode_key).collect()
+    }
+}
