@@ -17,7 +17,9 @@ pub enum StoreError {
         detail: String,
     },
     /// The schema was written by a newer phivault.
-    #[error("the {store} store has schema version {found}, newer than this phivault knows ({known}); upgrade phivault")]
+    #[error(
+        "the {store} store has schema version {found}, newer than this phivault knows ({known}); upgrade phivault"
+    )]
     SchemaTooNew {
         store: &'static str,
         found: i64,

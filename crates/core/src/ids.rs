@@ -4,7 +4,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum IdError {
-    #[error("organization id must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit")]
+    #[error(
+        "organization id must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"
+    )]
     BadOrg,
     #[error("resource id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'")]
     BadResourceId,

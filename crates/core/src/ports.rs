@@ -53,7 +53,9 @@ pub struct RecordWrite {
 pub enum WriteOutcome {
     Written,
     /// The head was not what the writer expected: nothing was written for this record.
-    Conflict { current: Option<Version> },
+    Conflict {
+        current: Option<Version>,
+    },
 }
 
 /// A sealed record store (identity or clinical). Every method is scoped to one organization:
@@ -61,11 +63,7 @@ pub enum WriteOutcome {
 #[async_trait]
 pub trait RecordStore: Send + Sync + std::fmt::Debug {
     /// The head version of a record, tombstones included.
-    async fn head(
-        &self,
-        org: &OrgId,
-        key: &RecordKey,
-    ) -> Result<Option<SealedRecord>, StoreError>;
+    async fn head(&self, org: &OrgId, key: &RecordKey) -> Result<Option<SealedRecord>, StoreError>;
 
     /// One specific version.
     async fn version(

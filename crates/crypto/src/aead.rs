@@ -61,6 +61,11 @@ pub fn hmac_sha256_verify(key: &Key32, msg: &[u8], tag: &[u8]) -> bool {
     aws_lc_rs::hmac::verify(&k, msg, tag).is_ok()
 }
 
+/// Constant-time equality of two secrets (lengths are not hidden).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +86,11 @@ mod tests {
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;
-            assert_eq!(open(&k, b"ctx", &bad), Err(CryptoError::Integrity), "byte {i}");
+            assert_eq!(
+                open(&k, b"ctx", &bad),
+                Err(CryptoError::Integrity),
+                "byte {i}"
+            );
         }
         assert_eq!(
             open(&k, b"other", &sealed),

@@ -5,7 +5,9 @@ use thiserror::Error;
 pub enum CryptoError {
     /// A ciphertext, wrapped key or tag did not verify: it was altered, moved, or belongs to
     /// another key.
-    #[error("integrity check failed: the stored data was altered, moved or does not belong to this record")]
+    #[error(
+        "integrity check failed: the stored data was altered, moved or does not belong to this record"
+    )]
     Integrity,
     #[error("wrong passphrase: the root key could not be unsealed")]
     WrongPassphrase,

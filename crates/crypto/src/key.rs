@@ -53,3 +53,19 @@ mod tests {
         assert_zeroize_on_drop::<Secret<[u8; 32]>>();
     }
 }
+
+/// A random (version 4) UUID, for server-assigned resource ids.
+pub fn random_uuid() -> Result<String, CryptoError> {
+    let mut b: [u8; 16] = random_bytes()?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}

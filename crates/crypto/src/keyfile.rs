@@ -140,8 +140,8 @@ impl KeyfileProvider {
             .decode(&json.sealed_root_key)
             .map_err(|_| CryptoError::KeyfileFormat("bad sealed key"))?;
         let wrapping = derive(pass, kdf, &salt)?;
-        let root = aead::open(&wrapping, &aad(kdf), &sealed)
-            .map_err(|_| CryptoError::WrongPassphrase)?;
+        let root =
+            aead::open(&wrapping, &aad(kdf), &sealed).map_err(|_| CryptoError::WrongPassphrase)?;
         Ok(Self {
             root: Key32::from_slice(&root)?,
         })
@@ -173,10 +173,8 @@ fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
     let mut f = opts.open(path).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            d.sync_all().map_err(io)?;
-        }
+    if let Some(d) = path.parent().and_then(|dir| std::fs::File::open(dir).ok()) {
+        d.sync_all().map_err(io)?;
     }
     Ok(())
 }

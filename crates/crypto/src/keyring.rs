@@ -310,7 +310,10 @@ mod tests {
             version: Version(1),
         };
         let sealed = ring.seal_record(&a1, b"{\"name\":\"x\"}").unwrap();
-        assert_eq!(&*ring.open_record(&a1, &sealed).unwrap(), b"{\"name\":\"x\"}");
+        assert_eq!(
+            &*ring.open_record(&a1, &sealed).unwrap(),
+            b"{\"name\":\"x\"}"
+        );
         let moved = [
             RecordAad { id: &p2, ..a1 },
             RecordAad {

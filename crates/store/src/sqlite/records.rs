@@ -100,11 +100,7 @@ impl SqliteRecordStore {
 
 #[async_trait]
 impl RecordStore for SqliteRecordStore {
-    async fn head(
-        &self,
-        org: &OrgId,
-        key: &RecordKey,
-    ) -> Result<Option<SealedRecord>, StoreError> {
+    async fn head(&self, org: &OrgId, key: &RecordKey) -> Result<Option<SealedRecord>, StoreError> {
         let sql = format!("{SELECT_HEAD} WHERE r.org = ? AND r.rtype = ? AND r.id = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(org.as_str())
@@ -302,15 +298,14 @@ impl RecordStore for SqliteRecordStore {
             .map_err(unavailable(ctx))?;
         let mut destroyed = 0;
         for k in keys {
-            let done = sqlx::query(
-                "DELETE FROM record_versions WHERE org = ? AND rtype = ? AND id = ?",
-            )
-            .bind(org.as_str())
-            .bind(k.rtype.as_str())
-            .bind(k.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(ctx))?;
+            let done =
+                sqlx::query("DELETE FROM record_versions WHERE org = ? AND rtype = ? AND id = ?")
+                    .bind(org.as_str())
+                    .bind(k.rtype.as_str())
+                    .bind(k.id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable(ctx))?;
             destroyed += done.rows_affected();
             for table in ["records", "blind_index"] {
                 let sql = format!("DELETE FROM {table} WHERE org = ? AND rtype = ? AND id = ?");

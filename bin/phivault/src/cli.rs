@@ -1,0 +1,499 @@
+//! The `phivault` command line.
+use crate::config;
+use crate::datadir::{self, Opened};
+use clap::{Args, Parser, Subcommand};
+use phivault_core::{Clock, RecordKey, ResourceId, StoreKind, SystemClock};
+use phivault_vault::{Actor, Ctx, ImportOptions, ImportReport, PatientQuery, VaultError};
+use serde_json::{Value, json};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "phivault",
+    version,
+    about = "A self-hostable, HIPAA-grade vault for protected health information"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// The data directory.
+    #[arg(long, env = "PHIVAULT_DATA_DIR", default_value = "./phivault-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgArgs {
+    /// The organization to act in (default: the only one).
+    #[arg(long, env = "PHIVAULT_ORG")]
+    pub org: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new vault: root key sealed by the passphrase, keyring, stores, organization `default`.
+    Init {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import FHIR R4 Bundles (collection, transaction, batch) or single resources.
+    Import {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        /// Stop at the first bad entry (the default skips it and goes on).
+        #[arg(long)]
+        strict: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// JSON files to import.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Export the whole dataset of an organization, decrypted, as a FHIR Bundle (mode 0600).
+    Export {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        /// Output file; refused if it exists, unless --force.
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite an existing output file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Search patients by blind index; prints a FHIR searchset Bundle.
+    Search {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        /// `system|value`, `|value` or `value`.
+        #[arg(long)]
+        identifier: Option<String>,
+        /// Family name (with --birthdate).
+        #[arg(long)]
+        family: Option<String>,
+        /// Birth date YYYY-MM-DD (with --family).
+        #[arg(long)]
+        birthdate: Option<String>,
+        /// Phone number.
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    /// Erase data by crypto-shredding.
+    Erase {
+        #[command(subcommand)]
+        what: EraseWhat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EraseWhat {
+    /// Destroy a patient and all its clinical records with their data keys.
+    Patient {
+        /// The Patient id.
+        id: String,
+        /// Why (for the record).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit codes: 0 done, 1 error, 2 done but some import entries were skipped.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = config::check_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {}", e.kind());
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+async fn open(dir: &Path) -> Result<Opened, String> {
+    let pass = config::passphrase(false)?;
+    datadir::open(dir, &pass, clock())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn ctx(opened: &Opened, org: &OrgArgs) -> Result<Ctx, String> {
+    Ok(Ctx {
+        org: opened
+            .org(org.org.as_deref())
+            .await
+            .map_err(|e| e.to_string())?,
+        actor: Actor::Operator {
+            os_user: config::os_user(),
+        },
+    })
+}
+
+async fn run(cmd: Command) -> Result<ExitCode, String> {
+    match cmd {
+        Command::Init { dir, json } => {
+            let dir = dir.data_dir;
+            if datadir::holds_vault(&dir) {
+                return Err(datadir::DataDirError::AlreadyInitialized(dir).to_string());
+            }
+            let pass = config::passphrase(true)?;
+            datadir::init(&dir, &pass, clock().as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"data_dir": dir.display().to_string(), "organization": datadir::DEFAULT_ORG})
+                );
+            } else {
+                println!(
+                    "initialized a vault in {} (organization '{}'); keep the passphrase safe: \
+                     without it nothing in the vault can be opened",
+                    dir.display(),
+                    datadir::DEFAULT_ORG
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import {
+            dir,
+            org,
+            strict,
+            json,
+            files,
+        } => {
+            let opened = open(&dir.data_dir).await?;
+            let result = import(&opened, &org, strict, &files).await;
+            opened.close().await;
+            let report = result?;
+            if json {
+                let skipped: Vec<Value> = report
+                    .skipped
+                    .iter()
+                    .map(|s| json!({"entry": s.entry, "reason": s.reason}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"patients": report.patients, "resources": report.resources, "skipped": skipped})
+                );
+            } else {
+                println!("{}", report.summary());
+            }
+            Ok(if report.skipped.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::Export {
+            dir,
+            org,
+            out,
+            force,
+        } => {
+            let opened = open(&dir.data_dir).await?;
+            let result = export(&opened, &org, &out, force).await;
+            opened.close().await;
+            let n = result?;
+            eprintln!("exported {n} resources to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Search {
+            dir,
+            org,
+            identifier,
+            family,
+            birthdate,
+            phone,
+        } => {
+            let opened = open(&dir.data_dir).await?;
+            let q = PatientQuery {
+                identifier,
+                family,
+                birthdate,
+                phone,
+            };
+            let result = async {
+                let c = ctx(&opened, &org).await?;
+                opened
+                    .vault
+                    .search_patients(&c, &q)
+                    .await
+                    .map_err(|e| vault_err(&e))
+            }
+            .await;
+            opened.close().await;
+            let found = result?;
+            let entries: Vec<Value> = found
+                .into_iter()
+                .map(|s| json!({"fullUrl": format!("Patient/{}", s.id), "resource": s.resource, "search": {"mode": "match"}}))
+                .collect();
+            let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries});
+            println!("{bundle}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Erase {
+            what:
+                EraseWhat::Patient {
+                    id,
+                    reason,
+                    dir,
+                    org,
+                    json,
+                },
+        } => {
+            if reason.trim().is_empty() {
+                return Err("--reason must say why the patient is erased".into());
+            }
+            let id = ResourceId::parse(&id).map_err(|e| e.to_string())?;
+            let opened = open(&dir.data_dir).await?;
+            let result = async {
+                let c = ctx(&opened, &org).await?;
+                opened
+                    .vault
+                    .erase_patient(&c, &id)
+                    .await
+                    .map_err(|e| vault_err(&e))
+            }
+            .await;
+            opened.close().await;
+            let r = result?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"patient": id.as_str(), "patient_versions": r.patient_versions,
+                           "clinical_records": r.clinical_records, "clinical_versions": r.clinical_versions})
+                );
+            } else {
+                println!(
+                    "erased Patient/{id}: {} patient versions, {} clinical records ({} versions) destroyed with their keys",
+                    r.patient_versions, r.clinical_records, r.clinical_versions
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn vault_err(e: &VaultError) -> String {
+    e.to_string()
+}
+
+/// A one-line progress bar on a terminal (standard error), nothing otherwise.
+struct Progress {
+    on: bool,
+    last: u64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            on: std::io::stderr().is_terminal(),
+            last: u64::MAX,
+        }
+    }
+    fn show(&mut self, label: &str, done: u64, total: u64) {
+        if !self.on || total == 0 {
+            return;
+        }
+        let pct = done * 100 / total;
+        if pct == self.last && done != total {
+            return;
+        }
+        self.last = pct;
+        let width = 30u64;
+        let filled = (done * width / total) as usize;
+        let bar = format!(
+            "{}{}",
+            "#".repeat(filled),
+            ".".repeat(width as usize - filled)
+        );
+        let mut err = std::io::stderr();
+        let _ = write!(err, "\r{label} [{bar}] {done}/{total}");
+        if done == total {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
+}
+
+async fn import(
+    opened: &Opened,
+    org: &OrgArgs,
+    strict: bool,
+    files: &[PathBuf],
+) -> Result<ImportReport, String> {
+    let c = ctx(opened, org).await?;
+    let mut report = ImportReport::default();
+    let opts = ImportOptions { strict };
+    let mut bar = Progress::new();
+    for file in files {
+        let name = file.display().to_string();
+        let doc = std::fs::read(file)
+            .map_err(|e| format!("cannot read: {}", e.kind()))
+            .and_then(|bytes| {
+                serde_json::from_slice::<Value>(&bytes).map_err(|e| {
+                    format!(
+                        "not JSON (line {}, column {}: {})",
+                        e.line(),
+                        e.column(),
+                        match e.classify() {
+                            serde_json::error::Category::Io => "read error",
+                            serde_json::error::Category::Syntax => "syntax error",
+                            serde_json::error::Category::Data => "data error",
+                            serde_json::error::Category::Eof => "unexpected end",
+                        }
+                    )
+                })
+            });
+        let doc = match doc {
+            Ok(d) => d,
+            Err(reason) => {
+                if strict {
+                    return Err(format!("{name}: {reason}"));
+                }
+                report.skipped.push(phivault_vault::Skipped {
+                    entry: name,
+                    reason,
+                });
+                continue;
+            }
+        };
+        let label = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        opened
+            .vault
+            .import_document(&c, &name, doc, opts, &mut report, &mut |p| {
+                bar.show(&label, p.done, p.total)
+            })
+            .await
+            .map_err(|e| vault_err(&e))?;
+    }
+    Ok(report)
+}
+
+fn full_url(rtype: &str, id: &str) -> String {
+    let is_uuid = id.len() == 36
+        && id.chars().enumerate().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        });
+    if is_uuid {
+        format!("urn:uuid:{id}")
+    } else {
+        format!("{rtype}/{id}")
+    }
+}
+
+/// Streams the export into a private temporary file beside `out`, then renames it into place.
+async fn export(opened: &Opened, org: &OrgArgs, out: &Path, force: bool) -> Result<u64, String> {
+    if out.exists() && !force {
+        return Err(format!(
+            "{} exists; choose another --out or add --force",
+            out.display()
+        ));
+    }
+    let c = ctx(opened, org).await?;
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.partial",
+        out.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "export".into())
+    ));
+    let io = |e: std::io::Error| format!("cannot write {}: {}", out.display(), e.kind());
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts.open(&tmp).map_err(io)?;
+    let mut w = std::io::BufWriter::new(file);
+    let result = async {
+        w.write_all(b"{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[")
+            .map_err(io)?;
+        let mut n = 0u64;
+        for kind in [StoreKind::Identity, StoreKind::Clinical] {
+            let mut after: Option<RecordKey> = None;
+            loop {
+                let page = opened
+                    .vault
+                    .page(&c, kind, after.as_ref(), 500)
+                    .await
+                    .map_err(|e| vault_err(&e))?;
+                let Some(last) = page.last() else { break };
+                after = Some(RecordKey {
+                    rtype: last.rtype,
+                    id: last.id.clone(),
+                });
+                for s in page {
+                    if n > 0 {
+                        w.write_all(b",").map_err(io)?;
+                    }
+                    let entry = json!({"fullUrl": full_url(s.rtype.as_str(), s.id.as_str()), "resource": s.resource});
+                    serde_json::to_writer(&mut w, &entry).map_err(|e| e.to_string())?;
+                    n += 1;
+                }
+            }
+        }
+        w.write_all(b"]}\n").map_err(io)?;
+        let file = w.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, out).map_err(io)?;
+        Ok::<u64, String>(n)
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,110 @@
+//! Configuration from the environment: `PHIVAULT_*` variables (flags override them, through
+//! clap's `env`). An unknown `PHIVAULT_*` variable is an error, so a typo never silently
+//! falls back to a default. Secrets come from a file (`_FILE`) or the environment, never from
+//! a command-line flag.
+use phivault_crypto::Passphrase;
+use std::io::IsTerminal;
+use std::path::Path;
+
+/// Every variable phivault reads. `PHIVAULT_TEST_*` is reserved for test harnesses.
+pub const KNOWN_VARS: &[&str] = &[
+    "PHIVAULT_DATA_DIR",
+    "PHIVAULT_ORG",
+    "PHIVAULT_PASSPHRASE",
+    "PHIVAULT_PASSPHRASE_FILE",
+];
+
+/// Checks that every `PHIVAULT_*` variable in the environment is one phivault knows.
+pub fn check_env() -> Result<(), String> {
+    let mut unknown: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("PHIVAULT_") && !k.starts_with("PHIVAULT_TEST_"))
+        .filter(|k| !KNOWN_VARS.contains(&k.as_str()))
+        .collect();
+    unknown.sort();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown environment variable(s) {}; known: {}",
+            unknown.join(", "),
+            KNOWN_VARS.join(", ")
+        ))
+    }
+}
+
+/// Where the passphrase comes from, in order: `PHIVAULT_PASSPHRASE_FILE`,
+/// `PHIVAULT_PASSPHRASE`, else a prompt on a terminal. `confirm` asks twice (for `init`).
+pub fn passphrase(confirm: bool) -> Result<Passphrase, String> {
+    if let Some(path) = std::env::var_os("PHIVAULT_PASSPHRASE_FILE") {
+        return passphrase_from_file(Path::new(&path));
+    }
+    if let Ok(value) = std::env::var("PHIVAULT_PASSPHRASE") {
+        if value.is_empty() {
+            return Err("PHIVAULT_PASSPHRASE is set but empty".into());
+        }
+        return Ok(Passphrase::new(value));
+    }
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        let first = Passphrase::new(
+            rpassword::prompt_password("phivault passphrase: ")
+                .map_err(|e| format!("could not read the passphrase: {}", e.kind()))?,
+        );
+        if confirm {
+            let second = Passphrase::new(
+                rpassword::prompt_password("repeat the passphrase: ")
+                    .map_err(|e| format!("could not read the passphrase: {}", e.kind()))?,
+            );
+            if !phivault_crypto::aead::ct_eq(first.expose().as_bytes(), second.expose().as_bytes())
+            {
+                return Err("the two passphrases differ".into());
+            }
+        }
+        return Ok(first);
+    }
+    Err(
+        "no passphrase: set PHIVAULT_PASSPHRASE_FILE (a file holding it) or \
+         PHIVAULT_PASSPHRASE, or run on a terminal to be prompted"
+            .into(),
+    )
+}
+
+fn passphrase_from_file(path: &Path) -> Result<Passphrase, String> {
+    let mut text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read PHIVAULT_PASSPHRASE_FILE {}: {}",
+            path.display(),
+            e.kind()
+        )
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            eprintln!(
+                "warning: {} is readable by other users; chmod 600 it",
+                path.display()
+            );
+        }
+    }
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    let pass = Passphrase::new(text);
+    if pass.expose().is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(pass)
+}
+
+/// The operator's OS user name, for `cli:<user>` in the audit trail.
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,182 @@
+//! A data dir: `keys/root.key` (the passphrase-sealed root key) and the SQLite stores
+//! `identity.db`, `clinical.db`, `audit.db`, `control.db`. This module wires the key provider,
+//! the stores and the vault together; it is the only place that knows all three.
+use phivault_core::{Clock, ControlStore, OrgId, Organization, StoreError};
+use phivault_crypto::{CryptoError, KeyfileProvider, Keyring, Passphrase};
+use phivault_store::SqliteStores;
+use phivault_store::sqlite::{AUDIT_DB, CLINICAL_DB, CONTROL_DB, IDENTITY_DB};
+use phivault_vault::Vault;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+
+pub const KEYS_DIR: &str = "keys";
+pub const ROOT_KEY: &str = "root.key";
+pub const DB_FILES: [&str; 4] = [IDENTITY_DB, CLINICAL_DB, AUDIT_DB, CONTROL_DB];
+const INITIALIZED: &str = "initialized";
+pub const DEFAULT_ORG: &str = "default";
+
+#[derive(Debug, Error)]
+pub enum DataDirError {
+    #[error("{0} already holds a phivault vault; init changes nothing")]
+    AlreadyInitialized(PathBuf),
+    #[error("no phivault vault at {0} (run `phivault init --data-dir {0}` first)")]
+    NotAVault(PathBuf),
+    #[error("the vault at {0} is incomplete (missing {1}); restore it from a backup")]
+    Incomplete(PathBuf, String),
+    #[error("{0}")]
+    Crypto(#[from] CryptoError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::ErrorKind),
+    #[error("organization '{0}' does not exist")]
+    UnknownOrg(String),
+    #[error("this vault has several organizations ({0}); choose one with --org")]
+    AmbiguousOrg(String),
+    #[error("this vault has no organization")]
+    NoOrg,
+    #[error("invalid organization id: {0}")]
+    BadOrg(String),
+}
+
+fn root_key_path(dir: &Path) -> PathBuf {
+    dir.join(KEYS_DIR).join(ROOT_KEY)
+}
+
+/// Whether `dir` holds any part of a vault.
+pub fn holds_vault(dir: &Path) -> bool {
+    root_key_path(dir).exists() || DB_FILES.iter().any(|f| dir.join(f).exists())
+}
+
+fn mkdir_private(path: &Path) -> Result<(), DataDirError> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(path)
+        .map_err(|e| DataDirError::Io(path.to_owned(), e.kind()))
+}
+
+/// Creates a new vault in `dir`: root key, keyring, stores, the `default` organization.
+/// Refuses, changing nothing, if `dir` already holds a vault. On failure, removes what it made.
+pub async fn init(dir: &Path, pass: &Passphrase, clock: &dyn Clock) -> Result<(), DataDirError> {
+    if holds_vault(dir) {
+        return Err(DataDirError::AlreadyInitialized(dir.to_owned()));
+    }
+    mkdir_private(&dir.join(KEYS_DIR))?;
+    let result = init_inner(dir, pass, clock).await;
+    if result.is_err() {
+        // Leave no half-made vault behind (only files this call created can exist here).
+        let _ = std::fs::remove_file(root_key_path(dir));
+        for f in DB_FILES {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(dir.join(format!("{f}{suffix}")));
+            }
+        }
+    }
+    result
+}
+
+async fn init_inner(dir: &Path, pass: &Passphrase, clock: &dyn Clock) -> Result<(), DataDirError> {
+    let provider = KeyfileProvider::create(&root_key_path(dir), pass)?;
+    let stores = SqliteStores::open(dir, true).await?;
+    let (_, entries) = Keyring::generate(&provider, clock.now_millis())?;
+    let control = stores.control.clone();
+    control.add_keyring_entries(&entries).await?;
+    control
+        .create_organization(&Organization {
+            id: OrgId::parse(DEFAULT_ORG).map_err(|e| DataDirError::BadOrg(e.to_string()))?,
+            name: DEFAULT_ORG.into(),
+            created_at: clock.now_millis(),
+        })
+        .await?;
+    control.put_setting("root_key_provider", "keyfile").await?;
+    control.put_setting(INITIALIZED, "1").await?;
+    stores.close().await;
+    Ok(())
+}
+
+/// An opened vault and what it runs on.
+#[derive(Debug)]
+pub struct Opened {
+    pub vault: Vault,
+    pub stores: SqliteStores,
+}
+
+impl Opened {
+    /// The organization to act in: `--org` if given, else the only one.
+    pub async fn org(&self, requested: Option<&str>) -> Result<OrgId, DataDirError> {
+        let orgs = self.stores.control.organizations().await?;
+        match requested {
+            Some(r) => {
+                let id = OrgId::parse(r).map_err(|e| DataDirError::BadOrg(e.to_string()))?;
+                if orgs.iter().any(|o| o.id == id) {
+                    Ok(id)
+                } else {
+                    Err(DataDirError::UnknownOrg(r.to_owned()))
+                }
+            }
+            None => match orgs.as_slice() {
+                [one] => Ok(one.id.clone()),
+                [] => Err(DataDirError::NoOrg),
+                many => Err(DataDirError::AmbiguousOrg(
+                    many.iter()
+                        .map(|o| o.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )),
+            },
+        }
+    }
+
+    pub async fn close(&self) {
+        self.stores.close().await;
+    }
+}
+
+/// Opens the vault in `dir`. The passphrase is checked against `keys/root.key` before any
+/// database is opened, so a wrong passphrase leaves the data dir byte-for-byte unchanged.
+pub async fn open(
+    dir: &Path,
+    pass: &Passphrase,
+    clock: Arc<dyn Clock>,
+) -> Result<Opened, DataDirError> {
+    let key_path = root_key_path(dir);
+    if !key_path.exists() {
+        return Err(DataDirError::NotAVault(dir.to_owned()));
+    }
+    let provider = KeyfileProvider::open(&key_path, pass)?;
+    for f in DB_FILES {
+        if !dir.join(f).exists() {
+            return Err(DataDirError::Incomplete(dir.to_owned(), f.to_owned()));
+        }
+    }
+    let stores = SqliteStores::open(dir, false).await?;
+    if stores.control.get_setting(INITIALIZED).await?.as_deref() != Some("1") {
+        stores.close().await;
+        return Err(DataDirError::Incomplete(
+            dir.to_owned(),
+            "a finished init".into(),
+        ));
+    }
+    let entries = stores.control.keyring().await?;
+    let keyring = match Keyring::load(&provider, &entries) {
+        Ok(k) => k,
+        Err(e) => {
+            stores.close().await;
+            return Err(e.into());
+        }
+    };
+    let vault = Vault::new(
+        Arc::new(keyring),
+        stores.identity.clone(),
+        stores.clinical.clone(),
+        stores.control.clone(),
+        clock,
+    );
+    Ok(Opened { vault, stores })
+}

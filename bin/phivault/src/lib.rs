@@ -1,0 +1,7 @@
+//! The phivault binary's library: command line, configuration, and the wiring of crypto,
+//! stores and vault for a data dir.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod datadir;

@@ -1,0 +1,292 @@
+//! Import of FHIR R4 Bundles (collection, transaction, batch — as Synthea writes them) and
+//! single resources. Patients go to the identity store, everything else to the clinical store,
+//! linked through `subject`/`patient` references (`urn:uuid:`, `Patient/id`, or a conditional
+//! `Patient?identifier=`). Each entry is written whole or not at all; entries are batched into
+//! durable transactions.
+use crate::error::VaultError;
+use crate::records::{UrnMap, fhir};
+use crate::{Ctx, Vault};
+use phivault_core::{RecordKey, RecordWrite, ResourceId, StoreKind, WriteOutcome};
+use serde_json::Value;
+use std::collections::HashSet;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    /// Stop at the first bad entry instead of skipping it.
+    pub strict: bool,
+}
+
+/// An entry that was not imported, and why (never a PHI value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub entry: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportReport {
+    pub patients: u64,
+    pub resources: u64,
+    pub skipped: Vec<Skipped>,
+}
+
+impl ImportReport {
+    /// `imported N patients, M resources; K skipped: <reasons>`
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "imported {} patients, {} resources; {} skipped",
+            self.patients,
+            self.resources,
+            self.skipped.len()
+        );
+        if !self.skipped.is_empty() {
+            s.push_str(": ");
+            let reasons: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|k| format!("{}: {}", k.entry, k.reason))
+                .collect();
+            s.push_str(&reasons.join("; "));
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ImportProgress {
+    pub done: u64,
+    pub total: u64,
+}
+
+const BATCH: usize = 256;
+
+struct Entry {
+    name: String,
+    full_url: Option<String>,
+    resource: Option<Value>,
+    id: Option<ResourceId>,
+    is_patient: bool,
+    problem: Option<String>,
+}
+
+struct Pending {
+    writes: Vec<RecordWrite>,
+    names: Vec<String>,
+    keys: HashSet<RecordKey>,
+    kind: Option<StoreKind>,
+}
+
+impl Vault {
+    /// Imports one parsed JSON document. `source` names it in messages (a file name).
+    /// In strict mode the first bad entry is returned as an error (entries before it stay
+    /// imported); otherwise bad entries are listed in the report. Storage errors always stop.
+    pub async fn import_document(
+        &self,
+        ctx: &Ctx,
+        source: &str,
+        doc: Value,
+        opts: ImportOptions,
+        report: &mut ImportReport,
+        progress: &mut (dyn FnMut(ImportProgress) + Send),
+    ) -> Result<(), VaultError> {
+        let mut entries = collect_entries(source, doc);
+        let mut urns = UrnMap::new();
+        for e in &entries {
+            if let (Some(full), Some(id)) = (&e.full_url, &e.id) {
+                urns.insert(full.clone(), e.is_patient.then(|| id.clone()));
+            }
+        }
+        // Patients first, so that references to them resolve; order kept within each group.
+        entries.sort_by_key(|e| !e.is_patient);
+        let total = entries.len() as u64;
+        let mut pending = Pending {
+            writes: Vec::new(),
+            names: Vec::new(),
+            keys: HashSet::new(),
+            kind: None,
+        };
+        for (done, entry) in entries.into_iter().enumerate() {
+            let name = entry.name.clone();
+            let prepared = match (entry.problem, entry.resource, entry.id) {
+                (Some(p), _, _) => Err(VaultError::Invalid(p)),
+                (None, Some(resource), Some(id)) => {
+                    let rtype = fhir::resource_type(&resource)?;
+                    let key = RecordKey { rtype, id };
+                    let kind = crate::records::store_kind(rtype);
+                    if pending.keys.contains(&key) || pending.kind.is_some_and(|k| k != kind) {
+                        self.flush(ctx, &mut pending, opts, report).await?;
+                    }
+                    self.prepare(ctx, resource, &key.id, None, &urns)
+                        .await
+                        .map(|(w, _)| (w, key, kind))
+                }
+                _ => Err(VaultError::Invalid("entry has no resource".into())),
+            };
+            match prepared {
+                Ok((write, key, kind)) => {
+                    pending.writes.push(write);
+                    pending.names.push(name);
+                    pending.keys.insert(key);
+                    pending.kind = Some(kind);
+                    if pending.writes.len() >= BATCH {
+                        self.flush(ctx, &mut pending, opts, report).await?;
+                    }
+                }
+                Err(e @ (VaultError::Invalid(_) | VaultError::Conflict { .. })) => {
+                    let reason = e.client_message();
+                    if opts.strict {
+                        self.flush(ctx, &mut pending, opts, report).await?;
+                        return Err(VaultError::Invalid(format!("{name}: {reason}")));
+                    }
+                    report.skipped.push(Skipped {
+                        entry: name,
+                        reason,
+                    });
+                }
+                Err(e) => {
+                    self.flush(ctx, &mut pending, opts, report).await?;
+                    return Err(e);
+                }
+            }
+            progress(ImportProgress {
+                done: done as u64 + 1,
+                total,
+            });
+        }
+        self.flush(ctx, &mut pending, opts, report).await
+    }
+
+    async fn flush(
+        &self,
+        ctx: &Ctx,
+        pending: &mut Pending,
+        opts: ImportOptions,
+        report: &mut ImportReport,
+    ) -> Result<(), VaultError> {
+        let Some(kind) = pending.kind.take() else {
+            return Ok(());
+        };
+        let writes = std::mem::take(&mut pending.writes);
+        let names = std::mem::take(&mut pending.names);
+        pending.keys.clear();
+        let outcomes = self.store(kind).write(&ctx.org, writes).await?;
+        for (outcome, name) in outcomes.into_iter().zip(names) {
+            match outcome {
+                WriteOutcome::Written if kind == StoreKind::Identity => report.patients += 1,
+                WriteOutcome::Written => report.resources += 1,
+                WriteOutcome::Conflict { .. } => {
+                    let reason = "changed concurrently by another writer; not imported".to_owned();
+                    if opts.strict {
+                        return Err(VaultError::Invalid(format!("{name}: {reason}")));
+                    }
+                    report.skipped.push(Skipped {
+                        entry: name,
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn collect_entries(source: &str, doc: Value) -> Vec<Entry> {
+    let is_bundle = doc.get("resourceType").and_then(Value::as_str) == Some("Bundle");
+    if !is_bundle {
+        return vec![make_entry(source.to_owned(), None, Some(doc), None)];
+    }
+    let Value::Object(mut bundle) = doc else {
+        return Vec::new();
+    };
+    let items = match bundle.remove("entry") {
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return vec![make_entry(
+                source.to_owned(),
+                None,
+                None,
+                Some("Bundle.entry is not an array".into()),
+            )];
+        }
+        None => Vec::new(),
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let name = format!("{source} entry {}", i + 1);
+            let Value::Object(mut item) = item else {
+                return make_entry(name, None, None, Some("entry is not an object".into()));
+            };
+            let method = item
+                .get("request")
+                .and_then(|r| r.get("method"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let problem = match method.as_deref() {
+                None | Some("POST") | Some("PUT") => None,
+                Some(_) => Some("only create (POST) and update (PUT) entries are imported".into()),
+            };
+            let full_url = item
+                .remove("fullUrl")
+                .and_then(|v| v.as_str().map(str::to_owned));
+            make_entry(name, full_url, item.remove("resource"), problem)
+        })
+        .collect()
+}
+
+fn make_entry(
+    name: String,
+    full_url: Option<String>,
+    resource: Option<Value>,
+    problem: Option<String>,
+) -> Entry {
+    let mut e = Entry {
+        name,
+        full_url: full_url.clone(),
+        resource: None,
+        id: None,
+        is_patient: false,
+        problem,
+    };
+    let Some(resource) = resource else {
+        e.problem
+            .get_or_insert_with(|| "entry has no resource".into());
+        return e;
+    };
+    let rtype = match fhir::resource_type(&resource) {
+        Ok(t) => t,
+        Err(err) => {
+            e.problem.get_or_insert(err.client_message());
+            return e;
+        }
+    };
+    e.is_patient = rtype.is_patient();
+    let id = match resource.get("id") {
+        Some(Value::String(s)) => ResourceId::parse(s).map_err(|err| err.to_string()),
+        Some(_) => Err("id is not a string".to_owned()),
+        None => {
+            let from_urn = full_url
+                .as_deref()
+                .and_then(|u| u.strip_prefix("urn:uuid:"))
+                .and_then(|u| ResourceId::parse(u).ok());
+            match from_urn {
+                Some(id) => Ok(id),
+                None => phivault_crypto::random_uuid()
+                    .map_err(|err| err.to_string())
+                    .and_then(|u| ResourceId::parse(&u).map_err(|err| err.to_string())),
+            }
+        }
+    };
+    match id {
+        Ok(id) => {
+            e.name = format!("{} ({}/{})", e.name, rtype, id);
+            e.id = Some(id);
+        }
+        Err(msg) => {
+            e.problem.get_or_insert(msg);
+        }
+    }
+    e.resource = Some(resource);
+    e
+}

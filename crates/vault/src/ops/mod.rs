@@ -1,0 +1,2 @@
+//! Whole-dataset operations: import and export.
+pub mod import;

@@ -1,0 +1,108 @@
+//! Exact patient search through blind indexes: the identity table is never decrypted to
+//! search it; only the matching records are opened.
+use super::fhir;
+use crate::error::VaultError;
+use crate::{Ctx, Stored, Vault};
+use phivault_core::{IndexKind, RecordKey};
+use std::collections::BTreeSet;
+
+/// Search criteria; all given criteria must match (AND).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientQuery {
+    /// FHIR token: `system|value`, `|value` (no system) or `value` (any system).
+    pub identifier: Option<String>,
+    /// Family name; needs `birthdate`.
+    pub family: Option<String>,
+    /// Birth date as written in the record (`YYYY-MM-DD`); needs `family`.
+    pub birthdate: Option<String>,
+    /// Phone number in any punctuation.
+    pub phone: Option<String>,
+}
+
+impl Vault {
+    pub(crate) async fn find_patient_keys(
+        &self,
+        ctx: &Ctx,
+        q: &PatientQuery,
+    ) -> Result<Vec<RecordKey>, VaultError> {
+        let mut terms: Vec<(IndexKind, String)> = Vec::new();
+        if let Some(ident) = &q.identifier {
+            match ident.split_once('|') {
+                Some((_, v)) if v.trim().is_empty() => {
+                    return Err(VaultError::Invalid(
+                        "identifier search needs a value after '|'".into(),
+                    ));
+                }
+                Some((s, v)) => {
+                    terms.push((IndexKind::Identifier, fhir::identifier_term(Some(s), v)))
+                }
+                None if ident.trim().is_empty() => {
+                    return Err(VaultError::Invalid(
+                        "identifier search needs a value".into(),
+                    ));
+                }
+                None => terms.push((IndexKind::IdentifierValue, ident.trim().to_owned())),
+            }
+        }
+        match (&q.family, &q.birthdate) {
+            (Some(f), Some(b)) => terms.push((
+                IndexKind::FamilyBirthdate,
+                fhir::family_birthdate_term(f, b),
+            )),
+            (None, None) => {}
+            _ => {
+                return Err(VaultError::Invalid(
+                    "search by family name needs the birth date too (and the reverse)".into(),
+                ));
+            }
+        }
+        if let Some(p) = &q.phone {
+            let digits = fhir::normalize_phone(p);
+            if digits.len() < 4 {
+                return Err(VaultError::Invalid(
+                    "phone search needs at least 4 digits".into(),
+                ));
+            }
+            terms.push((IndexKind::Phone, digits));
+        }
+        if terms.is_empty() {
+            return Err(VaultError::Invalid(
+                "give at least one search criterion (identifier, family + birthdate, phone)".into(),
+            ));
+        }
+        let mut result: Option<BTreeSet<RecordKey>> = None;
+        for (kind, term) in terms {
+            let digest = self.keyring.blind_index(kind, &ctx.org, &term);
+            let found: BTreeSet<RecordKey> = self
+                .identity
+                .find(&ctx.org, kind, &digest)
+                .await?
+                .into_iter()
+                .collect();
+            result = Some(match result {
+                None => found,
+                Some(prev) => prev.intersection(&found).cloned().collect(),
+            });
+        }
+        Ok(result.unwrap_or_default().into_iter().collect())
+    }
+
+    /// Finds patients exactly matching every given criterion.
+    pub async fn search_patients(
+        &self,
+        ctx: &Ctx,
+        q: &PatientQuery,
+    ) -> Result<Vec<Stored>, VaultError> {
+        let keys = self.find_patient_keys(ctx, q).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            match self.read(ctx, k.rtype, &k.id).await {
+                Ok(s) => out.push(s),
+                // Raced with a delete or erase: not a match any more.
+                Err(VaultError::NotFound | VaultError::Gone) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
