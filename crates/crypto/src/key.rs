@@ -33,6 +33,22 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     Ok(buf)
 }
 
+/// A random (version 4) UUID, for server-assigned resource ids.
+pub fn random_uuid() -> Result<String, CryptoError> {
+    let mut b: [u8; 16] = random_bytes()?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,20 +68,4 @@ mod tests {
     fn key_material_zeroizes_on_drop() {
         assert_zeroize_on_drop::<Secret<[u8; 32]>>();
     }
-}
-
-/// A random (version 4) UUID, for server-assigned resource ids.
-pub fn random_uuid() -> Result<String, CryptoError> {
-    let mut b: [u8; 16] = random_bytes()?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
 }
