@@ -137,20 +137,20 @@ prov = {"resourceType": "Provenance", "id": uid("prov-1"),
         "recorded": "2019-05-02T09:45:00.000-04:00",
         "agent": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]},
                    "who": {"reference": "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9999975519"}}]}
-write("fhir/synthea-style-transaction.json",
+write("fhir/01-synthea-style-transaction.json",
       {"resourceType": "Bundle", "type": "transaction", "entry": [entry(r) for r in res + [prov]]})
 
 # 2. A collection bundle with Patient/id references.
 p3 = PEOPLE[2]
 res3 = [patient(p3)] + clinical(p3, "Patient/" + uid("p3"))
-write("fhir/collection-bundle.json",
+write("fhir/02-collection-bundle.json",
       {"resourceType": "Bundle", "type": "collection", "entry": [{"fullUrl": "Patient/" + r["id"] if r["resourceType"] == "Patient" else r["resourceType"] + "/" + r["id"], "resource": r} for r in res3]})
 
 # 3. A single Patient resource.
-write("fhir/single-patient.json", patient(PEOPLE[3]))
+write("fhir/03-single-patient.json", patient(PEOPLE[3]))
 
 # 4. A single Observation that names its patient by a conditional reference (by MRN).
-write("fhir/conditional-reference-observation.json", {
+write("fhir/04-conditional-reference-observation.json", {
     "resourceType": "Observation", "id": uid("p4-bp"), "status": "final",
     "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}]},
     "subject": {"reference": "Patient?identifier=http://hospital.smarthealthit.org|" + PEOPLE[3]["mrn"]},
@@ -160,7 +160,7 @@ write("fhir/conditional-reference-observation.json", {
         {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]}, "valueQuantity": {"value": 81, "unit": "mm[Hg]"}}]})
 
 # 5. Practitioner and Organization information (no patient), as Synthea writes separately.
-write("fhir/practitioner-information.json", {"resourceType": "Bundle", "type": "batch", "entry": [
+write("fhir/05-practitioner-information.json", {"resourceType": "Bundle", "type": "batch", "entry": [
     entry({"resourceType": "Organization", "id": uid("org-1"), "active": True, "name": "FITCHBURG OUTPATIENT CLINIC",
            "identifier": [{"system": SYNTHEA, "value": "ef58ea08-d883-3957-8300-150554edc8fb"}],
            "address": [{"line": ["275 NICHOLS RD"], "city": "FITCHBURG", "state": "MA", "postalCode": "01420"}]}, "PUT"),

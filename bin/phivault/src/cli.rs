@@ -2,8 +2,10 @@
 use crate::config;
 use crate::datadir::{self, Opened};
 use clap::{Args, Parser, Subcommand};
-use phivault_core::{Clock, RecordKey, ResourceId, StoreKind, SystemClock};
-use phivault_vault::{Actor, Ctx, ImportOptions, ImportReport, PatientQuery, VaultError};
+use phivault_core::{Clock, ResourceId, StoreKind, SystemClock};
+use phivault_vault::{
+    Actor, Ctx, ImportOptions, ImportReport, PageCursor, PatientQuery, VaultError,
+};
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -463,18 +465,17 @@ async fn export(opened: &Opened, org: &OrgArgs, out: &Path, force: bool) -> Resu
             .map_err(io)?;
         let mut n = 0u64;
         for kind in [StoreKind::Identity, StoreKind::Clinical] {
-            let mut after: Option<RecordKey> = None;
+            let mut after: Option<PageCursor> = None;
             loop {
-                let page = opened
+                let (page, next) = opened
                     .vault
                     .page(&c, kind, after.as_ref(), 500)
                     .await
                     .map_err(|e| vault_err(&e))?;
-                let Some(last) = page.last() else { break };
-                after = Some(RecordKey {
-                    rtype: last.rtype,
-                    id: last.id.clone(),
-                });
+                if page.is_empty() {
+                    break;
+                }
+                after = next;
                 for s in page {
                     if n > 0 {
                         w.write_all(b",").map_err(io)?;

@@ -63,6 +63,10 @@ impl ResourceId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// The hex form of a keyed digest, used as a pseudonymous row id.
+    pub fn from_digest(d: &Digest32) -> Self {
+        Self(d.to_hex())
+    }
 }
 
 impl fmt::Display for ResourceId {

@@ -223,6 +223,24 @@ impl Keyring {
         ))
     }
 
+    /// The pseudonymous row id a record is stored under: HMAC(pepper, org, type, id), so no
+    /// plaintext resource id (which may equal an identifier value) sits in a store. Distinct
+    /// from [`Keyring::pseudonym`], so identity rows and clinical links do not join without
+    /// the key.
+    pub fn row_id(&self, org: &OrgId, rtype: ResourceType, id: &ResourceId) -> Digest32 {
+        Digest32(aead::hmac_sha256(
+            &self.pepper,
+            &tuple(
+                "row-id",
+                &[
+                    org.as_str().as_bytes(),
+                    rtype.as_str().as_bytes(),
+                    id.as_str().as_bytes(),
+                ],
+            ),
+        ))
+    }
+
     /// A blind index: HMAC(per-field key, org, normalized value).
     pub fn blind_index(&self, kind: IndexKind, org: &OrgId, normalized: &str) -> Digest32 {
         // Every IndexKind has a key (checked in `load`/`generate`); fall back to the pepper

@@ -12,7 +12,7 @@ pub mod records;
 pub use error::VaultError;
 pub use ops::import::{ImportOptions, ImportProgress, ImportReport, Skipped};
 pub use records::search::PatientQuery;
-pub use records::{EraseReport, Stored};
+pub use records::{EraseReport, PageCursor, Stored};
 
 use phivault_core::{Clock, ControlStore, OrgId, RecordStore};
 use phivault_crypto::Keyring;

@@ -46,6 +46,21 @@ pub(crate) struct Db {
 
 impl Db {
     pub(crate) async fn open(path: &Path, create: bool) -> Result<Db, StoreError> {
+        if create && !path.exists() {
+            // An empty file is a valid new database; creating it first sets its mode (and so
+            // that of its -wal and -shm files, which SQLite copies) to owner-only.
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                o.mode(0o600);
+            }
+            o.open(path).map_err(|e| StoreError::Unavailable {
+                context: "create database file",
+                detail: e.kind().to_string(),
+            })?;
+        }
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(create)

@@ -44,7 +44,29 @@ pub(crate) fn store_kind(rtype: ResourceType) -> StoreKind {
     }
 }
 
+/// Where a paged listing stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor(RecordKey);
+
 impl Vault {
+    /// The key a record is stored under: its type and its pseudonymous row id.
+    pub(crate) fn row_key(&self, ctx: &Ctx, rtype: ResourceType, id: &ResourceId) -> RecordKey {
+        RecordKey {
+            rtype,
+            id: ResourceId::from_digest(&self.keyring.row_id(&ctx.org, rtype, id)),
+        }
+    }
+
+    /// Reads and opens the head of a row.
+    pub(crate) async fn read_row(&self, ctx: &Ctx, key: &RecordKey) -> Result<Stored, VaultError> {
+        let rec = self
+            .store(store_kind(key.rtype))
+            .head(&ctx.org, key)
+            .await?
+            .ok_or(VaultError::NotFound)?;
+        self.unseal(ctx, &rec)
+    }
+
     pub(crate) fn store(&self, kind: StoreKind) -> &dyn RecordStore {
         match kind {
             StoreKind::Identity => self.identity.as_ref(),
@@ -70,37 +92,41 @@ impl Vault {
             ciphertext: rec.ciphertext.clone(),
         };
         let plain = self.keyring.open_record(&aad, &parts)?;
-        let mut resource: Value = serde_json::from_slice(&plain)
-            .map_err(|_| VaultError::Integrity(phivault_crypto::CryptoError::Integrity))?;
-        // The sealed content must be what its row says it is.
+        let integrity = || VaultError::Integrity(phivault_crypto::CryptoError::Integrity);
+        let mut resource: Value = serde_json::from_slice(&plain).map_err(|_| integrity())?;
+        // The sealed content must be what its row says it is: its type, and an id whose
+        // pseudonymous row id is this row's.
         let inner_type = resource.get("resourceType").and_then(Value::as_str);
-        let inner_id = resource.get("id").and_then(Value::as_str);
-        if inner_type != Some(rec.rtype.as_str()) || inner_id != Some(rec.id.as_str()) {
-            return Err(VaultError::Integrity(
-                phivault_crypto::CryptoError::Integrity,
-            ));
+        let inner_id = resource
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|i| ResourceId::parse(i).ok())
+            .ok_or_else(integrity)?;
+        if inner_type != Some(rec.rtype.as_str())
+            || self.row_key(ctx, rec.rtype, &inner_id).id != rec.id
+        {
+            return Err(integrity());
         }
         fhir::set_server_meta(&mut resource, rec.version.0, rec.updated_at);
         Ok(Stored {
             rtype: rec.rtype,
-            id: rec.id.clone(),
+            id: inner_id,
             version: rec.version,
             resource,
         })
     }
 
-    /// Seals a resource version into a write.
-    #[allow(clippy::too_many_arguments)]
+    /// Seals a resource version into a write at row `key`.
     fn seal(
         &self,
         ctx: &Ctx,
-        rtype: ResourceType,
-        id: &ResourceId,
+        key: &RecordKey,
         version: Version,
         expected: Expected,
         resource: &Value,
         link: Option<Digest32>,
     ) -> Result<RecordWrite, VaultError> {
+        let (rtype, id) = (key.rtype, &key.id);
         let kind = store_kind(rtype);
         let aad = RecordAad {
             org: &ctx.org,
@@ -170,10 +196,7 @@ impl Vault {
                 .await?
                 .map(|p| self.keyring.pseudonym(&ctx.org, &p))
         };
-        let key = RecordKey {
-            rtype,
-            id: id.clone(),
-        };
+        let key = self.row_key(ctx, rtype, id);
         let head = self.store(store_kind(rtype)).head(&ctx.org, &key).await?;
         let head_version = head.as_ref().map(|h| h.version);
         let (version, exp) = match (expected, head_version) {
@@ -182,7 +205,7 @@ impl Vault {
             (None, Some(h)) => (h.next(), Expected::Version(h)),
             (None, None) => (Version::FIRST, Expected::Absent),
         };
-        let write = self.seal(ctx, rtype, id, version, exp, &resource, link)?;
+        let write = self.seal(ctx, &key, version, exp, &resource, link)?;
         Ok((write, resource))
     }
 
@@ -218,7 +241,7 @@ impl Vault {
                     };
                     let found = self.find_patient_keys(ctx, &q).await?;
                     match found.as_slice() {
-                        [one] => Some(one.id.clone()),
+                        [one] => Some(self.read_row(ctx, one).await?.id),
                         [] => {
                             return Err(VaultError::Invalid(format!(
                                 "{element}: conditional reference matches no patient"
@@ -256,10 +279,7 @@ impl Vault {
         ctx: &Ctx,
         id: &ResourceId,
     ) -> Result<bool, VaultError> {
-        let key = RecordKey {
-            rtype: ResourceType::PATIENT,
-            id: id.clone(),
-        };
+        let key = self.row_key(ctx, ResourceType::PATIENT, id);
         Ok(matches!(
             self.identity.head(&ctx.org, &key).await?,
             Some(h) if !h.deleted
@@ -340,16 +360,7 @@ impl Vault {
         rtype: ResourceType,
         id: &ResourceId,
     ) -> Result<Stored, VaultError> {
-        let key = RecordKey {
-            rtype,
-            id: id.clone(),
-        };
-        let rec = self
-            .store(store_kind(rtype))
-            .head(&ctx.org, &key)
-            .await?
-            .ok_or(VaultError::NotFound)?;
-        self.unseal(ctx, &rec)
+        self.read_row(ctx, &self.row_key(ctx, rtype, id)).await
     }
 
     /// Reads one version (FHIR `vread`).
@@ -360,10 +371,7 @@ impl Vault {
         id: &ResourceId,
         version: Version,
     ) -> Result<Stored, VaultError> {
-        let key = RecordKey {
-            rtype,
-            id: id.clone(),
-        };
+        let key = self.row_key(ctx, rtype, id);
         let rec = self
             .store(store_kind(rtype))
             .version(&ctx.org, &key, version)
@@ -380,10 +388,7 @@ impl Vault {
         id: &ResourceId,
         expected: Option<Version>,
     ) -> Result<Version, VaultError> {
-        let key = RecordKey {
-            rtype,
-            id: id.clone(),
-        };
+        let key = self.row_key(ctx, rtype, id);
         let head = self
             .store(store_kind(rtype))
             .head(&ctx.org, &key)
@@ -401,7 +406,7 @@ impl Vault {
         let write = RecordWrite {
             record: SealedRecord {
                 rtype,
-                id: id.clone(),
+                id: key.id.clone(),
                 version,
                 deleted: true,
                 link: head.link,
@@ -439,10 +444,7 @@ impl Vault {
         ctx: &Ctx,
         patient: &ResourceId,
     ) -> Result<EraseReport, VaultError> {
-        let key = RecordKey {
-            rtype: ResourceType::PATIENT,
-            id: patient.clone(),
-        };
+        let key = self.row_key(ctx, ResourceType::PATIENT, patient);
         if self.identity.head(&ctx.org, &key).await?.is_none() {
             return Err(VaultError::NotFound);
         }
@@ -457,15 +459,29 @@ impl Vault {
         })
     }
 
-    /// One page of live records of one store, in key order (for export).
+    /// One page of live records of one store (for export), and the cursor for the next page
+    /// (`None` at the end).
     pub async fn page(
         &self,
         ctx: &Ctx,
         kind: StoreKind,
-        after: Option<&RecordKey>,
+        after: Option<&PageCursor>,
         limit: u32,
-    ) -> Result<Vec<Stored>, VaultError> {
-        let recs = self.store(kind).page(&ctx.org, after, limit).await?;
-        recs.iter().map(|r| self.unseal(ctx, r)).collect()
+    ) -> Result<(Vec<Stored>, Option<PageCursor>), VaultError> {
+        let recs = self
+            .store(kind)
+            .page(&ctx.org, after.map(|c| &c.0), limit)
+            .await?;
+        let next = recs.last().map(|r| {
+            PageCursor(RecordKey {
+                rtype: r.rtype,
+                id: r.id.clone(),
+            })
+        });
+        let page = recs
+            .iter()
+            .map(|r| self.unseal(ctx, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((page, next))
     }
 }

@@ -96,7 +96,7 @@ impl Vault {
         let keys = self.find_patient_keys(ctx, q).await?;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            match self.read(ctx, k.rtype, &k.id).await {
+            match self.read_row(ctx, &k).await {
                 Ok(s) => out.push(s),
                 // Raced with a delete or erase: not a match any more.
                 Err(VaultError::NotFound | VaultError::Gone) => {}
