@@ -1,0 +1,223 @@
+//! Shared helpers for the end-to-end tests: real SQLite files in a temp dir, the real key file,
+//! the repo's own FHIR fixtures plus ../shared/testdata when it is there.
+#![allow(dead_code)]
+
+use phivault::datadir::{self, Opened};
+use phivault_core::SystemClock;
+use phivault_crypto::Passphrase;
+use phivault_vault::{Actor, Ctx, ImportOptions, ImportReport};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const PASS: &str = "correct horse battery staple 42";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn json_files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            json_files_under(&p, out);
+        } else if p.extension().is_some_and(|e| e == "json") {
+            out.push(p);
+        }
+    }
+}
+
+/// The repo's valid FHIR fixtures, in import order.
+pub fn repo_fixtures() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    json_files_under(&repo_root().join("testdata/fhir"), &mut v);
+    assert!(v.len() >= 5, "fixtures missing");
+    v
+}
+
+/// FHIR JSON files (a top-level `resourceType`) under ../shared/testdata, if it exists.
+pub fn shared_fixtures() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    json_files_under(&repo_root().join("../shared/testdata"), &mut v);
+    v.retain(|p| {
+        std::fs::read(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|j| j.get("resourceType").is_some())
+    });
+    v
+}
+
+pub fn read_json(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// Every resource in a file: the entries of a Bundle, or the resource itself.
+pub fn resources_in(p: &Path) -> Vec<Value> {
+    let doc = read_json(p);
+    if doc["resourceType"] == "Bundle" {
+        doc["entry"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e.get("resource").cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        vec![doc]
+    }
+}
+
+pub fn pass() -> Passphrase {
+    Passphrase::new(PASS.to_owned())
+}
+
+pub async fn new_vault(dir: &Path) -> Opened {
+    datadir::init(dir, &pass(), &SystemClock).await.unwrap();
+    open_vault(dir).await
+}
+
+pub async fn open_vault(dir: &Path) -> Opened {
+    datadir::open(dir, &pass(), Arc::new(SystemClock))
+        .await
+        .unwrap()
+}
+
+pub async fn ctx(o: &Opened) -> Ctx {
+    Ctx {
+        org: o.org(None).await.unwrap(),
+        actor: Actor::Operator {
+            os_user: "test".into(),
+        },
+    }
+}
+
+pub async fn import_files(o: &Opened, files: &[PathBuf], strict: bool) -> ImportReport {
+    let c = ctx(o).await;
+    let mut report = ImportReport::default();
+    for f in files {
+        let doc = match std::fs::read(f)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            Some(d) => d,
+            None => continue,
+        };
+        o.vault
+            .import_document(
+                &c,
+                &f.display().to_string(),
+                doc,
+                ImportOptions { strict },
+                &mut report,
+                &mut |_| {},
+            )
+            .await
+            .unwrap();
+    }
+    report
+}
+
+/// The PHI of every Patient in the files: names, identifier values, birth dates, address lines,
+/// phone numbers (as written and digits only), emails. Short strings are left out: random
+/// ciphertext could contain them by chance.
+pub fn phi_strings(files: &[PathBuf]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut push = |s: &str| {
+        let s = s.trim();
+        if s.len() >= 6 {
+            out.push(s.to_owned());
+        }
+    };
+    for f in files {
+        for r in resources_in(f) {
+            if r["resourceType"] != "Patient" {
+                continue;
+            }
+            for n in r["name"].as_array().into_iter().flatten() {
+                if let Some(f) = n["family"].as_str() {
+                    push(f);
+                }
+                for g in n["given"].as_array().into_iter().flatten() {
+                    if let Some(g) = g.as_str() {
+                        push(g);
+                    }
+                }
+            }
+            for i in r["identifier"].as_array().into_iter().flatten() {
+                if let Some(v) = i["value"].as_str() {
+                    push(v);
+                }
+            }
+            if let Some(b) = r["birthDate"].as_str() {
+                push(b);
+            }
+            for a in r["address"].as_array().into_iter().flatten() {
+                for l in a["line"].as_array().into_iter().flatten() {
+                    if let Some(l) = l.as_str() {
+                        push(l);
+                    }
+                }
+            }
+            for t in r["telecom"].as_array().into_iter().flatten() {
+                if let Some(v) = t["value"].as_str() {
+                    push(v);
+                    let digits: String = v.chars().filter(char::is_ascii_digit).collect();
+                    push(&digits);
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Every regular file below `dir`, recursively, with its bytes.
+pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.push((p, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The (file, needle) pairs where a needle occurs in a file's raw bytes.
+pub fn scan(dir: &Path, needles: &[Vec<u8>]) -> Vec<(PathBuf, usize)> {
+    let mut hits = Vec::new();
+    for (path, bytes) in all_files(dir) {
+        for (i, n) in needles.iter().enumerate() {
+            if contains(&bytes, n) {
+                hits.push((path.clone(), i));
+            }
+        }
+    }
+    hits
+}
+
+/// A resource without `meta`, for comparisons "equal apart from meta".
+pub fn without_meta(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("meta");
+    }
+    v
+}
