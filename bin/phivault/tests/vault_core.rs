@@ -1,5 +1,6 @@
 //! The vault core end to end on real SQLite files: sealing, leak scan of raw bytes, round trip,
 //! tamper detection, blind-index search, crypto-shredding, optimistic concurrency.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod common;
 
 use common::*;
