@@ -2,7 +2,7 @@
 //! neither ever contains PHI (stores only ever see sealed bytes, ids and keyed digests).
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     /// The database could not be reached or refused the operation (locked, read-only, full...).
     #[error("storage unavailable during {context}: {detail}")]

@@ -7,11 +7,29 @@ use phivault_core::{
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use tokio::sync::oneshot;
 
-#[derive(Debug)]
+/// One caller's batch waiting for the next group commit.
+struct Job {
+    org: OrgId,
+    writes: Vec<RecordWrite>,
+    done: oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>,
+}
+
 pub struct SqliteRecordStore {
     db: Db,
     kind: StoreKind,
+    queue: std::sync::Mutex<Vec<Job>>,
+    commit: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for SqliteRecordStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteRecordStore")
+            .field("path", &self.db.path)
+            .field("kind", &self.kind)
+            .finish()
+    }
 }
 
 const SELECT_HEAD: &str = "SELECT v.rtype, v.id, v.version, v.deleted, v.link, v.kek_version, \
@@ -56,13 +74,110 @@ fn decode_key(row: &SqliteRow) -> Result<RecordKey, StoreError> {
     })
 }
 
+/// Applies a job's writes inside an open transaction, checking each write's expected version.
+async fn apply(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    org: &OrgId,
+    writes: Vec<RecordWrite>,
+) -> Result<Vec<WriteOutcome>, StoreError> {
+    let ctx = "write records";
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for w in writes {
+        let r = &w.record;
+        let current: Option<i64> =
+            sqlx::query("SELECT version FROM records WHERE org = ? AND rtype = ? AND id = ?")
+                .bind(org.as_str())
+                .bind(r.rtype.as_str())
+                .bind(r.id.as_str())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(unavailable(ctx))?
+                .map(|row| row.try_get::<i64, _>(0))
+                .transpose()
+                .map_err(unavailable(ctx))?;
+        let current = current.map(|v| Version(u64::try_from(v).unwrap_or(0)));
+        let ok = match (w.expected, current) {
+            (Expected::Absent, None) => r.version == Version::FIRST,
+            (Expected::Version(e), Some(c)) => e == c && r.version == c.next(),
+            _ => false,
+        };
+        if !ok {
+            outcomes.push(WriteOutcome::Conflict { current });
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO record_versions (org, rtype, id, version, deleted, link, \
+                 kek_version, wrapped_dek, ciphertext, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(org.as_str())
+        .bind(r.rtype.as_str())
+        .bind(r.id.as_str())
+        .bind(v64(r.version))
+        .bind(i64::from(r.deleted))
+        .bind(r.link.map(|l| l.0.to_vec()))
+        .bind(i64::from(r.kek_version))
+        .bind(&r.wrapped_dek)
+        .bind(&r.ciphertext)
+        .bind(r.updated_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable(ctx))?;
+        sqlx::query(
+            "INSERT INTO records (org, rtype, id, version, deleted, link) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (org, rtype, id) DO UPDATE SET version = excluded.version, \
+                 deleted = excluded.deleted, link = excluded.link",
+        )
+        .bind(org.as_str())
+        .bind(r.rtype.as_str())
+        .bind(r.id.as_str())
+        .bind(v64(r.version))
+        .bind(i64::from(r.deleted))
+        .bind(r.link.map(|l| l.0.to_vec()))
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable(ctx))?;
+        sqlx::query("DELETE FROM blind_index WHERE org = ? AND rtype = ? AND id = ?")
+            .bind(org.as_str())
+            .bind(r.rtype.as_str())
+            .bind(r.id.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable(ctx))?;
+        if !r.deleted {
+            for (kind, digest) in &w.index {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO blind_index (org, kind, digest, rtype, id) \
+                         VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(org.as_str())
+                .bind(kind.as_str())
+                .bind(digest.0.to_vec())
+                .bind(r.rtype.as_str())
+                .bind(r.id.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable(ctx))?;
+            }
+        }
+        outcomes.push(WriteOutcome::Written);
+    }
+    Ok(outcomes)
+}
+
 fn v64(v: Version) -> i64 {
     i64::try_from(v.0).unwrap_or(i64::MAX)
 }
 
 impl SqliteRecordStore {
     pub(crate) fn new(db: Db, kind: StoreKind) -> Self {
-        Self { db, kind }
+        Self {
+            db,
+            kind,
+            queue: std::sync::Mutex::new(Vec::new()),
+            commit: tokio::sync::Mutex::new(()),
+        }
     }
 
     pub fn kind(&self) -> StoreKind {
@@ -75,6 +190,54 @@ impl SqliteRecordStore {
 
     pub(crate) async fn close(&self) {
         self.db.close().await;
+    }
+
+    /// Commits queued jobs in one transaction and answers each. If the transaction fails,
+    /// every job gets the error and nothing of any of them is written.
+    async fn commit_jobs(&self, jobs: Vec<Job>) {
+        let ctx = "write records";
+        let mut answers: Vec<(oneshot::Sender<_>, Vec<WriteOutcome>)> = Vec::new();
+        let result: Result<(), StoreError> = async {
+            let mut tx = self
+                .db
+                .writer
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(unavailable(ctx))?;
+            let mut pending = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let outcomes = apply(&mut tx, &job.org, job.writes).await;
+                pending.push((job.done, outcomes));
+            }
+            let mut failed = None;
+            for (done, outcomes) in pending {
+                match outcomes {
+                    Ok(o) => answers.push((done, o)),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        answers.push((done, Vec::new()));
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                // Dropping the transaction rolls it back.
+                return Err(e);
+            }
+            tx.commit().await.map_err(unavailable(ctx))
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                for (done, outcomes) in answers {
+                    let _ = done.send(Ok(outcomes));
+                }
+            }
+            Err(e) => {
+                for (done, _) in answers {
+                    let _ = done.send(Err(e.clone()));
+                }
+            }
+        }
     }
 
     /// Truncates the WAL so no old page image survives in it. Retries while readers hold an
@@ -137,97 +300,29 @@ impl RecordStore for SqliteRecordStore {
         org: &OrgId,
         writes: Vec<RecordWrite>,
     ) -> Result<Vec<WriteOutcome>, StoreError> {
-        let ctx = "write records";
-        let mut tx = self
-            .db
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable(ctx))?;
-        let mut outcomes = Vec::with_capacity(writes.len());
-        for w in writes {
-            let r = &w.record;
-            let current: Option<i64> =
-                sqlx::query("SELECT version FROM records WHERE org = ? AND rtype = ? AND id = ?")
-                    .bind(org.as_str())
-                    .bind(r.rtype.as_str())
-                    .bind(r.id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable(ctx))?
-                    .map(|row| row.try_get::<i64, _>(0))
-                    .transpose()
-                    .map_err(unavailable(ctx))?;
-            let current = current.map(|v| Version(u64::try_from(v).unwrap_or(0)));
-            let ok = match (w.expected, current) {
-                (Expected::Absent, None) => r.version == Version::FIRST,
-                (Expected::Version(e), Some(c)) => e == c && r.version == c.next(),
-                _ => false,
-            };
-            if !ok {
-                outcomes.push(WriteOutcome::Conflict { current });
-                continue;
+        // Group commit: queue the job; whoever holds the commit lock next takes every queued
+        // job and makes them durable in one transaction (one fsync for all).
+        let (done, result) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Job {
+                org: org.clone(),
+                writes,
+                done,
+            });
+        {
+            let _leader = self.commit.lock().await;
+            let jobs: Vec<Job> =
+                std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+            if !jobs.is_empty() {
+                self.commit_jobs(jobs).await;
             }
-            sqlx::query(
-                "INSERT INTO record_versions (org, rtype, id, version, deleted, link, \
-                 kek_version, wrapped_dek, ciphertext, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(org.as_str())
-            .bind(r.rtype.as_str())
-            .bind(r.id.as_str())
-            .bind(v64(r.version))
-            .bind(i64::from(r.deleted))
-            .bind(r.link.map(|l| l.0.to_vec()))
-            .bind(i64::from(r.kek_version))
-            .bind(&r.wrapped_dek)
-            .bind(&r.ciphertext)
-            .bind(r.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(ctx))?;
-            sqlx::query(
-                "INSERT INTO records (org, rtype, id, version, deleted, link) \
-                 VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (org, rtype, id) DO UPDATE SET version = excluded.version, \
-                 deleted = excluded.deleted, link = excluded.link",
-            )
-            .bind(org.as_str())
-            .bind(r.rtype.as_str())
-            .bind(r.id.as_str())
-            .bind(v64(r.version))
-            .bind(i64::from(r.deleted))
-            .bind(r.link.map(|l| l.0.to_vec()))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(ctx))?;
-            sqlx::query("DELETE FROM blind_index WHERE org = ? AND rtype = ? AND id = ?")
-                .bind(org.as_str())
-                .bind(r.rtype.as_str())
-                .bind(r.id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable(ctx))?;
-            if !r.deleted {
-                for (kind, digest) in &w.index {
-                    sqlx::query(
-                        "INSERT OR IGNORE INTO blind_index (org, kind, digest, rtype, id) \
-                         VALUES (?, ?, ?, ?, ?)",
-                    )
-                    .bind(org.as_str())
-                    .bind(kind.as_str())
-                    .bind(digest.0.to_vec())
-                    .bind(r.rtype.as_str())
-                    .bind(r.id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable(ctx))?;
-                }
-            }
-            outcomes.push(WriteOutcome::Written);
         }
-        tx.commit().await.map_err(unavailable(ctx))?;
-        Ok(outcomes)
+        result.await.map_err(|_| StoreError::Unavailable {
+            context: "write records",
+            detail: "the committing task stopped".into(),
+        })?
     }
 
     async fn find(
