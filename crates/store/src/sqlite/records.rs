@@ -32,10 +32,12 @@ impl std::fmt::Debug for SqliteRecordStore {
     }
 }
 
-const SELECT_HEAD: &str = "SELECT v.rtype, v.id, v.version, v.deleted, v.link, v.kek_version, \
-     v.wrapped_dek, v.ciphertext, v.updated_at \
-     FROM records r JOIN record_versions v \
-       ON v.org = r.org AND v.rtype = r.rtype AND v.id = r.id AND v.version = r.version";
+const COLUMNS: &str = "v.rtype, v.id, v.version, v.deleted, v.link, v.kek_version, \
+     v.wrapped_dek, v.ciphertext, v.updated_at";
+
+/// Keeps only head rows of `v`.
+const IS_HEAD: &str = "v.version = (SELECT MAX(w.version) FROM record_versions w \
+     WHERE w.org = v.org AND w.rtype = v.rtype AND w.id = v.id)";
 
 fn decode(row: &SqliteRow) -> Result<SealedRecord, StoreError> {
     let ctx = "decode record";
@@ -74,7 +76,8 @@ fn decode_key(row: &SqliteRow) -> Result<RecordKey, StoreError> {
     })
 }
 
-/// Applies a job's writes inside an open transaction, checking each write's expected version.
+/// Applies a job's writes inside an open transaction, checking each write's expected version
+/// in the insert itself (one statement for the record, one for its index entries).
 async fn apply(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     org: &OrgId,
@@ -84,32 +87,86 @@ async fn apply(
     let mut outcomes = Vec::with_capacity(writes.len());
     for w in writes {
         let r = &w.record;
-        let current: Option<i64> =
-            sqlx::query("SELECT version FROM records WHERE org = ? AND rtype = ? AND id = ?")
+        let inserted = match w.expected {
+            Expected::Absent if r.version == Version::FIRST => {
+                insert_version(tx, org, r, None).await?
+            }
+            Expected::Version(e) if r.version == e.next() => {
+                insert_version(tx, org, r, Some(e)).await?
+            }
+            _ => false,
+        };
+        if !inserted {
+            let current: Option<i64> = sqlx::query(
+                "SELECT MAX(version) FROM record_versions WHERE org = ? AND rtype = ? AND id = ?",
+            )
+            .bind(org.as_str())
+            .bind(r.rtype.as_str())
+            .bind(r.id.as_str())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(unavailable(ctx))?
+            .try_get(0)
+            .map_err(unavailable(ctx))?;
+            outcomes.push(WriteOutcome::Conflict {
+                current: current.map(|v| Version(u64::try_from(v).unwrap_or(0))),
+            });
+            continue;
+        }
+        if w.expected != Expected::Absent || r.deleted {
+            sqlx::query("DELETE FROM blind_index WHERE org = ? AND rtype = ? AND id = ?")
                 .bind(org.as_str())
                 .bind(r.rtype.as_str())
                 .bind(r.id.as_str())
-                .fetch_optional(&mut **tx)
+                .execute(&mut **tx)
                 .await
-                .map_err(unavailable(ctx))?
-                .map(|row| row.try_get::<i64, _>(0))
-                .transpose()
                 .map_err(unavailable(ctx))?;
-        let current = current.map(|v| Version(u64::try_from(v).unwrap_or(0)));
-        let ok = match (w.expected, current) {
-            (Expected::Absent, None) => r.version == Version::FIRST,
-            (Expected::Version(e), Some(c)) => e == c && r.version == c.next(),
-            _ => false,
-        };
-        if !ok {
-            outcomes.push(WriteOutcome::Conflict { current });
-            continue;
         }
-        sqlx::query(
-            "INSERT INTO record_versions (org, rtype, id, version, deleted, link, \
-                 kek_version, wrapped_dek, ciphertext, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
+        if !r.deleted && !w.index.is_empty() {
+            let mut sql = String::from(
+                "INSERT OR IGNORE INTO blind_index (org, kind, digest, rtype, id) VALUES ",
+            );
+            sql.push_str(&vec!["(?, ?, ?, ?, ?)"; w.index.len()].join(", "));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (kind, digest) in &w.index {
+                q = q
+                    .bind(org.as_str())
+                    .bind(kind.as_str())
+                    .bind(digest.0.to_vec())
+                    .bind(r.rtype.as_str())
+                    .bind(r.id.as_str());
+            }
+            q.execute(&mut **tx).await.map_err(unavailable(ctx))?;
+        }
+        outcomes.push(WriteOutcome::Written);
+    }
+    Ok(outcomes)
+}
+
+/// Inserts a record version if the head is what the writer expects: absent (`None`), or
+/// exactly version `e` (then `e + 1` cannot exist yet, by the unique constraint).
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    org: &OrgId,
+    r: &SealedRecord,
+    after: Option<Version>,
+) -> Result<bool, StoreError> {
+    let sql = match after {
+        None => {
+            "INSERT INTO record_versions (org, rtype, id, version, deleted, link, kek_version, \
+             wrapped_dek, ciphertext, updated_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE ?11 IS NULL \
+             ON CONFLICT (org, rtype, id, version) DO NOTHING"
+        }
+        Some(_) => {
+            "INSERT INTO record_versions (org, rtype, id, version, deleted, link, kek_version, \
+             wrapped_dek, ciphertext, updated_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE EXISTS (SELECT 1 FROM record_versions \
+               WHERE org = ?1 AND rtype = ?2 AND id = ?3 AND version = ?11) \
+             ON CONFLICT (org, rtype, id, version) DO NOTHING"
+        }
+    };
+    let done = sqlx::query(sql)
         .bind(org.as_str())
         .bind(r.rtype.as_str())
         .bind(r.id.as_str())
@@ -120,50 +177,11 @@ async fn apply(
         .bind(&r.wrapped_dek)
         .bind(&r.ciphertext)
         .bind(r.updated_at)
+        .bind(after.map(v64))
         .execute(&mut **tx)
         .await
-        .map_err(unavailable(ctx))?;
-        sqlx::query(
-            "INSERT INTO records (org, rtype, id, version, deleted, link) \
-                 VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (org, rtype, id) DO UPDATE SET version = excluded.version, \
-                 deleted = excluded.deleted, link = excluded.link",
-        )
-        .bind(org.as_str())
-        .bind(r.rtype.as_str())
-        .bind(r.id.as_str())
-        .bind(v64(r.version))
-        .bind(i64::from(r.deleted))
-        .bind(r.link.map(|l| l.0.to_vec()))
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable(ctx))?;
-        sqlx::query("DELETE FROM blind_index WHERE org = ? AND rtype = ? AND id = ?")
-            .bind(org.as_str())
-            .bind(r.rtype.as_str())
-            .bind(r.id.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable(ctx))?;
-        if !r.deleted {
-            for (kind, digest) in &w.index {
-                sqlx::query(
-                    "INSERT OR IGNORE INTO blind_index (org, kind, digest, rtype, id) \
-                         VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(org.as_str())
-                .bind(kind.as_str())
-                .bind(digest.0.to_vec())
-                .bind(r.rtype.as_str())
-                .bind(r.id.as_str())
-                .execute(&mut **tx)
-                .await
-                .map_err(unavailable(ctx))?;
-            }
-        }
-        outcomes.push(WriteOutcome::Written);
-    }
-    Ok(outcomes)
+        .map_err(unavailable("write records"))?;
+    Ok(done.rows_affected() == 1)
 }
 
 fn v64(v: Version) -> i64 {
@@ -264,7 +282,10 @@ impl SqliteRecordStore {
 #[async_trait]
 impl RecordStore for SqliteRecordStore {
     async fn head(&self, org: &OrgId, key: &RecordKey) -> Result<Option<SealedRecord>, StoreError> {
-        let sql = format!("{SELECT_HEAD} WHERE r.org = ? AND r.rtype = ? AND r.id = ?");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM record_versions v WHERE v.org = ? AND v.rtype = ? AND v.id = ? \
+             ORDER BY v.version DESC LIMIT 1"
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(org.as_str())
             .bind(key.rtype.as_str())
@@ -332,10 +353,8 @@ impl RecordStore for SqliteRecordStore {
         digest: &Digest32,
     ) -> Result<Vec<RecordKey>, StoreError> {
         let rows = sqlx::query(
-            "SELECT b.rtype, b.id FROM blind_index b JOIN records r \
-               ON r.org = b.org AND r.rtype = b.rtype AND r.id = b.id \
-             WHERE b.org = ? AND b.kind = ? AND b.digest = ? AND r.deleted = 0 \
-             ORDER BY b.rtype, b.id",
+            "SELECT rtype, id FROM blind_index WHERE org = ? AND kind = ? AND digest = ? \
+             ORDER BY rtype, id",
         )
         .bind(org.as_str())
         .bind(kind.as_str())
@@ -348,7 +367,8 @@ impl RecordStore for SqliteRecordStore {
 
     async fn linked(&self, org: &OrgId, link: &Digest32) -> Result<Vec<SealedRecord>, StoreError> {
         let sql = format!(
-            "{SELECT_HEAD} WHERE r.org = ? AND r.link = ? AND r.deleted = 0 ORDER BY r.rtype, r.id"
+            "SELECT {COLUMNS} FROM record_versions v WHERE v.org = ? AND v.link = ? \
+             AND v.deleted = 0 AND {IS_HEAD} ORDER BY v.rtype, v.id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(org.as_str())
@@ -369,8 +389,8 @@ impl RecordStore for SqliteRecordStore {
             .map(|k| (k.rtype.as_str(), k.id.as_str()))
             .unwrap_or(("", ""));
         let sql = format!(
-            "{SELECT_HEAD} WHERE r.org = ? AND r.deleted = 0 AND (r.rtype, r.id) > (?, ?) \
-             ORDER BY r.rtype, r.id LIMIT ?"
+            "SELECT {COLUMNS} FROM record_versions v WHERE v.org = ? AND (v.rtype, v.id) > (?, ?) \
+             AND v.deleted = 0 AND {IS_HEAD} ORDER BY v.rtype, v.id LIMIT ?"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(org.as_str())
@@ -402,9 +422,8 @@ impl RecordStore for SqliteRecordStore {
                     .await
                     .map_err(unavailable(ctx))?;
             destroyed += done.rows_affected();
-            for table in ["records", "blind_index"] {
-                let sql = format!("DELETE FROM {table} WHERE org = ? AND rtype = ? AND id = ?");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
+            {
+                sqlx::query("DELETE FROM blind_index WHERE org = ? AND rtype = ? AND id = ?")
                     .bind(org.as_str())
                     .bind(k.rtype.as_str())
                     .bind(k.id.as_str())

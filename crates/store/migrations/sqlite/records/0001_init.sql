@@ -1,6 +1,7 @@
 -- A sealed record store (identity or clinical: the same shape, separate files).
--- No column holds plaintext PHI: content is AEAD ciphertext, links are keyed pseudonyms,
--- search keys are keyed blind-index digests.
+-- No column holds plaintext PHI: content is AEAD ciphertext, ids are keyed pseudonymous row
+-- ids, links are keyed pseudonyms, search keys are keyed blind-index digests.
+-- Every version of a record is a row; the head is the highest version.
 CREATE TABLE record_versions (
     org          TEXT    NOT NULL,
     rtype        TEXT    NOT NULL,
@@ -17,17 +18,7 @@ CREATE TABLE record_versions (
 CREATE INDEX record_versions_link ON record_versions (org, link) WHERE link IS NOT NULL;
 CREATE INDEX record_versions_kek ON record_versions (kek_version);
 
-CREATE TABLE records (
-    org      TEXT    NOT NULL,
-    rtype    TEXT    NOT NULL,
-    id       TEXT    NOT NULL,
-    version  INTEGER NOT NULL,
-    deleted  INTEGER NOT NULL,
-    link     BLOB,
-    PRIMARY KEY (org, rtype, id)
-);
-CREATE INDEX records_link ON records (org, link) WHERE link IS NOT NULL;
-
+-- Blind-index entries of live heads only (replaced on update, removed on delete/erase).
 CREATE TABLE blind_index (
     org     TEXT NOT NULL,
     kind    TEXT NOT NULL,
