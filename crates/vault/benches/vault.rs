@@ -1,9 +1,9 @@
 //! Vault throughput against the raw storage baseline, measured in the same run.
 //!
 //! `cargo bench -p phivault-vault` (set BENCH_N to change the record count, default 2000).
-//! The baseline stores the same plaintext bytes in a plain SQLite table with the same
-//! durability (WAL, synchronous=FULL), so the ratios show what sealing, blind indexes and
-//! versioning cost.
+//! The baseline stores the same plaintext bytes under the same (UUID-shaped) ids in a plain
+//! SQLite table with the same durability (WAL, synchronous=FULL), so the ratios show what
+//! sealing, blind indexes, versioning and pseudonymous ids cost.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use phivault_core::{ControlStore, OrgId, Organization, ResourceId, ResourceType, SystemClock};
@@ -17,10 +17,23 @@ use sqlx::sqlite::{
 use std::sync::Arc;
 use std::time::Instant;
 
+/// A UUID-shaped id, as Synthea and most FHIR servers use: random-looking, not sequential.
+fn bench_id(i: usize) -> String {
+    let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D_4C95_7F2D;
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        h >> 32,
+        (h >> 16) & 0xffff,
+        h & 0xfff,
+        i % 0xfff,
+        i
+    )
+}
+
 fn patient(i: usize) -> Value {
     json!({
         "resourceType": "Patient",
-        "id": format!("bench-{i}"),
+        "id": bench_id(i),
         "meta": {"profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"]},
         "identifier": [
             {"system": "https://github.com/synthetichealth/synthea", "value": format!("5c2f1b7e-0000-4000-8000-{i:012}")},
@@ -127,7 +140,7 @@ async fn main() {
     let t = Instant::now();
     for (i, b) in bodies.iter().enumerate().take(seq) {
         sqlx::query("INSERT INTO raw (id, body) VALUES (?, ?)")
-            .bind(format!("seq-{i}"))
+            .bind(format!("seq-{}", bench_id(i)))
             .bind(b)
             .execute(&s.raw)
             .await
@@ -149,7 +162,7 @@ async fn main() {
         let mut tx = s.raw.begin().await.unwrap();
         for (i, b) in chunk.iter().enumerate() {
             sqlx::query("INSERT INTO raw (id, body) VALUES (?, ?)")
-                .bind(format!("batch-{c}-{i}"))
+                .bind(bench_id(c * 256 + i))
                 .bind(b)
                 .execute(&mut *tx)
                 .await
@@ -193,7 +206,7 @@ async fn main() {
         handles.push(tokio::spawn(async move {
             for (i, b) in bodies.iter().enumerate() {
                 sqlx::query("INSERT INTO raw (id, body) VALUES (?, ?)")
-                    .bind(format!("conc-{k}-{i}"))
+                    .bind(format!("conc-{}", bench_id(k * per + i)))
                     .bind(b)
                     .execute(&raw)
                     .await
@@ -237,9 +250,8 @@ async fn main() {
     let order: Vec<usize> = (0..n).map(|i| (i * 7919) % n).collect();
     let t = Instant::now();
     for &i in &order {
-        let (c, j) = (i / 256, i % 256);
         let row: (Vec<u8>,) = sqlx::query_as("SELECT body FROM raw WHERE id = ?")
-            .bind(format!("batch-{c}-{j}"))
+            .bind(bench_id(i))
             .fetch_one(&s.raw)
             .await
             .unwrap();
@@ -248,7 +260,7 @@ async fn main() {
     let raw_read = rate(n, t);
     let t = Instant::now();
     for &i in &order {
-        let id = ResourceId::parse(&format!("bench-{i}")).unwrap();
+        let id = ResourceId::parse(&bench_id(i)).unwrap();
         std::hint::black_box(
             s.vault
                 .read(&s.ctx, ResourceType::PATIENT, &id)

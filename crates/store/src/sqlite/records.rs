@@ -76,71 +76,146 @@ fn decode_key(row: &SqliteRow) -> Result<RecordKey, StoreError> {
     })
 }
 
-/// Applies a job's writes inside an open transaction, checking each write's expected version
-/// in the insert itself (one statement for the record, one for its index entries).
+type Item = (OrgId, RecordWrite);
+
+fn item_key(item: &Item) -> (String, &'static str, String) {
+    (
+        item.0.as_str().to_owned(),
+        item.1.record.rtype.as_str(),
+        item.1.record.id.as_str().to_owned(),
+    )
+}
+
+/// Applies writes inside an open transaction, checking each write's expected version in the
+/// insert itself. Creates of distinct new records go in as multi-row inserts (a few statements
+/// for a whole group commit); every other write goes one by one, in order. Outcomes come back
+/// in the order of `items`.
+// Every index below comes from `0..items.len()` (or equals it for `out`): never out of range.
+#[allow(clippy::indexing_slicing)]
 async fn apply(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    org: &OrgId,
-    writes: Vec<RecordWrite>,
+    items: Vec<Item>,
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     let ctx = "write records";
-    let mut outcomes = Vec::with_capacity(writes.len());
-    for w in writes {
+    let mut seen: std::collections::HashMap<(String, &'static str, String), usize> =
+        std::collections::HashMap::new();
+    for it in &items {
+        *seen.entry(item_key(it)).or_default() += 1;
+    }
+    let is_bulk = |it: &Item| {
+        it.1.expected == Expected::Absent
+            && it.1.record.version == Version::FIRST
+            && seen.get(&item_key(it)) == Some(&1)
+    };
+    let mut out: Vec<Option<WriteOutcome>> = vec![None; items.len()];
+    let bulk: Vec<usize> = (0..items.len()).filter(|&i| is_bulk(&items[i])).collect();
+    for chunk in bulk.chunks(400) {
+        let mut sql = String::from(
+            "INSERT INTO record_versions (org, rtype, id, version, deleted, link, kek_version, \
+             wrapped_dek, ciphertext, updated_at) VALUES ",
+        );
+        sql.push_str(&vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", "));
+        sql.push_str(
+            " ON CONFLICT (org, rtype, id, version) DO NOTHING RETURNING org, rtype, id, seq",
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for &i in chunk {
+            let (org, w) = &items[i];
+            let r = &w.record;
+            q = q
+                .bind(org.as_str())
+                .bind(r.rtype.as_str())
+                .bind(r.id.as_str())
+                .bind(v64(r.version))
+                .bind(i64::from(r.deleted))
+                .bind(r.link.map(|l| l.0.to_vec()))
+                .bind(i64::from(r.kek_version))
+                .bind(r.wrapped_dek.as_slice())
+                .bind(r.ciphertext.as_slice())
+                .bind(r.updated_at);
+        }
+        let rows = q.fetch_all(&mut **tx).await.map_err(unavailable(ctx))?;
+        let mut inserted = std::collections::HashMap::new();
+        for row in rows {
+            let o: String = row.try_get(0).map_err(unavailable(ctx))?;
+            let t: String = row.try_get(1).map_err(unavailable(ctx))?;
+            let id: String = row.try_get(2).map_err(unavailable(ctx))?;
+            let seq: i64 = row.try_get(3).map_err(unavailable(ctx))?;
+            inserted.insert((o, t, id), seq);
+        }
+        let mut index_rows = Vec::new();
+        for &i in chunk {
+            let k = item_key(&items[i]);
+            if let Some(seq) = inserted.get(&(k.0.clone(), k.1.to_owned(), k.2.clone())) {
+                out[i] = Some(WriteOutcome::Written);
+                let (org, w) = &items[i];
+                if !w.record.deleted {
+                    for (kind, digest) in &w.index {
+                        index_rows.push((org, *kind, digest, *seq));
+                    }
+                }
+            } else {
+                out[i] = Some(conflict(tx, &items[i]).await?);
+            }
+        }
+        for rows in index_rows.chunks(1000) {
+            insert_index(tx, rows).await?;
+        }
+    }
+    for i in 0..items.len() {
+        if out[i].is_some() {
+            continue;
+        }
+        let (org, w) = &items[i];
         let r = &w.record;
-        let inserted = match w.expected {
+        let seq = match w.expected {
             Expected::Absent if r.version == Version::FIRST => {
                 insert_version(tx, org, r, None).await?
             }
             Expected::Version(e) if r.version == e.next() => {
                 insert_version(tx, org, r, Some(e)).await?
             }
-            _ => false,
+            _ => None,
         };
-        if !inserted {
-            let current: Option<i64> = sqlx::query(
-                "SELECT MAX(version) FROM record_versions WHERE org = ? AND rtype = ? AND id = ?",
-            )
-            .bind(org.as_str())
-            .bind(r.rtype.as_str())
-            .bind(r.id.as_str())
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(unavailable(ctx))?
-            .try_get(0)
-            .map_err(unavailable(ctx))?;
-            outcomes.push(WriteOutcome::Conflict {
-                current: current.map(|v| Version(u64::try_from(v).unwrap_or(0))),
-            });
+        let Some(seq) = seq else {
+            out[i] = Some(conflict(tx, &items[i]).await?);
             continue;
-        }
+        };
         if w.expected != Expected::Absent || r.deleted {
-            sqlx::query("DELETE FROM blind_index WHERE org = ? AND rtype = ? AND id = ?")
-                .bind(org.as_str())
-                .bind(r.rtype.as_str())
-                .bind(r.id.as_str())
-                .execute(&mut **tx)
-                .await
-                .map_err(unavailable(ctx))?;
+            delete_index(tx, org, r.rtype, &r.id).await?;
         }
         if !r.deleted && !w.index.is_empty() {
-            let mut sql = String::from(
-                "INSERT OR IGNORE INTO blind_index (org, kind, digest, rtype, id) VALUES ",
-            );
-            sql.push_str(&vec!["(?, ?, ?, ?, ?)"; w.index.len()].join(", "));
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (kind, digest) in &w.index {
-                q = q
-                    .bind(org.as_str())
-                    .bind(kind.as_str())
-                    .bind(digest.0.to_vec())
-                    .bind(r.rtype.as_str())
-                    .bind(r.id.as_str());
-            }
-            q.execute(&mut **tx).await.map_err(unavailable(ctx))?;
+            let rows: Vec<_> = w.index.iter().map(|(k, d)| (org, *k, d, seq)).collect();
+            insert_index(tx, &rows).await?;
         }
-        outcomes.push(WriteOutcome::Written);
+        out[i] = Some(WriteOutcome::Written);
     }
-    Ok(outcomes)
+    Ok(out
+        .into_iter()
+        .map(|o| o.unwrap_or(WriteOutcome::Conflict { current: None }))
+        .collect())
+}
+
+/// The outcome of a refused write: a conflict naming the current head version.
+async fn conflict(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    item: &Item,
+) -> Result<WriteOutcome, StoreError> {
+    let (org, w) = item;
+    let current: Option<i64> = sqlx::query(
+        "SELECT MAX(version) FROM record_versions WHERE org = ? AND rtype = ? AND id = ?",
+    )
+    .bind(org.as_str())
+    .bind(w.record.rtype.as_str())
+    .bind(w.record.id.as_str())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(unavailable("write records"))?
+    .try_get(0)
+    .map_err(unavailable("write records"))?;
+    Ok(WriteOutcome::Conflict {
+        current: current.map(|v| Version(u64::try_from(v).unwrap_or(0))),
+    })
 }
 
 /// Inserts a record version if the head is what the writer expects: absent (`None`), or
@@ -150,23 +225,23 @@ async fn insert_version(
     org: &OrgId,
     r: &SealedRecord,
     after: Option<Version>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let sql = match after {
         None => {
             "INSERT INTO record_versions (org, rtype, id, version, deleted, link, kek_version, \
              wrapped_dek, ciphertext, updated_at) \
              SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE ?11 IS NULL \
-             ON CONFLICT (org, rtype, id, version) DO NOTHING"
+             ON CONFLICT (org, rtype, id, version) DO NOTHING RETURNING seq"
         }
         Some(_) => {
             "INSERT INTO record_versions (org, rtype, id, version, deleted, link, kek_version, \
              wrapped_dek, ciphertext, updated_at) \
              SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE EXISTS (SELECT 1 FROM record_versions \
                WHERE org = ?1 AND rtype = ?2 AND id = ?3 AND version = ?11) \
-             ON CONFLICT (org, rtype, id, version) DO NOTHING"
+             ON CONFLICT (org, rtype, id, version) DO NOTHING RETURNING seq"
         }
     };
-    let done = sqlx::query(sql)
+    let row = sqlx::query(sql)
         .bind(org.as_str())
         .bind(r.rtype.as_str())
         .bind(r.id.as_str())
@@ -178,10 +253,56 @@ async fn insert_version(
         .bind(&r.ciphertext)
         .bind(r.updated_at)
         .bind(after.map(v64))
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await
         .map_err(unavailable("write records"))?;
-    Ok(done.rows_affected() == 1)
+    row.map(|r| r.try_get::<i64, _>(0))
+        .transpose()
+        .map_err(unavailable("write records"))
+}
+
+/// Inserts blind-index entries pointing at record versions (by `seq`).
+async fn insert_index(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    rows: &[(&OrgId, IndexKind, &Digest32, i64)],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(1000) {
+        let mut sql =
+            String::from("INSERT OR IGNORE INTO blind_index (org, kind, digest, rec) VALUES ");
+        sql.push_str(&vec!["(?, ?, ?, ?)"; chunk.len()].join(", "));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (org, kind, digest, seq) in chunk {
+            q = q
+                .bind(org.as_str())
+                .bind(kind.as_str())
+                .bind(digest.0.as_slice())
+                .bind(*seq);
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(unavailable("write index"))?;
+    }
+    Ok(())
+}
+
+/// Removes the blind-index entries of every version of a record.
+async fn delete_index(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    org: &OrgId,
+    rtype: ResourceType,
+    id: &ResourceId,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM blind_index WHERE rec IN \
+         (SELECT seq FROM record_versions WHERE org = ? AND rtype = ? AND id = ?)",
+    )
+    .bind(org.as_str())
+    .bind(rtype.as_str())
+    .bind(id.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable("write index"))?;
+    Ok(())
 }
 
 fn v64(v: Version) -> i64 {
@@ -214,44 +335,37 @@ impl SqliteRecordStore {
     /// every job gets the error and nothing of any of them is written.
     async fn commit_jobs(&self, jobs: Vec<Job>) {
         let ctx = "write records";
-        let mut answers: Vec<(oneshot::Sender<_>, Vec<WriteOutcome>)> = Vec::new();
-        let result: Result<(), StoreError> = async {
+        let mut dones = Vec::with_capacity(jobs.len());
+        let mut counts = Vec::with_capacity(jobs.len());
+        let mut items = Vec::new();
+        for job in jobs {
+            counts.push(job.writes.len());
+            for w in job.writes {
+                items.push((job.org.clone(), w));
+            }
+            dones.push(job.done);
+        }
+        let result: Result<Vec<WriteOutcome>, StoreError> = async {
             let mut tx = self
                 .db
                 .writer
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(unavailable(ctx))?;
-            let mut pending = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                let outcomes = apply(&mut tx, &job.org, job.writes).await;
-                pending.push((job.done, outcomes));
-            }
-            let mut failed = None;
-            for (done, outcomes) in pending {
-                match outcomes {
-                    Ok(o) => answers.push((done, o)),
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                        answers.push((done, Vec::new()));
-                    }
-                }
-            }
-            if let Some(e) = failed {
-                // Dropping the transaction rolls it back.
-                return Err(e);
-            }
-            tx.commit().await.map_err(unavailable(ctx))
+            let outcomes = apply(&mut tx, items).await?;
+            tx.commit().await.map_err(unavailable(ctx))?;
+            Ok(outcomes)
         }
         .await;
         match result {
-            Ok(()) => {
-                for (done, outcomes) in answers {
-                    let _ = done.send(Ok(outcomes));
+            Ok(outcomes) => {
+                let mut rest = outcomes.into_iter();
+                for (done, n) in dones.into_iter().zip(counts) {
+                    let _ = done.send(Ok(rest.by_ref().take(n).collect()));
                 }
             }
             Err(e) => {
-                for (done, _) in answers {
+                for done in dones {
                     let _ = done.send(Err(e.clone()));
                 }
             }
@@ -323,7 +437,7 @@ impl RecordStore for SqliteRecordStore {
     ) -> Result<Vec<WriteOutcome>, StoreError> {
         // Group commit: queue the job; whoever holds the commit lock next takes every queued
         // job and makes them durable in one transaction (one fsync for all).
-        let (done, result) = oneshot::channel();
+        let (done, mut result) = oneshot::channel();
         self.queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -332,12 +446,22 @@ impl RecordStore for SqliteRecordStore {
                 writes,
                 done,
             });
-        {
-            let _leader = self.commit.lock().await;
-            let jobs: Vec<Job> =
-                std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-            if !jobs.is_empty() {
-                self.commit_jobs(jobs).await;
+        // Either another leader commits this job while we wait for the lock, or we become the
+        // leader and commit everything queued so far (including this job).
+        tokio::select! {
+            biased;
+            answer = &mut result => {
+                return answer.map_err(|_| StoreError::Unavailable {
+                    context: "write records",
+                    detail: "the committing task stopped".into(),
+                })?;
+            }
+            _leader = self.commit.lock() => {
+                let jobs: Vec<Job> =
+                    std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+                if !jobs.is_empty() {
+                    self.commit_jobs(jobs).await;
+                }
             }
         }
         result.await.map_err(|_| StoreError::Unavailable {
@@ -353,8 +477,8 @@ impl RecordStore for SqliteRecordStore {
         digest: &Digest32,
     ) -> Result<Vec<RecordKey>, StoreError> {
         let rows = sqlx::query(
-            "SELECT rtype, id FROM blind_index WHERE org = ? AND kind = ? AND digest = ? \
-             ORDER BY rtype, id",
+            "SELECT v.rtype, v.id FROM blind_index b JOIN record_versions v ON v.seq = b.rec \
+             WHERE b.org = ? AND b.kind = ? AND b.digest = ? ORDER BY v.rtype, v.id",
         )
         .bind(org.as_str())
         .bind(kind.as_str())
@@ -413,6 +537,7 @@ impl RecordStore for SqliteRecordStore {
             .map_err(unavailable(ctx))?;
         let mut destroyed = 0;
         for k in keys {
+            delete_index(&mut tx, org, k.rtype, &k.id).await?;
             let done =
                 sqlx::query("DELETE FROM record_versions WHERE org = ? AND rtype = ? AND id = ?")
                     .bind(org.as_str())
@@ -422,15 +547,6 @@ impl RecordStore for SqliteRecordStore {
                     .await
                     .map_err(unavailable(ctx))?;
             destroyed += done.rows_affected();
-            {
-                sqlx::query("DELETE FROM blind_index WHERE org = ? AND rtype = ? AND id = ?")
-                    .bind(org.as_str())
-                    .bind(k.rtype.as_str())
-                    .bind(k.id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable(ctx))?;
-            }
         }
         tx.commit().await.map_err(unavailable(ctx))?;
         self.checkpoint_truncate().await?;

@@ -4,7 +4,7 @@
 //! `Patient?identifier=`). Each entry is written whole or not at all; entries are batched into
 //! durable transactions.
 use crate::error::VaultError;
-use crate::records::{UrnMap, fhir};
+use crate::records::{Base, Refs, fhir};
 use crate::{Ctx, Vault};
 use phivault_core::{RecordKey, RecordWrite, ResourceId, StoreKind, WriteOutcome};
 use serde_json::Value;
@@ -72,6 +72,8 @@ struct Entry {
 struct Pending {
     writes: Vec<RecordWrite>,
     names: Vec<String>,
+    /// The resource and id of each write, to retry it as an update if it already exists.
+    sources: Vec<(Value, ResourceId)>,
     keys: HashSet<RecordKey>,
     kind: Option<StoreKind>,
 }
@@ -90,10 +92,11 @@ impl Vault {
         progress: &mut (dyn FnMut(ImportProgress) + Send),
     ) -> Result<(), VaultError> {
         let mut entries = collect_entries(source, doc);
-        let mut urns = UrnMap::new();
+        let mut refs = Refs::default();
         for e in &entries {
             if let (Some(full), Some(id)) = (&e.full_url, &e.id) {
-                urns.insert(full.clone(), e.is_patient.then(|| id.clone()));
+                refs.urns
+                    .insert(full.clone(), e.is_patient.then(|| id.clone()));
             }
         }
         // Patients first, so that references to them resolve; order kept within each group.
@@ -102,6 +105,7 @@ impl Vault {
         let mut pending = Pending {
             writes: Vec::new(),
             names: Vec::new(),
+            sources: Vec::new(),
             keys: HashSet::new(),
             kind: None,
         };
@@ -114,28 +118,33 @@ impl Vault {
                     let key = RecordKey { rtype, id };
                     let kind = crate::records::store_kind(rtype);
                     if pending.keys.contains(&key) || pending.kind.is_some_and(|k| k != kind) {
-                        self.flush(ctx, &mut pending, opts, report).await?;
+                        self.flush(ctx, &mut pending, opts, report, &mut refs)
+                            .await?;
                     }
-                    self.prepare(ctx, resource, &key.id, None, &urns)
+                    let source = resource.clone();
+                    self.prepare(ctx, resource, &key.id, Base::New, &refs)
                         .await
-                        .map(|(w, _)| (w, key, kind))
+                        .map(|(w, _)| (w, key, kind, source))
                 }
                 _ => Err(VaultError::Invalid("entry has no resource".into())),
             };
             match prepared {
-                Ok((write, key, kind)) => {
+                Ok((write, key, kind, source)) => {
                     pending.writes.push(write);
                     pending.names.push(name);
+                    pending.sources.push((source, key.id.clone()));
                     pending.keys.insert(key);
                     pending.kind = Some(kind);
                     if pending.writes.len() >= BATCH {
-                        self.flush(ctx, &mut pending, opts, report).await?;
+                        self.flush(ctx, &mut pending, opts, report, &mut refs)
+                            .await?;
                     }
                 }
                 Err(e @ (VaultError::Invalid(_) | VaultError::Conflict { .. })) => {
                     let reason = e.client_message();
                     if opts.strict {
-                        self.flush(ctx, &mut pending, opts, report).await?;
+                        self.flush(ctx, &mut pending, opts, report, &mut refs)
+                            .await?;
                         return Err(VaultError::Invalid(format!("{name}: {reason}")));
                     }
                     report.skipped.push(Skipped {
@@ -144,7 +153,8 @@ impl Vault {
                     });
                 }
                 Err(e) => {
-                    self.flush(ctx, &mut pending, opts, report).await?;
+                    self.flush(ctx, &mut pending, opts, report, &mut refs)
+                        .await?;
                     return Err(e);
                 }
             }
@@ -153,7 +163,7 @@ impl Vault {
                 total,
             });
         }
-        self.flush(ctx, &mut pending, opts, report).await
+        self.flush(ctx, &mut pending, opts, report, &mut refs).await
     }
 
     async fn flush(
@@ -162,31 +172,66 @@ impl Vault {
         pending: &mut Pending,
         opts: ImportOptions,
         report: &mut ImportReport,
+        refs: &mut Refs,
     ) -> Result<(), VaultError> {
         let Some(kind) = pending.kind.take() else {
             return Ok(());
         };
         let writes = std::mem::take(&mut pending.writes);
         let names = std::mem::take(&mut pending.names);
+        let sources = std::mem::take(&mut pending.sources);
         pending.keys.clear();
         let outcomes = self.store(kind).write(&ctx.org, writes).await?;
-        for (outcome, name) in outcomes.into_iter().zip(names) {
-            match outcome {
-                WriteOutcome::Written if kind == StoreKind::Identity => report.patients += 1,
-                WriteOutcome::Written => report.resources += 1,
-                WriteOutcome::Conflict { .. } => {
-                    let reason = "changed concurrently by another writer; not imported".to_owned();
-                    if opts.strict {
-                        return Err(VaultError::Invalid(format!("{name}: {reason}")));
-                    }
-                    report.skipped.push(Skipped {
-                        entry: name,
-                        reason,
-                    });
+        for ((outcome, name), (source, id)) in outcomes.into_iter().zip(names).zip(sources) {
+            let written = match outcome {
+                WriteOutcome::Written => true,
+                // It exists already: import updates it to a new version.
+                WriteOutcome::Conflict { current } => {
+                    self.import_update(ctx, source, &id, current, refs).await?
                 }
+            };
+            if written {
+                if kind == StoreKind::Identity {
+                    report.patients += 1;
+                    refs.known_patients.insert(id);
+                } else {
+                    report.resources += 1;
+                }
+                continue;
             }
+            let reason = "changed concurrently by another writer; not imported".to_owned();
+            if opts.strict {
+                return Err(VaultError::Invalid(format!("{name}: {reason}")));
+            }
+            report.skipped.push(Skipped {
+                entry: name,
+                reason,
+            });
         }
         Ok(())
+    }
+
+    /// Writes an imported resource over an existing record, retrying a few times if other
+    /// writers keep moving the head. `false` if it never got through.
+    async fn import_update(
+        &self,
+        ctx: &Ctx,
+        source: Value,
+        id: &ResourceId,
+        mut current: Option<phivault_core::Version>,
+        refs: &Refs,
+    ) -> Result<bool, VaultError> {
+        for _ in 0..3 {
+            let base = current.map_or(Base::New, Base::Exactly);
+            let (write, _) = self.prepare(ctx, source.clone(), id, base, refs).await?;
+            let kind = crate::records::store_kind(write.record.rtype);
+            match self.store(kind).write(&ctx.org, vec![write]).await?.first() {
+                Some(WriteOutcome::Written) => return Ok(true),
+                Some(WriteOutcome::Conflict { current: c }) => current = *c,
+                None => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 }
 

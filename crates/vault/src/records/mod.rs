@@ -32,9 +32,25 @@ pub struct EraseReport {
     pub clinical_versions: u64,
 }
 
-/// How `urn:uuid:` references resolve inside one import or transaction: fullUrl → the Patient
-/// id it became (`Some`) or a non-patient entry (`None`).
-pub(crate) type UrnMap = HashMap<String, Option<ResourceId>>;
+/// How references resolve inside one import or transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Refs {
+    /// fullUrl → the Patient id it became (`Some`) or a non-patient entry (`None`).
+    pub urns: HashMap<String, Option<ResourceId>>,
+    /// Patients this operation has just written, known to exist.
+    pub known_patients: std::collections::HashSet<ResourceId>,
+}
+
+/// What a write builds on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Base {
+    /// Whatever the head is now (read it first).
+    Current,
+    /// Exactly this version; anything else is a conflict.
+    Exactly(Version),
+    /// A record that should not exist yet (no read; the store refuses if it does).
+    New,
+}
 
 pub(crate) fn store_kind(rtype: ResourceType) -> StoreKind {
     if rtype.is_patient() {
@@ -172,8 +188,8 @@ impl Vault {
         ctx: &Ctx,
         mut resource: Value,
         id: &ResourceId,
-        expected: Option<Version>,
-        urns: &UrnMap,
+        base: Base,
+        refs: &Refs,
     ) -> Result<(RecordWrite, Value), VaultError> {
         let rtype = fhir::resource_type(&resource)?;
         match resource.get("id") {
@@ -192,18 +208,23 @@ impl Vault {
         let link = if rtype.is_patient() {
             None
         } else {
-            self.patient_link(ctx, &resource, urns)
+            self.patient_link(ctx, &resource, refs)
                 .await?
                 .map(|p| self.keyring.pseudonym(&ctx.org, &p))
         };
         let key = self.row_key(ctx, rtype, id);
-        let head = self.store(store_kind(rtype)).head(&ctx.org, &key).await?;
-        let head_version = head.as_ref().map(|h| h.version);
-        let (version, exp) = match (expected, head_version) {
-            (Some(e), Some(h)) if e == h => (h.next(), Expected::Version(h)),
-            (Some(_), current) => return Err(VaultError::Conflict { current }),
-            (None, Some(h)) => (h.next(), Expected::Version(h)),
-            (None, None) => (Version::FIRST, Expected::Absent),
+        let head_version = match base {
+            Base::Current => self
+                .store(store_kind(rtype))
+                .head(&ctx.org, &key)
+                .await?
+                .map(|h| h.version),
+            Base::Exactly(v) => Some(v),
+            Base::New => None,
+        };
+        let (version, exp) = match head_version {
+            Some(h) => (h.next(), Expected::Version(h)),
+            None => (Version::FIRST, Expected::Absent),
         };
         let write = self.seal(ctx, &key, version, exp, &resource, link)?;
         Ok((write, resource))
@@ -216,7 +237,7 @@ impl Vault {
         &self,
         ctx: &Ctx,
         resource: &Value,
-        urns: &UrnMap,
+        refs: &Refs,
     ) -> Result<Option<ResourceId>, VaultError> {
         let mut primary = None;
         let mut other = None;
@@ -227,7 +248,7 @@ impl Vault {
                 PatientRef::Id(id) => Some(ResourceId::parse(&id).map_err(|_| {
                     VaultError::Invalid(format!("{element}: reference to an invalid patient id"))
                 })?),
-                PatientRef::Urn(u) => match urns.get(&reference) {
+                PatientRef::Urn(u) => match refs.urns.get(&reference) {
                     Some(resolved) => resolved.clone(),
                     None if is_patient_element => Some(ResourceId::parse(&u).map_err(|_| {
                         VaultError::Invalid(format!("{element}: unresolvable urn:uuid reference"))
@@ -257,7 +278,7 @@ impl Vault {
                 PatientRef::Other => None,
             };
             let Some(pid) = target else { continue };
-            if !checked.contains_key(&pid) {
+            if !checked.contains_key(&pid) && !refs.known_patients.contains(&pid) {
                 if !self.patient_exists(ctx, &pid).await? {
                     return Err(VaultError::Invalid(format!(
                         "{element}: reference to a missing patient"
@@ -310,16 +331,12 @@ impl Vault {
             obj.remove("id");
         }
         let (write, mut resource) = self
-            .prepare(ctx, resource, &id, None, &UrnMap::new())
+            .prepare(ctx, resource, &id, Base::New, &Refs::default())
             .await?;
-        if write.expected != Expected::Absent {
-            return Err(VaultError::Conflict {
-                current: Some(write.record.version),
-            });
-        }
         let (version, updated) = (write.record.version, write.record.updated_at);
         let rtype = write.record.rtype;
         self.write_one(ctx, write).await?;
+
         fhir::set_server_meta(&mut resource, version.0, updated);
         Ok(Stored {
             rtype,
@@ -338,8 +355,9 @@ impl Vault {
         resource: Value,
         expected: Option<Version>,
     ) -> Result<Stored, VaultError> {
+        let base = expected.map_or(Base::Current, Base::Exactly);
         let (write, mut resource) = self
-            .prepare(ctx, resource, id, expected, &UrnMap::new())
+            .prepare(ctx, resource, id, base, &Refs::default())
             .await?;
         let (version, updated) = (write.record.version, write.record.updated_at);
         let rtype = write.record.rtype;
