@@ -159,15 +159,15 @@ async fn open(dir: &Path) -> Result<Opened, String> {
 }
 
 async fn ctx(opened: &Opened, org: &OrgArgs) -> Result<Ctx, String> {
-    Ok(Ctx {
-        org: opened
+    Ok(Ctx::new(
+        opened
             .org(org.org.as_deref())
             .await
             .map_err(|e| e.to_string())?,
-        actor: Actor::Operator {
+        Actor::Operator {
             os_user: config::os_user(),
         },
-    })
+    ))
 }
 
 async fn run(cmd: Command) -> Result<ExitCode, String> {

@@ -173,9 +173,12 @@ pub async fn open(
     };
     let vault = Vault::new(
         Arc::new(keyring),
-        stores.identity.clone(),
-        stores.clinical.clone(),
-        stores.control.clone(),
+        phivault_vault::Stores {
+            identity: stores.identity.clone(),
+            clinical: stores.clinical.clone(),
+            control: stores.control.clone(),
+            audit: stores.audit.clone(),
+        },
         clock,
     );
     Ok(Opened { vault, stores })

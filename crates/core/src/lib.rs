@@ -13,7 +13,7 @@ pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::StoreError;
 pub use ids::{Digest32, IndexKind, OrgId, ResourceId, ResourceType, StoreKind, Version};
 pub use ports::{
-    ControlStore, Expected, KeyringEntry, Organization, RecordKey, RecordStore, RecordWrite,
-    SealedRecord, WriteOutcome,
+    AuditRecord, AuditStore, BeforeCommit, BoxFuture, ChainFn, ControlStore, Expected,
+    KeyringEntry, Organization, RecordKey, RecordStore, RecordWrite, SealedRecord, WriteOutcome,
 };
 pub use secret::{Secret, SecretString};

@@ -74,11 +74,13 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<SealedRecord>, StoreError>;
 
     /// Applies the writes in one durable transaction. Each write is checked and applied on its
-    /// own: a conflict on one leaves the others written.
+    /// own: a conflict on one leaves the others written. `before_commit` runs with the outcomes
+    /// inside the transaction; if it fails, nothing is written.
     async fn write(
         &self,
         org: &OrgId,
         writes: Vec<RecordWrite>,
+        before_commit: Option<BeforeCommit>,
     ) -> Result<Vec<WriteOutcome>, StoreError>;
 
     /// Live (not deleted) records whose blind index `kind` holds `digest`.
@@ -137,4 +139,46 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn create_organization(&self, org: &Organization) -> Result<bool, StoreError>;
     async fn keyring(&self) -> Result<Vec<KeyringEntry>, StoreError>;
     async fn add_keyring_entries(&self, entries: &[KeyringEntry]) -> Result<(), StoreError>;
+}
+
+/// A boxed future, for callbacks across the ports.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Runs inside a record write's transaction, after the writes were checked and before they
+/// commit, with their outcomes: the vault makes the audit event durable here. If it fails, the
+/// transaction rolls back and nothing is written (fail closed).
+pub type BeforeCommit =
+    Box<dyn FnOnce(Vec<WriteOutcome>) -> BoxFuture<'static, Result<(), StoreError>> + Send>;
+
+/// Builds an audit event's final bytes and chain MAC from its sequence number, the previous
+/// event's MAC (empty for the first) and the event draft. Supplied by the vault, which holds the
+/// audit key; the audit store never sees the key.
+pub type ChainFn = dyn Fn(u64, &[u8], &str) -> (String, Vec<u8>) + Send + Sync;
+
+/// One stored audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub recorded_at: i64,
+    /// The canonical JSON of the event, exactly the bytes the MAC covers.
+    pub event: String,
+    pub mac: Vec<u8>,
+}
+
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync + std::fmt::Debug {
+    /// Appends events durably and in order after the current head, chaining each with `chain`.
+    /// Returns their sequence numbers. Concurrent appends are group-committed.
+    async fn append(
+        &self,
+        drafts: Vec<(i64, String)>,
+        chain: std::sync::Arc<ChainFn>,
+    ) -> Result<Vec<u64>, StoreError>;
+
+    /// Events with `seq > after`, in order, at most `limit`.
+    async fn read(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The last event.
+    async fn head(&self) -> Result<Option<AuditRecord>, StoreError>;
 }

@@ -1,7 +1,7 @@
 use thiserror::Error;
 
 /// Crypto failures. None of them carries key material or plaintext.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum CryptoError {
     /// A ciphertext, wrapped key or tag did not verify: it was altered, moved, or belongs to
     /// another key.

@@ -4,4 +4,4 @@
 
 pub mod sqlite;
 
-pub use sqlite::{SqliteControlStore, SqliteRecordStore, SqliteStores};
+pub use sqlite::{SqliteAuditStore, SqliteControlStore, SqliteRecordStore, SqliteStores};

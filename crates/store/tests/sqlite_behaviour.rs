@@ -49,13 +49,13 @@ async fn versions_are_checked_optimistically() {
     let s = stores.clinical.clone();
     let o = org();
     assert_eq!(
-        s.write(&o, vec![write(rec("a", 1, None), Expected::Absent)])
+        s.write(&o, vec![write(rec("a", 1, None), Expected::Absent)], None)
             .await
             .unwrap(),
         [WriteOutcome::Written]
     );
     assert_eq!(
-        s.write(&o, vec![write(rec("a", 1, None), Expected::Absent)])
+        s.write(&o, vec![write(rec("a", 1, None), Expected::Absent)], None)
             .await
             .unwrap(),
         [WriteOutcome::Conflict {
@@ -66,7 +66,8 @@ async fn versions_are_checked_optimistically() {
     assert!(matches!(
         s.write(
             &o,
-            vec![write(rec("a", 3, None), Expected::Version(Version(1)))]
+            vec![write(rec("a", 3, None), Expected::Version(Version(1)))],
+            None
         )
         .await
         .unwrap()[..],
@@ -75,7 +76,8 @@ async fn versions_are_checked_optimistically() {
     assert_eq!(
         s.write(
             &o,
-            vec![write(rec("a", 2, None), Expected::Version(Version(1)))]
+            vec![write(rec("a", 2, None), Expected::Version(Version(1)))],
+            None
         )
         .await
         .unwrap(),
@@ -113,6 +115,7 @@ async fn concurrent_writers_are_group_committed_without_losing_or_doubling_anyth
                     rec(&format!("r{i}"), 1, Some(i as u8 % 4)),
                     Expected::Absent,
                 )],
+                None,
             )
             .await
         }));
@@ -128,6 +131,7 @@ async fn concurrent_writers_are_group_committed_without_losing_or_doubling_anyth
             s.write(
                 &org(),
                 vec![write(rec("contested", 1, None), Expected::Absent)],
+                None,
             )
             .await
         }));

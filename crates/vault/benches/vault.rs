@@ -9,7 +9,7 @@
 use phivault_core::{ControlStore, OrgId, Organization, ResourceId, ResourceType, SystemClock};
 use phivault_crypto::{KeyfileProvider, Keyring, Passphrase};
 use phivault_store::SqliteStores;
-use phivault_vault::{Actor, Ctx, ImportOptions, ImportReport, Vault};
+use phivault_vault::{Actor, Ctx, ImportOptions, ImportReport, Stores, Vault};
 use serde_json::{Value, json};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -78,9 +78,12 @@ async fn setup() -> Setup {
         .unwrap();
     let vault = Vault::new(
         Arc::new(keyring),
-        stores.identity.clone(),
-        stores.clinical.clone(),
-        stores.control.clone(),
+        Stores {
+            identity: stores.identity.clone(),
+            clinical: stores.clinical.clone(),
+            control: stores.control.clone(),
+            audit: stores.audit.clone(),
+        },
         Arc::new(SystemClock),
     );
     let opts = SqliteConnectOptions::new()
@@ -101,12 +104,12 @@ async fn setup() -> Setup {
         _dir: dir,
         vault,
         raw,
-        ctx: Ctx {
+        ctx: Ctx::new(
             org,
-            actor: Actor::Operator {
+            Actor::Operator {
                 os_user: "bench".into(),
             },
-        },
+        ),
     }
 }
 

@@ -22,6 +22,9 @@ pub enum VaultError {
     Crypto(CryptoError),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    /// The audit event could not be made durable: nothing was released or changed.
+    #[error("audit trail unavailable: {0}")]
+    Audit(String),
 }
 
 impl From<CryptoError> for VaultError {
@@ -48,6 +51,9 @@ impl VaultError {
             }
             VaultError::Crypto(_) => "a key operation failed".into(),
             VaultError::Store(e) => e.client_message().into(),
+            VaultError::Audit(_) => {
+                "the audit trail is unavailable, so nothing was released or changed".into()
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 //! the store ports. Adapters never touch a store or a key.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod error;
 pub mod ops;
 pub mod records;
@@ -14,7 +15,7 @@ pub use ops::import::{ImportOptions, ImportProgress, ImportReport, Skipped};
 pub use records::search::PatientQuery;
 pub use records::{EraseReport, PageCursor, Stored};
 
-use phivault_core::{Clock, ControlStore, OrgId, RecordStore};
+use phivault_core::{AuditStore, Clock, ControlStore, OrgId, RecordStore};
 use phivault_crypto::Keyring;
 use std::sync::Arc;
 
@@ -34,11 +35,31 @@ impl Actor {
     }
 }
 
-/// The context of one vault call: the organization it is scoped to and who acts.
+/// The context of one vault call: the organization it is scoped to, who acts, and what is
+/// known of the request (all of it goes into the audit event).
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub org: OrgId,
     pub actor: Actor,
+    /// HL7 PurposeOfUse code of the request.
+    pub purpose: Option<String>,
+    /// Network address of the client.
+    pub source: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Ctx {
+    pub fn new(org: OrgId, actor: Actor) -> Self {
+        Self {
+            org,
+            actor,
+            purpose: None,
+            source: None,
+            user_agent: None,
+            request_id: None,
+        }
+    }
 }
 
 /// The vault service.
@@ -48,24 +69,41 @@ pub struct Vault {
     pub(crate) identity: Arc<dyn RecordStore>,
     pub(crate) clinical: Arc<dyn RecordStore>,
     pub(crate) control: Arc<dyn ControlStore>,
+    pub(crate) audit: Arc<dyn AuditStore>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Benchmarks only (feature `bench`): skip audit writes to measure what they cost.
+    pub(crate) audit_off: bool,
+}
+
+/// The stores a vault runs on.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    pub identity: Arc<dyn RecordStore>,
+    pub clinical: Arc<dyn RecordStore>,
+    pub control: Arc<dyn ControlStore>,
+    pub audit: Arc<dyn AuditStore>,
 }
 
 impl Vault {
-    pub fn new(
-        keyring: Arc<Keyring>,
-        identity: Arc<dyn RecordStore>,
-        clinical: Arc<dyn RecordStore>,
-        control: Arc<dyn ControlStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(keyring: Arc<Keyring>, stores: Stores, clock: Arc<dyn Clock>) -> Self {
         Self {
             keyring,
-            identity,
-            clinical,
-            control,
+            identity: stores.identity,
+            clinical: stores.clinical,
+            control: stores.control,
+            audit: stores.audit,
             clock,
+            audit_off: false,
         }
+    }
+
+    /// Benchmarks only: the same vault with audit writes short-circuited, to measure their cost.
+    /// Not available in the shipped binary (feature `bench`).
+    #[cfg(feature = "bench")]
+    #[doc(hidden)]
+    pub fn with_audit_short_circuited_for_benchmarks(mut self) -> Self {
+        self.audit_off = true;
+        self
     }
 
     /// The organizations of this vault.

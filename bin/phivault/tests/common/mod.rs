@@ -99,12 +99,12 @@ pub async fn open_vault(dir: &Path) -> Opened {
 }
 
 pub async fn ctx(o: &Opened) -> Ctx {
-    Ctx {
-        org: o.org(None).await.unwrap(),
-        actor: Actor::Operator {
+    Ctx::new(
+        o.org(None).await.unwrap(),
+        Actor::Operator {
             os_user: "test".into(),
         },
-    }
+    )
 }
 
 pub async fn import_files(o: &Opened, files: &[PathBuf], strict: bool) -> ImportReport {

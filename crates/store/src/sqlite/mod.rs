@@ -1,10 +1,13 @@
 //! The embedded SQLite backend: one database file per store, WAL mode, `synchronous=FULL`
 //! (a commit is on disk when it returns) and `secure_delete` (freed pages are zeroed, so
 //! crypto-shredding leaves no wrapped key behind).
+mod audit;
 mod control;
+mod group;
 mod migrate;
 mod records;
 
+pub use audit::SqliteAuditStore;
 pub use control::SqliteControlStore;
 pub use records::SqliteRecordStore;
 
@@ -100,7 +103,7 @@ pub struct SqliteStores {
     pub identity: Arc<SqliteRecordStore>,
     pub clinical: Arc<SqliteRecordStore>,
     pub control: Arc<SqliteControlStore>,
-    audit: Db,
+    pub audit: Arc<SqliteAuditStore>,
 }
 
 impl SqliteStores {
@@ -119,13 +122,8 @@ impl SqliteStores {
             identity: Arc::new(SqliteRecordStore::new(identity, StoreKind::Identity)),
             clinical: Arc::new(SqliteRecordStore::new(clinical, StoreKind::Clinical)),
             control: Arc::new(SqliteControlStore::new(control)),
-            audit,
+            audit: Arc::new(SqliteAuditStore::new(audit)),
         })
-    }
-
-    /// The audit database's pool (the audit store port comes with the audit trail).
-    pub fn audit_pool(&self) -> &SqlitePool {
-        &self.audit.writer
     }
 
     /// Closes every pool, checkpointing the WAL files.

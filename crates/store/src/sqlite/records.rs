@@ -1,9 +1,10 @@
 //! The sealed record store on SQLite (used for both identity and clinical, in separate files).
+use super::group::Group;
 use super::{Db, corrupt, unavailable};
 use async_trait::async_trait;
 use phivault_core::{
-    Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore, RecordWrite, ResourceId,
-    ResourceType, SealedRecord, StoreError, StoreKind, Version, WriteOutcome,
+    BeforeCommit, Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore, RecordWrite,
+    ResourceId, ResourceType, SealedRecord, StoreError, StoreKind, Version, WriteOutcome,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -13,14 +14,14 @@ use tokio::sync::oneshot;
 struct Job {
     org: OrgId,
     writes: Vec<RecordWrite>,
+    hook: Option<BeforeCommit>,
     done: oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>,
 }
 
 pub struct SqliteRecordStore {
     db: Db,
     kind: StoreKind,
-    queue: std::sync::Mutex<Vec<Job>>,
-    commit: tokio::sync::Mutex<()>,
+    group: Group<Job>,
 }
 
 impl std::fmt::Debug for SqliteRecordStore {
@@ -314,8 +315,7 @@ impl SqliteRecordStore {
         Self {
             db,
             kind,
-            queue: std::sync::Mutex::new(Vec::new()),
-            commit: tokio::sync::Mutex::new(()),
+            group: Group::new(),
         }
     }
 
@@ -337,15 +337,17 @@ impl SqliteRecordStore {
         let ctx = "write records";
         let mut dones = Vec::with_capacity(jobs.len());
         let mut counts = Vec::with_capacity(jobs.len());
+        let mut hooks = Vec::with_capacity(jobs.len());
         let mut items = Vec::new();
         for job in jobs {
             counts.push(job.writes.len());
             for w in job.writes {
                 items.push((job.org.clone(), w));
             }
+            hooks.push(job.hook);
             dones.push(job.done);
         }
-        let result: Result<Vec<WriteOutcome>, StoreError> = async {
+        let result: Result<Vec<Vec<WriteOutcome>>, StoreError> = async {
             let mut tx = self
                 .db
                 .writer
@@ -353,15 +355,33 @@ impl SqliteRecordStore {
                 .await
                 .map_err(unavailable(ctx))?;
             let outcomes = apply(&mut tx, items).await?;
+            let mut rest = outcomes.into_iter();
+            let per_job: Vec<Vec<WriteOutcome>> = counts
+                .iter()
+                .map(|n| rest.by_ref().take(*n).collect())
+                .collect();
+            // The callers' before-commit work (their audit events), all at once so it can be
+            // group-committed too. Any failure rolls the whole transaction back.
+            let mut running = tokio::task::JoinSet::new();
+            for (hook, outcomes) in hooks.into_iter().zip(&per_job) {
+                if let Some(hook) = hook {
+                    running.spawn(hook(outcomes.clone()));
+                }
+            }
+            while let Some(done) = running.join_next().await {
+                done.map_err(|_| StoreError::Unavailable {
+                    context: ctx,
+                    detail: "a before-commit task failed".into(),
+                })??;
+            }
             tx.commit().await.map_err(unavailable(ctx))?;
-            Ok(outcomes)
+            Ok(per_job)
         }
         .await;
         match result {
-            Ok(outcomes) => {
-                let mut rest = outcomes.into_iter();
-                for (done, n) in dones.into_iter().zip(counts) {
-                    let _ = done.send(Ok(rest.by_ref().take(n).collect()));
+            Ok(per_job) => {
+                for (done, outcomes) in dones.into_iter().zip(per_job) {
+                    let _ = done.send(Ok(outcomes));
                 }
             }
             Err(e) => {
@@ -434,40 +454,18 @@ impl RecordStore for SqliteRecordStore {
         &self,
         org: &OrgId,
         writes: Vec<RecordWrite>,
+        before_commit: Option<BeforeCommit>,
     ) -> Result<Vec<WriteOutcome>, StoreError> {
-        // Group commit: queue the job; whoever holds the commit lock next takes every queued
-        // job and makes them durable in one transaction (one fsync for all).
-        let (done, mut result) = oneshot::channel();
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Job {
-                org: org.clone(),
-                writes,
-                done,
-            });
-        // Either another leader commits this job while we wait for the lock, or we become the
-        // leader and commit everything queued so far (including this job).
-        tokio::select! {
-            biased;
-            answer = &mut result => {
-                return answer.map_err(|_| StoreError::Unavailable {
-                    context: "write records",
-                    detail: "the committing task stopped".into(),
-                })?;
-            }
-            _leader = self.commit.lock() => {
-                let jobs: Vec<Job> =
-                    std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-                if !jobs.is_empty() {
-                    self.commit_jobs(jobs).await;
-                }
-            }
-        }
-        result.await.map_err(|_| StoreError::Unavailable {
-            context: "write records",
-            detail: "the committing task stopped".into(),
-        })?
+        let (done, answer) = oneshot::channel();
+        let job = Job {
+            org: org.clone(),
+            writes,
+            hook: before_commit,
+            done,
+        };
+        self.group
+            .submit(job, answer, |jobs| self.commit_jobs(jobs))
+            .await
     }
 
     async fn find(

@@ -9,6 +9,8 @@ use crate::{Ctx, Vault};
 use phivault_core::{RecordKey, RecordWrite, ResourceId, StoreKind, WriteOutcome};
 use serde_json::Value;
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ImportOptions {
@@ -83,6 +85,37 @@ impl Vault {
     /// In strict mode the first bad entry is returned as an error (entries before it stay
     /// imported); otherwise bad entries are listed in the report. Storage errors always stop.
     pub async fn import_document(
+        &self,
+        ctx: &Ctx,
+        source: &str,
+        doc: Value,
+        opts: ImportOptions,
+        report: &mut ImportReport,
+        progress: &mut (dyn FnMut(ImportProgress) + Send),
+    ) -> Result<(), VaultError> {
+        let skipped_before = report.skipped.len();
+        let result = self
+            .import_entries(ctx, source, doc, opts, report, progress)
+            .await;
+        // Entries refused before any write get one event for this document.
+        let refused = report.skipped.len().saturating_sub(skipped_before);
+        let mut event = self.event(ctx, "import");
+        match &result {
+            Err(e) => {
+                event.count = Some(refused as u64 + 1);
+                return self.audit_failure(event, clone_err(e)).await;
+            }
+            Ok(()) if refused > 0 => {
+                event.count = Some(refused as u64);
+                self.audit(event.failed(&VaultError::Invalid(String::new())))
+                    .await?;
+            }
+            Ok(()) => {}
+        }
+        result
+    }
+
+    async fn import_entries(
         &self,
         ctx: &Ctx,
         source: &str,
@@ -181,7 +214,41 @@ impl Vault {
         let names = std::mem::take(&mut pending.names);
         let sources = std::mem::take(&mut pending.sources);
         pending.keys.clear();
-        let outcomes = self.store(kind).write(&ctx.org, writes).await?;
+        // One audit event per batch transaction, made durable inside it.
+        let rows: Vec<String> = writes
+            .iter()
+            .map(|w| w.record.id.as_str().to_owned())
+            .collect();
+        let patients: Vec<Option<phivault_core::Digest32>> = writes
+            .iter()
+            .zip(&sources)
+            .map(|(w, (_, id))| {
+                if kind == StoreKind::Identity {
+                    Some(self.keyring.pseudonym(&ctx.org, id))
+                } else {
+                    w.record.link
+                }
+            })
+            .collect();
+        let event = self.event(ctx, "import");
+        let ran = Arc::new(AtomicBool::new(false));
+        let hook = self.audit_hook(event.clone(), ran.clone(), move |mut e, outcomes| {
+            let mut n = 0;
+            for ((o, row), p) in outcomes.iter().zip(rows).zip(patients) {
+                if *o == WriteOutcome::Written {
+                    n += 1;
+                    e.entities.push(row);
+                    e = e.patient(p);
+                }
+            }
+            e.count = Some(n);
+            e
+        });
+        let outcomes = match self.store(kind).write(&ctx.org, writes, hook).await {
+            Ok(o) => o,
+            Err(e) if ran.load(Ordering::SeqCst) => return Err(VaultError::Audit(e.to_string())),
+            Err(e) => return self.audit_failure(event, VaultError::Store(e)).await,
+        };
         for ((outcome, name), (source, id)) in outcomes.into_iter().zip(names).zip(sources) {
             let written = match outcome {
                 WriteOutcome::Written => true,
@@ -224,14 +291,33 @@ impl Vault {
         for _ in 0..3 {
             let base = current.map_or(Base::New, Base::Exactly);
             let (write, _) = self.prepare(ctx, source.clone(), id, base, refs).await?;
-            let kind = crate::records::store_kind(write.record.rtype);
-            match self.store(kind).write(&ctx.org, vec![write]).await?.first() {
-                Some(WriteOutcome::Written) => return Ok(true),
-                Some(WriteOutcome::Conflict { current: c }) => current = *c,
-                None => return Ok(false),
+            let patient = if write.record.rtype.is_patient() {
+                Some(self.keyring.pseudonym(&ctx.org, id))
+            } else {
+                write.record.link
+            };
+            let event = self.write_event(ctx, "import", &write).patient(patient);
+            match self.write_audited(ctx, write, event).await {
+                Ok(()) => return Ok(true),
+                Err(VaultError::Conflict { current: c }) => current = c,
+                Err(e) => return Err(e),
             }
         }
         Ok(false)
+    }
+}
+
+/// A copy of an error for the audit trail (the original goes back to the caller).
+fn clone_err(e: &VaultError) -> VaultError {
+    match e {
+        VaultError::Invalid(m) => VaultError::Invalid(m.clone()),
+        VaultError::NotFound => VaultError::NotFound,
+        VaultError::Gone => VaultError::Gone,
+        VaultError::Conflict { current } => VaultError::Conflict { current: *current },
+        VaultError::Integrity(c) => VaultError::Integrity(c.clone()),
+        VaultError::Crypto(c) => VaultError::Crypto(c.clone()),
+        VaultError::Store(s) => VaultError::Store(s.clone()),
+        VaultError::Audit(a) => VaultError::Audit(a.clone()),
     }
 }
 

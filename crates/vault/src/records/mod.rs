@@ -3,6 +3,7 @@
 pub mod fhir;
 pub mod search;
 
+use crate::audit::AuditEvent;
 use crate::error::VaultError;
 use crate::{Ctx, Vault};
 use fhir::{FoundRef, PATIENT_ELEMENTS, PatientRef};
@@ -13,6 +14,8 @@ use phivault_core::{
 use phivault_crypto::{RecordAad, SealedParts};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use zeroize::Zeroizing;
 
 /// A resource as the vault returns it: decrypted, with `meta.versionId`/`meta.lastUpdated`.
@@ -22,6 +25,18 @@ pub struct Stored {
     pub id: ResourceId,
     pub version: Version,
     pub resource: Value,
+    /// The keyed pseudonym of the patient this record is (about), if any.
+    pub patient: Option<Digest32>,
+}
+
+impl Stored {
+    /// The names of the elements this resource releases.
+    pub fn fields(&self) -> Vec<String> {
+        self.resource
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// What an erasure destroyed.
@@ -124,11 +139,17 @@ impl Vault {
             return Err(integrity());
         }
         fhir::set_server_meta(&mut resource, rec.version.0, rec.updated_at);
+        let patient = if rec.rtype.is_patient() {
+            Some(self.keyring.pseudonym(&ctx.org, &inner_id))
+        } else {
+            rec.link
+        };
         Ok(Stored {
             rtype: rec.rtype,
             id: inner_id,
             version: rec.version,
             resource,
+            patient,
         })
     }
 
@@ -307,18 +328,50 @@ impl Vault {
         ))
     }
 
-    async fn write_one(&self, ctx: &Ctx, write: RecordWrite) -> Result<(), VaultError> {
+    /// The audit event of a write: its type, pseudonymous row id and version.
+    pub(crate) fn write_event(&self, ctx: &Ctx, action: &str, write: &RecordWrite) -> AuditEvent {
+        let mut e = self.event(ctx, action);
+        let r = &write.record;
+        e.resource_type = Some(r.rtype.as_str().to_owned());
+        e.resource = Some(r.id.as_str().to_owned());
+        e.version = Some(r.version.0);
+        e.patient(r.link)
+    }
+
+    /// Writes one record with its audit event made durable inside the transaction.
+    pub(crate) async fn write_audited(
+        &self,
+        ctx: &Ctx,
+        write: RecordWrite,
+        event: AuditEvent,
+    ) -> Result<(), VaultError> {
         let kind = store_kind(write.record.rtype);
-        let outcomes = self.store(kind).write(&ctx.org, vec![write]).await?;
-        match outcomes.first() {
-            Some(WriteOutcome::Written) => Ok(()),
-            Some(WriteOutcome::Conflict { current }) => {
-                Err(VaultError::Conflict { current: *current })
+        let ran = Arc::new(AtomicBool::new(false));
+        let hook = self.audit_hook(event.clone(), ran.clone(), |e, outcomes| {
+            match outcomes.first() {
+                Some(WriteOutcome::Written) => e,
+                Some(WriteOutcome::Conflict { current }) => {
+                    e.failed(&VaultError::Conflict { current: *current })
+                }
+                None => e.failed(&VaultError::NotFound),
             }
-            None => Err(VaultError::Store(phivault_core::StoreError::Corrupt {
-                context: "write",
-                detail: "no outcome".into(),
-            })),
+        });
+        let result = self.store(kind).write(&ctx.org, vec![write], hook).await;
+        match result {
+            Ok(outcomes) => match outcomes.first() {
+                Some(WriteOutcome::Written) => Ok(()),
+                Some(WriteOutcome::Conflict { current }) => {
+                    Err(VaultError::Conflict { current: *current })
+                }
+                None => Err(VaultError::Store(phivault_core::StoreError::Corrupt {
+                    context: "write",
+                    detail: "no outcome".into(),
+                })),
+            },
+            // The event was attempted inside the transaction: the failure was the audit
+            // write or the commit, and nothing was written.
+            Err(e) if ran.load(Ordering::SeqCst) => Err(VaultError::Audit(e.to_string())),
+            Err(e) => self.audit_failure(event, VaultError::Store(e)).await,
         }
     }
 
@@ -330,20 +383,7 @@ impl Vault {
         if let Some(obj) = resource.as_object_mut() {
             obj.remove("id");
         }
-        let (write, mut resource) = self
-            .prepare(ctx, resource, &id, Base::New, &Refs::default())
-            .await?;
-        let (version, updated) = (write.record.version, write.record.updated_at);
-        let rtype = write.record.rtype;
-        self.write_one(ctx, write).await?;
-
-        fhir::set_server_meta(&mut resource, version.0, updated);
-        Ok(Stored {
-            rtype,
-            id,
-            version,
-            resource,
-        })
+        self.put(ctx, "create", &id, resource, Base::New).await
     }
 
     /// Updates (or creates at a client-chosen id) a resource. With `expected`, the update is
@@ -356,32 +396,61 @@ impl Vault {
         expected: Option<Version>,
     ) -> Result<Stored, VaultError> {
         let base = expected.map_or(Base::Current, Base::Exactly);
-        let (write, mut resource) = self
+        self.put(ctx, "update", id, resource, base).await
+    }
+
+    async fn put(
+        &self,
+        ctx: &Ctx,
+        action: &str,
+        id: &ResourceId,
+        resource: Value,
+        base: Base,
+    ) -> Result<Stored, VaultError> {
+        let mut event = self.event(ctx, action);
+        if let Ok(t) = fhir::resource_type(&resource) {
+            event.resource_type = Some(t.as_str().to_owned());
+            event.resource = Some(self.row_key(ctx, t, id).id.as_str().to_owned());
+        }
+        let (write, mut resource) = match self
             .prepare(ctx, resource, id, base, &Refs::default())
-            .await?;
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => return self.audit_failure(event, e).await,
+        };
+        let patient = if write.record.rtype.is_patient() {
+            Some(self.keyring.pseudonym(&ctx.org, id))
+        } else {
+            write.record.link
+        };
+        let event = self.write_event(ctx, action, &write).patient(patient);
         let (version, updated) = (write.record.version, write.record.updated_at);
         let rtype = write.record.rtype;
-        self.write_one(ctx, write).await?;
+        self.write_audited(ctx, write, event).await?;
         fhir::set_server_meta(&mut resource, version.0, updated);
         Ok(Stored {
             rtype,
             id: id.clone(),
             version,
             resource,
+            patient,
         })
     }
 
-    /// Reads the current version.
+    /// Reads the current version. The read is audited before anything is returned.
     pub async fn read(
         &self,
         ctx: &Ctx,
         rtype: ResourceType,
         id: &ResourceId,
     ) -> Result<Stored, VaultError> {
-        self.read_row(ctx, &self.row_key(ctx, rtype, id)).await
+        let key = self.row_key(ctx, rtype, id);
+        let result = self.read_row(ctx, &key).await;
+        self.audited_read(ctx, "read", rtype, &key, result).await
     }
 
-    /// Reads one version (FHIR `vread`).
+    /// Reads one version (FHIR `vread`), audited likewise.
     pub async fn vread(
         &self,
         ctx: &Ctx,
@@ -390,12 +459,38 @@ impl Vault {
         version: Version,
     ) -> Result<Stored, VaultError> {
         let key = self.row_key(ctx, rtype, id);
-        let rec = self
-            .store(store_kind(rtype))
-            .version(&ctx.org, &key, version)
-            .await?
-            .ok_or(VaultError::NotFound)?;
-        self.unseal(ctx, &rec)
+        let result = async {
+            let rec = self
+                .store(store_kind(rtype))
+                .version(&ctx.org, &key, version)
+                .await?
+                .ok_or(VaultError::NotFound)?;
+            self.unseal(ctx, &rec)
+        }
+        .await;
+        self.audited_read(ctx, "vread", rtype, &key, result).await
+    }
+
+    async fn audited_read(
+        &self,
+        ctx: &Ctx,
+        action: &str,
+        rtype: ResourceType,
+        key: &RecordKey,
+        result: Result<Stored, VaultError>,
+    ) -> Result<Stored, VaultError> {
+        let mut event = self.event(ctx, action);
+        event.resource_type = Some(rtype.as_str().to_owned());
+        event.resource = Some(key.id.as_str().to_owned());
+        match result {
+            Ok(s) => {
+                event.version = Some(s.version.0);
+                event.fields = s.fields();
+                self.audit(event.patient(s.patient)).await?;
+                Ok(s)
+            }
+            Err(e) => self.audit_failure(event, e).await,
+        }
     }
 
     /// Deletes a resource (FHIR `delete`): a tombstone version; history stays sealed.
@@ -407,18 +502,20 @@ impl Vault {
         expected: Option<Version>,
     ) -> Result<Version, VaultError> {
         let key = self.row_key(ctx, rtype, id);
-        let head = self
-            .store(store_kind(rtype))
-            .head(&ctx.org, &key)
-            .await?
-            .ok_or(VaultError::NotFound)?;
-        if head.deleted {
-            return Err(VaultError::Gone);
-        }
+        let mut event = self.event(ctx, "delete");
+        event.resource_type = Some(rtype.as_str().to_owned());
+        event.resource = Some(key.id.as_str().to_owned());
+        let head = match self.store(store_kind(rtype)).head(&ctx.org, &key).await {
+            Ok(Some(h)) if !h.deleted => h,
+            Ok(Some(_)) => return self.audit_failure(event, VaultError::Gone).await,
+            Ok(None) => return self.audit_failure(event, VaultError::NotFound).await,
+            Err(e) => return self.audit_failure(event, e.into()).await,
+        };
         if expected.is_some_and(|e| e != head.version) {
-            return Err(VaultError::Conflict {
+            let e = VaultError::Conflict {
                 current: Some(head.version),
-            });
+            };
+            return self.audit_failure(event, e).await;
         }
         let version = head.version.next();
         let write = RecordWrite {
@@ -436,45 +533,85 @@ impl Vault {
             expected: Expected::Version(head.version),
             index: Vec::new(),
         };
-        self.write_one(ctx, write).await?;
+        let patient = if rtype.is_patient() {
+            Some(self.keyring.pseudonym(&ctx.org, id))
+        } else {
+            head.link
+        };
+        let event = self.write_event(ctx, "delete", &write).patient(patient);
+        self.write_audited(ctx, write, event).await?;
         Ok(version)
     }
 
-    /// Every live clinical record of a patient.
+    /// Every live clinical record of a patient (one audit event for the lot).
     pub async fn patient_records(
         &self,
         ctx: &Ctx,
         patient: &ResourceId,
     ) -> Result<Vec<Stored>, VaultError> {
-        if !self.patient_exists(ctx, patient).await? {
-            return Err(VaultError::NotFound);
-        }
         let link = self.keyring.pseudonym(&ctx.org, patient);
-        let recs = self.clinical.linked(&ctx.org, &link).await?;
-        recs.iter().map(|r| self.unseal(ctx, r)).collect()
+        let event = self.event(ctx, "read-patient-records").patient(Some(link));
+        let result = async {
+            if !self.patient_exists(ctx, patient).await? {
+                return Err(VaultError::NotFound);
+            }
+            let recs = self.clinical.linked(&ctx.org, &link).await?;
+            recs.iter()
+                .map(|r| self.unseal(ctx, r).map(|s| (r.id.clone(), s)))
+                .collect::<Result<Vec<_>, _>>()
+        }
+        .await;
+        match result {
+            Ok(list) => {
+                let mut event = event;
+                event.count = Some(list.len() as u64);
+                event.entities = list.iter().map(|(k, _)| k.as_str().to_owned()).collect();
+                self.audit(event).await?;
+                Ok(list.into_iter().map(|(_, s)| s).collect())
+            }
+            Err(e) => self.audit_failure(event, e).await,
+        }
     }
 
     /// Erases a patient by crypto-shredding: every version of the patient and of every clinical
     /// record linked to it is destroyed with its data key. Nothing left in the data dir opens
     /// them afterwards, even with the root key. Idempotent if interrupted and run again.
+    /// The event is made durable first, so no erasure ever happens unaudited.
     pub async fn erase_patient(
         &self,
         ctx: &Ctx,
         patient: &ResourceId,
     ) -> Result<EraseReport, VaultError> {
         let key = self.row_key(ctx, ResourceType::PATIENT, patient);
-        if self.identity.head(&ctx.org, &key).await?.is_none() {
-            return Err(VaultError::NotFound);
-        }
         let link = self.keyring.pseudonym(&ctx.org, patient);
-        let clinical_keys = self.clinical.linked_keys(&ctx.org, &link).await?;
-        let clinical_versions = self.clinical.erase(&ctx.org, &clinical_keys).await?;
-        let patient_versions = self.identity.erase(&ctx.org, &[key]).await?;
-        Ok(EraseReport {
-            patient_versions,
-            clinical_records: clinical_keys.len() as u64,
-            clinical_versions,
-        })
+        let mut event = self.event(ctx, "erase").patient(Some(link));
+        event.resource_type = Some("Patient".into());
+        event.resource = Some(key.id.as_str().to_owned());
+        match self.identity.head(&ctx.org, &key).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return self.audit_failure(event, VaultError::NotFound).await,
+            Err(e) => return self.audit_failure(event, e.into()).await,
+        }
+        let clinical_keys = match self.clinical.linked_keys(&ctx.org, &link).await {
+            Ok(k) => k,
+            Err(e) => return self.audit_failure(event, e.into()).await,
+        };
+        event.count = Some(clinical_keys.len() as u64 + 1);
+        self.audit(event.clone()).await?;
+        let result = async {
+            let clinical_versions = self.clinical.erase(&ctx.org, &clinical_keys).await?;
+            let patient_versions = self.identity.erase(&ctx.org, &[key]).await?;
+            Ok::<_, VaultError>(EraseReport {
+                patient_versions,
+                clinical_records: clinical_keys.len() as u64,
+                clinical_versions,
+            })
+        }
+        .await;
+        match result {
+            Ok(r) => Ok(r),
+            Err(e) => self.audit_failure(event, e).await,
+        }
     }
 
     /// One page of live records of one store (for export), and the cursor for the next page
@@ -496,10 +633,23 @@ impl Vault {
                 id: r.id.clone(),
             })
         });
-        let page = recs
+        let mut event = self.event(ctx, "export");
+        let page = match recs
             .iter()
             .map(|r| self.unseal(ctx, r))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(p) => p,
+            Err(e) => return self.audit_failure(event, e).await,
+        };
+        if !page.is_empty() {
+            event.count = Some(page.len() as u64);
+            event.entities = recs.iter().map(|r| r.id.as_str().to_owned()).collect();
+            for s in &page {
+                event = event.patient(s.patient);
+            }
+            self.audit(event).await?;
+        }
         Ok((page, next))
     }
 }

@@ -87,22 +87,43 @@ impl Vault {
         Ok(result.unwrap_or_default().into_iter().collect())
     }
 
-    /// Finds patients exactly matching every given criterion.
+    /// Finds patients exactly matching every given criterion. One audit event lists the
+    /// patients released.
     pub async fn search_patients(
         &self,
         ctx: &Ctx,
         q: &PatientQuery,
     ) -> Result<Vec<Stored>, VaultError> {
-        let keys = self.find_patient_keys(ctx, q).await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            match self.read_row(ctx, &k).await {
-                Ok(s) => out.push(s),
-                // Raced with a delete or erase: not a match any more.
-                Err(VaultError::NotFound | VaultError::Gone) => {}
-                Err(e) => return Err(e),
+        let mut event = self.event(ctx, "search");
+        event.resource_type = Some("Patient".into());
+        let result = async {
+            let keys = self.find_patient_keys(ctx, q).await?;
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                match self.read_row(ctx, &k).await {
+                    Ok(s) => out.push((k.id, s)),
+                    // Raced with a delete or erase: not a match any more.
+                    Err(VaultError::NotFound | VaultError::Gone) => {}
+                    Err(e) => return Err(e),
+                }
             }
+            Ok(out)
         }
-        Ok(out)
+        .await;
+        match result {
+            Ok(found) => {
+                event.count = Some(found.len() as u64);
+                event.entities = found.iter().map(|(k, _)| k.as_str().to_owned()).collect();
+                for (_, s) in &found {
+                    event = event.patient(s.patient);
+                }
+                if let Some((_, s)) = found.first() {
+                    event.fields = s.fields();
+                }
+                self.audit(event).await?;
+                Ok(found.into_iter().map(|(_, s)| s).collect())
+            }
+            Err(e) => self.audit_failure(event, e).await,
+        }
     }
 }

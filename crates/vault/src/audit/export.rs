@@ -1,0 +1,178 @@
+//! Reading the audit trail out: filters, JSON lines, and FHIR R4 AuditEvent resources
+//! (DICOM / HL7 audit vocabularies).
+use super::{AuditEvent, Outcome};
+use crate::error::VaultError;
+use crate::{Ctx, Vault};
+use phivault_core::ResourceId;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Which events to read. All given conditions must hold.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub actor: Option<String>,
+    /// Events concerning this patient (by its pseudonym in the caller's organization).
+    pub patient: Option<ResourceId>,
+}
+
+impl Vault {
+    /// The events that match, in chain order.
+    pub async fn audit_events(
+        &self,
+        ctx: &Ctx,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEvent>, VaultError> {
+        let patient = filter
+            .patient
+            .as_ref()
+            .map(|p| self.keyring.pseudonym(&ctx.org, p).to_hex());
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.audit.read(after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for rec in page {
+                let ev: AuditEvent = serde_json::from_str(&rec.event).map_err(|_| {
+                    VaultError::Invalid(format!(
+                        "audit event {} is not readable; run `phivault audit verify`",
+                        rec.seq
+                    ))
+                })?;
+                let t = OffsetDateTime::parse(&ev.time, &Rfc3339).ok();
+                let keep = filter.since.is_none_or(|s| t.is_some_and(|t| t >= s))
+                    && filter.until.is_none_or(|u| t.is_some_and(|t| t < u))
+                    && filter.actor.as_ref().is_none_or(|a| &ev.actor == a)
+                    && patient.as_ref().is_none_or(|p| ev.patients.contains(p));
+                if keep {
+                    out.push(ev);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn coding(system: &str, code: &str, display: &str) -> Value {
+    json!({"system": system, "code": code, "display": display})
+}
+
+/// A FHIR R4 AuditEvent for one event.
+pub fn to_fhir(ev: &AuditEvent) -> Value {
+    const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+    const REST: &str = "http://hl7.org/fhir/restful-interaction";
+    let typ = match ev.action.as_str() {
+        "import" => coding(DCM, "110107", "Import"),
+        "export" => coding(DCM, "110106", "Export"),
+        "login" | "logout" | "mfa" => coding(DCM, "110114", "User Authentication"),
+        _ => coding(DCM, "110110", "Patient Record"),
+    };
+    let (subtype, action) = match ev.action.as_str() {
+        "create" => (Some(coding(REST, "create", "create")), "C"),
+        "read" | "read-patient-records" => (Some(coding(REST, "read", "read")), "R"),
+        "vread" => (Some(coding(REST, "vread", "vread")), "R"),
+        "update" => (Some(coding(REST, "update", "update")), "U"),
+        "delete" => (Some(coding(REST, "delete", "delete")), "D"),
+        "search" => (Some(coding(REST, "search-type", "search type")), "E"),
+        "import" => (None, "C"),
+        "export" => (None, "R"),
+        "erase" => (None, "D"),
+        _ => (None, "E"),
+    };
+    let outcome = match ev.outcome {
+        Outcome::Success => "0",
+        Outcome::Denied => "4",
+        Outcome::Error => "8",
+    };
+    let purpose: Vec<Value> = ev
+        .purpose
+        .iter()
+        .map(|p| {
+            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p}]})
+        })
+        .collect();
+    let mut agent = json!({
+        "type": {"coding": [coding("http://terminology.hl7.org/CodeSystem/extra-security-role-type", "humanuser", "human user")]},
+        "who": {"identifier": {"system": "urn:phivault:actor", "value": ev.actor}},
+        "requestor": true,
+    });
+    if let Some(addr) = &ev.source {
+        agent["network"] = json!({"address": addr, "type": "2"});
+    }
+    if !purpose.is_empty() {
+        agent["purposeOfUse"] = Value::Array(purpose.clone());
+    }
+    let mut entities = Vec::new();
+    if let Some(r) = &ev.resource {
+        let mut e = json!({
+            "what": {"identifier": {"system": "urn:phivault:row-id", "value": r}},
+            "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "4", "Domain Resource"),
+        });
+        if let Some(t) = &ev.resource_type {
+            e["type"] = coding("http://hl7.org/fhir/resource-types", t, t);
+        }
+        entities.push(e);
+    }
+    for r in &ev.entities {
+        entities.push(json!({
+            "what": {"identifier": {"system": "urn:phivault:row-id", "value": r}},
+            "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "4", "Domain Resource"),
+        }));
+    }
+    for p in &ev.patients {
+        entities.push(json!({
+            "what": {"identifier": {"system": "urn:phivault:pseudonym", "value": p}},
+            "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "1", "Patient"),
+        }));
+    }
+    if ev.break_glass {
+        for e in &mut entities {
+            e["securityLabel"] = json!([coding(
+                "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                "ETREAT",
+                "Emergency Treatment"
+            )]);
+        }
+    }
+    let mut out = json!({
+        "resourceType": "AuditEvent",
+        "id": format!("phivault-audit-{}", ev.seq),
+        "type": typ,
+        "action": action,
+        "recorded": ev.time,
+        "outcome": outcome,
+        "agent": [agent],
+        "source": {
+            "site": ev.org,
+            "observer": {"display": "phivault"},
+            "type": [coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4", "Application Server")],
+        },
+    });
+    if let Some(s) = subtype {
+        out["subtype"] = json!([s]);
+    }
+    if let Some(r) = &ev.reason {
+        out["outcomeDesc"] = json!(r);
+    }
+    if !purpose.is_empty() {
+        out["purposeOfEvent"] = Value::Array(purpose);
+    }
+    if !entities.is_empty() {
+        out["entity"] = Value::Array(entities);
+    }
+    out
+}
+
+/// A FHIR `collection` Bundle of AuditEvents.
+pub fn to_fhir_bundle(events: &[AuditEvent]) -> Value {
+    let entries: Vec<Value> = events
+        .iter()
+        .map(
+            |e| json!({"fullUrl": format!("urn:phivault:audit:{}", e.seq), "resource": to_fhir(e)}),
+        )
+        .collect();
+    json!({"resourceType": "Bundle", "type": "collection", "total": entries.len(), "entry": entries})
+}

@@ -1,0 +1,263 @@
+//! The security officer's digest (§164.308(a)(1)(ii)(D) information system activity review).
+use super::{AuditEvent, Outcome};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct LoginCounts {
+    pub success: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Notable {
+    pub seq: u64,
+    pub time: String,
+    pub actor: String,
+    pub action: String,
+    pub reason: Option<String>,
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UnusualVolume {
+    pub actor: String,
+    pub day: String,
+    pub patients: u64,
+    pub daily_median: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub since: String,
+    pub events: u64,
+    pub logins: BTreeMap<String, LoginCounts>,
+    pub denials: Vec<Notable>,
+    pub errors: BTreeMap<String, u64>,
+    pub break_glass: Vec<Notable>,
+    pub exports: Vec<Notable>,
+    pub erasures: Vec<Notable>,
+    pub unusual_volume: Vec<UnusualVolume>,
+}
+
+fn notable(e: &AuditEvent) -> Notable {
+    Notable {
+        seq: e.seq,
+        time: e.time.clone(),
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        reason: e.reason.clone(),
+        count: e.count,
+    }
+}
+
+fn median(v: &mut [u64]) -> f64 {
+    v.sort_unstable();
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v.get(n / 2).copied().unwrap_or(0) as f64,
+        n => {
+            let a = v.get(n / 2 - 1).copied().unwrap_or(0);
+            let b = v.get(n / 2).copied().unwrap_or(0);
+            (a + b) as f64 / 2.0
+        }
+    }
+}
+
+const READS: &[&str] = &["read", "vread", "search", "read-patient-records", "export"];
+
+/// Builds the report from events (already filtered to the period).
+pub fn build(since: &str, events: &[AuditEvent]) -> Report {
+    let mut logins: BTreeMap<String, LoginCounts> = BTreeMap::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut r = Report {
+        since: since.to_owned(),
+        events: events.len() as u64,
+        logins: BTreeMap::new(),
+        denials: Vec::new(),
+        errors: BTreeMap::new(),
+        break_glass: Vec::new(),
+        exports: Vec::new(),
+        erasures: Vec::new(),
+        unusual_volume: Vec::new(),
+    };
+    // actor → day → distinct patients read
+    let mut volume: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for e in events {
+        if e.action == "login" || e.action == "mfa" {
+            let c = logins.entry(e.actor.clone()).or_default();
+            match e.outcome {
+                Outcome::Success => c.success += 1,
+                _ => c.failed += 1,
+            }
+        }
+        match e.outcome {
+            Outcome::Denied => r.denials.push(notable(e)),
+            Outcome::Error => {
+                *errors
+                    .entry(e.reason.clone().unwrap_or_else(|| "unknown".into()))
+                    .or_default() += 1
+            }
+            Outcome::Success => {}
+        }
+        if e.break_glass {
+            r.break_glass.push(notable(e));
+        }
+        if e.action == "export" && e.outcome == Outcome::Success {
+            r.exports.push(notable(e));
+        }
+        if e.action == "erase" {
+            r.erasures.push(notable(e));
+        }
+        if READS.contains(&e.action.as_str()) && e.outcome == Outcome::Success {
+            let day = e.time.get(..10).unwrap_or("").to_owned();
+            let set = volume
+                .entry(e.actor.clone())
+                .or_default()
+                .entry(day)
+                .or_default();
+            set.extend(e.patients.iter().cloned());
+        }
+    }
+    for (actor, days) in volume {
+        let mut counts: Vec<u64> = days.values().map(|s| s.len() as u64).collect();
+        let med = median(&mut counts);
+        for (day, set) in days {
+            let n = set.len() as u64;
+            // Far above the actor's own daily median (and not a trickle).
+            if days_flag(n, med) {
+                r.unusual_volume.push(UnusualVolume {
+                    actor: actor.clone(),
+                    day,
+                    patients: n,
+                    daily_median: med,
+                });
+            }
+        }
+    }
+    r.logins = logins;
+    r.errors = errors;
+    r
+}
+
+fn days_flag(n: u64, median: f64) -> bool {
+    n >= 20 && (n as f64) > 3.0 * median
+}
+
+impl Report {
+    /// The report as text for a terminal.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "audit report since {}: {} events\n",
+            self.since, self.events
+        );
+        s.push_str(&format!("logins (user: ok/failed): {}\n", {
+            let v: Vec<String> = self
+                .logins
+                .iter()
+                .map(|(u, c)| format!("{u}: {}/{}", c.success, c.failed))
+                .collect();
+            if v.is_empty() {
+                "none".into()
+            } else {
+                v.join(", ")
+            }
+        }));
+        let list = |title: &str, items: &[Notable], s: &mut String| {
+            s.push_str(&format!("{title}: {}\n", items.len()));
+            for n in items.iter().take(50) {
+                s.push_str(&format!(
+                    "  #{} {} {} {}{}{}\n",
+                    n.seq,
+                    n.time,
+                    n.actor,
+                    n.action,
+                    n.reason
+                        .as_ref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default(),
+                    n.count
+                        .map(|c| format!(" [{c} records]"))
+                        .unwrap_or_default()
+                ));
+            }
+        };
+        list("denials", &self.denials, &mut s);
+        list("break-glass uses", &self.break_glass, &mut s);
+        list("exports", &self.exports, &mut s);
+        list("erasures", &self.erasures, &mut s);
+        s.push_str(&format!(
+            "errors by reason: {}\n",
+            if self.errors.is_empty() {
+                "none".into()
+            } else {
+                self.errors
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
+        s.push_str(&format!("unusual volume: {}\n", self.unusual_volume.len()));
+        for u in &self.unusual_volume {
+            s.push_str(&format!(
+                "  {} read {} patients on {} (daily median {})\n",
+                u.actor, u.patients, u.day, u.daily_median
+            ));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(actor: &str, day: &str, patient: &str) -> AuditEvent {
+        AuditEvent {
+            seq: 1,
+            time: format!("{day}T10:00:00Z"),
+            org: "default".into(),
+            actor: actor.into(),
+            source: None,
+            user_agent: None,
+            request_id: None,
+            action: "read".into(),
+            resource_type: Some("Patient".into()),
+            resource: None,
+            version: None,
+            patients: vec![patient.into()],
+            entities: vec![],
+            purpose: None,
+            outcome: Outcome::Success,
+            reason: None,
+            fields: vec![],
+            break_glass: false,
+            count: None,
+        }
+    }
+
+    #[test]
+    fn flags_a_day_far_above_the_actors_median() {
+        let mut events = Vec::new();
+        for d in 1..=5 {
+            for p in 0..3 {
+                events.push(ev("cli:a", &format!("2026-01-0{d}"), &format!("p{p}")));
+            }
+        }
+        for p in 0..40 {
+            events.push(ev("cli:a", "2026-01-06", &format!("q{p}")));
+        }
+        // Another actor who always reads a lot is not flagged.
+        for d in 1..=3 {
+            for p in 0..30 {
+                events.push(ev("cli:b", &format!("2026-01-0{d}"), &format!("r{p}")));
+            }
+        }
+        let r = build("2026-01-01", &events);
+        assert_eq!(r.unusual_volume.len(), 1, "{r:?}");
+        assert_eq!(r.unusual_volume[0].actor, "cli:a");
+        assert_eq!(r.unusual_volume[0].patients, 40);
+        assert_eq!(r.unusual_volume[0].daily_median, 3.0);
+    }
+}
