@@ -56,6 +56,13 @@ impl Vault {
     }
 }
 
+/// Sets an element of a JSON object (a no-op on anything else).
+fn set(v: &mut Value, key: &str, value: Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert(key.to_owned(), value);
+    }
+}
+
 fn coding(system: &str, code: &str, display: &str) -> Value {
     json!({"system": system, "code": code, "display": display})
 }
@@ -100,10 +107,10 @@ pub fn to_fhir(ev: &AuditEvent) -> Value {
         "requestor": true,
     });
     if let Some(addr) = &ev.source {
-        agent["network"] = json!({"address": addr, "type": "2"});
+        set(&mut agent, "network", json!({"address": addr, "type": "2"}));
     }
     if !purpose.is_empty() {
-        agent["purposeOfUse"] = Value::Array(purpose.clone());
+        set(&mut agent, "purposeOfUse", Value::Array(purpose.clone()));
     }
     let mut entities = Vec::new();
     if let Some(r) = &ev.resource {
@@ -112,7 +119,11 @@ pub fn to_fhir(ev: &AuditEvent) -> Value {
             "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "4", "Domain Resource"),
         });
         if let Some(t) = &ev.resource_type {
-            e["type"] = coding("http://hl7.org/fhir/resource-types", t, t);
+            set(
+                &mut e,
+                "type",
+                coding("http://hl7.org/fhir/resource-types", t, t),
+            );
         }
         entities.push(e);
     }
@@ -152,16 +163,16 @@ pub fn to_fhir(ev: &AuditEvent) -> Value {
         },
     });
     if let Some(s) = subtype {
-        out["subtype"] = json!([s]);
+        set(&mut out, "subtype", json!([s]));
     }
     if let Some(r) = &ev.reason {
-        out["outcomeDesc"] = json!(r);
+        set(&mut out, "outcomeDesc", json!(r));
     }
     if !purpose.is_empty() {
-        out["purposeOfEvent"] = Value::Array(purpose);
+        set(&mut out, "purposeOfEvent", Value::Array(purpose));
     }
     if !entities.is_empty() {
-        out["entity"] = Value::Array(entities);
+        set(&mut out, "entity", Value::Array(entities));
     }
     out
 }
