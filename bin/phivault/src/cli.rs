@@ -100,6 +100,78 @@ pub enum Command {
         #[command(subcommand)]
         what: EraseWhat,
     },
+    /// The audit trail: verify its chain, take a checkpoint, export it, report on it.
+    Audit {
+        #[command(subcommand)]
+        what: AuditCmd,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// One JSON event per line.
+    Jsonl,
+    /// A FHIR R4 Bundle of AuditEvent resources.
+    Fhir,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check every event's MAC chain; exit 0 with the count, or 3 naming the first bad event.
+    Verify {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// A checkpoint kept elsewhere (SEQ:MAC), to detect a cut tail.
+        #[arg(long)]
+        checkpoint: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the current head (SEQ:MAC) of the verified chain, to keep outside the vault.
+    Checkpoint {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export events as JSON lines or FHIR AuditEvents (standard output without --out).
+    Export {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: AuditFormat,
+        /// Output file (mode 0600); refused if it exists, unless --force.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        force: bool,
+        /// From this time (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this actor (e.g. cli:alice).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only events about this patient (its FHIR id).
+        #[arg(long)]
+        patient: Option<String>,
+    },
+    /// The security officer's digest: logins, denials, break-glass, exports, unusual volume.
+    Report {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        /// From this time (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +345,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
             println!("{bundle}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit { what } => audit_cmd(what).await,
         Command::Erase {
             what:
                 EraseWhat::Patient {
@@ -310,6 +383,225 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
                     "erased Patient/{id}: {} patient versions, {} clinical records ({} versions) destroyed with their keys",
                     r.patient_versions, r.clinical_records, r.clinical_versions
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// RFC 3339, or a date (midnight UTC).
+fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t);
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &fmt)
+        .map(|d| d.midnight().assume_utc())
+        .map_err(|_| {
+            format!("'{s}' is not a time: use RFC 3339 (2026-01-31T12:00:00Z) or YYYY-MM-DD")
+        })
+}
+
+/// Writes a new private file (mode 0600) through a temporary file and a rename.
+fn write_private(out: &Path, force: bool, bytes: &[u8]) -> Result<(), String> {
+    if out.exists() && !force {
+        return Err(format!(
+            "{} exists; choose another --out or add --force",
+            out.display()
+        ));
+    }
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.partial",
+        out.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into())
+    ));
+    let io = |e: std::io::Error| format!("cannot write {}: {}", out.display(), e.kind());
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let result = (|| {
+        let mut f = opts.open(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, out).map_err(io)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+async fn audit_cmd(what: AuditCmd) -> Result<ExitCode, String> {
+    use phivault_vault::audit::export::{AuditFilter, to_fhir_bundle};
+    use phivault_vault::audit::verify::Checkpoint;
+    match what {
+        AuditCmd::Verify {
+            dir,
+            checkpoint,
+            json,
+        } => {
+            let cp = checkpoint
+                .as_deref()
+                .map(Checkpoint::parse)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let opened = open(&dir.data_dir).await?;
+            let result = opened.vault.verify_audit(cp.as_ref()).await;
+            opened.close().await;
+            let v = result.map_err(|e| vault_err(&e))?;
+            let head = v.head.as_ref().map(ToString::to_string);
+            if json {
+                println!(
+                    "{}",
+                    json!({"intact": v.problem.is_none(), "count": v.count, "head": head,
+                           "first_bad": v.problem.map(|p| p.0), "problem": v.problem.map(|p| p.1.to_string())})
+                );
+            } else {
+                match v.problem {
+                    None => println!(
+                        "audit chain intact: {} events; head {}",
+                        v.count,
+                        head.unwrap_or_else(|| "(empty)".into())
+                    ),
+                    Some((seq, p)) => println!(
+                        "audit chain BROKEN at event {seq}: {p} ({} events verified before it)",
+                        v.count
+                    ),
+                }
+            }
+            Ok(if v.problem.is_none() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        AuditCmd::Checkpoint { dir, json } => {
+            let opened = open(&dir.data_dir).await?;
+            let result = opened.vault.audit_checkpoint().await;
+            opened.close().await;
+            let cp = result.map_err(|e| vault_err(&e))?;
+            let text = cp
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "0:".to_owned() + &"0".repeat(64));
+            if json {
+                println!(
+                    "{}",
+                    json!({"checkpoint": text, "seq": cp.as_ref().map_or(0, |c| c.seq)})
+                );
+            } else {
+                println!("{text}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Export {
+            dir,
+            org,
+            format,
+            out,
+            force,
+            since,
+            until,
+            actor,
+            patient,
+        } => {
+            let filter = AuditFilter {
+                since: since.as_deref().map(parse_time).transpose()?,
+                until: until.as_deref().map(parse_time).transpose()?,
+                actor,
+                patient: patient
+                    .as_deref()
+                    .map(ResourceId::parse)
+                    .transpose()
+                    .map_err(|e| e.to_string())?,
+            };
+            let opened = open(&dir.data_dir).await?;
+            let result = async {
+                let c = ctx(&opened, &org).await?;
+                let events = opened
+                    .vault
+                    .audit_events(&c, &filter)
+                    .await
+                    .map_err(|e| vault_err(&e))?;
+                opened
+                    .vault
+                    .audit_export_event(&c, events.len() as u64)
+                    .await
+                    .map_err(|e| vault_err(&e))?;
+                Ok::<_, String>(events)
+            }
+            .await;
+            opened.close().await;
+            let events = result?;
+            let text = match format {
+                AuditFormat::Jsonl => {
+                    let mut s = String::new();
+                    for e in &events {
+                        s.push_str(&serde_json::to_string(e).map_err(|e| e.to_string())?);
+                        s.push('\n');
+                    }
+                    s
+                }
+                AuditFormat::Fhir => {
+                    let mut s = serde_json::to_string_pretty(&to_fhir_bundle(&events))
+                        .map_err(|e| e.to_string())?;
+                    s.push('\n');
+                    s
+                }
+            };
+            match out {
+                Some(path) => {
+                    write_private(&path, force, text.as_bytes())?;
+                    eprintln!(
+                        "exported {} audit events to {}",
+                        events.len(),
+                        path.display()
+                    );
+                }
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Report {
+            dir,
+            org,
+            since,
+            json,
+        } => {
+            let filter = AuditFilter {
+                since: Some(parse_time(&since)?),
+                ..Default::default()
+            };
+            let opened = open(&dir.data_dir).await?;
+            let result = async {
+                let c = ctx(&opened, &org).await?;
+                opened
+                    .vault
+                    .audit_events(&c, &filter)
+                    .await
+                    .map_err(|e| vault_err(&e))
+            }
+            .await;
+            opened.close().await;
+            let events = result?;
+            let report = phivault_vault::audit::report::build(&since, &events);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", report.to_text());
             }
             Ok(ExitCode::SUCCESS)
         }

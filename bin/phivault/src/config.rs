@@ -102,9 +102,33 @@ fn passphrase_from_file(path: &Path) -> Result<Passphrase, String> {
     Ok(pass)
 }
 
-/// The operator's OS user name, for `cli:<user>` in the audit trail.
+/// The operator's OS user name, for `cli:<user>` in the audit trail: `USER`/`LOGNAME`, else
+/// the name of the process's real uid in /etc/passwd, else `uid-N`.
 pub fn os_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    if let Ok(u) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME"))
+        && !u.is_empty()
+    {
+        return u;
+    }
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        });
+    let Some(uid) = uid else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let _pw = f.next()?;
+                (f.next()? == uid).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or(format!("uid-{uid}"))
 }

@@ -106,6 +106,11 @@ impl Vault {
         self
     }
 
+    /// The keyed pseudonym (hex) under which the audit trail names a patient.
+    pub fn patient_pseudonym(&self, ctx: &Ctx, patient: &phivault_core::ResourceId) -> String {
+        self.keyring.pseudonym(&ctx.org, patient).to_hex()
+    }
+
     /// The organizations of this vault.
     pub async fn organizations(&self) -> Result<Vec<phivault_core::Organization>, VaultError> {
         Ok(self.control.organizations().await?)

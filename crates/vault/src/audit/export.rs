@@ -43,7 +43,8 @@ impl Vault {
                     ))
                 })?;
                 let t = OffsetDateTime::parse(&ev.time, &Rfc3339).ok();
-                let keep = filter.since.is_none_or(|s| t.is_some_and(|t| t >= s))
+                let keep = ev.org == ctx.org.as_str()
+                    && filter.since.is_none_or(|s| t.is_some_and(|t| t >= s))
                     && filter.until.is_none_or(|u| t.is_some_and(|t| t < u))
                     && filter.actor.as_ref().is_none_or(|a| &ev.actor == a)
                     && patient.as_ref().is_none_or(|p| ev.patients.contains(p));
@@ -53,6 +54,13 @@ impl Vault {
             }
         }
         Ok(out)
+    }
+
+    /// Records that the audit trail was read out (who, how many events).
+    pub async fn audit_export_event(&self, ctx: &Ctx, count: u64) -> Result<(), VaultError> {
+        let mut e = self.event(ctx, "audit-export");
+        e.count = Some(count);
+        self.audit(e).await
     }
 }
 
