@@ -54,12 +54,12 @@ async fn every_vault_call_leaves_exactly_one_event_and_no_phi() {
     assert_eq!(e.actor, "cli:test");
     let pid = ResourceId::parse(resources_in(&files[2])[0]["id"].as_str().unwrap()).unwrap();
     let pseudonym = o.vault.patient_pseudonym(&c, &pid);
-    assert_eq!(e.patients, [pseudonym.clone()]);
+    assert_eq!(e.patients, vec![pseudonym.clone()]);
 
     let (r, e) = one_event(&o, || o.vault.read(&c, ResourceType::PATIENT, &pid)).await;
     let s = r.unwrap();
     assert_eq!((e.action.as_str(), e.outcome), ("read", Outcome::Success));
-    assert_eq!(e.patients, [pseudonym.clone()]);
+    assert_eq!(e.patients, vec![pseudonym.clone()]);
     assert_eq!(e.version, Some(1));
     assert!(e.fields.contains(&"name".to_owned()) && e.fields.contains(&"birthDate".to_owned()));
     assert_eq!(e.resource_type.as_deref(), Some("Patient"));
@@ -100,7 +100,7 @@ async fn every_vault_call_leaves_exactly_one_event_and_no_phi() {
     let (r, e) = one_event(&o, || o.vault.search_patients(&c, &q)).await;
     assert_eq!(r.unwrap().len(), 1);
     assert_eq!((e.action.as_str(), e.count), ("search", Some(1)));
-    assert_eq!(e.patients, [pseudonym.clone()]);
+    assert_eq!(e.patients, vec![pseudonym.clone()]);
     let bad = PatientQuery::default();
     let (r, e) = one_event(&o, || o.vault.search_patients(&c, &bad)).await;
     assert!(r.is_err());
@@ -119,7 +119,7 @@ async fn every_vault_call_leaves_exactly_one_event_and_no_phi() {
     );
     assert_eq!(
         e.patients,
-        [pseudonym.clone()],
+        vec![pseudonym.clone()],
         "clinical events name the patient's pseudonym"
     );
     let (r, e) = one_event(&o, || o.vault.patient_records(&c, &pid)).await;
