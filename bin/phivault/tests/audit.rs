@@ -548,3 +548,82 @@ async fn fhir_audit_export_validates_as_r4_audit_events() {
         "{text}"
     );
 }
+
+/// Mounts a small tmpfs (root only). `None` when this machine does not allow it.
+fn small_tmpfs(at: &Path) -> Option<()> {
+    std::fs::create_dir_all(at).ok()?;
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(at)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(())
+}
+
+struct Unmount(std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_releases_nothing_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    if small_tmpfs(&mnt).is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must be able to mount a tmpfs for this test"
+        );
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    let _unmount = Unmount(mnt.clone());
+    let dir = mnt.join("data");
+    new_vault(&dir).await.close().await;
+    let o = open_vault(&dir).await;
+    let c = ctx(&o).await;
+    import_files(&o, &repo_fixtures(), true).await;
+    let pid =
+        ResourceId::parse(resources_in(&repo_fixtures()[2])[0]["id"].as_str().unwrap()).unwrap();
+    let before = events(&o).await.len();
+    // Checkpoint so the write-ahead logs restart small, then fill the disk.
+    o.close().await;
+    let o = open_vault(&dir).await;
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let read = o.vault.read(&c, ResourceType::PATIENT, &pid).await;
+    assert!(matches!(read, Err(VaultError::Audit(_))), "{read:?}");
+    let update = o
+        .vault
+        .update(
+            &c,
+            &pid,
+            json!({"resourceType": "Patient", "id": pid.as_str(), "gender": "unknown"}),
+            None,
+        )
+        .await;
+    assert!(update.is_err(), "{update:?}");
+    // The fault clears.
+    std::fs::remove_file(&filler).unwrap();
+    let now = o.vault.read(&c, ResourceType::PATIENT, &pid).await.unwrap();
+    assert_eq!(
+        now.version,
+        Version(1),
+        "the update during the fault changed nothing"
+    );
+    let v = o.vault.verify_audit(None).await.unwrap();
+    assert_eq!(v.problem, None);
+    assert_eq!(events(&o).await.len(), before + 1);
+    o.close().await;
+}

@@ -57,12 +57,17 @@ impl SqliteAuditStore {
 
     async fn commit(&self, jobs: Vec<Job>) {
         let ctx = "append audit";
+        // Take every answer channel first, so that any failure below reaches every caller.
         let mut answers: Vec<(Answer, Vec<u64>)> = Vec::with_capacity(jobs.len());
+        let mut work = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            answers.push((job.done, Vec::new()));
+            work.push((job.drafts, job.chain));
+        }
+        let mut conn = None;
         let result: Result<(), StoreError> = async {
-            let mut tx = self
-                .db
-                .writer
-                .begin_with("BEGIN IMMEDIATE")
+            let c = conn.insert(self.db.writer.acquire().await.map_err(unavailable(ctx))?);
+            let mut tx = sqlx::Connection::begin_with(&mut **c, "BEGIN IMMEDIATE")
                 .await
                 .map_err(unavailable(ctx))?;
             let head = sqlx::query("SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1")
@@ -78,17 +83,15 @@ impl SqliteAuditStore {
                 ),
             };
             let mut rows: Vec<(i64, i64, String, Vec<u8>)> = Vec::new();
-            for job in jobs {
-                let mut seqs = Vec::with_capacity(job.drafts.len());
-                for (at, draft) in &job.drafts {
+            for ((drafts, chain), (_, seqs)) in work.iter().zip(answers.iter_mut()) {
+                for (at, draft) in drafts {
                     seq += 1;
-                    let (event, mac) = (job.chain)(seq, &prev, draft);
+                    let (event, mac) = chain(seq, &prev, draft);
                     let s = i64::try_from(seq).map_err(|_| corrupt(ctx, "seq overflow"))?;
                     rows.push((s, *at, event, mac.clone()));
                     prev = mac;
                     seqs.push(seq);
                 }
-                answers.push((job.done, seqs));
             }
             for chunk in rows.chunks(500) {
                 let mut sql =
@@ -107,6 +110,13 @@ impl SqliteAuditStore {
             tx.commit().await.map_err(unavailable(ctx))
         }
         .await;
+        if result.is_err()
+            && let Some(c) = conn.as_mut()
+        {
+            // Never hand a connection back in an unknown transaction state.
+            c.close_on_drop();
+        }
+        drop(conn);
         match result {
             Ok(()) => {
                 for (done, seqs) in answers {

@@ -94,7 +94,7 @@ fn item_key(item: &Item) -> (String, &'static str, String) {
 // Every index below comes from `0..items.len()` (or equals it for `out`): never out of range.
 #[allow(clippy::indexing_slicing)]
 async fn apply(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     items: Vec<Item>,
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     let ctx = "write records";
@@ -199,7 +199,7 @@ async fn apply(
 
 /// The outcome of a refused write: a conflict naming the current head version.
 async fn conflict(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     item: &Item,
 ) -> Result<WriteOutcome, StoreError> {
     let (org, w) = item;
@@ -222,7 +222,7 @@ async fn conflict(
 /// Inserts a record version if the head is what the writer expects: absent (`None`), or
 /// exactly version `e` (then `e + 1` cannot exist yet, by the unique constraint).
 async fn insert_version(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: &OrgId,
     r: &SealedRecord,
     after: Option<Version>,
@@ -264,7 +264,7 @@ async fn insert_version(
 
 /// Inserts blind-index entries pointing at record versions (by `seq`).
 async fn insert_index(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     rows: &[(&OrgId, IndexKind, &Digest32, i64)],
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(1000) {
@@ -288,7 +288,7 @@ async fn insert_index(
 
 /// Removes the blind-index entries of every version of a record.
 async fn delete_index(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: &OrgId,
     rtype: ResourceType,
     id: &ResourceId,
@@ -347,11 +347,10 @@ impl SqliteRecordStore {
             hooks.push(job.hook);
             dones.push(job.done);
         }
+        let mut conn = None;
         let result: Result<Vec<Vec<WriteOutcome>>, StoreError> = async {
-            let mut tx = self
-                .db
-                .writer
-                .begin_with("BEGIN IMMEDIATE")
+            let c = conn.insert(self.db.writer.acquire().await.map_err(unavailable(ctx))?);
+            let mut tx = sqlx::Connection::begin_with(&mut **c, "BEGIN IMMEDIATE")
                 .await
                 .map_err(unavailable(ctx))?;
             let outcomes = apply(&mut tx, items).await?;
@@ -378,6 +377,13 @@ impl SqliteRecordStore {
             Ok(per_job)
         }
         .await;
+        if result.is_err()
+            && let Some(c) = conn.as_mut()
+        {
+            // Never hand a connection back in an unknown transaction state.
+            c.close_on_drop();
+        }
+        drop(conn);
         match result {
             Ok(per_job) => {
                 for (done, outcomes) in dones.into_iter().zip(per_job) {
@@ -527,26 +533,34 @@ impl RecordStore for SqliteRecordStore {
 
     async fn erase(&self, org: &OrgId, keys: &[RecordKey]) -> Result<u64, StoreError> {
         let ctx = "erase records";
-        let mut tx = self
-            .db
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable(ctx))?;
-        let mut destroyed = 0;
-        for k in keys {
-            delete_index(&mut tx, org, k.rtype, &k.id).await?;
-            let done =
-                sqlx::query("DELETE FROM record_versions WHERE org = ? AND rtype = ? AND id = ?")
-                    .bind(org.as_str())
-                    .bind(k.rtype.as_str())
-                    .bind(k.id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable(ctx))?;
-            destroyed += done.rows_affected();
+        let mut conn = self.db.writer.acquire().await.map_err(unavailable(ctx))?;
+        let result = async {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
+                .await
+                .map_err(unavailable(ctx))?;
+            let mut destroyed = 0;
+            for k in keys {
+                delete_index(&mut tx, org, k.rtype, &k.id).await?;
+                let done = sqlx::query(
+                    "DELETE FROM record_versions WHERE org = ? AND rtype = ? AND id = ?",
+                )
+                .bind(org.as_str())
+                .bind(k.rtype.as_str())
+                .bind(k.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?;
+                destroyed += done.rows_affected();
+            }
+            tx.commit().await.map_err(unavailable(ctx))?;
+            Ok::<u64, StoreError>(destroyed)
         }
-        tx.commit().await.map_err(unavailable(ctx))?;
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        drop(conn);
+        let destroyed = result?;
         self.checkpoint_truncate().await?;
         Ok(destroyed)
     }
