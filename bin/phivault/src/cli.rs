@@ -403,42 +403,81 @@ fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
         })
 }
 
-/// Writes a new private file (mode 0600) through a temporary file and a rename.
-fn write_private(out: &Path, force: bool, bytes: &[u8]) -> Result<(), String> {
-    if out.exists() && !force {
-        return Err(format!(
-            "{} exists; choose another --out or add --force",
-            out.display()
+/// A new private output file (mode 0600), written under a temporary name beside `out` and
+/// renamed into place by [`PrivateFile::finish`]; dropped unfinished, it leaves nothing.
+struct PrivateFile {
+    tmp: PathBuf,
+    out: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl PrivateFile {
+    fn create(out: &Path, force: bool) -> Result<Self, String> {
+        if out.exists() && !force {
+            return Err(format!(
+                "{} exists; choose another --out or add --force",
+                out.display()
+            ));
+        }
+        let dir = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(
+            ".{}.partial",
+            out.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "out".into())
         ));
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts
+            .open(&tmp)
+            .map_err(|e| format!("cannot write {}: {}", out.display(), e.kind()))?;
+        Ok(Self {
+            tmp,
+            out: out.to_owned(),
+            file: Some(std::io::BufWriter::new(file)),
+        })
     }
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.partial",
-        out.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into())
-    ));
-    let io = |e: std::io::Error| format!("cannot write {}: {}", out.display(), e.kind());
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+
+    fn err(&self, e: std::io::Error) -> String {
+        format!("cannot write {}: {}", self.out.display(), e.kind())
     }
-    let result = (|| {
-        let mut f = opts.open(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, out).map_err(io)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self.file.as_mut() {
+            Some(f) => f.write_all(bytes).map_err(|e| self.err(e)),
+            None => Err("file already finished".into()),
+        }
     }
-    result
+
+    fn writer(&mut self) -> Result<&mut std::io::BufWriter<std::fs::File>, String> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| "file already finished".to_owned())
+    }
+
+    /// Flushes, syncs and renames into place.
+    fn finish(mut self) -> Result<(), String> {
+        let w = self.file.take().ok_or("file already finished")?;
+        let f = w.into_inner().map_err(|e| self.err(e.into_error()))?;
+        f.sync_all().map_err(|e| self.err(e))?;
+        std::fs::rename(&self.tmp, &self.out).map_err(|e| self.err(e))
+    }
+}
+
+impl Drop for PrivateFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 async fn audit_cmd(what: AuditCmd) -> Result<ExitCode, String> {
@@ -561,7 +600,9 @@ async fn audit_cmd(what: AuditCmd) -> Result<ExitCode, String> {
             };
             match out {
                 Some(path) => {
-                    write_private(&path, force, text.as_bytes())?;
+                    let mut f = PrivateFile::create(&path, force)?;
+                    f.write(text.as_bytes())?;
+                    f.finish()?;
                     eprintln!(
                         "exported {} audit events to {}",
                         events.len(),
@@ -725,68 +766,33 @@ fn full_url(rtype: &str, id: &str) -> String {
 
 /// Streams the export into a private temporary file beside `out`, then renames it into place.
 async fn export(opened: &Opened, org: &OrgArgs, out: &Path, force: bool) -> Result<u64, String> {
-    if out.exists() && !force {
-        return Err(format!(
-            "{} exists; choose another --out or add --force",
-            out.display()
-        ));
-    }
+    let mut file = PrivateFile::create(out, force)?;
     let c = ctx(opened, org).await?;
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.partial",
-        out.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "export".into())
-    ));
-    let io = |e: std::io::Error| format!("cannot write {}: {}", out.display(), e.kind());
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let file = opts.open(&tmp).map_err(io)?;
-    let mut w = std::io::BufWriter::new(file);
-    let result = async {
-        w.write_all(b"{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[")
-            .map_err(io)?;
-        let mut n = 0u64;
-        for kind in [StoreKind::Identity, StoreKind::Clinical] {
-            let mut after: Option<PageCursor> = None;
-            loop {
-                let (page, next) = opened
-                    .vault
-                    .page(&c, kind, after.as_ref(), 500)
-                    .await
-                    .map_err(|e| vault_err(&e))?;
-                if page.is_empty() {
-                    break;
+    file.write(b"{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[")?;
+    let mut n = 0u64;
+    for kind in [StoreKind::Identity, StoreKind::Clinical] {
+        let mut after: Option<PageCursor> = None;
+        loop {
+            let (page, next) = opened
+                .vault
+                .page(&c, kind, after.as_ref(), 500)
+                .await
+                .map_err(|e| vault_err(&e))?;
+            if page.is_empty() {
+                break;
+            }
+            after = next;
+            for s in page {
+                if n > 0 {
+                    file.write(b",")?;
                 }
-                after = next;
-                for s in page {
-                    if n > 0 {
-                        w.write_all(b",").map_err(io)?;
-                    }
-                    let entry = json!({"fullUrl": full_url(s.rtype.as_str(), s.id.as_str()), "resource": s.resource});
-                    serde_json::to_writer(&mut w, &entry).map_err(|e| e.to_string())?;
-                    n += 1;
-                }
+                let entry = json!({"fullUrl": full_url(s.rtype.as_str(), s.id.as_str()), "resource": s.resource});
+                serde_json::to_writer(file.writer()?, &entry).map_err(|e| e.to_string())?;
+                n += 1;
             }
         }
-        w.write_all(b"]}\n").map_err(io)?;
-        let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, out).map_err(io)?;
-        Ok::<u64, String>(n)
     }
-    .await;
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    file.write(b"]}\n")?;
+    file.finish()?;
+    Ok(n)
 }
