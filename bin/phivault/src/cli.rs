@@ -37,12 +37,24 @@ pub struct OrgArgs {
     pub org: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain (default: the data dir's development certificate).
+    #[arg(long, env = "PHIVAULT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key, mode 0600.
+    #[arg(long, env = "PHIVAULT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new vault: root key sealed by the passphrase, keyring, stores, organization `default`.
     Init {
         #[command(flatten)]
         dir: DirArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -99,6 +111,20 @@ pub enum Command {
     Erase {
         #[command(subcommand)]
         what: EraseWhat,
+    },
+    /// Serve the HTTPS API (TLS 1.2+ only, HSTS). `--dev` creates ./phivault-data on first run.
+    Serve {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// Address to listen on (port 0 picks a free one).
+        #[arg(long, env = "PHIVAULT_LISTEN", default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+        /// Development mode: on first run, initialize the data dir with a generated passphrase
+        /// kept in a 0600 file beside it. Not for real data.
+        #[arg(long)]
+        dev: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// The audit trail: verify its chain, take a checkpoint, export it, report on it.
     Audit {
@@ -244,7 +270,7 @@ async fn ctx(opened: &Opened, org: &OrgArgs) -> Result<Ctx, String> {
 
 async fn run(cmd: Command) -> Result<ExitCode, String> {
     match cmd {
-        Command::Init { dir, json } => {
+        Command::Init { dir, tls, json } => {
             let dir = dir.data_dir;
             if datadir::holds_vault(&dir) {
                 return Err(datadir::DataDirError::AlreadyInitialized(dir).to_string());
@@ -253,6 +279,14 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
             datadir::init(&dir, &pass, clock().as_ref())
                 .await
                 .map_err(|e| e.to_string())?;
+            if tls.tls_cert.is_none() {
+                let cert = crate::tls::write_dev_cert(&dir)?;
+                eprintln!(
+                    "wrote a self-signed development certificate for localhost: {} \
+                     (set PHIVAULT_TLS_CERT and PHIVAULT_TLS_KEY for a real one)",
+                    cert.display()
+                );
+            }
             if json {
                 println!(
                     "{}",
@@ -346,6 +380,12 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { what } => audit_cmd(what).await,
+        Command::Serve {
+            dir,
+            listen,
+            dev,
+            tls,
+        } => serve_cmd(dir.data_dir, listen, dev, tls).await,
         Command::Erase {
             what:
                 EraseWhat::Patient {
@@ -647,6 +687,75 @@ async fn audit_cmd(what: AuditCmd) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The development passphrase file beside a data dir: `./phivault-data.passphrase`.
+fn dev_passphrase_path(dir: &Path) -> PathBuf {
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".passphrase");
+    dir.with_file_name(name)
+}
+
+async fn serve_cmd(
+    dir: PathBuf,
+    listen: std::net::SocketAddr,
+    dev: bool,
+    tls: TlsArgs,
+) -> Result<ExitCode, String> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dev_pass = dev_passphrase_path(&dir);
+    if dev && !datadir::holds_vault(&dir) {
+        let pass = phivault_crypto::Passphrase::new(
+            phivault_crypto::random_passphrase().map_err(|e| e.to_string())?,
+        );
+        let mut f = PrivateFile::create(&dev_pass, false)?;
+        f.write(pass.expose().as_bytes())?;
+        f.write(b"\n")?;
+        f.finish()?;
+        datadir::init(&dir, &pass, clock().as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::tls::write_dev_cert(&dir)?;
+        eprintln!(
+            "DEVELOPMENT MODE: created {} with a generated passphrase in {} (mode 0600). \
+             Not for real patient data.",
+            dir.display(),
+            dev_pass.display()
+        );
+    }
+    let pass = if dev
+        && std::env::var_os("PHIVAULT_PASSPHRASE_FILE").is_none()
+        && std::env::var_os("PHIVAULT_PASSPHRASE").is_none()
+        && dev_pass.exists()
+    {
+        config::passphrase_from_file(&dev_pass)?
+    } else {
+        config::passphrase(false)?
+    };
+    let opened = datadir::open(&dir, &pass, clock())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (cert, key) = crate::tls::paths(&dir, tls.tls_cert.as_deref(), tls.tls_key.as_deref());
+    let config = match crate::tls::server_config(&cert, &key) {
+        Ok(c) => c,
+        Err(e) => {
+            opened.close().await;
+            return Err(e);
+        }
+    };
+    let result = crate::serve::run(&opened, listen, config, |addr| {
+        println!("phivault is listening on https://{addr}");
+        if dev {
+            println!("development certificate: {}", cert.display());
+        }
+        let _ = std::io::stdout().flush();
+    })
+    .await;
+    opened.close().await;
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 fn vault_err(e: &VaultError) -> String {

@@ -9,9 +9,12 @@ use std::path::Path;
 /// Every variable phivault reads. `PHIVAULT_TEST_*` is reserved for test harnesses.
 pub const KNOWN_VARS: &[&str] = &[
     "PHIVAULT_DATA_DIR",
+    "PHIVAULT_LISTEN",
     "PHIVAULT_ORG",
     "PHIVAULT_PASSPHRASE",
     "PHIVAULT_PASSPHRASE_FILE",
+    "PHIVAULT_TLS_CERT",
+    "PHIVAULT_TLS_KEY",
 ];
 
 /// Checks that every `PHIVAULT_*` variable in the environment is one phivault knows.
@@ -69,7 +72,7 @@ pub fn passphrase(confirm: bool) -> Result<Passphrase, String> {
     )
 }
 
-fn passphrase_from_file(path: &Path) -> Result<Passphrase, String> {
+pub fn passphrase_from_file(path: &Path) -> Result<Passphrase, String> {
     let mut text = std::fs::read_to_string(path).map_err(|e| {
         format!(
             "cannot read PHIVAULT_PASSPHRASE_FILE {}: {}",

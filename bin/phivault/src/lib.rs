@@ -5,3 +5,5 @@
 pub mod cli;
 pub mod config;
 pub mod datadir;
+pub mod serve;
+pub mod tls;

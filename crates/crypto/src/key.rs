@@ -33,6 +33,13 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     Ok(buf)
 }
 
+/// A random passphrase (256 bits, base64url), for development data dirs.
+pub fn random_passphrase() -> Result<String, CryptoError> {
+    use base64::Engine;
+    let bytes: [u8; 32] = random_bytes()?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 /// A random (version 4) UUID, for server-assigned resource ids.
 pub fn random_uuid() -> Result<String, CryptoError> {
     let mut b: [u8; 16] = random_bytes()?;

@@ -14,6 +14,6 @@ pub mod keyfile;
 pub mod keyring;
 
 pub use error::CryptoError;
-pub use key::{Key32, random_uuid};
+pub use key::{Key32, random_passphrase, random_uuid};
 pub use keyfile::{KeyfileProvider, Passphrase};
 pub use keyring::{Keyring, RecordAad, RootKeyProvider, SealedParts};
