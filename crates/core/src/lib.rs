@@ -2,6 +2,7 @@
 //! implement. No I/O lives here.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod clock;
 pub mod error;
 pub mod ids;
@@ -9,6 +10,7 @@ pub mod ports;
 pub mod resource_types;
 pub mod secret;
 
+pub use auth::{ClientRecord, Role, SessionRecord, UserRecord};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::StoreError;
 pub use ids::{Digest32, IndexKind, OrgId, ResourceId, ResourceType, StoreKind, Version};

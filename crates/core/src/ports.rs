@@ -139,6 +139,35 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn create_organization(&self, org: &Organization) -> Result<bool, StoreError>;
     async fn keyring(&self) -> Result<Vec<KeyringEntry>, StoreError>;
     async fn add_keyring_entries(&self, entries: &[KeyringEntry]) -> Result<(), StoreError>;
+
+    /// Creates a user; `false` if the username is taken.
+    async fn create_user(&self, user: &crate::UserRecord) -> Result<bool, StoreError>;
+    async fn user_by_name(&self, username: &str) -> Result<Option<crate::UserRecord>, StoreError>;
+    async fn user_by_id(&self, id: &str) -> Result<Option<crate::UserRecord>, StoreError>;
+    async fn users(&self, org: Option<&OrgId>) -> Result<Vec<crate::UserRecord>, StoreError>;
+    /// Replaces a user's mutable fields (everything but id, org, username, created_at).
+    async fn update_user(&self, user: &crate::UserRecord) -> Result<(), StoreError>;
+    /// Accepts TOTP step `step` for a user only if it is newer than the last accepted one
+    /// (atomic: a code is accepted once, even by two racing logins).
+    async fn accept_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
+    async fn set_backup_codes(&self, user_id: &str, hashes: &[Vec<u8>]) -> Result<(), StoreError>;
+    /// Marks an unused backup code used; `false` if there is no such unused code.
+    async fn use_backup_code(
+        &self,
+        user_id: &str,
+        hash: &[u8],
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    async fn put_session(&self, s: &crate::SessionRecord) -> Result<(), StoreError>;
+    async fn session(&self, token_hash: &[u8]) -> Result<Option<crate::SessionRecord>, StoreError>;
+    async fn touch_session(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError>;
+    async fn revoke_session(&self, token_hash: &[u8]) -> Result<bool, StoreError>;
+    /// Revokes every session of a subject (disable, password reset).
+    async fn revoke_sessions_of(&self, subject: &str) -> Result<u64, StoreError>;
+
+    async fn create_client(&self, c: &crate::ClientRecord) -> Result<bool, StoreError>;
+    async fn client(&self, id: &str) -> Result<Option<crate::ClientRecord>, StoreError>;
 }
 
 /// A boxed future, for callbacks across the ports.

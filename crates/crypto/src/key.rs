@@ -33,6 +33,13 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     Ok(buf)
 }
 
+/// A random bearer secret of `N` bytes, base64url without padding.
+pub fn random_token<const N: usize>() -> Result<String, CryptoError> {
+    use base64::Engine;
+    let bytes: [u8; N] = random_bytes()?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 /// A random passphrase (256 bits, base64url), for development data dirs.
 pub fn random_passphrase() -> Result<String, CryptoError> {
     use base64::Engine;

@@ -28,6 +28,8 @@ pub trait RootKeyProvider: Send + Sync + std::fmt::Debug {
 const KEK: &str = "kek";
 const PEPPER: &str = "pepper";
 const AUDIT_MAC: &str = "audit-mac";
+const SECRETS: &str = "secrets";
+const TOKENS: &str = "tokens";
 
 fn index_purpose(kind: IndexKind) -> String {
     format!("index:{}", kind.as_str())
@@ -77,6 +79,8 @@ pub struct Keyring {
     pepper: Key32,
     index: BTreeMap<IndexKind, Key32>,
     audit_mac: Key32,
+    secrets: Key32,
+    tokens: Key32,
 }
 
 fn wrap_aad(purpose: &str, version: u32) -> Vec<u8> {
@@ -104,6 +108,8 @@ impl Keyring {
         let kek = make(KEK.into())?;
         let pepper = make(PEPPER.into())?;
         let audit_mac = make(AUDIT_MAC.into())?;
+        let secrets = make(SECRETS.into())?;
+        let tokens = make(TOKENS.into())?;
         let mut index = BTreeMap::new();
         for kind in IndexKind::ALL {
             index.insert(kind, make(index_purpose(kind))?);
@@ -117,6 +123,8 @@ impl Keyring {
                 pepper,
                 index,
                 audit_mac,
+                secrets,
+                tokens,
             },
             entries,
         ))
@@ -152,6 +160,8 @@ impl Keyring {
         };
         let pepper = take(PEPPER)?;
         let audit_mac = take(AUDIT_MAC)?;
+        let secrets = take(SECRETS)?;
+        let tokens = take(TOKENS)?;
         let mut index = BTreeMap::new();
         for kind in IndexKind::ALL {
             index.insert(kind, take(&index_purpose(kind))?);
@@ -162,6 +172,8 @@ impl Keyring {
             pepper,
             index,
             audit_mac,
+            secrets,
+            tokens,
         })
     }
 
@@ -255,6 +267,34 @@ impl Keyring {
         ))
     }
 
+    /// Seals a small control secret (a TOTP seed) bound to `context` (e.g. the user id).
+    pub fn seal_secret(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        aead::seal(
+            &self.secrets,
+            &tuple("secret", &[context.as_bytes()]),
+            plaintext,
+        )
+    }
+
+    /// Opens a control secret sealed for `context`.
+    pub fn open_secret(
+        &self,
+        context: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        aead::open(
+            &self.secrets,
+            &tuple("secret", &[context.as_bytes()]),
+            sealed,
+        )
+    }
+
+    /// The keyed hash under which a bearer secret (session token, backup code, client secret)
+    /// is stored: HMAC(tokens key, kind, secret). High-entropy secrets need no slow hash.
+    pub fn token_hash(&self, kind: &str, secret: &str) -> [u8; 32] {
+        aead::hmac_sha256(&self.tokens, &tuple(kind, &[secret.as_bytes()]))
+    }
+
     /// HMAC under the audit key, for the audit chain.
     pub fn audit_mac(&self, msg: &[u8]) -> [u8; 32] {
         aead::hmac_sha256(&self.audit_mac, msg)
@@ -296,7 +336,7 @@ mod tests {
     fn generate_load_round_trip_and_wrong_root() {
         let root = TestRoot(Key32::random().unwrap());
         let (ring, entries) = Keyring::generate(&root, 0).unwrap();
-        assert_eq!(entries.len(), 3 + IndexKind::ALL.len());
+        assert_eq!(entries.len(), 5 + IndexKind::ALL.len());
         let again = Keyring::load(&root, &entries).unwrap();
         let (org, p1, _) = ids();
         assert_eq!(ring.pseudonym(&org, &p1), again.pseudonym(&org, &p1));

@@ -12,8 +12,10 @@ pub mod error;
 pub mod key;
 pub mod keyfile;
 pub mod keyring;
+pub mod password;
+pub mod totp;
 
 pub use error::CryptoError;
-pub use key::{Key32, random_passphrase, random_uuid};
+pub use key::{Key32, random_passphrase, random_token, random_uuid};
 pub use keyfile::{KeyfileProvider, Passphrase};
 pub use keyring::{Keyring, RecordAad, RootKeyProvider, SealedParts};

@@ -1,8 +1,12 @@
 //! Control data on SQLite: settings, organizations, the wrapped keyring.
 use super::{Db, corrupt, unavailable};
 use async_trait::async_trait;
-use phivault_core::{ControlStore, KeyringEntry, OrgId, Organization, StoreError};
+use phivault_core::{
+    ClientRecord, ControlStore, KeyringEntry, OrgId, Organization, Role, SessionRecord, StoreError,
+    UserRecord,
+};
 use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
 
 #[derive(Debug)]
 pub struct SqliteControlStore {
@@ -123,4 +127,294 @@ impl ControlStore for SqliteControlStore {
         tx.commit().await.map_err(unavailable("write keyring"))?;
         Ok(())
     }
+
+    async fn create_user(&self, u: &UserRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO users (id, org, username, role, password_hash, password_changed_at, \
+             must_change_password, totp_sealed, totp_last_step, mfa_enrolled, disabled, \
+             failed_logins, locked_until, last_login_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&u.id)
+        .bind(u.org.as_str())
+        .bind(&u.username)
+        .bind(u.role.as_str())
+        .bind(&u.password_hash)
+        .bind(u.password_changed_at)
+        .bind(u.must_change_password)
+        .bind(u.totp_sealed.as_deref())
+        .bind(u.totp_last_step)
+        .bind(u.mfa_enrolled)
+        .bind(u.disabled)
+        .bind(u.failed_logins)
+        .bind(u.locked_until)
+        .bind(u.last_login_at)
+        .bind(u.created_at)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable("create user"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{USER_COLUMNS} WHERE username = ?"
+        )))
+        .bind(username)
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable("read user"))?;
+        row.as_ref().map(decode_user).transpose()
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.db.reader)
+            .await
+            .map_err(unavailable("read user"))?;
+        row.as_ref().map(decode_user).transpose()
+    }
+
+    async fn users(&self, org: Option<&OrgId>) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{USER_COLUMNS} WHERE (? IS NULL OR org = ?) ORDER BY org, username"
+        )))
+        .bind(org.map(OrgId::as_str))
+        .bind(org.map(OrgId::as_str))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable("list users"))?;
+        rows.iter().map(decode_user).collect()
+    }
+
+    async fn update_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET role = ?, password_hash = ?, password_changed_at = ?, \
+             must_change_password = ?, totp_sealed = ?, totp_last_step = ?, mfa_enrolled = ?, \
+             disabled = ?, failed_logins = ?, locked_until = ?, last_login_at = ? WHERE id = ?",
+        )
+        .bind(u.role.as_str())
+        .bind(&u.password_hash)
+        .bind(u.password_changed_at)
+        .bind(u.must_change_password)
+        .bind(u.totp_sealed.as_deref())
+        .bind(u.totp_last_step)
+        .bind(u.mfa_enrolled)
+        .bind(u.disabled)
+        .bind(u.failed_logins)
+        .bind(u.locked_until)
+        .bind(u.last_login_at)
+        .bind(&u.id)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable("update user"))?;
+        Ok(())
+    }
+
+    async fn accept_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET totp_last_step = ? \
+             WHERE id = ? AND (totp_last_step IS NULL OR totp_last_step < ?)",
+        )
+        .bind(step)
+        .bind(user_id)
+        .bind(step)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable("accept totp"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_backup_codes(&self, user_id: &str, hashes: &[Vec<u8>]) -> Result<(), StoreError> {
+        let ctx = "set backup codes";
+        let mut tx = self.db.writer.begin().await.map_err(unavailable(ctx))?;
+        sqlx::query("DELETE FROM backup_codes WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+        for h in hashes {
+            sqlx::query("INSERT INTO backup_codes (user_id, code_hash) VALUES (?, ?)")
+                .bind(user_id)
+                .bind(h.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?;
+        }
+        tx.commit().await.map_err(unavailable(ctx))
+    }
+
+    async fn use_backup_code(
+        &self,
+        user_id: &str,
+        hash: &[u8],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE backup_codes SET used_at = ? \
+             WHERE user_id = ? AND code_hash = ? AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(hash)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable("use backup code"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, kind, subject, org, created_at, last_seen_at, \
+             expires_at, revoked, scopes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.token_hash.as_slice())
+        .bind(&s.kind)
+        .bind(&s.subject)
+        .bind(s.org.as_str())
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(s.expires_at)
+        .bind(s.revoked)
+        .bind(&s.scopes)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable("create session"))?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &[u8]) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT token_hash, kind, subject, org, created_at, last_seen_at, expires_at, \
+             revoked, scopes FROM sessions WHERE token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable("read session"))?;
+        row.as_ref().map(decode_session).transpose()
+    }
+
+    async fn touch_session(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?")
+            .bind(now)
+            .bind(token_hash)
+            .execute(&self.db.writer)
+            .await
+            .map_err(unavailable("touch session"))?;
+        Ok(())
+    }
+
+    async fn revoke_session(&self, token_hash: &[u8]) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE sessions SET revoked = 1 WHERE token_hash = ? AND revoked = 0")
+                .bind(token_hash)
+                .execute(&self.db.writer)
+                .await
+                .map_err(unavailable("revoke session"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE sessions SET revoked = 1 WHERE subject = ? AND revoked = 0")
+            .bind(subject)
+            .execute(&self.db.writer)
+            .await
+            .map_err(unavailable("revoke sessions"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn create_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO clients (id, org, name, role, scopes, secret_hash, disabled, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&c.id)
+        .bind(c.org.as_str())
+        .bind(&c.name)
+        .bind(c.role.as_str())
+        .bind(&c.scopes)
+        .bind(c.secret_hash.as_slice())
+        .bind(c.disabled)
+        .bind(c.created_at)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable("create client"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, org, name, role, scopes, secret_hash, disabled, created_at \
+             FROM clients WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable("read client"))?;
+        row.as_ref()
+            .map(|r| {
+                let ctx = "read client";
+                let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
+                let org: String = r.try_get("org").map_err(g)?;
+                let role: String = r.try_get("role").map_err(g)?;
+                Ok(ClientRecord {
+                    id: r.try_get("id").map_err(g)?,
+                    org: OrgId::parse(&org).map_err(|_| corrupt(ctx, "org"))?,
+                    name: r.try_get("name").map_err(g)?,
+                    role: Role::parse(&role).ok_or_else(|| corrupt(ctx, "role"))?,
+                    scopes: r.try_get("scopes").map_err(g)?,
+                    secret_hash: r.try_get("secret_hash").map_err(g)?,
+                    disabled: r.try_get("disabled").map_err(g)?,
+                    created_at: r.try_get("created_at").map_err(g)?,
+                })
+            })
+            .transpose()
+    }
+}
+
+const USER_COLUMNS: &str = "SELECT id, org, username, role, password_hash, password_changed_at, \
+     must_change_password, totp_sealed, totp_last_step, mfa_enrolled, disabled, failed_logins, \
+     locked_until, last_login_at, created_at FROM users";
+
+fn decode_user(r: &SqliteRow) -> Result<UserRecord, StoreError> {
+    let ctx = "read user";
+    let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
+    let org: String = r.try_get("org").map_err(g)?;
+    let role: String = r.try_get("role").map_err(g)?;
+    Ok(UserRecord {
+        id: r.try_get("id").map_err(g)?,
+        org: OrgId::parse(&org).map_err(|_| corrupt(ctx, "org"))?,
+        username: r.try_get("username").map_err(g)?,
+        role: Role::parse(&role).ok_or_else(|| corrupt(ctx, "role"))?,
+        password_hash: r.try_get("password_hash").map_err(g)?,
+        password_changed_at: r.try_get("password_changed_at").map_err(g)?,
+        must_change_password: r.try_get("must_change_password").map_err(g)?,
+        totp_sealed: r.try_get("totp_sealed").map_err(g)?,
+        totp_last_step: r.try_get("totp_last_step").map_err(g)?,
+        mfa_enrolled: r.try_get("mfa_enrolled").map_err(g)?,
+        disabled: r.try_get("disabled").map_err(g)?,
+        failed_logins: r.try_get("failed_logins").map_err(g)?,
+        locked_until: r.try_get("locked_until").map_err(g)?,
+        last_login_at: r.try_get("last_login_at").map_err(g)?,
+        created_at: r.try_get("created_at").map_err(g)?,
+    })
+}
+
+fn decode_session(r: &SqliteRow) -> Result<SessionRecord, StoreError> {
+    let ctx = "read session";
+    let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
+    let org: String = r.try_get("org").map_err(g)?;
+    Ok(SessionRecord {
+        token_hash: r.try_get("token_hash").map_err(g)?,
+        kind: r.try_get("kind").map_err(g)?,
+        subject: r.try_get("subject").map_err(g)?,
+        org: OrgId::parse(&org).map_err(|_| corrupt(ctx, "org"))?,
+        created_at: r.try_get("created_at").map_err(g)?,
+        last_seen_at: r.try_get("last_seen_at").map_err(g)?,
+        expires_at: r.try_get("expires_at").map_err(g)?,
+        revoked: r.try_get("revoked").map_err(g)?,
+        scopes: r.try_get("scopes").map_err(g)?,
+    })
 }

@@ -17,11 +17,18 @@ pub(crate) const RECORDS: &[Migration] = &[Migration {
     sql: include_str!("../../migrations/sqlite/records/0001_init.sql"),
 }];
 
-pub(crate) const CONTROL: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../migrations/sqlite/control/0001_init.sql"),
-}];
+pub(crate) const CONTROL: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../migrations/sqlite/control/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_auth",
+        sql: include_str!("../../migrations/sqlite/control/0002_auth.sql"),
+    },
+];
 
 pub(crate) const AUDIT: &[Migration] = &[Migration {
     version: 1,

@@ -1,0 +1,134 @@
+//! Identities and roles. Secrets (password hashes, TOTP seeds, token hashes) are carried as
+//! opaque strings/bytes that only the vault interprets; none of them is ever logged.
+use crate::ids::OrgId;
+use std::fmt;
+
+/// The roles of the permission table (see the README). Deny by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    SuperAdmin,
+    OrgAdmin,
+    IntegrationManager,
+    Viewer,
+    Auditor,
+    Clinician,
+    Nurse,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::SuperAdmin,
+        Role::OrgAdmin,
+        Role::IntegrationManager,
+        Role::Viewer,
+        Role::Auditor,
+        Role::Clinician,
+        Role::Nurse,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::SuperAdmin => "SUPER_ADMIN",
+            Role::OrgAdmin => "ORG_ADMIN",
+            Role::IntegrationManager => "INTEGRATION_MANAGER",
+            Role::Viewer => "VIEWER",
+            Role::Auditor => "AUDITOR",
+            Role::Clinician => "CLINICIAN",
+            Role::Nurse => "NURSE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Administrative roles: their passwords expire (90 days by default).
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Role::SuperAdmin | Role::OrgAdmin | Role::IntegrationManager
+        )
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A human user, as the control store keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: String,
+    pub org: OrgId,
+    pub username: String,
+    pub role: Role,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    pub password_changed_at: i64,
+    pub must_change_password: bool,
+    /// The TOTP seed, sealed (AEAD) by the vault; `None` until enrolled.
+    pub totp_sealed: Option<Vec<u8>>,
+    /// The last accepted TOTP time step (a code is accepted once).
+    pub totp_last_step: Option<i64>,
+    pub mfa_enrolled: bool,
+    pub disabled: bool,
+    pub failed_logins: i64,
+    pub locked_until: Option<i64>,
+    pub last_login_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("org", &self.org)
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .field("mfa_enrolled", &self.mfa_enrolled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session or a pending login, stored by the hash of its token only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub token_hash: Vec<u8>,
+    /// `session`, `challenge` (password checked, MFA pending) or `bearer` (service token).
+    pub kind: String,
+    /// The user id, or the client id for `bearer`.
+    pub subject: String,
+    pub org: OrgId,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub revoked: bool,
+    /// Space-separated scopes (service tokens).
+    pub scopes: String,
+}
+
+/// A service client (OAuth2 client credentials).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub id: String,
+    pub org: OrgId,
+    pub name: String,
+    pub role: Role,
+    pub scopes: String,
+    pub secret_hash: Vec<u8>,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+impl fmt::Debug for ClientRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientRecord")
+            .field("id", &self.id)
+            .field("org", &self.org)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
