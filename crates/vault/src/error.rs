@@ -22,6 +22,10 @@ pub enum VaultError {
     Crypto(CryptoError),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    /// Authentication failed. The reason is for the log; the client only ever hears
+    /// "authentication failed".
+    #[error("authentication failed: {0}")]
+    Unauthenticated(&'static str),
     /// The audit event could not be made durable: nothing was released or changed.
     #[error("audit trail unavailable: {0}")]
     Audit(String),
@@ -51,6 +55,7 @@ impl VaultError {
             }
             VaultError::Crypto(_) => "a key operation failed".into(),
             VaultError::Store(e) => e.client_message().into(),
+            VaultError::Unauthenticated(_) => "authentication failed".into(),
             VaultError::Audit(_) => {
                 "the audit trail is unavailable, so nothing was released or changed".into()
             }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod auth;
 mod error;
 pub mod ops;
 pub mod records;
@@ -24,6 +25,12 @@ use std::sync::Arc;
 pub enum Actor {
     /// An operator at the command line: `cli:<os user>`.
     Operator { os_user: String },
+    /// A signed-in person: `user:<username>`.
+    User { id: String, username: String },
+    /// A service client (OAuth2 client credentials): `client:<name>`.
+    Client { id: String, name: String },
+    /// Not signed in (login steps): `anonymous`.
+    Anonymous,
 }
 
 impl Actor {
@@ -31,6 +38,9 @@ impl Actor {
     pub fn audit_name(&self) -> String {
         match self {
             Actor::Operator { os_user } => format!("cli:{os_user}"),
+            Actor::User { username, .. } => format!("user:{username}"),
+            Actor::Client { name, .. } => format!("client:{name}"),
+            Actor::Anonymous => "anonymous".into(),
         }
     }
 }
@@ -73,6 +83,7 @@ pub struct Vault {
     pub(crate) clock: Arc<dyn Clock>,
     /// Benchmarks only (feature `bench`): skip audit writes to measure what they cost.
     pub(crate) audit_off: bool,
+    pub(crate) auth_policy: auth::AuthPolicy,
 }
 
 /// The stores a vault runs on.
@@ -94,7 +105,14 @@ impl Vault {
             audit: stores.audit,
             clock,
             audit_off: false,
+            auth_policy: auth::AuthPolicy::default(),
         }
+    }
+
+    /// The same vault with other authentication timeouts and thresholds.
+    pub fn with_auth_policy(mut self, policy: auth::AuthPolicy) -> Self {
+        self.auth_policy = policy;
+        self
     }
 
     /// Benchmarks only: the same vault with audit writes short-circuited, to measure their cost.

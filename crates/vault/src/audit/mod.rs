@@ -117,6 +117,16 @@ pub fn reason_code(e: &VaultError) -> &'static str {
         VaultError::Crypto(_) => "key-error",
         VaultError::Store(_) => "storage",
         VaultError::Audit(_) => "audit-unavailable",
+        VaultError::Unauthenticated(why) => match *why {
+            "wrong password" => "wrong-password",
+            "unknown user" => "unknown-user",
+            "user disabled" => "disabled",
+            "account locked" => "locked",
+            "wrong or replayed code" => "wrong-code",
+            "idle session" => "idle-timeout",
+            "expired token" => "expired",
+            _ => "unauthenticated",
+        },
     }
 }
 

@@ -318,6 +318,7 @@ fn clone_err(e: &VaultError) -> VaultError {
         VaultError::Crypto(c) => VaultError::Crypto(c.clone()),
         VaultError::Store(s) => VaultError::Store(s.clone()),
         VaultError::Audit(a) => VaultError::Audit(a.clone()),
+        VaultError::Unauthenticated(w) => VaultError::Unauthenticated(w),
     }
 }
 

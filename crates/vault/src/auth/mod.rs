@@ -1,0 +1,482 @@
+//! Authentication: Argon2id passwords with a policy, mandatory TOTP MFA with single-use backup
+//! codes, opaque session tokens stored hashed with idle and absolute timeouts, lockout after
+//! repeated failures. Every step is an audit event. Failures all look alike to the client:
+//! nothing tells whether a username exists.
+mod users;
+
+pub use users::{NewUser, UserInfo};
+
+use crate::audit::AuditEvent;
+use crate::error::VaultError;
+use crate::{Actor, Ctx, Vault};
+use phivault_core::{OrgId, Role, SecretString, SessionRecord, UserRecord};
+use phivault_crypto::{password, random_token, totp};
+use std::sync::Arc;
+use std::sync::OnceLock;
+use tokio::sync::Semaphore;
+
+/// Timeouts and thresholds (defaults from the issue; seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct AuthPolicy {
+    pub session_idle: i64,
+    pub session_absolute: i64,
+    pub challenge_ttl: i64,
+    pub admin_password_max_age: i64,
+    pub lockout_after: i64,
+    pub service_token_ttl: i64,
+}
+
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        Self {
+            session_idle: 15 * 60,
+            session_absolute: 8 * 3600,
+            challenge_ttl: 5 * 60,
+            admin_password_max_age: 90 * 24 * 3600,
+            lockout_after: 5,
+            service_token_ttl: 15 * 60,
+        }
+    }
+}
+
+/// Who a valid token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub actor: Actor,
+    pub org: OrgId,
+    pub role: Role,
+    pub scopes: Vec<String>,
+}
+
+/// What the client must do after a correct password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Change the password (first login, reset, or an expired admin password).
+    ChangePassword,
+    /// Enroll TOTP (no MFA yet: this is all the user may do).
+    EnrollMfa,
+    /// Give a TOTP or backup code.
+    Mfa,
+}
+
+impl NextStep {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NextStep::ChangePassword => "change_password",
+            NextStep::EnrollMfa => "enroll_mfa",
+            NextStep::Mfa => "mfa",
+        }
+    }
+}
+
+/// A pending login: the challenge token (shown once) and the next step.
+#[derive(Debug)]
+pub struct Challenge {
+    pub token: SecretString,
+    pub next: NextStep,
+}
+
+/// A TOTP enrollment, shown once.
+#[derive(Debug)]
+pub struct Enrollment {
+    pub otpauth_uri: SecretString,
+    pub secret_base32: SecretString,
+    pub backup_codes: Vec<SecretString>,
+}
+
+/// A session (or service) token, shown once.
+#[derive(Debug)]
+pub struct IssuedToken {
+    pub token: SecretString,
+    pub expires_in: i64,
+}
+
+const BACKUP_CODES: usize = 10;
+
+fn unauthenticated(why: &'static str) -> VaultError {
+    VaultError::Unauthenticated(why)
+}
+
+/// Argon2 runs on the blocking pool, at most as many at once as there are cores, so password
+/// checks never starve the async executor.
+fn argon_permits() -> &'static Arc<Semaphore> {
+    static P: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    P.get_or_init(|| {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Arc::new(Semaphore::new(n))
+    })
+}
+
+pub(crate) async fn off_executor<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, VaultError> {
+    let _permit = argon_permits()
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| VaultError::Invalid("shutting down".into()))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| VaultError::Invalid("a password check failed to run".into()))
+}
+
+impl Vault {
+    fn now_secs(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
+    fn auth_event(&self, ctx: &Ctx, action: &str, actor: String) -> AuditEvent {
+        let mut e = self.event(ctx, action);
+        e.actor = actor;
+        e
+    }
+
+    fn user_password_expired(&self, u: &UserRecord) -> bool {
+        u.role.is_admin()
+            && self.now_secs() - u.password_changed_at / 1000
+                > self.auth_policy.admin_password_max_age
+    }
+
+    fn next_step(&self, u: &UserRecord) -> NextStep {
+        if u.must_change_password || self.user_password_expired(u) {
+            NextStep::ChangePassword
+        } else if !u.mfa_enrolled {
+            NextStep::EnrollMfa
+        } else {
+            NextStep::Mfa
+        }
+    }
+
+    async fn new_token(
+        &self,
+        kind: &str,
+        subject: &str,
+        org: &OrgId,
+        ttl: i64,
+        scopes: &str,
+    ) -> Result<SecretString, VaultError> {
+        let token = SecretString::new(random_token::<32>()?);
+        let now = self.now_secs();
+        self.control
+            .put_session(&SessionRecord {
+                token_hash: self.keyring.token_hash(kind, token.expose()).to_vec(),
+                kind: kind.to_owned(),
+                subject: subject.to_owned(),
+                org: org.clone(),
+                created_at: now,
+                last_seen_at: now,
+                expires_at: now + ttl,
+                revoked: false,
+                scopes: scopes.to_owned(),
+            })
+            .await?;
+        Ok(token)
+    }
+
+    /// The live record behind a token of `kind`, or an authentication failure.
+    async fn token_record(&self, kind: &str, token: &str) -> Result<SessionRecord, VaultError> {
+        let hash = self.keyring.token_hash(kind, token);
+        let s = self
+            .control
+            .session(&hash)
+            .await?
+            .ok_or(unauthenticated("unknown token"))?;
+        let now = self.now_secs();
+        if s.kind != kind || s.revoked {
+            return Err(unauthenticated("revoked token"));
+        }
+        if now >= s.expires_at {
+            return Err(unauthenticated("expired token"));
+        }
+        if kind == "session" && now - s.last_seen_at >= self.auth_policy.session_idle {
+            return Err(unauthenticated("idle session"));
+        }
+        Ok(s)
+    }
+
+    async fn challenge_user(
+        &self,
+        challenge: &str,
+    ) -> Result<(SessionRecord, UserRecord), VaultError> {
+        let s = self.token_record("challenge", challenge).await?;
+        let u = self
+            .control
+            .user_by_id(&s.subject)
+            .await?
+            .ok_or(unauthenticated("user gone"))?;
+        if u.disabled {
+            return Err(unauthenticated("user disabled"));
+        }
+        Ok((s, u))
+    }
+
+    /// Step 1: username and password. Wrong password, unknown user, disabled or locked account
+    /// all fail alike (same error, same Argon2 work).
+    pub async fn login(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        password: SecretString,
+    ) -> Result<Challenge, VaultError> {
+        let user = self.control.user_by_name(username).await?;
+        let actor = match &user {
+            Some(u) => format!("user:{}", u.username),
+            None => "user:(unknown)".to_owned(),
+        };
+        let mut event = self.auth_event(ctx, "login", actor);
+        let now = self.now_secs();
+        let Some(mut u) = user else {
+            off_executor(move || password::dummy_verify(password.expose())).await?;
+            return self
+                .audit_failure(event, unauthenticated("unknown user"))
+                .await;
+        };
+        event.org = u.org.as_str().to_owned();
+        let phc = u.password_hash.clone();
+        let ok = off_executor(move || password::verify_password(password.expose(), &phc)).await?;
+        if u.disabled {
+            return self
+                .audit_failure(event, unauthenticated("user disabled"))
+                .await;
+        }
+        if u.locked_until.is_some_and(|t| now < t) {
+            event.outcome = crate::audit::Outcome::Denied;
+            event.reason = Some("locked".into());
+            self.audit(event).await?;
+            return Err(unauthenticated("account locked"));
+        }
+        if !ok {
+            u.failed_logins += 1;
+            let over = u.failed_logins - self.auth_policy.lockout_after;
+            if over >= 0 {
+                // 1, 2, 4, … minutes, at most an hour.
+                let minutes = 1i64 << over.min(6);
+                u.locked_until = Some(now + minutes.min(60) * 60);
+            }
+            self.control.update_user(&u).await?;
+            let mut e = event.failed(&unauthenticated("wrong password"));
+            if over >= 0 {
+                e.reason = Some("wrong-password-locked".into());
+            }
+            self.audit(e).await?;
+            return Err(unauthenticated("wrong password"));
+        }
+        u.failed_logins = 0;
+        u.locked_until = None;
+        self.control.update_user(&u).await?;
+        let next = self.next_step(&u);
+        let token = self
+            .new_token(
+                "challenge",
+                &u.id,
+                &u.org,
+                self.auth_policy.challenge_ttl,
+                "",
+            )
+            .await?;
+        event.reason = Some(format!("next:{}", next.as_str()));
+        self.audit(event).await?;
+        Ok(Challenge { token, next })
+    }
+
+    /// Forced password change during login.
+    pub async fn change_password(
+        &self,
+        ctx: &Ctx,
+        challenge: &str,
+        new_password: SecretString,
+    ) -> Result<NextStep, VaultError> {
+        let (_, mut u) = match self.challenge_user(challenge).await {
+            Ok(x) => x,
+            Err(e) => {
+                let ev = self.auth_event(ctx, "password-change", "user:(unknown)".into());
+                return self.audit_failure(ev, e).await;
+            }
+        };
+        let event = self.auth_event(ctx, "password-change", format!("user:{}", u.username));
+        if let Err(e) = users::check_password_policy(&new_password, &u.username) {
+            return self.audit_failure(event, e).await;
+        }
+        let old = u.password_hash.clone();
+        let same = {
+            let p = SecretString::new(new_password.expose().clone());
+            off_executor(move || password::verify_password(p.expose(), &old)).await?
+        };
+        if same {
+            let e = VaultError::Invalid("the new password must differ from the old one".into());
+            return self.audit_failure(event, e).await;
+        }
+        u.password_hash =
+            off_executor(move || password::hash_password(new_password.expose())).await??;
+        u.password_changed_at = self.clock.now_millis();
+        u.must_change_password = false;
+        self.control.update_user(&u).await?;
+        self.audit(event).await?;
+        Ok(self.next_step(&u))
+    }
+
+    /// Enrollment: a fresh TOTP seed (sealed) and 10 backup codes (hashed), shown once.
+    /// MFA counts as enrolled once a first code from it is accepted.
+    pub async fn enroll_mfa(&self, ctx: &Ctx, challenge: &str) -> Result<Enrollment, VaultError> {
+        let (_, mut u) = match self.challenge_user(challenge).await {
+            Ok(x) => x,
+            Err(e) => {
+                let ev = self.auth_event(ctx, "mfa-enroll", "user:(unknown)".into());
+                return self.audit_failure(ev, e).await;
+            }
+        };
+        let event = self.auth_event(ctx, "mfa-enroll", format!("user:{}", u.username));
+        match self.next_step(&u) {
+            NextStep::EnrollMfa => {}
+            NextStep::ChangePassword => {
+                let e = VaultError::Invalid("change the password first".into());
+                return self.audit_failure(event, e).await;
+            }
+            NextStep::Mfa => {
+                let e = VaultError::Invalid(
+                    "MFA is already enrolled; an administrator can reset it".into(),
+                );
+                return self.audit_failure(event, e).await;
+            }
+        }
+        let enrollment = self.new_enrollment(&mut u).await?;
+        self.audit(event).await?;
+        Ok(enrollment)
+    }
+
+    pub(crate) async fn new_enrollment(
+        &self,
+        u: &mut UserRecord,
+    ) -> Result<Enrollment, VaultError> {
+        let seed = totp::new_seed()?;
+        u.totp_sealed = Some(self.keyring.seal_secret(&u.id, &seed)?);
+        u.totp_last_step = None;
+        u.mfa_enrolled = false;
+        self.control.update_user(u).await?;
+        let mut codes = Vec::with_capacity(BACKUP_CODES);
+        let mut hashes = Vec::with_capacity(BACKUP_CODES);
+        for _ in 0..BACKUP_CODES {
+            let code = SecretString::new(random_token::<10>()?);
+            hashes.push(self.keyring.token_hash("backup", code.expose()).to_vec());
+            codes.push(code);
+        }
+        self.control.set_backup_codes(&u.id, &hashes).await?;
+        Ok(Enrollment {
+            otpauth_uri: SecretString::new(totp::otpauth_uri(&seed, &u.username)?.to_string()),
+            secret_base32: SecretString::new(totp::seed_base32(&seed).to_string()),
+            backup_codes: codes,
+        })
+    }
+
+    /// Step 2: a TOTP code (each accepted once) or a backup code (single use) → a session.
+    pub async fn complete_mfa(
+        &self,
+        ctx: &Ctx,
+        challenge: &str,
+        code: &str,
+    ) -> Result<IssuedToken, VaultError> {
+        let (chal, mut u) = match self.challenge_user(challenge).await {
+            Ok(x) => x,
+            Err(e) => {
+                let ev = self.auth_event(ctx, "mfa", "user:(unknown)".into());
+                return self.audit_failure(ev, e).await;
+            }
+        };
+        let mut event = self.auth_event(ctx, "mfa", format!("user:{}", u.username));
+        event.org = u.org.as_str().to_owned();
+        if self.next_step(&u) == NextStep::ChangePassword {
+            let e = VaultError::Invalid("change the password first".into());
+            return self.audit_failure(event, e).await;
+        }
+        let Some(sealed) = u.totp_sealed.clone() else {
+            let e = VaultError::Invalid("enroll MFA first".into());
+            return self.audit_failure(event, e).await;
+        };
+        let seed = self.keyring.open_secret(&u.id, &sealed)?;
+        let now = self.now_secs();
+        let accepted = match totp::check(&seed, code, u64::try_from(now).unwrap_or(0)) {
+            Some(step) => {
+                self.control
+                    .accept_totp_step(&u.id, i64::try_from(step).unwrap_or(i64::MAX))
+                    .await?
+            }
+            None if u.mfa_enrolled => {
+                let hash = self.keyring.token_hash("backup", code.trim());
+                let used = self.control.use_backup_code(&u.id, &hash, now).await?;
+                if used {
+                    event.reason = Some("backup-code".into());
+                }
+                used
+            }
+            None => false,
+        };
+        if !accepted {
+            return self
+                .audit_failure(event, unauthenticated("wrong or replayed code"))
+                .await;
+        }
+        self.control.revoke_session(&chal.token_hash).await?;
+        u.mfa_enrolled = true;
+        u.last_login_at = Some(self.clock.now_millis());
+        // Re-read the TOTP step the store just set, then save the rest.
+        u.totp_last_step = self
+            .control
+            .user_by_id(&u.id)
+            .await?
+            .and_then(|x| x.totp_last_step);
+        self.control.update_user(&u).await?;
+        let token = self
+            .new_token(
+                "session",
+                &u.id,
+                &u.org,
+                self.auth_policy.session_absolute,
+                "",
+            )
+            .await?;
+        self.audit(event).await?;
+        Ok(IssuedToken {
+            token,
+            expires_in: self.auth_policy.session_absolute,
+        })
+    }
+
+    /// Checks a session token (absolute and idle timeouts, user still enabled) and marks it
+    /// used now.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, VaultError> {
+        let s = self.token_record("session", token).await?;
+        let u = self
+            .control
+            .user_by_id(&s.subject)
+            .await?
+            .ok_or(unauthenticated("user gone"))?;
+        if u.disabled {
+            return Err(unauthenticated("user disabled"));
+        }
+        self.control
+            .touch_session(&s.token_hash, self.now_secs())
+            .await?;
+        Ok(Principal {
+            actor: Actor::User {
+                id: u.id.clone(),
+                username: u.username.clone(),
+            },
+            org: u.org.clone(),
+            role: u.role,
+            scopes: Vec::new(),
+        })
+    }
+
+    /// Revokes a session.
+    pub async fn logout(&self, ctx: &Ctx, token: &str) -> Result<(), VaultError> {
+        let hash = self.keyring.token_hash("session", token);
+        let revoked = self.control.revoke_session(&hash).await?;
+        let event = self.event(ctx, "logout");
+        if revoked {
+            self.audit(event).await
+        } else {
+            self.audit_failure(event, unauthenticated("unknown session"))
+                .await
+        }
+    }
+}

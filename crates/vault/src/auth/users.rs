@@ -1,0 +1,242 @@
+//! User administration: add, disable, enable, reset password, reset MFA, list. Passwords follow
+//! a policy (at least 12 characters, at most 1024 bytes, not weak by a strength estimator that
+//! knows common passwords, not the username); a new or reset account gets a one-time password
+//! that must be changed at first login.
+use super::{Enrollment, off_executor};
+use crate::error::VaultError;
+use crate::{Ctx, Vault};
+use phivault_core::{OrgId, Role, SecretString, UserRecord};
+use phivault_crypto::{password, random_token, random_uuid};
+
+pub const MIN_PASSWORD_CHARS: usize = 12;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Checks the password policy; the error says what is wrong, never echoing the password.
+pub fn check_password_policy(pw: &SecretString, username: &str) -> Result<(), VaultError> {
+    let p = pw.expose();
+    if p.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(VaultError::Invalid(format!(
+            "the password must have at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if p.len() > MAX_PASSWORD_BYTES {
+        return Err(VaultError::Invalid("the password is too long".into()));
+    }
+    if p.to_lowercase().contains(&username.to_lowercase()) && !username.is_empty() {
+        return Err(VaultError::Invalid(
+            "the password must not contain the username".into(),
+        ));
+    }
+    let estimate = zxcvbn::zxcvbn(p, &[username, "phivault"]);
+    if (estimate.score() as u8) < 3 {
+        return Err(VaultError::Invalid(
+            "the password is too weak or too common: use a longer passphrase".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A user as listed (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub id: String,
+    pub username: String,
+    pub org: OrgId,
+    pub role: Role,
+    pub disabled: bool,
+    pub mfa_enrolled: bool,
+    pub must_change_password: bool,
+    pub last_login_at: Option<i64>,
+}
+
+impl From<&UserRecord> for UserInfo {
+    fn from(u: &UserRecord) -> Self {
+        Self {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            org: u.org.clone(),
+            role: u.role,
+            disabled: u.disabled,
+            mfa_enrolled: u.mfa_enrolled,
+            must_change_password: u.must_change_password,
+            last_login_at: u.last_login_at,
+        }
+    }
+}
+
+/// A created user and its one-time password (shown once).
+#[derive(Debug)]
+pub struct NewUser {
+    pub user: UserInfo,
+    pub one_time_password: SecretString,
+    /// Set when the caller asked for the TOTP enrollment up front (development bootstrap).
+    pub enrollment: Option<Enrollment>,
+}
+
+fn valid_username(u: &str) -> bool {
+    (3..=64).contains(&u.len())
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+}
+
+impl Vault {
+    /// Adds a user with a one-time password that must be changed at first login.
+    pub async fn add_user(
+        &self,
+        ctx: &Ctx,
+        org: &OrgId,
+        username: &str,
+        role: Role,
+        enroll_now: bool,
+    ) -> Result<NewUser, VaultError> {
+        let mut event = self.event(ctx, "user-add");
+        event.reason = Some(format!("user:{username} role:{role}"));
+        if !valid_username(username) {
+            let e = VaultError::Invalid(
+                "a username is 3-64 characters of letters, digits, '.', '_', '-', '@'".into(),
+            );
+            return self.audit_failure(event, e).await;
+        }
+        let otp = SecretString::new(random_token::<15>()?);
+        let phc = {
+            let p = SecretString::new(otp.expose().clone());
+            off_executor(move || password::hash_password(p.expose())).await??
+        };
+        let now = self.clock.now_millis();
+        let mut u = UserRecord {
+            id: random_uuid()?,
+            org: org.clone(),
+            username: username.to_owned(),
+            role,
+            password_hash: phc,
+            password_changed_at: now,
+            must_change_password: true,
+            totp_sealed: None,
+            totp_last_step: None,
+            mfa_enrolled: false,
+            disabled: false,
+            failed_logins: 0,
+            locked_until: None,
+            last_login_at: None,
+            created_at: now,
+        };
+        if !self.control.create_user(&u).await? {
+            let e = VaultError::Invalid("that username is taken".into());
+            return self.audit_failure(event, e).await;
+        }
+        let enrollment = if enroll_now {
+            Some(self.new_enrollment(&mut u).await?)
+        } else {
+            None
+        };
+        self.audit(event).await?;
+        Ok(NewUser {
+            user: UserInfo::from(&u),
+            one_time_password: otp,
+            enrollment,
+        })
+    }
+
+    async fn admin_change(
+        &self,
+        ctx: &Ctx,
+        action: &str,
+        username: &str,
+        change: impl FnOnce(&mut UserRecord),
+    ) -> Result<UserRecord, VaultError> {
+        let mut event = self.event(ctx, action);
+        event.reason = Some(format!("user:{username}"));
+        let Some(mut u) = self.control.user_by_name(username).await? else {
+            return self.audit_failure(event, VaultError::NotFound).await;
+        };
+        if u.org != ctx.org {
+            // Another organization's user: the same answer as a missing one.
+            return self.audit_failure(event, VaultError::NotFound).await;
+        }
+        change(&mut u);
+        self.control.update_user(&u).await?;
+        self.control.revoke_sessions_of(&u.id).await?;
+        self.audit(event).await?;
+        Ok(u)
+    }
+
+    /// Disables (or enables) a user; disabling ends its sessions at once.
+    pub async fn set_user_disabled(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        disabled: bool,
+    ) -> Result<UserInfo, VaultError> {
+        let action = if disabled {
+            "user-disable"
+        } else {
+            "user-enable"
+        };
+        let u = self
+            .admin_change(ctx, action, username, |u| {
+                u.disabled = disabled;
+                u.failed_logins = 0;
+                u.locked_until = None;
+            })
+            .await?;
+        Ok(UserInfo::from(&u))
+    }
+
+    /// A new one-time password (to be changed at next login); ends the user's sessions.
+    pub async fn reset_password(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+    ) -> Result<SecretString, VaultError> {
+        let otp = SecretString::new(random_token::<15>()?);
+        let phc = {
+            let p = SecretString::new(otp.expose().clone());
+            off_executor(move || password::hash_password(p.expose())).await??
+        };
+        let now = self.clock.now_millis();
+        self.admin_change(ctx, "password-reset", username, |u| {
+            u.password_hash = phc;
+            u.password_changed_at = now;
+            u.must_change_password = true;
+            u.failed_logins = 0;
+            u.locked_until = None;
+        })
+        .await?;
+        Ok(otp)
+    }
+
+    /// Forgets the user's TOTP seed and backup codes: it must enroll again at next login.
+    pub async fn reset_mfa(&self, ctx: &Ctx, username: &str) -> Result<(), VaultError> {
+        let u = self
+            .admin_change(ctx, "mfa-reset", username, |u| {
+                u.totp_sealed = None;
+                u.totp_last_step = None;
+                u.mfa_enrolled = false;
+            })
+            .await?;
+        self.control.set_backup_codes(&u.id, &[]).await?;
+        Ok(())
+    }
+
+    /// The users of the caller's organization.
+    pub async fn list_users(&self, ctx: &Ctx) -> Result<Vec<UserInfo>, VaultError> {
+        let users = self.control.users(Some(&ctx.org)).await?;
+        Ok(users.iter().map(UserInfo::from).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_policy() {
+        let ok = |p: &str| check_password_policy(&SecretString::new(p.into()), "alice").is_ok();
+        assert!(ok("violet tractor mango 1987 hums"));
+        assert!(!ok("short1!"), "too short");
+        assert!(!ok("passwordpassword"), "common");
+        assert!(!ok("123456789012345"), "weak");
+        assert!(!ok("alice-rules-the-world-99"), "contains the username");
+        assert!(!ok(&"x".repeat(2000)));
+    }
+}
