@@ -126,10 +126,76 @@ pub enum Command {
         #[command(flatten)]
         tls: TlsArgs,
     },
+    /// Manage users (people): add, disable, enable, reset-password, reset-mfa, list.
+    User {
+        #[command(subcommand)]
+        what: UserCmd,
+    },
     /// The audit trail: verify its chain, take a checkpoint, export it, report on it.
     Audit {
         #[command(subcommand)]
         what: AuditCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Add a user; prints a one-time password (shown once) that must be changed at first login.
+    Add {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        #[arg(long)]
+        username: String,
+        /// SUPER_ADMIN, ORG_ADMIN, INTEGRATION_MANAGER, VIEWER, AUDITOR, CLINICIAN or NURSE.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user (its sessions end at once).
+    Disable {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        username: String,
+    },
+    /// Enable a user again (and clear a lockout).
+    Enable {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        username: String,
+    },
+    /// A new one-time password, to be changed at next login.
+    ResetPassword {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        username: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the user's TOTP and backup codes: it enrolls again at next login.
+    ResetMfa {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        username: String,
+    },
+    /// List the organization's users.
+    List {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -380,6 +446,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { what } => audit_cmd(what).await,
+        Command::User { what } => user_cmd(what).await,
         Command::Serve {
             dir,
             listen,
@@ -689,6 +756,104 @@ async fn audit_cmd(what: AuditCmd) -> Result<ExitCode, String> {
     }
 }
 
+async fn user_cmd(what: UserCmd) -> Result<ExitCode, String> {
+    let (dir, org) = match &what {
+        UserCmd::Add { dir, org, .. }
+        | UserCmd::Disable { dir, org, .. }
+        | UserCmd::Enable { dir, org, .. }
+        | UserCmd::ResetPassword { dir, org, .. }
+        | UserCmd::ResetMfa { dir, org, .. }
+        | UserCmd::List { dir, org, .. } => (dir.data_dir.clone(), org.org.clone()),
+    };
+    let opened = open(&dir).await?;
+    let result = async {
+        let c = ctx(&opened, &OrgArgs { org }).await?;
+        let v = &opened.vault;
+        let e = |e: VaultError| vault_err(&e);
+        match what {
+            UserCmd::Add {
+                username, role, json, ..
+            } => {
+                let role = phivault_core::Role::parse(&role).ok_or_else(|| {
+                    format!(
+                        "unknown role '{}': one of {}",
+                        role.chars().take(40).collect::<String>(),
+                        phivault_core::Role::ALL.map(|r| r.as_str()).join(", ")
+                    )
+                })?;
+                let org = c.org.clone();
+                let n = v.add_user(&c, &org, &username, role, false).await.map_err(e)?;
+                if json {
+                    println!(
+                        "{}",
+                        json!({"username": n.user.username, "role": n.user.role.as_str(),
+                               "organization": n.user.org.as_str(),
+                               "one_time_password": n.one_time_password.expose()})
+                    );
+                } else {
+                    println!(
+                        "added {} ({}) in {}; one-time password (shown once, must be changed at first login): {}",
+                        n.user.username,
+                        n.user.role,
+                        n.user.org,
+                        n.one_time_password.expose()
+                    );
+                }
+            }
+            UserCmd::Disable { username, .. } => {
+                v.set_user_disabled(&c, &username, true).await.map_err(e)?;
+                println!("disabled {username}; its sessions are ended");
+            }
+            UserCmd::Enable { username, .. } => {
+                v.set_user_disabled(&c, &username, false).await.map_err(e)?;
+                println!("enabled {username}");
+            }
+            UserCmd::ResetPassword { username, json, .. } => {
+                let otp = v.reset_password(&c, &username).await.map_err(e)?;
+                if json {
+                    println!("{}", json!({"username": username, "one_time_password": otp.expose()}));
+                } else {
+                    println!(
+                        "new one-time password for {username} (shown once, must be changed at next login): {}",
+                        otp.expose()
+                    );
+                }
+            }
+            UserCmd::ResetMfa { username, .. } => {
+                v.reset_mfa(&c, &username).await.map_err(e)?;
+                println!("MFA reset for {username}: it enrolls again at next login");
+            }
+            UserCmd::List { json, .. } => {
+                let users = v.list_users(&c).await.map_err(e)?;
+                if json {
+                    let list: Vec<Value> = users
+                        .iter()
+                        .map(|u| json!({"username": u.username, "role": u.role.as_str(),
+                                        "disabled": u.disabled, "mfa_enrolled": u.mfa_enrolled,
+                                        "must_change_password": u.must_change_password}))
+                        .collect();
+                    println!("{}", Value::Array(list));
+                } else {
+                    for u in users {
+                        println!(
+                            "{:<24} {:<20} {}{}{}",
+                            u.username,
+                            u.role.as_str(),
+                            if u.disabled { "disabled " } else { "" },
+                            if u.mfa_enrolled { "mfa " } else { "no-mfa " },
+                            if u.must_change_password { "must-change-password" } else { "" }
+                        );
+                    }
+                }
+            }
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    opened.close().await;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
 /// The development passphrase file beside a data dir: `./phivault-data.passphrase`.
 fn dev_passphrase_path(dir: &Path) -> PathBuf {
     let mut name = dir
@@ -697,6 +862,41 @@ fn dev_passphrase_path(dir: &Path) -> PathBuf {
         .unwrap_or_default();
     name.push(".passphrase");
     dir.with_file_name(name)
+}
+
+/// In development mode, the first run creates the administrator `admin` (SUPER_ADMIN) and
+/// returns what to print once: its one-time password and its TOTP enrollment.
+async fn dev_bootstrap_admin(opened: &Opened) -> Result<Option<String>, String> {
+    let c = ctx(opened, &OrgArgs { org: None }).await?;
+    let existing = opened
+        .vault
+        .list_users(&c)
+        .await
+        .map_err(|e| vault_err(&e))?;
+    if !existing.is_empty() {
+        return Ok(None);
+    }
+    let org = c.org.clone();
+    let n = opened
+        .vault
+        .add_user(&c, &org, "admin", phivault_core::Role::SuperAdmin, true)
+        .await
+        .map_err(|e| vault_err(&e))?;
+    let mut text = format!(
+        "bootstrap administrator (shown once): username admin, one-time password {} \
+         (change it at first login: POST /auth/login, then /auth/password)",
+        n.one_time_password.expose()
+    );
+    if let Some(e) = &n.enrollment {
+        text.push_str(&format!(
+            "\nTOTP enrollment for admin: {}\n  (secret {}; add it to an authenticator app)\n{}\nbackup codes (single use): {}",
+            e.otpauth_uri.expose(),
+            e.secret_base32.expose(),
+            crate::qr::terminal_qr(e.otpauth_uri.expose()),
+            e.backup_codes.iter().map(|c| c.expose().as_str()).collect::<Vec<_>>().join(" ")
+        ));
+    }
+    Ok(Some(text))
 }
 
 async fn serve_cmd(
@@ -738,6 +938,17 @@ async fn serve_cmd(
     let opened = datadir::open(&dir, &pass, clock())
         .await
         .map_err(|e| e.to_string())?;
+    let bootstrap = if dev {
+        match dev_bootstrap_admin(&opened).await {
+            Ok(b) => b,
+            Err(e) => {
+                opened.close().await;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     let (cert, key) = crate::tls::paths(&dir, tls.tls_cert.as_deref(), tls.tls_key.as_deref());
     let config = match crate::tls::server_config(&cert, &key) {
         Ok(c) => c,
@@ -750,6 +961,9 @@ async fn serve_cmd(
         println!("phivault is listening on https://{addr}");
         if dev {
             println!("development certificate: {}", cert.display());
+        }
+        if let Some(b) = &bootstrap {
+            println!("{b}");
         }
         let _ = std::io::stdout().flush();
     })

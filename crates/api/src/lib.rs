@@ -2,6 +2,8 @@
 //! touches a store or a key (it does not depend on phivault-store or phivault-crypto).
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod error;
 pub mod headers;
 
 use axum::Router;
@@ -19,6 +21,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .merge(auth::routes())
         .fallback(not_found)
         .with_state(state);
     headers::secure(app)

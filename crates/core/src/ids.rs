@@ -21,6 +21,11 @@ pub enum IdError {
 pub struct OrgId(String);
 
 impl OrgId {
+    /// `unknown`: for audit events of requests that belong to no organization yet.
+    pub fn unknown() -> Self {
+        Self("unknown".to_owned())
+    }
+
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = !s.is_empty()
             && s.len() <= 63

@@ -40,6 +40,13 @@ pub fn seed_base32(seed: &[u8]) -> Zeroizing<String> {
     Zeroizing::new(totp_rs::Secret::from(seed.to_vec()).to_base32())
 }
 
+/// Decodes a base32 seed (as shown at enrollment).
+pub fn seed_from_base32(s: &str) -> Option<Vec<u8>> {
+    totp_rs::Secret::try_from_base32(s)
+        .ok()
+        .map(|x| AsRef::<[u8]>::as_ref(&x).to_vec())
+}
+
 /// The time step a code matches at `unix_seconds` (±1 step), if any.
 pub fn check(seed: &[u8], code: &str, unix_seconds: u64) -> Option<u64> {
     let code = code.trim();

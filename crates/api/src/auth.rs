@@ -1,0 +1,232 @@
+//! `/auth`: login with a password, then MFA; enrollment; forced password change; logout;
+//! whoami. The `Authenticated` extractor turns a bearer session token into a principal.
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use phivault_core::SecretString;
+use phivault_vault::auth::Principal;
+use phivault_vault::{Actor, Ctx, VaultError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/password", post(change_password))
+        .route("/auth/mfa/enroll", post(enroll))
+        .route("/auth/mfa", post(mfa))
+        .route("/auth/logout", post(logout))
+        .route("/auth/whoami", get(whoami))
+}
+
+/// What is known of the request, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    pub source: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(200).collect());
+        let request_id = request_id();
+        Ok(Self {
+            source,
+            user_agent,
+            request_id,
+        })
+    }
+}
+
+/// A request id: time-ordered and random enough to correlate logs, not a secret.
+fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "req-{:x}-{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl RequestInfo {
+    pub fn ctx(&self, org: phivault_core::OrgId, actor: Actor) -> Ctx {
+        let mut c = Ctx::new(org, actor);
+        c.source = self.source.clone();
+        c.user_agent = self.user_agent.clone();
+        c.request_id = Some(self.request_id.clone());
+        c
+    }
+}
+
+/// A request with a valid session: its principal and its request info.
+#[derive(Debug)]
+pub struct Authenticated {
+    pub principal: Principal,
+    pub token: SecretString,
+    pub info: RequestInfo,
+}
+
+impl Authenticated {
+    pub fn ctx(&self) -> Ctx {
+        self.info
+            .ctx(self.principal.org.clone(), self.principal.actor.clone())
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<SecretString> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let t = v.strip_prefix("Bearer ")?.trim();
+    (!t.is_empty()).then(|| SecretString::new(t.to_owned()))
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let info = RequestInfo::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|e| match e {});
+        let token = bearer(parts).ok_or(ApiError(VaultError::Unauthenticated("no token")))?;
+        let principal = state.vault.authenticate(token.expose()).await?;
+        Ok(Self {
+            principal,
+            token,
+            info,
+        })
+    }
+}
+
+/// The org used for audit events of anonymous login steps: the only one, or `default`.
+async fn login_ctx(state: &AppState, info: &RequestInfo) -> Ctx {
+    let org = match state.vault.organizations().await {
+        Ok(orgs) if orgs.len() == 1 => orgs.into_iter().next().map(|o| o.id),
+        _ => None,
+    }
+    .or_else(|| phivault_core::OrgId::parse("default").ok());
+    let org = org.unwrap_or_else(phivault_core::OrgId::unknown);
+    info.ctx(org, Actor::Anonymous)
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+/// `POST /auth/login {username, password}` → `{challenge, next}`. Permissions: none.
+async fn login(
+    State(state): State<AppState>,
+    info: RequestInfo,
+    Json(body): Json<LoginBody>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = login_ctx(&state, &info).await;
+    let c = state
+        .vault
+        .login(&ctx, &body.username, SecretString::new(body.password))
+        .await?;
+    Ok(Json(
+        json!({"challenge": c.token.expose(), "next": c.next.as_str()}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    challenge: String,
+    new_password: String,
+}
+
+/// `POST /auth/password {challenge, new_password}` → `{next}`. Permissions: a login challenge.
+async fn change_password(
+    State(state): State<AppState>,
+    info: RequestInfo,
+    Json(body): Json<PasswordBody>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = login_ctx(&state, &info).await;
+    let next = state
+        .vault
+        .change_password(&ctx, &body.challenge, SecretString::new(body.new_password))
+        .await?;
+    Ok(Json(json!({"next": next.as_str()})))
+}
+
+#[derive(Deserialize)]
+struct ChallengeBody {
+    challenge: String,
+}
+
+/// `POST /auth/mfa/enroll {challenge}` → `{otpauth_uri, secret, backup_codes}`, shown once.
+async fn enroll(
+    State(state): State<AppState>,
+    info: RequestInfo,
+    Json(body): Json<ChallengeBody>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = login_ctx(&state, &info).await;
+    let e = state.vault.enroll_mfa(&ctx, &body.challenge).await?;
+    let codes: Vec<&String> = e.backup_codes.iter().map(|c| c.expose()).collect();
+    Ok(Json(json!({
+        "otpauth_uri": e.otpauth_uri.expose(),
+        "secret": e.secret_base32.expose(),
+        "backup_codes": codes,
+        "next": "mfa",
+    })))
+}
+
+#[derive(Deserialize)]
+struct MfaBody {
+    challenge: String,
+    code: String,
+}
+
+/// `POST /auth/mfa {challenge, code}` → `{token, token_type, expires_in}`.
+async fn mfa(
+    State(state): State<AppState>,
+    info: RequestInfo,
+    Json(body): Json<MfaBody>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = login_ctx(&state, &info).await;
+    let t = state
+        .vault
+        .complete_mfa(&ctx, &body.challenge, &body.code)
+        .await?;
+    Ok(Json(json!({
+        "token": t.token.expose(),
+        "token_type": "Bearer",
+        "expires_in": t.expires_in,
+    })))
+}
+
+/// `POST /auth/logout` (bearer session) → 204. Permissions: any signed-in user.
+async fn logout(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<StatusCode, ApiError> {
+    state.vault.logout(&auth.ctx(), auth.token.expose()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /auth/whoami` → who the session belongs to. Permissions: any signed-in user.
+async fn whoami(auth: Authenticated) -> Json<Value> {
+    let p = &auth.principal;
+    Json(json!({
+        "actor": p.actor.audit_name(),
+        "organization": p.org.as_str(),
+        "role": p.role.as_str(),
+    }))
+}
