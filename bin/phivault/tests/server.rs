@@ -10,6 +10,27 @@ use std::process::{Child, Command, Stdio};
 struct Server {
     child: Child,
     port: u16,
+    /// Everything the server printed after its first line.
+    output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Waits (up to 5 s) for a printed line starting with `prefix`.
+    fn line(&self, prefix: &str) -> Option<String> {
+        for _ in 0..50 {
+            if let Some(l) = self
+                .output
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.starts_with(prefix))
+            {
+                return Some(l.clone());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        None
+    }
 }
 
 impl Drop for Server {
@@ -38,9 +59,19 @@ fn serve(cwd: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, Str
     match lines.next() {
         Some(Ok(line)) if line.starts_with("phivault is listening on https://127.0.0.1:") => {
             let port = line.rsplit(':').next().unwrap().parse().unwrap();
-            // Keep draining stdout so the server never blocks on it.
-            std::thread::spawn(move || for _ in lines {});
-            Ok(Server { child, port })
+            // Keep reading stdout so the server never blocks on it.
+            let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = output.clone();
+            std::thread::spawn(move || {
+                for l in lines.map_while(Result::ok) {
+                    sink.lock().unwrap().push(l);
+                }
+            });
+            Ok(Server {
+                child,
+                port,
+                output,
+            })
         }
         _ => {
             let out = child.wait_with_output().unwrap();
@@ -186,4 +217,128 @@ fn a_tls_key_readable_by_others_is_refused_at_start() {
             .expect("must refuse");
         assert!(err.contains("readable by other users"), "{err}");
     }
+}
+
+fn curl_json(args: &[&str]) -> (String, serde_json::Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (
+        code.to_owned(),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn the_dev_administrator_signs_in_with_password_change_and_totp_over_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(tmp.path(), &["--dev"], &[]).unwrap();
+    let boot = server
+        .line("bootstrap administrator")
+        .expect("bootstrap printed");
+    let otp = boot
+        .split("one-time password ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let enroll = server
+        .line("TOTP enrollment for admin: otpauth://")
+        .unwrap();
+    let secret = enroll
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let seed = phivault_crypto::totp::seed_from_base32(&secret).unwrap();
+    let cert = tmp.path().join("phivault-data/tls/cert.pem");
+    let cacert = cert.to_str().unwrap();
+    let url = |p: &str| format!("https://localhost:{}{p}", server.port);
+    let post = |path: &str, body: serde_json::Value, extra: &[&str]| {
+        let b = body.to_string();
+        let mut args = vec![
+            "--cacert",
+            cacert,
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &b,
+        ];
+        args.extend_from_slice(extra);
+        let u = url(path);
+        args.push(&u);
+        curl_json(&args)
+    };
+
+    // Unknown user and wrong password: the same answer.
+    let a = post(
+        "/auth/login",
+        serde_json::json!({"username": "ghost", "password": "whatever it is"}),
+        &[],
+    );
+    let b = post(
+        "/auth/login",
+        serde_json::json!({"username": "admin", "password": "whatever it is"}),
+        &[],
+    );
+    assert_eq!(a, b);
+    assert_eq!(a.0, "401");
+    assert_eq!(a.1, serde_json::json!({"error": "authentication failed"}));
+
+    let (code, r) = post(
+        "/auth/login",
+        serde_json::json!({"username": "admin", "password": otp}),
+        &[],
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["next"], "change_password");
+    let challenge = r["challenge"].as_str().unwrap().to_owned();
+    let (code, r) = post(
+        "/auth/password",
+        serde_json::json!({"challenge": challenge, "new_password": "amber glacier pivot 2041 sings"}),
+        &[],
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["next"], "mfa");
+    // No session without the second factor.
+    let (code, _) = curl_json(&[
+        "--cacert",
+        cacert,
+        "-H",
+        &format!("authorization: Bearer {challenge}"),
+        &url("/auth/whoami"),
+    ]);
+    assert_eq!(code, "401");
+    let now = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .unwrap()
+        .as_secs();
+    let totp = phivault_crypto::totp::code_at(&seed, now).unwrap();
+    let (code, r) = post(
+        "/auth/mfa",
+        serde_json::json!({"challenge": challenge, "code": totp}),
+        &[],
+    );
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["token_type"], "Bearer");
+    assert_eq!(r["expires_in"], 8 * 3600);
+    let token = r["token"].as_str().unwrap().to_owned();
+    let auth = format!("authorization: Bearer {token}");
+    let (code, r) = curl_json(&["--cacert", cacert, "-H", &auth, &url("/auth/whoami")]);
+    assert_eq!(code, "200");
+    assert_eq!(r["actor"], "user:admin");
+    assert_eq!(r["role"], "SUPER_ADMIN");
+    let (code, _) = post("/auth/logout", serde_json::json!({}), &["-H", &auth]);
+    assert_eq!(code, "204");
+    let (code, _) = curl_json(&["--cacert", cacert, "-H", &auth, &url("/auth/whoami")]);
+    assert_eq!(code, "401");
 }

@@ -140,9 +140,10 @@ impl Vault {
     fn next_step(&self, u: &UserRecord) -> NextStep {
         if u.must_change_password || self.user_password_expired(u) {
             NextStep::ChangePassword
-        } else if !u.mfa_enrolled {
+        } else if !u.mfa_enrolled && u.totp_sealed.is_none() {
             NextStep::EnrollMfa
         } else {
+            // Enrolled, or enrolled and awaiting its first code (which confirms it).
             NextStep::Mfa
         }
     }
