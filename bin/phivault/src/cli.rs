@@ -126,6 +126,11 @@ pub enum Command {
         #[command(flatten)]
         tls: TlsArgs,
     },
+    /// Manage service clients (OAuth2 client credentials for integrations).
+    Client {
+        #[command(subcommand)]
+        what: ClientCmd,
+    },
     /// Manage users (people): add, disable, enable, reset-password, reset-mfa, list.
     User {
         #[command(subcommand)]
@@ -135,6 +140,27 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         what: AuditCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCmd {
+    /// Register a client; prints its id and secret (the secret is shown once).
+    Add {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        #[arg(long)]
+        name: String,
+        /// The client's role (e.g. INTEGRATION_MANAGER).
+        #[arg(long)]
+        role: String,
+        /// Space-separated SMART v2 system scopes, e.g. "system/Patient.rs system/Observation.crs".
+        #[arg(long)]
+        scopes: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -447,6 +473,45 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         }
         Command::Audit { what } => audit_cmd(what).await,
         Command::User { what } => user_cmd(what).await,
+        Command::Client {
+            what:
+                ClientCmd::Add {
+                    dir,
+                    org,
+                    name,
+                    role,
+                    scopes,
+                    json,
+                },
+        } => {
+            let role = parse_role(&role)?;
+            let opened = open(&dir.data_dir).await?;
+            let result = async {
+                let c = ctx(&opened, &org).await?;
+                let o = c.org.clone();
+                opened
+                    .vault
+                    .add_client(&c, &o, &name, role, &scopes)
+                    .await
+                    .map_err(|e| vault_err(&e))
+            }
+            .await;
+            opened.close().await;
+            let n = result?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"client_id": n.client_id, "client_secret": n.client_secret.expose()})
+                );
+            } else {
+                println!(
+                    "client_id {}\nclient_secret {} (shown once: store it in the integration's secret store)",
+                    n.client_id,
+                    n.client_secret.expose()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve {
             dir,
             listen,
@@ -756,6 +821,16 @@ async fn audit_cmd(what: AuditCmd) -> Result<ExitCode, String> {
     }
 }
 
+fn parse_role(role: &str) -> Result<phivault_core::Role, String> {
+    phivault_core::Role::parse(role).ok_or_else(|| {
+        format!(
+            "unknown role '{}': one of {}",
+            role.chars().take(40).collect::<String>(),
+            phivault_core::Role::ALL.map(|r| r.as_str()).join(", ")
+        )
+    })
+}
+
 async fn user_cmd(what: UserCmd) -> Result<ExitCode, String> {
     let (dir, org) = match &what {
         UserCmd::Add { dir, org, .. }
@@ -774,13 +849,7 @@ async fn user_cmd(what: UserCmd) -> Result<ExitCode, String> {
             UserCmd::Add {
                 username, role, json, ..
             } => {
-                let role = phivault_core::Role::parse(&role).ok_or_else(|| {
-                    format!(
-                        "unknown role '{}': one of {}",
-                        role.chars().take(40).collect::<String>(),
-                        phivault_core::Role::ALL.map(|r| r.as_str()).join(", ")
-                    )
-                })?;
+                let role = parse_role(&role)?;
                 let org = c.org.clone();
                 let n = v.add_user(&c, &org, &username, role, false).await.map_err(e)?;
                 if json {

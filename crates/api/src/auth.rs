@@ -228,5 +228,6 @@ async fn whoami(auth: Authenticated) -> Json<Value> {
         "actor": p.actor.audit_name(),
         "organization": p.org.as_str(),
         "role": p.role.as_str(),
+        "scopes": p.scopes,
     }))
 }

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod headers;
+pub mod oauth;
 
 use axum::Router;
 use axum::routing::get;
@@ -22,6 +23,7 @@ pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .merge(auth::routes())
+        .merge(oauth::routes())
         .fallback(not_found)
         .with_state(state);
     headers::secure(app)

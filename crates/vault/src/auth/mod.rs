@@ -2,8 +2,10 @@
 //! codes, opaque session tokens stored hashed with idle and absolute timeouts, lockout after
 //! repeated failures. Every step is an audit event. Failures all look alike to the client:
 //! nothing tells whether a username exists.
+pub mod clients;
 mod users;
 
+pub use clients::{NewClient, Scope, parse_scopes, scopes_allow};
 pub use users::{NewUser, UserInfo};
 
 use crate::audit::AuditEvent;
@@ -442,10 +444,16 @@ impl Vault {
         })
     }
 
-    /// Checks a session token (absolute and idle timeouts, user still enabled) and marks it
-    /// used now.
+    /// Checks a bearer: a person's session (absolute and idle timeouts, user still enabled;
+    /// marked used now) or a service token (expiry, client still enabled).
     pub async fn authenticate(&self, token: &str) -> Result<Principal, VaultError> {
-        let s = self.token_record("session", token).await?;
+        let s = match self.token_record("session", token).await {
+            Ok(s) => s,
+            Err(VaultError::Unauthenticated("unknown token")) => {
+                return self.authenticate_bearer(token).await;
+            }
+            Err(e) => return Err(e),
+        };
         let u = self
             .control
             .user_by_id(&s.subject)

@@ -1,0 +1,268 @@
+//! Service clients: `phivault client add` while the server runs, the client-credentials grant
+//! over HTTPS (Basic and form authentication, RFC 6749 errors), scopes, expiry.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod common;
+
+use common::*;
+use phivault::datadir;
+use phivault_core::{Clock, FakeClock, Role, SecretString};
+use phivault_vault::auth::scopes_allow;
+use phivault_vault::{Actor, Ctx, VaultError};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+
+fn phivault(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_phivault"))
+        .args(args)
+        .env("PHIVAULT_PASSPHRASE", PASS)
+        .env("PHIVAULT_DATA_DIR", dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn token_request(port: u16, cacert: &str, extra: &[&str]) -> (String, Value) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-S",
+            "--max-time",
+            "20",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+            cacert,
+        ])
+        .args(extra)
+        .arg(format!("https://localhost:{port}/oauth/token"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (
+        code.to_owned(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn client_credentials_over_https_with_the_server_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert!(phivault(&["init"], &dir).status.success());
+    let mut server = Command::new(env!("CARGO_BIN_EXE_phivault"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("PHIVAULT_PASSPHRASE", PASS)
+        .env("PHIVAULT_DATA_DIR", &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(server.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let port: u16 = first.rsplit(':').next().unwrap().parse().unwrap();
+
+    // Added while the server runs, on the same data dir.
+    let out = phivault(
+        &[
+            "client",
+            "add",
+            "--name",
+            "lab-feed",
+            "--role",
+            "INTEGRATION_MANAGER",
+            "--scopes",
+            "system/Patient.rs system/Observation.crs",
+            "--json",
+        ],
+        &dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (id, secret) = (
+        c["client_id"].as_str().unwrap(),
+        c["client_secret"].as_str().unwrap(),
+    );
+    let cacert = dir.join("tls/cert.pem");
+    let cacert = cacert.to_str().unwrap();
+    let basic = format!("{id}:{secret}");
+
+    let (code, t) = token_request(
+        port,
+        cacert,
+        &["-u", &basic, "-d", "grant_type=client_credentials"],
+    );
+    assert_eq!(code, "200", "{t}");
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["expires_in"], 900);
+    assert_eq!(t["scope"], "system/Patient.rs system/Observation.crs");
+    let bearer = format!(
+        "authorization: Bearer {}",
+        t["access_token"].as_str().unwrap()
+    );
+    let who = Command::new("curl")
+        .args([
+            "-s",
+            "--cacert",
+            cacert,
+            "-H",
+            &bearer,
+            &format!("https://localhost:{port}/auth/whoami"),
+        ])
+        .output()
+        .unwrap();
+    let who: Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(who["actor"], "client:lab-feed");
+    assert_eq!(who["role"], "INTEGRATION_MANAGER");
+
+    // Form credentials and a narrower scope.
+    let (code, t) = token_request(
+        port,
+        cacert,
+        &[
+            "-d",
+            "grant_type=client_credentials",
+            "-d",
+            &format!("client_id={id}"),
+            "-d",
+            &format!("client_secret={secret}"),
+            "--data-urlencode",
+            "scope=system/Patient.r",
+        ],
+    );
+    assert_eq!(code, "200", "{t}");
+    assert_eq!(t["scope"], "system/Patient.r");
+    // A scope beyond the client's.
+    let (code, t) = token_request(
+        port,
+        cacert,
+        &[
+            "-u",
+            &basic,
+            "-d",
+            "grant_type=client_credentials",
+            "--data-urlencode",
+            "scope=system/Patient.cruds",
+        ],
+    );
+    assert_eq!(
+        (code.as_str(), t["error"].as_str()),
+        ("400", Some("invalid_scope"))
+    );
+    // Wrong secret and unknown client look the same.
+    let a = token_request(
+        port,
+        cacert,
+        &[
+            "-u",
+            &format!("{id}:nope"),
+            "-d",
+            "grant_type=client_credentials",
+        ],
+    );
+    let b = token_request(
+        port,
+        cacert,
+        &[
+            "-u",
+            "pvc-nobody:nope",
+            "-d",
+            "grant_type=client_credentials",
+        ],
+    );
+    assert_eq!(a, b);
+    assert_eq!(
+        (a.0.as_str(), a.1["error"].as_str()),
+        ("401", Some("invalid_client"))
+    );
+    let (code, t) = token_request(port, cacert, &["-u", &basic, "-d", "grant_type=password"]);
+    assert_eq!(
+        (code.as_str(), t["error"].as_str()),
+        ("400", Some("unsupported_grant_type"))
+    );
+
+    let _ = server.kill();
+    let _ = server.wait();
+    // Both processes wrote to the audit trail; it is one valid chain.
+    let out = phivault(&["audit", "verify"], &dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test]
+async fn service_tokens_expire_and_carry_only_their_scopes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    datadir::init(&dir, &pass(), &phivault_core::SystemClock)
+        .await
+        .unwrap();
+    let clock = Arc::new(FakeClock::new(
+        OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
+    ));
+    let o = datadir::open(&dir, &pass(), clock.clone()).await.unwrap();
+    let admin = ctx(&o).await;
+    let org = admin.org.clone();
+    let n = o
+        .vault
+        .add_client(
+            &admin,
+            &org,
+            "viewer-app",
+            Role::Viewer,
+            "system/Patient.rs",
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        o.vault
+            .add_client(&admin, &org, "bad", Role::Viewer, "system/Patient.rx")
+            .await,
+        Err(VaultError::Invalid(_))
+    ));
+    let anon = Ctx::new(org.clone(), Actor::Anonymous);
+    let (t, scope) = o
+        .vault
+        .issue_client_token(&anon, &n.client_id, &n.client_secret, None)
+        .await
+        .unwrap();
+    assert_eq!(scope, "system/Patient.rs");
+    let p = o.vault.authenticate(t.token.expose()).await.unwrap();
+    assert_eq!(p.role, Role::Viewer);
+    assert!(scopes_allow(&p.scopes, "Patient", 'r'));
+    assert!(!scopes_allow(&p.scopes, "Patient", 'u'));
+    assert!(!scopes_allow(&p.scopes, "Observation", 'r'));
+    clock.advance(Duration::minutes(14));
+    o.vault.authenticate(t.token.expose()).await.unwrap();
+    clock.advance(Duration::minutes(1));
+    assert!(matches!(
+        o.vault.authenticate(t.token.expose()).await,
+        Err(VaultError::Unauthenticated(_))
+    ));
+    assert!(matches!(
+        o.vault
+            .issue_client_token(
+                &anon,
+                &n.client_id,
+                &SecretString::new("wrong".into()),
+                None
+            )
+            .await,
+        Err(VaultError::Unauthenticated(_))
+    ));
+    let _ = clock.now();
+    o.close().await;
+}
