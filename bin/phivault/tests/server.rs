@@ -342,3 +342,54 @@ fn the_dev_administrator_signs_in_with_password_change_and_totp_over_https() {
     let (code, _) = curl_json(&["--cacert", cacert, "-H", &auth, &url("/auth/whoami")]);
     assert_eq!(code, "401");
 }
+
+#[test]
+fn authentication_endpoints_are_rate_limited_per_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(tmp.path(), &["--dev"], &[]).unwrap();
+    let cert = tmp.path().join("phivault-data/tls/cert.pem");
+    let url = format!("https://localhost:{}/auth/login", server.port);
+    // One curl process, many requests on one connection, as fast as it can.
+    let mut args = vec![
+        "-s".to_owned(),
+        "--cacert".into(),
+        cert.to_str().unwrap().into(),
+    ];
+    for i in 0..30 {
+        if i > 0 {
+            args.push("--next".into());
+            args.extend(["--cacert".into(), cert.to_str().unwrap().into()]);
+        }
+        args.extend([
+            "-o".into(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{http_code}\n".into(),
+            "-H".into(),
+            "content-type: application/json".into(),
+            "-d".into(),
+            r#"{"username":"admin","password":"guessing guessing"}"#.into(),
+            url.clone(),
+        ]);
+    }
+    let out = Command::new("curl").args(&args).output().unwrap();
+    let codes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(codes.len(), 30, "{codes:?}");
+    let limited = codes.iter().filter(|c| *c == "429").count();
+    let refused = codes.iter().filter(|c| *c == "401").count();
+    assert!(limited >= 10, "{codes:?}");
+    assert!(
+        refused >= 10,
+        "the first burst is answered normally: {codes:?}"
+    );
+    // Other endpoints are not throttled by it.
+    let (code, _) = curl(&[
+        "--cacert",
+        cert.to_str().unwrap(),
+        &format!("https://localhost:{}/healthz", server.port),
+    ]);
+    assert_eq!(code, 0);
+}

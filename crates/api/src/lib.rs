@@ -22,11 +22,40 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .route("/healthz", get(healthz))
-        .merge(auth::routes())
-        .merge(oauth::routes())
+        .merge(rate_limited(auth::routes().merge(oauth::routes())))
         .fallback(not_found)
         .with_state(state);
     headers::secure(app)
+}
+
+/// Requests per address on the authentication endpoints: a burst of 10, then one every
+/// 500 ms; beyond that, 429 before any password is checked.
+pub const AUTH_BURST: u32 = 10;
+pub const AUTH_REPLENISH_MS: u64 = 500;
+
+fn rate_limited(routes: Router<AppState>) -> Router<AppState> {
+    use tower_governor::GovernorLayer;
+    use tower_governor::governor::GovernorConfigBuilder;
+    let Some(config) = GovernorConfigBuilder::default()
+        .per_millisecond(AUTH_REPLENISH_MS)
+        .burst_size(AUTH_BURST)
+        .finish()
+    else {
+        // The constants above are valid; without a limiter the routes are not served at all.
+        return Router::new();
+    };
+    let config = std::sync::Arc::new(config);
+    let limiter = config.limiter().clone();
+    // Forget idle addresses now and then, so the table stays small.
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                limiter.retain_recent();
+            }
+        });
+    }
+    routes.layer(GovernorLayer::new(config))
 }
 
 /// Liveness: no authentication, and it reveals nothing (no version, no counts).
