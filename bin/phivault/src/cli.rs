@@ -975,6 +975,7 @@ async fn serve_cmd(
     tls: TlsArgs,
 ) -> Result<ExitCode, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    crate::config::init_logging()?;
     let dev_pass = dev_passphrase_path(&dir);
     if dev && !datadir::holds_vault(&dir) {
         let pass = phivault_crypto::Passphrase::new(
@@ -1027,6 +1028,7 @@ async fn serve_cmd(
         }
     };
     let result = crate::serve::run(&opened, listen, config, |addr| {
+        tracing::info!(target: "phivault::serve", address = %addr, "listening");
         println!("phivault is listening on https://{addr}");
         if dev {
             println!("development certificate: {}", cert.display());

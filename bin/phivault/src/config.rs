@@ -10,6 +10,7 @@ use std::path::Path;
 pub const KNOWN_VARS: &[&str] = &[
     "PHIVAULT_DATA_DIR",
     "PHIVAULT_LISTEN",
+    "PHIVAULT_LOG",
     "PHIVAULT_ORG",
     "PHIVAULT_PASSPHRASE",
     "PHIVAULT_PASSPHRASE_FILE",
@@ -134,4 +135,24 @@ pub fn os_user() -> String {
             })
         })
         .unwrap_or(format!("uid-{uid}"))
+}
+
+/// Structured JSON logs on standard error, at `PHIVAULT_LOG` (error, warn, info, debug, trace;
+/// default info). Log lines carry ids, counts, codes and route templates only.
+pub fn init_logging() -> Result<(), String> {
+    let level = match std::env::var("PHIVAULT_LOG").as_deref() {
+        Err(_) | Ok("info") => tracing::Level::INFO,
+        Ok("error") => tracing::Level::ERROR,
+        Ok("warn") => tracing::Level::WARN,
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("trace") => tracing::Level::TRACE,
+        Ok(_) => return Err("PHIVAULT_LOG is one of error, warn, info, debug, trace".into()),
+    };
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .try_init();
+    Ok(())
 }

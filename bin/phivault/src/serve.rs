@@ -13,9 +13,7 @@ pub async fn run(
     tls: Arc<rustls::ServerConfig>,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), String> {
-    let app = phivault_api::router(phivault_api::AppState {
-        vault: opened.vault.clone(),
-    });
+    let app = phivault_api::router(phivault_api::AppState::new(opened.vault.clone()));
     let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {

@@ -191,6 +191,75 @@ fn client_credentials_over_https_with_the_server_running() {
         ("400", Some("unsupported_grant_type"))
     );
 
+    // /metrics: Prometheus text for an AUDITOR client, 403 for others, 401 without a token.
+    let out = phivault(
+        &[
+            "client",
+            "add",
+            "--name",
+            "prometheus",
+            "--role",
+            "AUDITOR",
+            "--scopes",
+            "system/AuditEvent.rs",
+            "--json",
+        ],
+        &dir,
+    );
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mbasic = format!(
+        "{}:{}",
+        m["client_id"].as_str().unwrap(),
+        m["client_secret"].as_str().unwrap()
+    );
+    let (_, mt) = token_request(
+        port,
+        cacert,
+        &["-u", &mbasic, "-d", "grant_type=client_credentials"],
+    );
+    let get = |auth: Option<String>| {
+        let mut args = vec![
+            "-s".to_owned(),
+            "-w".into(),
+            "\n%{http_code}".into(),
+            "--cacert".into(),
+            cacert.to_owned(),
+        ];
+        if let Some(a) = auth {
+            args.extend(["-H".into(), a]);
+        }
+        args.push(format!("https://localhost:{port}/metrics"));
+        let out = Command::new("curl").args(&args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.to_owned(), body.to_owned())
+    };
+    let (code, body) = get(Some(format!(
+        "authorization: Bearer {}",
+        mt["access_token"].as_str().unwrap()
+    )));
+    assert_eq!(code, "200", "{body}");
+    assert!(
+        body.contains("# TYPE phivault_http_requests_total counter"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            r#"phivault_http_requests_total{route="/oauth/token",method="POST",status="200"}"#
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"route="/oauth/token",method="POST",status="401""#),
+        "{body}"
+    );
+    assert!(
+        !body.contains(secret) && !body.contains(id),
+        "no credentials in metrics"
+    );
+    assert_eq!(get(Some(bearer.clone())).0, "403");
+    assert_eq!(get(None).0, "401");
+
     let _ = server.kill();
     let _ = server.wait();
     // Both processes wrote to the audit trail; it is one valid chain.

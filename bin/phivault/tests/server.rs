@@ -12,6 +12,8 @@ struct Server {
     port: u16,
     /// Everything the server printed after its first line.
     output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Its log lines (standard error).
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -54,6 +56,14 @@ fn serve(cwd: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, Str
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log_sink = logs.clone();
+    let stderr = child.stderr.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log_sink.lock().unwrap().push(l);
+        }
+    });
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     match lines.next() {
@@ -71,11 +81,14 @@ fn serve(cwd: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, Str
                 child,
                 port,
                 output,
+                logs,
             })
         }
         _ => {
-            let out = child.wait_with_output().unwrap();
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            let _ = child.wait();
+            let _ = log_reader.join();
+            let text = logs.lock().unwrap().join("\n");
+            Err(text)
         }
     }
 }
@@ -341,6 +354,33 @@ fn the_dev_administrator_signs_in_with_password_change_and_totp_over_https() {
     assert_eq!(code, "204");
     let (code, _) = curl_json(&["--cacert", cacert, "-H", &auth, &url("/auth/whoami")]);
     assert_eq!(code, "401");
+
+    // The logs: one JSON line per request, none holding a password, code, token or secret.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let logs = server.logs.lock().unwrap().clone();
+    let requests: Vec<serde_json::Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|j| j["fields"]["message"] == "request")
+        .collect();
+    assert!(requests.len() >= 8, "{logs:?}");
+    assert!(
+        requests
+            .iter()
+            .any(|j| j["fields"]["route"] == "/auth/login" && j["fields"]["status"] == 401)
+    );
+    for secret in [
+        otp.as_str(),
+        "amber glacier pivot 2041 sings",
+        totp.as_str(),
+        token.as_str(),
+        challenge.as_str(),
+        secret.as_str(),
+    ] {
+        for l in &logs {
+            assert!(!l.contains(secret), "a secret reached the log: {l}");
+        }
+    }
 }
 
 #[test]

@@ -45,7 +45,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestInfo {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(200).collect());
-        let request_id = request_id();
+        let request_id = parts
+            .extensions
+            .get::<crate::observe::RequestId>()
+            .map_or_else(request_id, |r| r.0.clone());
         Ok(Self {
             source,
             user_agent,

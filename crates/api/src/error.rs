@@ -27,6 +27,7 @@ pub fn status_of(e: &VaultError) -> StatusCode {
         VaultError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         VaultError::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
         VaultError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        VaultError::Forbidden => StatusCode::FORBIDDEN,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod headers;
 pub mod oauth;
+pub mod observe;
 
 use axum::Router;
 use axum::routing::get;
@@ -16,16 +17,53 @@ use serde_json::json;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub vault: Vault,
+    pub metrics: std::sync::Arc<observe::Metrics>,
+}
+
+impl AppState {
+    pub fn new(vault: Vault) -> Self {
+        Self {
+            vault,
+            metrics: std::sync::Arc::new(observe::Metrics::default()),
+        }
+    }
 }
 
 /// The application: every route, with the security headers on every response.
 pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
         .merge(rate_limited(auth::routes().merge(oauth::routes())))
         .fallback(not_found)
-        .with_state(state);
-    headers::secure(app)
+        .with_state(state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics.clone(),
+            observe::observe_route,
+        ));
+    let app = headers::secure(app);
+    app.layer(axum::middleware::from_fn_with_state(
+        metrics,
+        observe::observe_outer,
+    ))
+}
+
+/// `GET /metrics`: Prometheus text. Permissions: SUPER_ADMIN or AUDITOR (a person, or a
+/// service client such as a Prometheus scraper with client credentials).
+async fn metrics_text(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    auth: auth::Authenticated,
+) -> Result<String, error::ApiError> {
+    use phivault_core::Role;
+    match auth.principal.role {
+        Role::SuperAdmin | Role::Auditor => Ok(state.metrics.render()),
+        Role::OrgAdmin
+        | Role::IntegrationManager
+        | Role::Viewer
+        | Role::Clinician
+        | Role::Nurse => Err(error::ApiError(phivault_vault::VaultError::Forbidden)),
+    }
 }
 
 /// Requests per address on the authentication endpoints: a burst of 10, then one every

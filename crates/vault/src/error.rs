@@ -26,6 +26,9 @@ pub enum VaultError {
     /// "authentication failed".
     #[error("authentication failed: {0}")]
     Unauthenticated(&'static str),
+    /// Authenticated, but not allowed.
+    #[error("forbidden")]
+    Forbidden,
     /// The audit event could not be made durable: nothing was released or changed.
     #[error("audit trail unavailable: {0}")]
     Audit(String),
@@ -56,6 +59,7 @@ impl VaultError {
             VaultError::Crypto(_) => "a key operation failed".into(),
             VaultError::Store(e) => e.client_message().into(),
             VaultError::Unauthenticated(_) => "authentication failed".into(),
+            VaultError::Forbidden => "not allowed".into(),
             VaultError::Audit(_) => {
                 "the audit trail is unavailable, so nothing was released or changed".into()
             }

@@ -117,6 +117,7 @@ pub fn reason_code(e: &VaultError) -> &'static str {
         VaultError::Crypto(_) => "key-error",
         VaultError::Store(_) => "storage",
         VaultError::Audit(_) => "audit-unavailable",
+        VaultError::Forbidden => "forbidden",
         VaultError::Unauthenticated(why) => match *why {
             "wrong password" => "wrong-password",
             "unknown user" => "unknown-user",

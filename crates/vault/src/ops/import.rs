@@ -319,6 +319,7 @@ fn clone_err(e: &VaultError) -> VaultError {
         VaultError::Store(s) => VaultError::Store(s.clone()),
         VaultError::Audit(a) => VaultError::Audit(a.clone()),
         VaultError::Unauthenticated(w) => VaultError::Unauthenticated(w),
+        VaultError::Forbidden => VaultError::Forbidden,
     }
 }
 
