@@ -24,10 +24,13 @@ fn next_request_id() -> String {
     )
 }
 
+/// (route template, method, status).
+type Series = (String, String, u16);
+
 /// Request counters and total durations by route template, method and status.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), (u64, f64)>>,
+    requests: Mutex<BTreeMap<Series, (u64, f64)>>,
 }
 
 impl Metrics {
