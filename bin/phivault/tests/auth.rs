@@ -256,3 +256,62 @@ async fn password_mfa_sessions_lockout_and_timeouts() {
     assert!(jones.success >= 6 && jones.failed >= 5, "{jones:?}");
     o.close().await;
 }
+
+#[tokio::test]
+async fn administrators_passwords_expire_after_90_days() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    datadir::init(&dir, &pass(), &phivault_core::SystemClock)
+        .await
+        .unwrap();
+    let clock = Arc::new(FakeClock::new(
+        OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
+    ));
+    let o = datadir::open(&dir, &pass(), clock.clone()).await.unwrap();
+    let admin = ctx(&o).await;
+    let org = admin.org.clone();
+    let anon = Ctx::new(org.clone(), Actor::Anonymous);
+    let v = &o.vault;
+    for (name, role) in [("org.admin", Role::OrgAdmin), ("viewer.one", Role::Viewer)] {
+        let n = v.add_user(&admin, &org, name, role, false).await.unwrap();
+        let c = v.login(&anon, name, n.one_time_password).await.unwrap();
+        assert_eq!(
+            v.change_password(&anon, c.token.expose(), s(STRONG))
+                .await
+                .unwrap(),
+            NextStep::EnrollMfa
+        );
+    }
+    clock.advance(Duration::days(89));
+    assert_eq!(
+        v.login(&anon, "org.admin", s(STRONG)).await.unwrap().next,
+        NextStep::EnrollMfa
+    );
+    clock.advance(Duration::days(2));
+    let c = v.login(&anon, "org.admin", s(STRONG)).await.unwrap();
+    assert_eq!(
+        c.next,
+        NextStep::ChangePassword,
+        "an admin password expires"
+    );
+    assert_eq!(
+        v.login(&anon, "viewer.one", s(STRONG)).await.unwrap().next,
+        NextStep::EnrollMfa,
+        "others do not"
+    );
+    v.change_password(
+        &anon,
+        c.token.expose(),
+        s("second quartz lantern 2042 walks"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        v.login(&anon, "org.admin", s("second quartz lantern 2042 walks"))
+            .await
+            .unwrap()
+            .next,
+        NextStep::EnrollMfa
+    );
+    o.close().await;
+}

@@ -350,6 +350,42 @@ fn the_dev_administrator_signs_in_with_password_change_and_totp_over_https() {
     assert_eq!(code, "200");
     assert_eq!(r["actor"], "user:admin");
     assert_eq!(r["role"], "SUPER_ADMIN");
+
+    // Administration over the API.
+    let (code, r) = post(
+        "/admin/users",
+        serde_json::json!({"username": "dr.house", "role": "CLINICIAN"}),
+        &["-H", &auth],
+    );
+    assert_eq!(code, "200", "{r}");
+    assert!(r["one_time_password"].as_str().unwrap().len() >= 20);
+    let (code, r) = curl_json(&["--cacert", cacert, "-H", &auth, &url("/admin/users")]);
+    assert_eq!(code, "200");
+    assert_eq!(r.as_array().unwrap().len(), 2);
+    let (code, _) = post(
+        "/admin/users",
+        serde_json::json!({"username": "dr.house", "role": "CLINICIAN"}),
+        &["-H", &auth],
+    );
+    assert_eq!(code, "400", "a taken username");
+    let (code, r) = post(
+        "/admin/users/dr.house/disable",
+        serde_json::json!({}),
+        &["-H", &auth],
+    );
+    assert_eq!(
+        (code.as_str(), &r["disabled"]),
+        ("200", &serde_json::json!(true))
+    );
+    let (code, _) = post(
+        "/admin/users/nobody.at.all/disable",
+        serde_json::json!({}),
+        &["-H", &auth],
+    );
+    assert_eq!(code, "404");
+    let (code, _) = curl_json(&["--cacert", cacert, &url("/admin/users")]);
+    assert_eq!(code, "401");
+
     let (code, _) = post("/auth/logout", serde_json::json!({}), &["-H", &auth]);
     assert_eq!(code, "204");
     let (code, _) = curl_json(&["--cacert", cacert, "-H", &auth, &url("/auth/whoami")]);

@@ -2,6 +2,7 @@
 //! touches a store or a key (it does not depend on phivault-store or phivault-crypto).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod headers;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .merge(admin::routes())
         .merge(rate_limited(auth::routes().merge(oauth::routes())))
         .fallback(not_found)
         .with_state(state)
