@@ -99,13 +99,13 @@ fn unauthenticated(why: &'static str) -> VaultError {
     VaultError::Unauthenticated(why)
 }
 
-/// Argon2 runs on the blocking pool, at most as many at once as there are cores, so password
-/// checks never starve the async executor.
+/// Argon2 runs on the blocking pool, at most half the cores at once (at least one), so
+/// password checks never starve the async executor or the other requests.
 fn argon_permits() -> &'static Arc<Semaphore> {
     static P: OnceLock<Arc<Semaphore>> = OnceLock::new();
     P.get_or_init(|| {
         let n = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Arc::new(Semaphore::new(n))
+        Arc::new(Semaphore::new((n / 2).max(1)))
     })
 }
 
