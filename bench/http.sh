@@ -64,3 +64,19 @@ sleep 0.5
 run_wrk /auth/whoami "GET /auth/whoami while logins run"
 wait "$logins" 2>/dev/null || true
 echo "(compare the two whoami lines: Argon2 runs on the blocking pool with a concurrency cap)"
+
+# Does timing tell whether a username exists? Median of 8 failed logins each, from fresh
+# addresses (127.0.1.x and 127.0.2.x) so the rate limit and the lockout play no part.
+login_time() { # address, username
+  curl -s -o /dev/null -w '%{time_total}' --interface "$1" --cacert "$ca" \
+    -H 'content-type: application/json' -d "{\"username\":\"$2\",\"password\":\"wrong password here\"}" \
+    "$url/auth/login"
+}
+"$bin" user add --username timing.probe --role VIEWER > /dev/null
+known=(); unknown=()
+for i in $(seq 1 8); do
+  unknown+=("$(login_time "127.0.1.$i" "nobody.$i")")
+  [ "$i" -le 4 ] && known+=("$(login_time "127.0.2.$i" timing.probe)")
+done
+printf '%-44s unknown user %s s, wrong password %s s (medians, whole request)\n' "failed login timing" \
+  "$(printf '%s\n' "${unknown[@]}" | sort -n | sed -n '4p')" "$(printf '%s\n' "${known[@]}" | sort -n | sed -n '2p')"
