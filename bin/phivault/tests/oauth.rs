@@ -332,6 +332,27 @@ async fn service_tokens_expire_and_carry_only_their_scopes() {
             .await,
         Err(VaultError::Unauthenticated(_))
     ));
+    // Token issue and its failure are audited as the client.
+    let events = o
+        .vault
+        .audit_events(
+            &admin,
+            &phivault_vault::audit::export::AuditFilter::default(),
+        )
+        .await
+        .unwrap();
+    let token_events: Vec<_> = events.iter().filter(|e| e.action == "token").collect();
+    assert_eq!(token_events.len(), 2, "{token_events:?}");
+    assert_eq!(token_events[0].actor, "client:viewer-app");
+    assert_eq!(
+        token_events[0].outcome,
+        phivault_vault::audit::Outcome::Success
+    );
+    assert_eq!(
+        token_events[1].outcome,
+        phivault_vault::audit::Outcome::Error
+    );
+    assert!(events.iter().any(|e| e.action == "client-add"));
     let _ = clock.now();
     o.close().await;
 }

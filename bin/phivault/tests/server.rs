@@ -469,3 +469,68 @@ fn authentication_endpoints_are_rate_limited_per_address() {
     ]);
     assert_eq!(code, 0);
 }
+
+#[test]
+fn a_configured_certificate_is_used_instead_of_the_development_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (cert, key) = (tmp.path().join("site.crt"), tmp.path().join("site.key"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let env = [
+        ("PHIVAULT_PASSPHRASE", common::PASS),
+        ("PHIVAULT_DATA_DIR", dir.to_str().unwrap()),
+        ("PHIVAULT_TLS_CERT", cert.to_str().unwrap()),
+        ("PHIVAULT_TLS_KEY", key.to_str().unwrap()),
+    ];
+    let init = Command::new(env!("CARGO_BIN_EXE_phivault"))
+        .arg("init")
+        .env_clear()
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    assert!(
+        !dir.join("tls").exists(),
+        "no development certificate when one is configured"
+    );
+    let server = serve(tmp.path(), &[], &env).unwrap();
+    let (code, out) = curl(&[
+        "--cacert",
+        cert.to_str().unwrap(),
+        &format!("https://localhost:{}/healthz", server.port),
+    ]);
+    assert_eq!((code, out.as_str()), (0, r#"{"status":"ok"}"#));
+}
