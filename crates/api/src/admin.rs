@@ -14,13 +14,7 @@ use serde_json::{Value, json};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/users", get(list).post(add))
-        .route("/admin/users/{username}/disable", post(disable))
-        .route("/admin/users/{username}/enable", post(enable))
-        .route(
-            "/admin/users/{username}/reset-password",
-            post(reset_password),
-        )
-        .route("/admin/users/{username}/reset-mfa", post(reset_mfa))
+        .route("/admin/users/{username}/{action}", post(act))
 }
 
 /// The administrators' gate: ORG_ADMIN or SUPER_ADMIN, else 403.
@@ -78,54 +72,29 @@ async fn add(
     })))
 }
 
+/// `POST /admin/users/{username}/disable|enable|reset-password|reset-mfa`.
 /// Permissions: ORG_ADMIN, SUPER_ADMIN.
-async fn disable(
+async fn act(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(username): Path<String>,
+    Path((username, action)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&auth)?;
-    state
-        .vault
-        .set_user_disabled(&auth.ctx(), &username, true)
-        .await?;
-    Ok(Json(json!({"username": username, "disabled": true})))
-}
-
-/// Permissions: ORG_ADMIN, SUPER_ADMIN.
-async fn enable(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    Path(username): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&auth)?;
-    state
-        .vault
-        .set_user_disabled(&auth.ctx(), &username, false)
-        .await?;
-    Ok(Json(json!({"username": username, "disabled": false})))
-}
-
-/// Permissions: ORG_ADMIN, SUPER_ADMIN.
-async fn reset_password(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    Path(username): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&auth)?;
-    let otp = state.vault.reset_password(&auth.ctx(), &username).await?;
-    Ok(Json(
-        json!({"username": username, "one_time_password": otp.expose()}),
-    ))
-}
-
-/// Permissions: ORG_ADMIN, SUPER_ADMIN.
-async fn reset_mfa(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    Path(username): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&auth)?;
-    state.vault.reset_mfa(&auth.ctx(), &username).await?;
-    Ok(Json(json!({"username": username, "mfa_enrolled": false})))
+    let (v, ctx) = (&state.vault, auth.ctx());
+    Ok(Json(match action.as_str() {
+        "disable" | "enable" => {
+            let disabled = action == "disable";
+            v.set_user_disabled(&ctx, &username, disabled).await?;
+            json!({"username": username, "disabled": disabled})
+        }
+        "reset-password" => {
+            let otp = v.reset_password(&ctx, &username).await?;
+            json!({"username": username, "one_time_password": otp.expose()})
+        }
+        "reset-mfa" => {
+            v.reset_mfa(&ctx, &username).await?;
+            json!({"username": username, "mfa_enrolled": false})
+        }
+        _ => return Err(ApiError(VaultError::NotFound)),
+    }))
 }

@@ -213,6 +213,22 @@ impl Vault {
         Ok((s, u))
     }
 
+    /// The user behind a challenge; a bad challenge is audited under `action` and refused.
+    async fn challenge_or_audit(
+        &self,
+        ctx: &Ctx,
+        action: &str,
+        challenge: &str,
+    ) -> Result<(SessionRecord, UserRecord), VaultError> {
+        match self.challenge_user(challenge).await {
+            Ok(x) => Ok(x),
+            Err(e) => {
+                let ev = self.auth_event(ctx, action, "user:(unknown)".into());
+                self.audit_failure(ev, e).await
+            }
+        }
+    }
+
     /// Step 1: username and password. Wrong password, unknown user, disabled or locked account
     /// all fail alike (same error, same Argon2 work).
     pub async fn login(
@@ -289,13 +305,9 @@ impl Vault {
         challenge: &str,
         new_password: SecretString,
     ) -> Result<NextStep, VaultError> {
-        let (_, mut u) = match self.challenge_user(challenge).await {
-            Ok(x) => x,
-            Err(e) => {
-                let ev = self.auth_event(ctx, "password-change", "user:(unknown)".into());
-                return self.audit_failure(ev, e).await;
-            }
-        };
+        let (_, mut u) = self
+            .challenge_or_audit(ctx, "password-change", challenge)
+            .await?;
         let event = self.auth_event(ctx, "password-change", format!("user:{}", u.username));
         if let Err(e) = users::check_password_policy(&new_password, &u.username) {
             return self.audit_failure(event, e).await;
@@ -321,13 +333,9 @@ impl Vault {
     /// Enrollment: a fresh TOTP seed (sealed) and 10 backup codes (hashed), shown once.
     /// MFA counts as enrolled once a first code from it is accepted.
     pub async fn enroll_mfa(&self, ctx: &Ctx, challenge: &str) -> Result<Enrollment, VaultError> {
-        let (_, mut u) = match self.challenge_user(challenge).await {
-            Ok(x) => x,
-            Err(e) => {
-                let ev = self.auth_event(ctx, "mfa-enroll", "user:(unknown)".into());
-                return self.audit_failure(ev, e).await;
-            }
-        };
+        let (_, mut u) = self
+            .challenge_or_audit(ctx, "mfa-enroll", challenge)
+            .await?;
         let event = self.auth_event(ctx, "mfa-enroll", format!("user:{}", u.username));
         match self.next_step(&u) {
             NextStep::EnrollMfa => {}
@@ -378,13 +386,7 @@ impl Vault {
         challenge: &str,
         code: &str,
     ) -> Result<IssuedToken, VaultError> {
-        let (chal, mut u) = match self.challenge_user(challenge).await {
-            Ok(x) => x,
-            Err(e) => {
-                let ev = self.auth_event(ctx, "mfa", "user:(unknown)".into());
-                return self.audit_failure(ev, e).await;
-            }
-        };
+        let (chal, mut u) = self.challenge_or_audit(ctx, "mfa", challenge).await?;
         let mut event = self.auth_event(ctx, "mfa", format!("user:{}", u.username));
         event.org = u.org.as_str().to_owned();
         if self.next_step(&u) == NextStep::ChangePassword {
