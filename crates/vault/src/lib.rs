@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 mod error;
 pub mod ops;
+pub mod policy;
 pub mod records;
 
 pub use error::VaultError;

@@ -1,0 +1,260 @@
+//! Authorization: one table, deny by default. Every PHI decision is made here, from the
+//! principal (role, and scopes for service clients), the action, the resource type, the
+//! purpose of use, and the caller's need-to-know grant for the patient. Adapters never decide.
+//!
+//! | role | PHI | how |
+//! |---|---|---|
+//! | SUPER_ADMIN | none | runs the system: organizations, keys, settings |
+//! | ORG_ADMIN | none | users, clients and grants of its organization |
+//! | INTEGRATION_MANAGER | as a service client, within its scopes | clients and interfaces; writes PHI through integrations |
+//! | VIEWER | read and search Patient demographics only | no grant needed |
+//! | AUDITOR | none | the audit trail and reports |
+//! | NURSE | read, search, create, update | with an active grant (or break-glass) |
+//! | CLINICIAN | read, search, create, update, delete | with an active grant (or break-glass) |
+pub mod fields;
+
+use phivault_core::Role;
+use std::fmt;
+
+/// HL7 v3 ActReason purpose-of-use codes. Unknown codes are refused, not mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Purpose {
+    Treat,
+    Etreat,
+    Hpaymt,
+    Hoperat,
+    Pubhlth,
+    Hresch,
+    Patrqt,
+    Famrqt,
+    Pwatrny,
+    Sysadmin,
+    Hsysadmin,
+    Coverage,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 12] = [
+        Purpose::Treat,
+        Purpose::Etreat,
+        Purpose::Hpaymt,
+        Purpose::Hoperat,
+        Purpose::Pubhlth,
+        Purpose::Hresch,
+        Purpose::Patrqt,
+        Purpose::Famrqt,
+        Purpose::Pwatrny,
+        Purpose::Sysadmin,
+        Purpose::Hsysadmin,
+        Purpose::Coverage,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Purpose::Treat => "TREAT",
+            Purpose::Etreat => "ETREAT",
+            Purpose::Hpaymt => "HPAYMT",
+            Purpose::Hoperat => "HOPERAT",
+            Purpose::Pubhlth => "PUBHLTH",
+            Purpose::Hresch => "HRESCH",
+            Purpose::Patrqt => "PATRQT",
+            Purpose::Famrqt => "FAMRQT",
+            Purpose::Pwatrny => "PWATRNY",
+            Purpose::Sysadmin => "SYSADMIN",
+            Purpose::Hsysadmin => "HSYSADMIN",
+            Purpose::Coverage => "COVERAGE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Purpose> {
+        Purpose::ALL.into_iter().find(|p| p.as_str() == s.trim())
+    }
+}
+
+impl fmt::Display for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a call wants to do with PHI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    Read,
+    Search,
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    pub const ALL: [Action; 5] = [
+        Action::Read,
+        Action::Search,
+        Action::Create,
+        Action::Update,
+        Action::Delete,
+    ];
+
+    /// The SMART scope letter.
+    pub fn scope_letter(&self) -> char {
+        match self {
+            Action::Create => 'c',
+            Action::Read => 'r',
+            Action::Update => 'u',
+            Action::Delete => 'd',
+            Action::Search => 's',
+        }
+    }
+}
+
+/// The caller's need-to-know standing for the patient concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GrantState {
+    None,
+    /// An active grant for this purpose.
+    Active,
+    /// An active break-glass access (purpose ETREAT, 15 minutes, flagged).
+    BreakGlass,
+    Expired,
+}
+
+/// Who is asking, for the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// The local operator (command line, holding the passphrase): everything, audited.
+    Operator,
+    /// A person.
+    User(Role),
+    /// A service client: its role, the token's scopes and the purposes set on the client.
+    Client {
+        role: Role,
+        scopes: Vec<String>,
+        purposes: Vec<Purpose>,
+    },
+}
+
+/// Which Patient elements are released.
+pub use fields::Release;
+
+/// The decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow {
+        release: Release,
+        break_glass: bool,
+    },
+    /// Denied, with a reason code for the audit trail.
+    Deny(&'static str),
+}
+
+fn user_allows(role: Role, action: Action, patient: bool) -> bool {
+    match role {
+        Role::Viewer => patient && matches!(action, Action::Read | Action::Search),
+        Role::Nurse => !matches!(action, Action::Delete),
+        Role::Clinician => true,
+        Role::SuperAdmin | Role::OrgAdmin | Role::IntegrationManager | Role::Auditor => false,
+    }
+}
+
+/// Purposes a person may read or write PHI for (directly; research and public health go
+/// through de-identified exports).
+fn user_purpose_ok(role: Role, purpose: Purpose) -> bool {
+    match role {
+        Role::Viewer => matches!(purpose, Purpose::Treat | Purpose::Hoperat | Purpose::Hpaymt),
+        Role::Nurse | Role::Clinician => {
+            matches!(
+                purpose,
+                Purpose::Treat | Purpose::Etreat | Purpose::Hoperat | Purpose::Hpaymt
+            )
+        }
+        Role::SuperAdmin | Role::OrgAdmin | Role::IntegrationManager | Role::Auditor => false,
+    }
+}
+
+/// The one decision function. `resource` is the FHIR resource type; `grant` the caller's
+/// standing for the patient (ignored where no grant is needed).
+pub fn decide(
+    subject: &Subject,
+    action: Action,
+    resource: &str,
+    purpose: Option<Purpose>,
+    grant: GrantState,
+) -> Decision {
+    let patient = resource == "Patient";
+    let Some(purpose) = purpose else {
+        return match subject {
+            Subject::Operator => Decision::Allow {
+                release: Release::All,
+                break_glass: false,
+            },
+            _ => Decision::Deny("no-purpose"),
+        };
+    };
+    match subject {
+        Subject::Operator => Decision::Allow {
+            release: Release::All,
+            break_glass: false,
+        },
+        Subject::User(role) => {
+            if !user_allows(*role, action, patient) {
+                return Decision::Deny("role");
+            }
+            if !user_purpose_ok(*role, purpose) {
+                return Decision::Deny("purpose");
+            }
+            let release = fields::release_for(*role, purpose);
+            if *role == Role::Viewer {
+                // Demographics only, no grant needed.
+                return Decision::Allow {
+                    release,
+                    break_glass: false,
+                };
+            }
+            match (grant, purpose) {
+                (GrantState::BreakGlass, Purpose::Etreat) => Decision::Allow {
+                    release,
+                    break_glass: true,
+                },
+                (GrantState::Active, p) if p != Purpose::Etreat => Decision::Allow {
+                    release,
+                    break_glass: false,
+                },
+                (GrantState::Expired, _) => Decision::Deny("grant-expired"),
+                (_, Purpose::Etreat) => Decision::Deny("no-break-glass"),
+                _ => Decision::Deny("no-grant"),
+            }
+        }
+        Subject::Client {
+            role,
+            scopes,
+            purposes,
+        } => {
+            if !purposes.contains(&purpose) {
+                return Decision::Deny("purpose");
+            }
+            if !crate::auth::scopes_allow(scopes, resource, action.scope_letter()) {
+                return Decision::Deny("scope");
+            }
+            match role {
+                // Integrations act for their organization without per-patient grants.
+                Role::IntegrationManager => Decision::Allow {
+                    release: Release::All,
+                    break_glass: false,
+                },
+                Role::Viewer if patient && matches!(action, Action::Read | Action::Search) => {
+                    Decision::Allow {
+                        release: fields::release_for(Role::Viewer, purpose),
+                        break_glass: false,
+                    }
+                }
+                Role::Viewer
+                | Role::Auditor
+                | Role::SuperAdmin
+                | Role::OrgAdmin
+                | Role::Nurse
+                | Role::Clinician => Decision::Deny("role"),
+            }
+        }
+    }
+}
