@@ -132,3 +132,35 @@ impl fmt::Debug for ClientRecord {
             .finish_non_exhaustive()
     }
 }
+
+/// A need-to-know grant (or a break-glass access) of a person to a patient.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub id: String,
+    pub org: OrgId,
+    pub user_id: String,
+    /// The patient's keyed pseudonym (hex): no plaintext patient id in the control store.
+    pub patient: String,
+    /// HL7 purpose-of-use code.
+    pub purpose: String,
+    /// `grant` or `break-glass`.
+    pub kind: String,
+    /// The break-glass reason, sealed by the vault (free text may name the patient).
+    pub reason_sealed: Option<Vec<u8>>,
+    pub granted_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked: bool,
+}
+
+impl fmt::Debug for GrantRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantRecord")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("purpose", &self.purpose)
+            .field("expires_at", &self.expires_at)
+            .field("revoked", &self.revoked)
+            .finish_non_exhaustive()
+    }
+}

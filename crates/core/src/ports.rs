@@ -166,6 +166,19 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     /// Revokes every session of a subject (disable, password reset).
     async fn revoke_sessions_of(&self, subject: &str) -> Result<u64, StoreError>;
 
+    async fn put_grant(&self, g: &crate::GrantRecord) -> Result<(), StoreError>;
+    /// Extends a live grant's expiry.
+    async fn extend_grant(&self, id: &str, expires_at: i64) -> Result<bool, StoreError>;
+    /// The latest unrevoked grant of a user to a patient (live or expired).
+    async fn latest_grant(
+        &self,
+        org: &OrgId,
+        user_id: &str,
+        patient: &str,
+    ) -> Result<Option<crate::GrantRecord>, StoreError>;
+    /// Revokes every grant of an organization; returns how many were live.
+    async fn revoke_grants(&self, org: &OrgId, now: i64) -> Result<u64, StoreError>;
+
     async fn create_client(&self, c: &crate::ClientRecord) -> Result<bool, StoreError>;
     async fn client(&self, id: &str) -> Result<Option<crate::ClientRecord>, StoreError>;
 }

@@ -58,9 +58,13 @@ pub struct Ctx {
     pub source: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    /// Who is asking, for the policy: the operator (the default) unless the caller
+    /// authenticated someone.
+    pub subject: policy::Subject,
 }
 
 impl Ctx {
+    /// A context for the local operator (command line).
     pub fn new(org: OrgId, actor: Actor) -> Self {
         Self {
             org,
@@ -69,6 +73,30 @@ impl Ctx {
             source: None,
             user_agent: None,
             request_id: None,
+            subject: policy::Subject::Operator,
+        }
+    }
+
+    /// A context for an authenticated principal, with its purpose of use.
+    pub fn for_principal(p: &auth::Principal, purpose: Option<String>) -> Self {
+        let subject = match &p.actor {
+            Actor::Client { .. } => policy::Subject::Client {
+                role: p.role,
+                scopes: p.scopes.clone(),
+                purposes: vec![policy::Purpose::Treat, policy::Purpose::Hoperat],
+            },
+            Actor::User { .. } | Actor::Operator { .. } | Actor::Anonymous => {
+                policy::Subject::User(p.role)
+            }
+        };
+        Self {
+            org: p.org.clone(),
+            actor: p.actor.clone(),
+            purpose,
+            source: None,
+            user_agent: None,
+            request_id: None,
+            subject,
         }
     }
 }

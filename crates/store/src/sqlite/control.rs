@@ -2,8 +2,8 @@
 use super::{Db, corrupt, unavailable};
 use async_trait::async_trait;
 use phivault_core::{
-    ClientRecord, ControlStore, KeyringEntry, OrgId, Organization, Role, SessionRecord, StoreError,
-    UserRecord,
+    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, Role,
+    SessionRecord, StoreError, UserRecord,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -323,6 +323,95 @@ impl ControlStore for SqliteControlStore {
             .await
             .map_err(unavailable("revoke sessions"))?;
         Ok(done.rows_affected())
+    }
+
+    async fn put_grant(&self, g: &GrantRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO grants (id, org, user_id, patient, purpose, kind, reason_sealed, \
+             granted_by, created_at, expires_at, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&g.id)
+        .bind(g.org.as_str())
+        .bind(&g.user_id)
+        .bind(&g.patient)
+        .bind(&g.purpose)
+        .bind(&g.kind)
+        .bind(g.reason_sealed.as_deref())
+        .bind(&g.granted_by)
+        .bind(g.created_at)
+        .bind(g.expires_at)
+        .bind(g.revoked)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable("create grant"))?;
+        Ok(())
+    }
+
+    async fn extend_grant(&self, id: &str, expires_at: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE grants SET expires_at = ? WHERE id = ? AND revoked = 0")
+            .bind(expires_at)
+            .bind(id)
+            .execute(&self.db.writer)
+            .await
+            .map_err(unavailable("extend grant"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn latest_grant(
+        &self,
+        org: &OrgId,
+        user_id: &str,
+        patient: &str,
+    ) -> Result<Option<GrantRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, org, user_id, patient, purpose, kind, reason_sealed, granted_by, \
+             created_at, expires_at, revoked FROM grants \
+             WHERE org = ? AND user_id = ? AND patient = ? AND revoked = 0 \
+             ORDER BY expires_at DESC LIMIT 1",
+        )
+        .bind(org.as_str())
+        .bind(user_id)
+        .bind(patient)
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable("read grant"))?;
+        row.as_ref()
+            .map(|r| {
+                let ctx = "read grant";
+                let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
+                let org: String = r.try_get("org").map_err(g)?;
+                Ok(GrantRecord {
+                    id: r.try_get("id").map_err(g)?,
+                    org: OrgId::parse(&org).map_err(|_| corrupt(ctx, "org"))?,
+                    user_id: r.try_get("user_id").map_err(g)?,
+                    patient: r.try_get("patient").map_err(g)?,
+                    purpose: r.try_get("purpose").map_err(g)?,
+                    kind: r.try_get("kind").map_err(g)?,
+                    reason_sealed: r.try_get("reason_sealed").map_err(g)?,
+                    granted_by: r.try_get("granted_by").map_err(g)?,
+                    created_at: r.try_get("created_at").map_err(g)?,
+                    expires_at: r.try_get("expires_at").map_err(g)?,
+                    revoked: r.try_get("revoked").map_err(g)?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn revoke_grants(&self, org: &OrgId, now: i64) -> Result<u64, StoreError> {
+        let live = sqlx::query(
+            "UPDATE grants SET revoked = 1 WHERE org = ? AND revoked = 0 AND expires_at > ?",
+        )
+        .bind(org.as_str())
+        .bind(now)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable("revoke grants"))?;
+        sqlx::query("UPDATE grants SET revoked = 1 WHERE org = ? AND revoked = 0")
+            .bind(org.as_str())
+            .execute(&self.db.writer)
+            .await
+            .map_err(unavailable("revoke grants"))?;
+        Ok(live.rows_affected())
     }
 
     async fn create_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {

@@ -28,6 +28,11 @@ pub(crate) const CONTROL: &[Migration] = &[
         name: "0002_auth",
         sql: include_str!("../../migrations/sqlite/control/0002_auth.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_grants",
+        sql: include_str!("../../migrations/sqlite/control/0003_grants.sql"),
+    },
 ];
 
 pub(crate) const AUDIT: &[Migration] = &[Migration {

@@ -93,6 +93,8 @@ impl Vault {
         report: &mut ImportReport,
         progress: &mut (dyn FnMut(ImportProgress) + Send),
     ) -> Result<(), VaultError> {
+        self.require_operator(ctx, &self.event(ctx, "import"))
+            .await?;
         let skipped_before = report.skipped.len();
         let result = self
             .import_entries(ctx, source, doc, opts, report, progress)

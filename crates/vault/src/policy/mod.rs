@@ -12,6 +12,7 @@
 //! | NURSE | read, search, create, update | with an active grant (or break-glass) |
 //! | CLINICIAN | read, search, create, update, delete | with an active grant (or break-glass) |
 pub mod fields;
+pub mod grants;
 
 use phivault_core::Role;
 use std::fmt;
@@ -206,6 +207,13 @@ pub fn decide(
             let release = fields::release_for(*role, purpose);
             if *role == Role::Viewer {
                 // Demographics only, no grant needed.
+                return Decision::Allow {
+                    release,
+                    break_glass: false,
+                };
+            }
+            if action == Action::Create && patient && purpose != Purpose::Etreat {
+                // Registering a new patient: there is no one to hold a grant for yet.
                 return Decision::Allow {
                     release,
                     break_glass: false,

@@ -5,6 +5,7 @@ pub mod search;
 
 use crate::audit::AuditEvent;
 use crate::error::VaultError;
+use crate::policy::Action;
 use crate::{Ctx, Vault};
 use fhir::{FoundRef, PATIENT_ELEMENTS, PatientRef};
 use phivault_core::{
@@ -424,7 +425,16 @@ impl Vault {
         } else {
             write.record.link
         };
-        let event = self.write_event(ctx, action, &write).patient(patient);
+        let mut event = self.write_event(ctx, action, &write).patient(patient);
+        let verb = if action == "create" {
+            Action::Create
+        } else {
+            Action::Update
+        };
+        let allowed = self
+            .authorize(ctx, verb, write.record.rtype.as_str(), patient, &event)
+            .await?;
+        event.break_glass = allowed.break_glass;
         let (version, updated) = (write.record.version, write.record.updated_at);
         let rtype = write.record.rtype;
         self.write_audited(ctx, write, event).await?;
@@ -485,8 +495,15 @@ impl Vault {
         match result {
             Ok(s) => {
                 event.version = Some(s.version.0);
+                let event = event.patient(s.patient);
+                let allowed = self
+                    .authorize(ctx, Action::Read, rtype.as_str(), s.patient, &event)
+                    .await?;
+                let s = self.release(&allowed, s);
+                let mut event = event;
                 event.fields = s.fields();
-                self.audit(event.patient(s.patient)).await?;
+                event.break_glass = allowed.break_glass;
+                self.audit(event).await?;
                 Ok(s)
             }
             Err(e) => self.audit_failure(event, e).await,
@@ -538,7 +555,11 @@ impl Vault {
         } else {
             head.link
         };
-        let event = self.write_event(ctx, "delete", &write).patient(patient);
+        let mut event = self.write_event(ctx, "delete", &write).patient(patient);
+        let allowed = self
+            .authorize(ctx, Action::Delete, rtype.as_str(), patient, &event)
+            .await?;
+        event.break_glass = allowed.break_glass;
         self.write_audited(ctx, write, event).await?;
         Ok(version)
     }
@@ -550,7 +571,11 @@ impl Vault {
         patient: &ResourceId,
     ) -> Result<Vec<Stored>, VaultError> {
         let link = self.keyring.pseudonym(&ctx.org, patient);
-        let event = self.event(ctx, "read-patient-records").patient(Some(link));
+        let mut event = self.event(ctx, "read-patient-records").patient(Some(link));
+        let allowed = self
+            .authorize(ctx, Action::Read, "Observation", Some(link), &event)
+            .await?;
+        event.break_glass = allowed.break_glass;
         let result = async {
             if !self.patient_exists(ctx, patient).await? {
                 return Err(VaultError::NotFound);
@@ -587,6 +612,7 @@ impl Vault {
         let mut event = self.event(ctx, "erase").patient(Some(link));
         event.resource_type = Some("Patient".into());
         event.resource = Some(key.id.as_str().to_owned());
+        self.require_operator(ctx, &event).await?;
         match self.identity.head(&ctx.org, &key).await {
             Ok(Some(_)) => {}
             Ok(None) => return self.audit_failure(event, VaultError::NotFound).await,
@@ -623,6 +649,8 @@ impl Vault {
         after: Option<&PageCursor>,
         limit: u32,
     ) -> Result<(Vec<Stored>, Option<PageCursor>), VaultError> {
+        self.require_operator(ctx, &self.event(ctx, "export"))
+            .await?;
         let recs = self
             .store(kind)
             .page(&ctx.org, after.map(|c| &c.0), limit)

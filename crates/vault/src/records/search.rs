@@ -2,6 +2,7 @@
 //! search it; only the matching records are opened.
 use super::fhir;
 use crate::error::VaultError;
+use crate::policy::Action;
 use crate::{Ctx, Stored, Vault};
 use phivault_core::{IndexKind, RecordKey};
 use std::collections::BTreeSet;
@@ -96,12 +97,28 @@ impl Vault {
     ) -> Result<Vec<Stored>, VaultError> {
         let mut event = self.event(ctx, "search");
         event.resource_type = Some("Patient".into());
+        if !Self::may_at_all(ctx, Action::Search, "Patient") {
+            self.authorize(ctx, Action::Search, "Patient", None, &event)
+                .await?;
+        }
         let result = async {
             let keys = self.find_patient_keys(ctx, q).await?;
             let mut out = Vec::with_capacity(keys.len());
             for k in keys {
                 match self.read_row(ctx, &k).await {
-                    Ok(s) => out.push((k.id, s)),
+                    // Only the patients this caller may see; the others are not counted.
+                    Ok(s) => match self
+                        .check(ctx, Action::Search, "Patient", s.patient)
+                        .await?
+                    {
+                        Ok(allowed) => {
+                            if allowed.break_glass {
+                                event.break_glass = true;
+                            }
+                            out.push((k.id, self.release(&allowed, s)));
+                        }
+                        Err(_) => {}
+                    },
                     // Raced with a delete or erase: not a match any more.
                     Err(VaultError::NotFound | VaultError::Gone) => {}
                     Err(e) => return Err(e),
