@@ -107,18 +107,15 @@ impl Vault {
             for k in keys {
                 match self.read_row(ctx, &k).await {
                     // Only the patients this caller may see; the others are not counted.
-                    Ok(s) => match self
-                        .check(ctx, Action::Search, "Patient", s.patient)
-                        .await?
-                    {
-                        Ok(allowed) => {
-                            if allowed.break_glass {
-                                event.break_glass = true;
-                            }
+                    Ok(s) => {
+                        let verdict = self
+                            .check(ctx, Action::Search, "Patient", s.patient)
+                            .await?;
+                        if let Ok(allowed) = verdict {
+                            event.break_glass |= allowed.break_glass;
                             out.push((k.id, self.release(&allowed, s)));
                         }
-                        Err(_) => {}
-                    },
+                    }
                     // Raced with a delete or erase: not a match any more.
                     Err(VaultError::NotFound | VaultError::Gone) => {}
                     Err(e) => return Err(e),
