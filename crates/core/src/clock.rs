@@ -8,6 +8,11 @@ use time::{Duration, OffsetDateTime};
 pub trait Clock: Send + Sync + Debug {
     fn now(&self) -> OffsetDateTime;
 
+    /// Seconds since the Unix epoch.
+    fn now_secs(&self) -> i64 {
+        self.now().unix_timestamp()
+    }
+
     /// Milliseconds since the Unix epoch, as stored in database columns.
     fn now_millis(&self) -> i64 {
         let nanos = self.now().unix_timestamp_nanos() / 1_000_000;
