@@ -131,6 +131,11 @@ pub enum Command {
         #[command(subcommand)]
         what: ClientCmd,
     },
+    /// Need-to-know grants: add (or renew) one, or lock every one down.
+    Grants {
+        #[command(subcommand)]
+        what: GrantsCmd,
+    },
     /// Manage users (people): add, disable, enable, reset-password, reset-mfa, list.
     User {
         #[command(subcommand)]
@@ -159,8 +164,40 @@ pub enum ClientCmd {
         /// Space-separated SMART v2 system scopes, e.g. "system/Patient.rs system/Observation.crs".
         #[arg(long)]
         scopes: String,
+        /// Space-separated purposes of use the client acts for (default "TREAT HOPERAT").
+        #[arg(long)]
+        purposes: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantsCmd {
+    /// Give (or renew) a nurse or clinician need-to-know access to a patient.
+    Add {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        #[arg(long)]
+        username: String,
+        /// The Patient id.
+        #[arg(long)]
+        patient: String,
+        /// HL7 purpose of use, e.g. TREAT.
+        #[arg(long, default_value = "TREAT")]
+        purpose: String,
+        /// 1 to 60 (renewals extend it, up to 8 hours from the first grant).
+        #[arg(long, default_value_t = 60)]
+        minutes: i64,
+    },
+    /// Revoke every grant and break-glass access of the organization at once.
+    Lockdown {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
     },
 }
 
@@ -473,6 +510,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         }
         Command::Audit { what } => audit_cmd(what).await,
         Command::User { what } => user_cmd(what).await,
+        Command::Grants { what } => grants_cmd(what).await,
         Command::Client {
             what:
                 ClientCmd::Add {
@@ -481,6 +519,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
                     name,
                     role,
                     scopes,
+                    purposes,
                     json,
                 },
         } => {
@@ -491,7 +530,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
                 let o = c.org.clone();
                 opened
                     .vault
-                    .add_client(&c, &o, &name, role, &scopes)
+                    .add_client(&c, &o, &name, role, &scopes, purposes.as_deref())
                     .await
                     .map_err(|e| vault_err(&e))
             }
@@ -819,6 +858,48 @@ async fn audit_cmd(what: AuditCmd) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn grants_cmd(what: GrantsCmd) -> Result<ExitCode, String> {
+    let (dir, org) = match &what {
+        GrantsCmd::Add { dir, org, .. } | GrantsCmd::Lockdown { dir, org } => {
+            (dir.data_dir.clone(), org.org.clone())
+        }
+    };
+    let opened = open(&dir).await?;
+    let result = async {
+        let c = ctx(&opened, &OrgArgs { org }).await?;
+        match what {
+            GrantsCmd::Add {
+                username,
+                patient,
+                purpose,
+                minutes,
+                ..
+            } => {
+                let patient = ResourceId::parse(&patient).map_err(|e| e.to_string())?;
+                let purpose = phivault_vault::policy::Purpose::parse(&purpose)
+                    .ok_or("unknown purpose of use (TREAT, HPAYMT, HOPERAT, …)")?;
+                let g = opened
+                    .vault
+                    .grant_access(&c, &username, &patient, purpose, Some(minutes * 60))
+                    .await
+                    .map_err(|e| vault_err(&e))?;
+                println!(
+                    "{} may access Patient/{} for {} until {} (unix time)",
+                    g.username, patient, g.purpose, g.expires_at
+                );
+            }
+            GrantsCmd::Lockdown { .. } => {
+                let n = opened.vault.lockdown(&c).await.map_err(|e| vault_err(&e))?;
+                println!("lockdown: {n} live grants revoked");
+            }
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    opened.close().await;
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 fn parse_role(role: &str) -> Result<phivault_core::Role, String> {

@@ -403,3 +403,80 @@ fn erase_from_the_command_line() {
     );
     assert_eq!(r.code, 1);
 }
+
+#[test]
+fn grants_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    assert_eq!(import_fixtures(&dir).code, 0);
+    let r = phivault(
+        &[
+            "user",
+            "add",
+            "--data-dir",
+            s(&dir),
+            "--username",
+            "dr.grey",
+            "--role",
+            "CLINICIAN",
+            "--json",
+        ],
+        GOOD,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let patient = resources_in(&repo_fixtures()[2])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = phivault(
+        &[
+            "grants",
+            "add",
+            "--data-dir",
+            s(&dir),
+            "--username",
+            "dr.grey",
+            "--patient",
+            &patient,
+            "--minutes",
+            "30",
+        ],
+        GOOD,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("dr.grey may access"), "{}", r.stdout);
+    let r = phivault(
+        &[
+            "grants",
+            "add",
+            "--data-dir",
+            s(&dir),
+            "--username",
+            "dr.grey",
+            "--patient",
+            "no-such-patient",
+        ],
+        GOOD,
+    );
+    assert_eq!(r.code, 1);
+    let r = phivault(
+        &[
+            "grants",
+            "add",
+            "--data-dir",
+            s(&dir),
+            "--username",
+            "dr.grey",
+            "--patient",
+            &patient,
+            "--purpose",
+            "ETREAT",
+        ],
+        GOOD,
+    );
+    assert_eq!(r.code, 1, "break-glass is not granted by an administrator");
+    let r = phivault(&["grants", "lockdown", "--data-dir", s(&dir)], GOOD);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.stdout.trim(), "lockdown: 1 live grants revoked");
+}

@@ -293,12 +293,13 @@ async fn service_tokens_expire_and_carry_only_their_scopes() {
             "viewer-app",
             Role::Viewer,
             "system/Patient.rs",
+            None,
         )
         .await
         .unwrap();
     assert!(matches!(
         o.vault
-            .add_client(&admin, &org, "bad", Role::Viewer, "system/Patient.rx")
+            .add_client(&admin, &org, "bad", Role::Viewer, "system/Patient.rx", None)
             .await,
         Err(VaultError::Invalid(_))
     ));
@@ -311,6 +312,20 @@ async fn service_tokens_expire_and_carry_only_their_scopes() {
     assert_eq!(scope, "system/Patient.rs");
     let p = o.vault.authenticate(t.token.expose()).await.unwrap();
     assert_eq!(p.role, Role::Viewer);
+    assert_eq!(p.purposes, ["TREAT", "HOPERAT"], "the default purposes");
+    assert!(matches!(
+        o.vault
+            .add_client(
+                &admin,
+                &org,
+                "odd",
+                Role::Viewer,
+                "system/Patient.rs",
+                Some("FUN")
+            )
+            .await,
+        Err(VaultError::Invalid(_))
+    ));
     assert!(scopes_allow(&p.scopes, "Patient", 'r'));
     assert!(!scopes_allow(&p.scopes, "Patient", 'u'));
     assert!(!scopes_allow(&p.scopes, "Observation", 'r'));

@@ -385,6 +385,25 @@ fn the_dev_administrator_signs_in_with_password_change_and_totp_over_https() {
     assert_eq!(code, "404");
     let (code, _) = curl_json(&["--cacert", cacert, &url("/admin/users")]);
     assert_eq!(code, "401");
+    // Grants are an ORG_ADMIN's business, not a SUPER_ADMIN's; break-glass is a clinician's.
+    let (code, _) = post(
+        "/admin/grants",
+        serde_json::json!({"username": "dr.house", "patient": "p1", "purpose": "TREAT"}),
+        &["-H", &auth],
+    );
+    assert_eq!(code, "403");
+    let (code, _) = post(
+        "/admin/grants/lockdown",
+        serde_json::json!({}),
+        &["-H", &auth],
+    );
+    assert_eq!(code, "403");
+    let (code, _) = post(
+        "/auth/break-glass",
+        serde_json::json!({"patient": "p1", "reason": "emergency in the ED"}),
+        &["-H", &auth],
+    );
+    assert_eq!(code, "403");
 
     let (code, _) = post("/auth/logout", serde_json::json!({}), &["-H", &auth]);
     assert_eq!(code, "204");

@@ -15,6 +15,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/users", get(list).post(add))
         .route("/admin/users/{username}/{action}", post(act))
+        .route("/admin/grants", post(grant))
+        .route("/admin/grants/lockdown", post(lockdown))
 }
 
 /// The administrators' gate: ORG_ADMIN or SUPER_ADMIN, else 403.
@@ -97,4 +99,47 @@ async fn act(
         }
         _ => return Err(ApiError(VaultError::NotFound)),
     }))
+}
+
+#[derive(Deserialize)]
+struct GrantBody {
+    username: String,
+    patient: String,
+    purpose: String,
+    minutes: Option<i64>,
+}
+
+/// `POST /admin/grants {username, patient, purpose, minutes}`: give or renew need-to-know
+/// access. Permissions: ORG_ADMIN.
+async fn grant(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Json(body): Json<GrantBody>,
+) -> Result<Json<Value>, ApiError> {
+    let patient = phivault_core::ResourceId::parse(&body.patient)
+        .map_err(|_| ApiError(VaultError::Invalid("invalid patient id".into())))?;
+    let purpose = phivault_vault::policy::Purpose::parse(&body.purpose)
+        .ok_or_else(|| ApiError(VaultError::Invalid("unknown purpose of use".into())))?;
+    let g = state
+        .vault
+        .grant_access(
+            &auth.ctx(),
+            &body.username,
+            &patient,
+            purpose,
+            body.minutes.map(|m| m * 60),
+        )
+        .await?;
+    Ok(Json(
+        json!({"id": g.id, "username": g.username, "purpose": g.purpose.as_str(), "expires_at": g.expires_at}),
+    ))
+}
+
+/// `POST /admin/grants/lockdown`: revoke every grant of the organization. Permissions: ORG_ADMIN.
+async fn lockdown(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    let n = state.vault.lockdown(&auth.ctx()).await?;
+    Ok(Json(json!({"revoked": n})))
 }

@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/mfa", post(mfa))
         .route("/auth/logout", post(logout))
         .route("/auth/whoami", get(whoami))
+        .route("/auth/break-glass", post(break_glass))
 }
 
 /// What is known of the request, for the audit trail.
@@ -84,12 +85,18 @@ pub struct Authenticated {
     pub principal: Principal,
     pub token: SecretString,
     pub info: RequestInfo,
+    /// The `X-Purpose-Of-Use` header (HL7 PurposeOfUse code); no purpose, no PHI.
+    pub purpose: Option<String>,
 }
 
 impl Authenticated {
+    /// The vault context: the principal as the policy's subject, with the stated purpose.
     pub fn ctx(&self) -> Ctx {
-        self.info
-            .ctx(self.principal.org.clone(), self.principal.actor.clone())
+        let mut c = Ctx::for_principal(&self.principal, self.purpose.clone());
+        c.source = self.info.source.clone();
+        c.user_agent = self.info.user_agent.clone();
+        c.request_id = Some(self.info.request_id.clone());
+        c
     }
 }
 
@@ -108,10 +115,16 @@ impl FromRequestParts<AppState> for Authenticated {
             .unwrap_or_else(|e| match e {});
         let token = bearer(parts).ok_or(ApiError(VaultError::Unauthenticated("no token")))?;
         let principal = state.vault.authenticate(token.expose()).await?;
+        let purpose = parts
+            .headers
+            .get("x-purpose-of-use")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.trim().chars().take(32).collect());
         Ok(Self {
             principal,
             token,
             info,
+            purpose,
         })
     }
 }
@@ -233,4 +246,30 @@ async fn whoami(auth: Authenticated) -> Json<Value> {
         "role": p.role.as_str(),
         "scopes": p.scopes,
     }))
+}
+
+#[derive(Deserialize)]
+struct BreakGlassBody {
+    patient: String,
+    reason: String,
+}
+
+/// `POST /auth/break-glass {patient, reason}`: emergency access for 15 minutes with purpose
+/// ETREAT, flagged in the audit trail. Permissions: CLINICIAN.
+async fn break_glass(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Json(body): Json<BreakGlassBody>,
+) -> Result<Json<Value>, ApiError> {
+    let patient = phivault_core::ResourceId::parse(&body.patient)
+        .map_err(|_| ApiError(VaultError::Invalid("invalid patient id".into())))?;
+    let mut ctx = auth.ctx();
+    ctx.purpose = Some("ETREAT".into());
+    let g = state
+        .vault
+        .break_glass(&ctx, &patient, &body.reason)
+        .await?;
+    Ok(Json(
+        json!({"purpose": "ETREAT", "expires_at": g.expires_at}),
+    ))
 }

@@ -117,6 +117,8 @@ pub struct ClientRecord {
     pub name: String,
     pub role: Role,
     pub scopes: String,
+    /// Space-separated purpose-of-use codes the client acts for.
+    pub purposes: String,
     pub secret_hash: Vec<u8>,
     pub disabled: bool,
     pub created_at: i64,

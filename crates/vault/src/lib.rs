@@ -83,7 +83,11 @@ impl Ctx {
             Actor::Client { .. } => policy::Subject::Client {
                 role: p.role,
                 scopes: p.scopes.clone(),
-                purposes: vec![policy::Purpose::Treat, policy::Purpose::Hoperat],
+                purposes: p
+                    .purposes
+                    .iter()
+                    .filter_map(|x| policy::Purpose::parse(x))
+                    .collect(),
             },
             Actor::User { .. } | Actor::Operator { .. } | Actor::Anonymous => {
                 policy::Subject::User(p.role)

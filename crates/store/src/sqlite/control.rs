@@ -416,14 +416,15 @@ impl ControlStore for SqliteControlStore {
 
     async fn create_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "INSERT INTO clients (id, org, name, role, scopes, secret_hash, disabled, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO clients (id, org, name, role, scopes, purposes, secret_hash, disabled, \
+             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(&c.id)
         .bind(c.org.as_str())
         .bind(&c.name)
         .bind(c.role.as_str())
         .bind(&c.scopes)
+        .bind(&c.purposes)
         .bind(c.secret_hash.as_slice())
         .bind(c.disabled)
         .bind(c.created_at)
@@ -435,7 +436,7 @@ impl ControlStore for SqliteControlStore {
 
     async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, org, name, role, scopes, secret_hash, disabled, created_at \
+            "SELECT id, org, name, role, scopes, purposes, secret_hash, disabled, created_at \
              FROM clients WHERE id = ?",
         )
         .bind(id)
@@ -454,6 +455,7 @@ impl ControlStore for SqliteControlStore {
                     name: r.try_get("name").map_err(g)?,
                     role: Role::parse(&role).ok_or_else(|| corrupt(ctx, "role"))?,
                     scopes: r.try_get("scopes").map_err(g)?,
+                    purposes: r.try_get("purposes").map_err(g)?,
                     secret_hash: r.try_get("secret_hash").map_err(g)?,
                     disabled: r.try_get("disabled").map_err(g)?,
                     created_at: r.try_get("created_at").map_err(g)?,

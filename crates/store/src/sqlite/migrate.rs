@@ -33,6 +33,11 @@ pub(crate) const CONTROL: &[Migration] = &[
         name: "0003_grants",
         sql: include_str!("../../migrations/sqlite/control/0003_grants.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_client_purposes",
+        sql: include_str!("../../migrations/sqlite/control/0004_client_purposes.sql"),
+    },
 ];
 
 pub(crate) const AUDIT: &[Migration] = &[Migration {

@@ -91,6 +91,7 @@ impl Vault {
         name: &str,
         role: Role,
         scopes: &str,
+        purposes: Option<&str>,
     ) -> Result<NewClient, VaultError> {
         let mut event = self.event(ctx, "client-add");
         event.reason = Some(format!("client:{name} role:{role}"));
@@ -101,6 +102,20 @@ impl Vault {
         let parsed = match parse_scopes(scopes) {
             Ok(p) => p,
             Err(e) => return self.audit_failure(event, e).await,
+        };
+        let purposes = purposes.unwrap_or("TREAT HOPERAT");
+        let parsed_purposes: Option<Vec<crate::policy::Purpose>> = purposes
+            .split_whitespace()
+            .map(crate::policy::Purpose::parse)
+            .collect();
+        let purposes = match parsed_purposes {
+            Some(p) if !p.is_empty() => p.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(" "),
+            _ => {
+                let e = VaultError::Invalid(
+                    "purposes are HL7 PurposeOfUse codes such as TREAT HOPERAT".into(),
+                );
+                return self.audit_failure(event, e).await;
+            }
         };
         let normalized: Vec<String> = parsed
             .iter()
@@ -113,6 +128,7 @@ impl Vault {
             name: name.to_owned(),
             role,
             scopes: normalized.join(" "),
+            purposes,
             secret_hash: self.keyring.token_hash("client", secret.expose()).to_vec(),
             disabled: false,
             created_at: self.clock.now_millis(),
@@ -206,6 +222,7 @@ impl Vault {
             org: c.org.clone(),
             role: c.role,
             scopes: s.scopes.split_whitespace().map(str::to_owned).collect(),
+            purposes: c.purposes.split_whitespace().map(str::to_owned).collect(),
         })
     }
 }

@@ -48,6 +48,8 @@ pub struct Principal {
     pub org: OrgId,
     pub role: Role,
     pub scopes: Vec<String>,
+    /// The purposes of use a service client acts for (empty for people: they state theirs).
+    pub purposes: Vec<String>,
 }
 
 /// What the client must do after a correct password.
@@ -475,6 +477,7 @@ impl Vault {
             org: u.org.clone(),
             role: u.role,
             scopes: Vec::new(),
+            purposes: Vec::new(),
         })
     }
 
