@@ -38,6 +38,8 @@ pub enum DataDirError {
     NoOrg,
     #[error("invalid organization id: {0}")]
     BadOrg(String),
+    #[error("{0}")]
+    Policy(String),
 }
 
 fn root_key_path(dir: &Path) -> PathBuf {
@@ -181,5 +183,23 @@ pub async fn open(
         },
         clock,
     );
+    let vault = match std::env::var_os("PHIVAULT_POLICY_FILE") {
+        None => vault,
+        Some(path) => {
+            let policy = std::fs::read_to_string(&path)
+                .map_err(|e| DataDirError::Io(path.clone().into(), e.kind()))
+                .and_then(|text| {
+                    phivault_vault::policy::fields::FieldPolicy::from_toml(&text)
+                        .map_err(DataDirError::Policy)
+                });
+            match policy {
+                Ok(p) => vault.with_field_policy(p),
+                Err(e) => {
+                    stores.close().await;
+                    return Err(e);
+                }
+            }
+        }
+    };
     Ok(Opened { vault, stores })
 }

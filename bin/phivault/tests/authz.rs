@@ -358,3 +358,55 @@ async fn grants_fields_purposes_break_glass_lockdown_and_tenancy() {
     }
     o.close().await;
 }
+
+#[tokio::test]
+async fn a_policy_file_decides_which_fields_are_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let o = new_vault(&dir).await;
+    import_files(&o, &repo_fixtures(), true).await;
+    let org = OrgId::parse("default").unwrap();
+    let viewer = person(&o, &org, "viewer.p", Role::Viewer, Some("TREAT")).await;
+    let maribel = pid("01-synthea-style-transaction.json");
+    let default = o
+        .vault
+        .read(&viewer, ResourceType::PATIENT, &maribel)
+        .await
+        .unwrap();
+    assert!(default.resource.get("name").is_some());
+    let policy = phivault_vault::policy::fields::FieldPolicy::from_toml(
+        "[fields.VIEWER]\ndefault = [\"gender\"]\n",
+    )
+    .unwrap();
+    let strict = o.vault.clone().with_field_policy(policy);
+    let r = strict
+        .read(&viewer, ResourceType::PATIENT, &maribel)
+        .await
+        .unwrap();
+    assert!(
+        r.resource.get("name").is_none(),
+        "the file removed names for viewers"
+    );
+    assert_eq!(r.resource["gender"], "female");
+    // The released fields are what the audit event lists.
+    let events = o
+        .vault
+        .audit_events(
+            &Ctx::new(
+                org.clone(),
+                Actor::Operator {
+                    os_user: "t".into(),
+                },
+            ),
+            &AuditFilter::default(),
+        )
+        .await
+        .unwrap();
+    let last = events.iter().rev().find(|e| e.action == "read").unwrap();
+    assert!(
+        last.fields.contains(&"gender".to_owned()) && !last.fields.contains(&"name".to_owned()),
+        "{:?}",
+        last.fields
+    );
+    o.close().await;
+}

@@ -480,3 +480,34 @@ fn grants_from_the_command_line() {
     assert_eq!(r.code, 0);
     assert_eq!(r.stdout.trim(), "lockdown: 1 live grants revoked");
 }
+
+#[test]
+fn a_policy_file_is_checked_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "[fields.KING]\ndefault = \"all\"\n").unwrap();
+    let r = phivault(
+        &["search", "--data-dir", s(&dir), "--identifier", "x"],
+        &[
+            ("PHIVAULT_PASSPHRASE", PASS),
+            ("PHIVAULT_POLICY_FILE", s(&bad)),
+        ],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("policy file: unknown role KING"),
+        "{}",
+        r.stderr
+    );
+    let example = repo_root().join("docs/policy.example.toml");
+    let r = phivault(
+        &["search", "--data-dir", s(&dir), "--identifier", "x"],
+        &[
+            ("PHIVAULT_PASSPHRASE", PASS),
+            ("PHIVAULT_POLICY_FILE", s(&example)),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

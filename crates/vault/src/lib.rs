@@ -117,6 +117,7 @@ pub struct Vault {
     /// Benchmarks only (feature `bench`): skip audit writes to measure what they cost.
     pub(crate) audit_off: bool,
     pub(crate) auth_policy: auth::AuthPolicy,
+    pub(crate) field_policy: Arc<policy::fields::FieldPolicy>,
 }
 
 /// The stores a vault runs on.
@@ -139,7 +140,14 @@ impl Vault {
             clock,
             audit_off: false,
             auth_policy: auth::AuthPolicy::default(),
+            field_policy: Arc::new(policy::fields::FieldPolicy::default()),
         }
+    }
+
+    /// The same vault with a minimum-necessary field table from a policy file.
+    pub fn with_field_policy(mut self, policy: policy::fields::FieldPolicy) -> Self {
+        self.field_policy = Arc::new(policy);
+        self
     }
 
     /// The same vault with other authentication timeouts and thresholds.

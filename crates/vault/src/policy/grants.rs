@@ -3,7 +3,7 @@
 //! an ORG_ADMIN (or the operator). Break-glass: a clinician without a grant opens a patient for
 //! ETREAT with a written reason, for 15 minutes, flagged. Lockdown revokes every grant of an
 //! organization at once.
-use super::{Action, Decision, GrantState, Purpose, Release, Subject, decide};
+use super::{Action, Decision, GrantState, Purpose, Release, Subject, decide_with};
 use crate::audit::Outcome;
 use crate::error::VaultError;
 use crate::{Actor, Ctx, Vault};
@@ -232,7 +232,14 @@ impl Vault {
             _ => GrantState::None,
         };
         Ok(
-            match decide(&ctx.subject, action, resource, purpose, grant) {
+            match decide_with(
+                &self.field_policy,
+                &ctx.subject,
+                action,
+                resource,
+                purpose,
+                grant,
+            ) {
                 Decision::Allow {
                     release,
                     break_glass,
@@ -284,7 +291,7 @@ impl Vault {
             .into_iter()
             .any(|g| {
                 matches!(
-                    decide(&ctx.subject, action, resource, purpose, g),
+                    super::decide(&ctx.subject, action, resource, purpose, g),
                     Decision::Allow { .. }
                 )
             })

@@ -182,6 +182,25 @@ pub fn decide(
     purpose: Option<Purpose>,
     grant: GrantState,
 ) -> Decision {
+    decide_with(
+        &fields::FieldPolicy::default(),
+        subject,
+        action,
+        resource,
+        purpose,
+        grant,
+    )
+}
+
+/// [`decide`] with a field table from a policy file.
+pub fn decide_with(
+    policy: &fields::FieldPolicy,
+    subject: &Subject,
+    action: Action,
+    resource: &str,
+    purpose: Option<Purpose>,
+    grant: GrantState,
+) -> Decision {
     let patient = resource == "Patient";
     let Some(purpose) = purpose else {
         return match subject {
@@ -204,7 +223,7 @@ pub fn decide(
             if !user_purpose_ok(*role, purpose) {
                 return Decision::Deny("purpose");
             }
-            let release = fields::release_for(*role, purpose);
+            let release = policy.release_for(*role, purpose);
             if *role == Role::Viewer {
                 // Demographics only, no grant needed.
                 return Decision::Allow {
@@ -247,12 +266,12 @@ pub fn decide(
             match role {
                 // Integrations act for their organization without per-patient grants.
                 Role::IntegrationManager => Decision::Allow {
-                    release: Release::All,
+                    release: policy.release_for(Role::IntegrationManager, purpose),
                     break_glass: false,
                 },
                 Role::Viewer if patient && matches!(action, Action::Read | Action::Search) => {
                     Decision::Allow {
-                        release: fields::release_for(Role::Viewer, purpose),
+                        release: policy.release_for(Role::Viewer, purpose),
                         break_glass: false,
                     }
                 }
