@@ -410,3 +410,73 @@ async fn a_policy_file_decides_which_fields_are_released() {
     );
     o.close().await;
 }
+
+#[tokio::test]
+async fn an_integration_grants_the_attending_clinician_only_where_the_rule_is_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let o = new_vault(&dir).await;
+    import_files(&o, &repo_fixtures(), true).await;
+    let org = OrgId::parse("default").unwrap();
+    let operator = Ctx::new(
+        org.clone(),
+        Actor::Operator {
+            os_user: "t".into(),
+        },
+    );
+    let doc = person(&o, &org, "attending.a", Role::Clinician, Some("TREAT")).await;
+    let mut orgadmin = person(&o, &org, "orgadmin.r", Role::OrgAdmin, Some("TREAT")).await;
+    orgadmin.subject = Subject::User(Role::OrgAdmin);
+    let mut feed = Ctx::new(
+        org.clone(),
+        Actor::Client {
+            id: "pvc-adt".into(),
+            name: "adt-feed".into(),
+        },
+    );
+    feed.subject = Subject::Client {
+        role: Role::IntegrationManager,
+        scopes: vec!["system/*.cruds".into()],
+        purposes: vec![Purpose::Treat],
+    };
+    feed.purpose = Some("TREAT".into());
+    let maribel = pid("01-synthea-style-transaction.json");
+    forbidden(
+        o.vault
+            .care_team_grant(&feed, "attending.a", &maribel, Purpose::Treat)
+            .await,
+    );
+    forbidden(o.vault.set_care_team_rule(&doc, true).await);
+    o.vault.set_care_team_rule(&orgadmin, true).await.unwrap();
+    forbidden(
+        o.vault
+            .care_team_grant(&doc, "attending.a", &maribel, Purpose::Treat)
+            .await,
+    );
+    forbidden(o.vault.read(&doc, ResourceType::PATIENT, &maribel).await);
+    o.vault
+        .care_team_grant(&feed, "attending.a", &maribel, Purpose::Treat)
+        .await
+        .unwrap();
+    o.vault
+        .read(&doc, ResourceType::PATIENT, &maribel)
+        .await
+        .unwrap();
+    o.vault.set_care_team_rule(&orgadmin, false).await.unwrap();
+    forbidden(
+        o.vault
+            .care_team_grant(&feed, "attending.a", &maribel, Purpose::Treat)
+            .await,
+    );
+    let events = o
+        .vault
+        .audit_events(&operator, &AuditFilter::default())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("care-team-rule") && e.outcome == Outcome::Denied)
+    );
+    o.close().await;
+}

@@ -114,6 +114,61 @@ impl Vault {
         })
     }
 
+    fn care_team_setting(ctx: &Ctx) -> String {
+        format!("care-team-rule:{}", ctx.org)
+    }
+
+    /// Turns the care-team rule of the organization's integrations on or off (ORG_ADMIN or
+    /// operator): when on, an integration may grant the clinician a message names (the
+    /// attending doctor of an HL7 ADT message) need-to-know access to that patient.
+    pub async fn set_care_team_rule(&self, ctx: &Ctx, on: bool) -> Result<(), VaultError> {
+        let mut event = self.event(ctx, "care-team-rule");
+        event.reason = Some(if on { "on" } else { "off" }.into());
+        if !Self::may_manage_grants(ctx) {
+            return self.audit_failure(event, VaultError::Forbidden).await;
+        }
+        self.control
+            .put_setting(&Self::care_team_setting(ctx), if on { "on" } else { "off" })
+            .await?;
+        self.audit(event).await
+    }
+
+    /// The care-team rule: an integration (service client with role INTEGRATION_MANAGER)
+    /// grants a named nurse or clinician access to a patient, where an ORG_ADMIN turned the
+    /// rule on. Same limits as any grant.
+    pub async fn care_team_grant(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        patient: &ResourceId,
+        purpose: Purpose,
+    ) -> Result<GrantInfo, VaultError> {
+        let pseudonym = self.keyring.pseudonym(&ctx.org, patient);
+        let mut event = self.event(ctx, "grant").patient(Some(pseudonym));
+        event.reason = Some(format!("user:{username} care-team"));
+        let is_integration = matches!(
+            ctx.subject,
+            Subject::Client {
+                role: Role::IntegrationManager,
+                ..
+            }
+        );
+        let rule_on = self
+            .control
+            .get_setting(&Self::care_team_setting(ctx))
+            .await?
+            .as_deref()
+            == Some("on");
+        if !is_integration || !rule_on {
+            return self.deny(&event, "care-team-rule").await;
+        }
+        // Act with the operator's grant-giving power, for this one grant.
+        let mut as_rule = ctx.clone();
+        as_rule.subject = Subject::Operator;
+        self.grant_access(&as_rule, username, patient, purpose, None)
+            .await
+    }
+
     /// Emergency access for a clinician without a grant: ETREAT, 15 minutes, flagged.
     pub async fn break_glass(
         &self,

@@ -118,6 +118,10 @@ pub enum GrantState {
     /// An active break-glass access (purpose ETREAT, 15 minutes, flagged).
     BreakGlass,
     Expired,
+    /// The patient belongs to another organization. Never allowed, whoever asks; the vault
+    /// answers these as "not found" before the policy is even asked (tenancy is part of every
+    /// query), and the table records the rule anyway.
+    OtherOrganization,
 }
 
 /// Who is asking, for the policy.
@@ -202,6 +206,9 @@ pub fn decide_with(
     grant: GrantState,
 ) -> Decision {
     let patient = resource == "Patient";
+    if grant == GrantState::OtherOrganization {
+        return Decision::Deny("other-organization");
+    }
     let Some(purpose) = purpose else {
         return match subject {
             Subject::Operator => Decision::Allow {
@@ -248,6 +255,7 @@ pub fn decide_with(
                     break_glass: false,
                 },
                 (GrantState::Expired, _) => Decision::Deny("grant-expired"),
+                (GrantState::OtherOrganization, _) => Decision::Deny("other-organization"),
                 (_, Purpose::Etreat) => Decision::Deny("no-break-glass"),
                 _ => Decision::Deny("no-grant"),
             }
