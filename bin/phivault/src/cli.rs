@@ -199,6 +199,16 @@ pub enum GrantsCmd {
         #[command(flatten)]
         org: OrgArgs,
     },
+    /// Let integrations grant the clinician a message names (e.g. an ADT's attending doctor).
+    CareTeamRule {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        /// on or off
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -862,9 +872,9 @@ async fn audit_cmd(what: AuditCmd) -> Result<ExitCode, String> {
 
 async fn grants_cmd(what: GrantsCmd) -> Result<ExitCode, String> {
     let (dir, org) = match &what {
-        GrantsCmd::Add { dir, org, .. } | GrantsCmd::Lockdown { dir, org } => {
-            (dir.data_dir.clone(), org.org.clone())
-        }
+        GrantsCmd::Add { dir, org, .. }
+        | GrantsCmd::Lockdown { dir, org }
+        | GrantsCmd::CareTeamRule { dir, org, .. } => (dir.data_dir.clone(), org.org.clone()),
     };
     let opened = open(&dir).await?;
     let result = async {
@@ -893,6 +903,14 @@ async fn grants_cmd(what: GrantsCmd) -> Result<ExitCode, String> {
             GrantsCmd::Lockdown { .. } => {
                 let n = opened.vault.lockdown(&c).await.map_err(|e| vault_err(&e))?;
                 println!("lockdown: {n} live grants revoked");
+            }
+            GrantsCmd::CareTeamRule { state, .. } => {
+                opened
+                    .vault
+                    .set_care_team_rule(&c, state == "on")
+                    .await
+                    .map_err(|e| vault_err(&e))?;
+                println!("care-team rule {state}");
             }
         }
         Ok::<(), String>(())

@@ -476,6 +476,16 @@ fn grants_from_the_command_line() {
         GOOD,
     );
     assert_eq!(r.code, 1, "break-glass is not granted by an administrator");
+    let r = phivault(
+        &["grants", "care-team-rule", "on", "--data-dir", s(&dir)],
+        GOOD,
+    );
+    assert_eq!((r.code, r.stdout.trim()), (0, "care-team rule on"));
+    let r = phivault(
+        &["grants", "care-team-rule", "maybe", "--data-dir", s(&dir)],
+        GOOD,
+    );
+    assert_ne!(r.code, 0);
     let r = phivault(&["grants", "lockdown", "--data-dir", s(&dir)], GOOD);
     assert_eq!(r.code, 0);
     assert_eq!(r.stdout.trim(), "lockdown: 1 live grants revoked");
