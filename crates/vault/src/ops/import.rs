@@ -309,6 +309,27 @@ impl Vault {
     }
 }
 
+/// What an import would make of a document, without touching any store: for each entry, its
+/// `Type/id` or the reason it would be refused. Pure; the fuzz target drives it.
+pub fn inspect_document(source: &str, doc: Value) -> Vec<Result<String, String>> {
+    collect_entries(source, doc)
+        .into_iter()
+        .map(|e| match (e.problem, e.resource, e.id) {
+            (Some(p), _, _) => Err(p),
+            (None, Some(r), Some(id)) => {
+                let _ = fhir::references(&r);
+                if e.is_patient {
+                    let _ = fhir::patient_index_terms(&r);
+                }
+                fhir::resource_type(&r)
+                    .map(|t| format!("{t}/{id}"))
+                    .map_err(|err| err.client_message())
+            }
+            _ => Err("entry has no resource".into()),
+        })
+        .collect()
+}
+
 /// A copy of an error for the audit trail (the original goes back to the caller).
 fn clone_err(e: &VaultError) -> VaultError {
     match e {
