@@ -22,5 +22,9 @@ fuzz_target!(|data: &[u8]| {
     fhir::strip_server_meta(&mut m);
     fhir::set_server_meta(&mut m, 7, 1_700_000_000_000);
     let birth = doc.get("birthDate").and_then(|b| b.as_str()).unwrap_or("");
-    let _ = apply(&Release::Only(vec!["name".into()]), doc, age_range(birth, 2026));
+    let _ = apply(
+        &Release::Only(vec!["name".into()]),
+        doc,
+        age_range(birth, 2026),
+    );
 });
