@@ -21,10 +21,14 @@ fuzz_target!(|data: &[u8]| {
     let mut m = doc.clone();
     fhir::strip_server_meta(&mut m);
     fhir::set_server_meta(&mut m, 7, 1_700_000_000_000);
-    let birth = doc.get("birthDate").and_then(|b| b.as_str()).unwrap_or("");
+    let birth = doc
+        .get("birthDate")
+        .and_then(|b| b.as_str())
+        .unwrap_or("")
+        .to_owned();
     let _ = apply(
         &Release::Only(vec!["name".into()]),
         doc,
-        age_range(birth, 2026),
+        age_range(&birth, 2026),
     );
 });
