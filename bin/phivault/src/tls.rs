@@ -93,5 +93,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .with_single_cert(certs, key)
         .map_err(|e| format!("TLS certificate and key do not fit: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server's preference (strongest first) decides the cipher suite, not the client's.
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
