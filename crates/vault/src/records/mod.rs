@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use zeroize::Zeroizing;
 
 /// A resource as the vault returns it: decrypted, with `meta.versionId`/`meta.lastUpdated`.
-#[derive(Debug, Clone, PartialEq)]
+/// Its `Debug` never prints the resource (it is PHI).
+#[derive(Clone, PartialEq)]
 pub struct Stored {
     pub rtype: ResourceType,
     pub id: ResourceId,
@@ -28,6 +29,17 @@ pub struct Stored {
     pub resource: Value,
     /// The keyed pseudonym of the patient this record is (about), if any.
     pub patient: Option<Digest32>,
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stored")
+            .field("rtype", &self.rtype)
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("resource", &"[REDACTED]")
+            .finish_non_exhaustive()
+    }
 }
 
 impl Stored {
@@ -679,5 +691,24 @@ impl Vault {
             self.audit(event).await?;
         }
         Ok((page, next))
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_resource() {
+        let s = Stored {
+            rtype: ResourceType::PATIENT,
+            id: ResourceId::parse("p1").unwrap(),
+            version: Version(1),
+            resource: serde_json::json!({"name": [{"family": "Secretfamilyname"}]}),
+            patient: None,
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("Secretfamilyname"), "{shown}");
+        assert!(shown.contains("[REDACTED]"));
     }
 }
