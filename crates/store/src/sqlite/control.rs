@@ -379,10 +379,9 @@ impl ControlStore for SqliteControlStore {
             .map(|r| {
                 let ctx = "read grant";
                 let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
-                let org: String = r.try_get("org").map_err(g)?;
                 Ok(GrantRecord {
                     id: r.try_get("id").map_err(g)?,
-                    org: OrgId::parse(&org).map_err(|_| corrupt(ctx, "org"))?,
+                    org: org_col(r, ctx)?,
                     user_id: r.try_get("user_id").map_err(g)?,
                     patient: r.try_get("patient").map_err(g)?,
                     purpose: r.try_get("purpose").map_err(g)?,
@@ -447,13 +446,11 @@ impl ControlStore for SqliteControlStore {
             .map(|r| {
                 let ctx = "read client";
                 let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
-                let org: String = r.try_get("org").map_err(g)?;
-                let role: String = r.try_get("role").map_err(g)?;
                 Ok(ClientRecord {
                     id: r.try_get("id").map_err(g)?,
-                    org: OrgId::parse(&org).map_err(|_| corrupt(ctx, "org"))?,
+                    org: org_col(r, ctx)?,
                     name: r.try_get("name").map_err(g)?,
-                    role: Role::parse(&role).ok_or_else(|| corrupt(ctx, "role"))?,
+                    role: role_col(r, ctx)?,
                     scopes: r.try_get("scopes").map_err(g)?,
                     purposes: r.try_get("purposes").map_err(g)?,
                     secret_hash: r.try_get("secret_hash").map_err(g)?,
@@ -465,6 +462,18 @@ impl ControlStore for SqliteControlStore {
     }
 }
 
+/// The `org` column as an organization id.
+fn org_col(r: &SqliteRow, ctx: &'static str) -> Result<OrgId, StoreError> {
+    let org: String = r.try_get("org").map_err(|e| corrupt(ctx, e.to_string()))?;
+    OrgId::parse(&org).map_err(|_| corrupt(ctx, "org"))
+}
+
+/// The `role` column as a role.
+fn role_col(r: &SqliteRow, ctx: &'static str) -> Result<Role, StoreError> {
+    let role: String = r.try_get("role").map_err(|e| corrupt(ctx, e.to_string()))?;
+    Role::parse(&role).ok_or_else(|| corrupt(ctx, "role"))
+}
+
 const USER_COLUMNS: &str = "SELECT id, org, username, role, password_hash, password_changed_at, \
      must_change_password, totp_sealed, totp_last_step, mfa_enrolled, disabled, failed_logins, \
      locked_until, last_login_at, created_at FROM users";
@@ -472,13 +481,11 @@ const USER_COLUMNS: &str = "SELECT id, org, username, role, password_hash, passw
 fn decode_user(r: &SqliteRow) -> Result<UserRecord, StoreError> {
     let ctx = "read user";
     let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
-    let org: String = r.try_get("org").map_err(g)?;
-    let role: String = r.try_get("role").map_err(g)?;
     Ok(UserRecord {
         id: r.try_get("id").map_err(g)?,
-        org: OrgId::parse(&org).map_err(|_| corrupt(ctx, "org"))?,
+        org: org_col(r, ctx)?,
         username: r.try_get("username").map_err(g)?,
-        role: Role::parse(&role).ok_or_else(|| corrupt(ctx, "role"))?,
+        role: role_col(r, ctx)?,
         password_hash: r.try_get("password_hash").map_err(g)?,
         password_changed_at: r.try_get("password_changed_at").map_err(g)?,
         must_change_password: r.try_get("must_change_password").map_err(g)?,
@@ -496,12 +503,11 @@ fn decode_user(r: &SqliteRow) -> Result<UserRecord, StoreError> {
 fn decode_session(r: &SqliteRow) -> Result<SessionRecord, StoreError> {
     let ctx = "read session";
     let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
-    let org: String = r.try_get("org").map_err(g)?;
     Ok(SessionRecord {
         token_hash: r.try_get("token_hash").map_err(g)?,
         kind: r.try_get("kind").map_err(g)?,
         subject: r.try_get("subject").map_err(g)?,
-        org: OrgId::parse(&org).map_err(|_| corrupt(ctx, "org"))?,
+        org: org_col(r, ctx)?,
         created_at: r.try_get("created_at").map_err(g)?,
         last_seen_at: r.try_get("last_seen_at").map_err(g)?,
         expires_at: r.try_get("expires_at").map_err(g)?,
