@@ -371,3 +371,160 @@ async fn service_tokens_expire_and_carry_only_their_scopes() {
     let _ = clock.now();
     o.close().await;
 }
+
+#[test]
+fn fhir_patient_reads_follow_scopes_purposes_and_roles_over_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    assert!(phivault(&["init"], &dir).status.success());
+    let files: Vec<String> = repo_fixtures()
+        .iter()
+        .map(|p| p.to_str().unwrap().to_owned())
+        .collect();
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    assert!(phivault(&args, &dir).status.success());
+    let client = |name: &str, role: &str, scopes: &str| {
+        let out = phivault(
+            &[
+                "client", "add", "--name", name, "--role", role, "--scopes", scopes, "--json",
+            ],
+            &dir,
+        );
+        let c: Value = serde_json::from_slice(&out.stdout).unwrap();
+        format!(
+            "{}:{}",
+            c["client_id"].as_str().unwrap(),
+            c["client_secret"].as_str().unwrap()
+        )
+    };
+    let ehr = client("ehr", "INTEGRATION_MANAGER", "system/Patient.rs");
+    let kiosk = client("kiosk", "VIEWER", "system/Patient.rs");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_phivault"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("PHIVAULT_PASSPHRASE", PASS)
+        .env("PHIVAULT_DATA_DIR", &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(server.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let port: u16 = first.rsplit(':').next().unwrap().parse().unwrap();
+    let ca = dir.join("tls/cert.pem");
+    let ca = ca.to_str().unwrap();
+    let token = |basic: &str| {
+        let (_, t) = token_request(
+            port,
+            ca,
+            &["-u", basic, "-d", "grant_type=client_credentials"],
+        );
+        format!(
+            "authorization: Bearer {}",
+            t["access_token"].as_str().unwrap()
+        )
+    };
+    let (ehr_t, kiosk_t) = (token(&ehr), token(&kiosk));
+    let get = |auth: &str, purpose: Option<&str>, path: &str| {
+        let mut args = vec![
+            "-s".to_owned(),
+            "-w".into(),
+            "\n%{http_code}".into(),
+            "--cacert".into(),
+            ca.to_owned(),
+            "-H".into(),
+            auth.to_owned(),
+        ];
+        if let Some(p) = purpose {
+            args.extend(["-H".into(), format!("x-purpose-of-use: {p}")]);
+        }
+        args.push(format!("https://localhost:{port}{path}"));
+        let out = Command::new("curl").args(&args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.to_owned(),
+            serde_json::from_str::<Value>(body).unwrap_or(Value::Null),
+        )
+    };
+    let pid = resources_in(&repo_fixtures()[2])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/fhir/Patient/{pid}");
+
+    let (code, p) = get(&ehr_t, Some("TREAT"), &path);
+    assert_eq!(code, "200", "{p}");
+    assert_eq!(
+        p["identifier"][1]["value"], "MRN-8841906",
+        "an integration gets every element"
+    );
+    let (code, p) = get(&kiosk_t, Some("TREAT"), &path);
+    assert_eq!(code, "200");
+    assert!(
+        p.get("identifier").is_none() && p.get("birthDate").is_none(),
+        "{p}"
+    );
+    assert_eq!(p["meta"]["security"][0]["code"], "REDACTED");
+    for (auth, purpose, why) in [
+        (&ehr_t, None, "no purpose"),
+        (&ehr_t, Some("HRESCH"), "a purpose not set on the client"),
+        (&ehr_t, Some("NOPE"), "an unknown purpose"),
+    ] {
+        let (code, o) = get(auth, purpose, &path);
+        assert_eq!(code, "403", "{why}: {o}");
+        assert_eq!(o["resourceType"], "OperationOutcome");
+        assert_eq!(o["issue"][0]["code"], "forbidden");
+    }
+    let (code, b) = get(
+        &ehr_t,
+        Some("TREAT"),
+        "/fhir/Patient?identifier=MRN-8841906",
+    );
+    assert_eq!(
+        (code.as_str(), &b["resourceType"], &b["total"]),
+        ("200", &serde_json::json!("Bundle"), &serde_json::json!(1))
+    );
+    let (code, o) = get(&ehr_t, Some("TREAT"), "/fhir/Patient/no-such-patient");
+    assert_eq!(
+        (code.as_str(), &o["issue"][0]["code"]),
+        ("404", &serde_json::json!("not-found"))
+    );
+    let (code, m) = get(&ehr_t, None, "/fhir/metadata");
+    assert_eq!(
+        (code.as_str(), &m["resourceType"]),
+        ("200", &serde_json::json!("CapabilityStatement"))
+    );
+    // The scope has no "c": creating is refused; a wrong media type is refused first.
+    let post = |ct: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                ca,
+                "-H",
+                &ehr_t,
+                "-H",
+                "x-purpose-of-use: TREAT",
+                "-H",
+                &format!("content-type: {ct}"),
+                "-d",
+                r#"{"resourceType":"Patient","gender":"other"}"#,
+            ])
+            .arg(format!("https://localhost:{port}/fhir/Patient"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(post("text/plain"), "415");
+    assert_eq!(post("application/fhir+json"), "403");
+    let _ = server.kill();
+    let _ = server.wait();
+}

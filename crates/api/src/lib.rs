@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod fhir;
 pub mod headers;
 pub mod oauth;
 pub mod observe;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .merge(admin::routes())
+        .merge(fhir::routes())
         .merge(rate_limited(auth::routes().merge(oauth::routes())))
         .fallback(not_found)
         .with_state(state)
