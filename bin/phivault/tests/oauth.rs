@@ -399,6 +399,7 @@ fn fhir_patient_reads_follow_scopes_purposes_and_roles_over_https() {
         )
     };
     let ehr = client("ehr", "INTEGRATION_MANAGER", "system/Patient.rs");
+    let lab = client("lab", "INTEGRATION_MANAGER", "system/*.cruds");
     let kiosk = client("kiosk", "VIEWER", "system/Patient.rs");
     let mut server = Command::new(env!("CARGO_BIN_EXE_phivault"))
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -427,7 +428,7 @@ fn fhir_patient_reads_follow_scopes_purposes_and_roles_over_https() {
             t["access_token"].as_str().unwrap()
         )
     };
-    let (ehr_t, kiosk_t) = (token(&ehr), token(&kiosk));
+    let (ehr_t, kiosk_t, lab_t) = (token(&ehr), token(&kiosk), token(&lab));
     let get = |auth: &str, purpose: Option<&str>, path: &str| {
         let mut args = vec![
             "-s".to_owned(),
@@ -525,6 +526,79 @@ fn fhir_patient_reads_follow_scopes_purposes_and_roles_over_https() {
     };
     assert_eq!(post("text/plain"), "415");
     assert_eq!(post("application/fhir+json"), "403");
+
+    // Clinical resources and versioned updates, for an integration with system/*.cruds.
+    let send = |method: &str, path: &str, body: &str, extra: &[&str]| {
+        let mut args = vec![
+            "-s",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+            ca,
+            "-H",
+            &lab_t,
+            "-H",
+            "x-purpose-of-use: TREAT",
+            "-H",
+            "content-type: application/fhir+json",
+            "-d",
+            body,
+        ];
+        args.extend_from_slice(extra);
+        let url = format!("https://localhost:{port}{path}");
+        args.push(&url);
+        let out = Command::new("curl").args(&args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.to_owned(),
+            serde_json::from_str::<Value>(body).unwrap_or(Value::Null),
+        )
+    };
+    let (code, b) = get(
+        &lab_t,
+        Some("TREAT"),
+        &format!("/fhir/Observation?patient={pid}"),
+    );
+    assert_eq!(
+        (code.as_str(), &b["total"]),
+        ("200", &serde_json::json!(1)),
+        "{b}"
+    );
+    let obs = serde_json::json!({"resourceType": "Observation", "status": "final", "code": {"text": "pulse"},
+        "subject": {"reference": format!("Patient/{pid}")}, "valueQuantity": {"value": 61, "unit": "/min"}});
+    let (code, created) = send("POST", "/fhir/Observation", &obs.to_string(), &[]);
+    assert_eq!(code, "201", "{created}");
+    let oid = created["id"].as_str().unwrap();
+    let (code, read) = get(&lab_t, Some("TREAT"), &format!("/fhir/Observation/{oid}"));
+    assert_eq!(
+        (code.as_str(), &read["valueQuantity"]["value"]),
+        ("200", &serde_json::json!(61))
+    );
+    let (code, _) = get(&ehr_t, Some("TREAT"), &format!("/fhir/Observation/{oid}"));
+    assert_eq!(code, "403", "a Patient-only scope reads no Observation");
+    let (_, p1) = get(&lab_t, Some("TREAT"), &path);
+    let mut p2 = p1.clone();
+    p2["gender"] = serde_json::json!("other");
+    let (code, o) = send("PUT", &path, &p2.to_string(), &["-H", "if-match: W/\"9\""]);
+    assert_eq!(
+        (code.as_str(), &o["resourceType"]),
+        ("412", &serde_json::json!("OperationOutcome"))
+    );
+    let (code, u) = send("PUT", &path, &p2.to_string(), &["-H", "if-match: W/\"1\""]);
+    assert_eq!(
+        (code.as_str(), &u["meta"]["versionId"]),
+        ("200", &serde_json::json!("2")),
+        "{u}"
+    );
+    let (code, _) = send("DELETE", &path, "", &[]);
+    assert_eq!(code, "204");
+    let (code, _) = get(&lab_t, Some("TREAT"), &path);
+    assert_eq!(code, "410");
+    let (code, _) = get(&lab_t, Some("TREAT"), "/fhir/Basic/x");
+    assert_eq!(code, "404", "types this API does not serve");
     let _ = server.kill();
     let _ = server.wait();
 }

@@ -20,7 +20,206 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/fhir/metadata", get(metadata))
         .route("/fhir/Patient", get(search_patients).post(create_patient))
-        .route("/fhir/Patient/{id}", get(read_patient))
+        .route(
+            "/fhir/Patient/{id}",
+            get(read_patient).put(update_patient).delete(delete_patient),
+        )
+        .route("/fhir/{rtype}", get(search_clinical).post(create_clinical))
+        .route("/fhir/{rtype}/{id}", get(read_clinical))
+}
+
+/// The clinical resource types this API serves.
+pub const CLINICAL: [&str; 5] = [
+    "Observation",
+    "Condition",
+    "Encounter",
+    "MedicationRequest",
+    "AllergyIntolerance",
+];
+
+fn clinical_type(name: &str) -> Result<ResourceType, Response> {
+    if CLINICAL.contains(&name) {
+        ResourceType::parse(name).map_err(|_| outcome(&VaultError::NotFound))
+    } else {
+        Err(outcome(&VaultError::NotFound))
+    }
+}
+
+fn json_body(headers: &HeaderMap, body: &Bytes, rtype: &str) -> Result<Value, Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !(ct.starts_with(FHIR_JSON) || ct.starts_with("application/json")) {
+        let mut r = outcome(&VaultError::Invalid("send application/fhir+json".into()));
+        *r.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return Err(r);
+    }
+    let resource = serde_json::from_slice::<Value>(body)
+        .map_err(|_| outcome(&VaultError::Invalid("the body is not JSON".into())))?;
+    if resource.get("resourceType").and_then(Value::as_str) != Some(rtype) {
+        return Err(outcome(&VaultError::Invalid(format!(
+            "expected a {rtype} resource"
+        ))));
+    }
+    Ok(resource)
+}
+
+fn stored(status: StatusCode, s: phivault_vault::Stored) -> Response {
+    let location = format!("{}/{}/_history/{}", s.rtype, s.id, s.version);
+    let etag = format!("W/\"{}\"", s.version);
+    let mut r = fhir(status, s.resource);
+    for (name, value) in [(header::ETAG, etag), (header::LOCATION, location)] {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
+        }
+    }
+    r
+}
+
+/// `PUT /fhir/Patient/{id}` with `If-Match: W/"n"` (optimistic concurrency: a stale version is
+/// 412). Permissions: by role, purpose and grant.
+async fn update_patient(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(id) = ResourceId::parse(&id) else {
+        return outcome(&VaultError::Invalid("invalid id".into()));
+    };
+    let resource = match json_body(&headers, &body, "Patient") {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let expected = headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .parse::<u64>()
+        });
+    let expected = match expected {
+        None => None,
+        Some(Ok(n)) => Some(phivault_core::Version(n)),
+        Some(Err(_)) => return outcome(&VaultError::Invalid("If-Match is W/\"<version>\"".into())),
+    };
+    match state
+        .vault
+        .update(&auth.ctx(), &id, resource, expected)
+        .await
+    {
+        Ok(s) => stored(StatusCode::OK, s),
+        Err(e @ VaultError::Conflict { .. }) if expected.is_some() => {
+            let mut r = outcome(&e);
+            *r.status_mut() = StatusCode::PRECONDITION_FAILED;
+            r
+        }
+        Err(e) => outcome(&e),
+    }
+}
+
+/// `DELETE /fhir/Patient/{id}` → 204. Permissions: by role, purpose and grant (clinicians).
+async fn delete_patient(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = ResourceId::parse(&id) else {
+        return outcome(&VaultError::NotFound);
+    };
+    match state
+        .vault
+        .delete(&auth.ctx(), ResourceType::PATIENT, &id, None)
+        .await
+    {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => outcome(&e),
+    }
+}
+
+/// `GET /fhir/{type}/{id}` for the clinical types. Permissions: by role, purpose, grant, scope.
+async fn read_clinical(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((rtype, id)): Path<(String, String)>,
+) -> Response {
+    let rtype = match clinical_type(&rtype) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let Ok(id) = ResourceId::parse(&id) else {
+        return outcome(&VaultError::NotFound);
+    };
+    match state.vault.read(&auth.ctx(), rtype, &id).await {
+        Ok(s) => stored(StatusCode::OK, s),
+        Err(e) => outcome(&e),
+    }
+}
+
+/// `POST /fhir/{type}`: create a clinical resource under its patient.
+async fn create_clinical(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(rtype): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rtype = match clinical_type(&rtype) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let resource = match json_body(&headers, &body, rtype.as_str()) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match state.vault.create(&auth.ctx(), resource).await {
+        Ok(s) => stored(StatusCode::CREATED, s),
+        Err(e) => outcome(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ClinicalParams {
+    patient: Option<String>,
+    subject: Option<String>,
+}
+
+/// `GET /fhir/{type}?patient=ID` (or `subject=Patient/ID`): that patient's resources of the type.
+async fn search_clinical(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(rtype): Path<String>,
+    Query(p): Query<ClinicalParams>,
+) -> Response {
+    let rtype = match clinical_type(&rtype) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let raw = p.patient.or(p.subject).unwrap_or_default();
+    let raw = raw.strip_prefix("Patient/").unwrap_or(&raw).to_owned();
+    let Ok(patient) = ResourceId::parse(&raw) else {
+        return outcome(&VaultError::Invalid(
+            "search by patient=<id> or subject=Patient/<id>".into(),
+        ));
+    };
+    match state.vault.patient_records(&auth.ctx(), &patient).await {
+        Ok(all) => {
+            let entries: Vec<Value> = all
+                .into_iter()
+                .filter(|s| s.rtype == rtype)
+                .map(|s| json!({"fullUrl": format!("{}/{}", s.rtype, s.id), "resource": s.resource, "search": {"mode": "match"}}))
+                .collect();
+            fhir(
+                StatusCode::OK,
+                json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries}),
+            )
+        }
+        Err(e) => outcome(&e),
+    }
 }
 
 fn fhir(status: StatusCode, body: Value) -> Response {
@@ -107,13 +306,7 @@ async fn read_patient(
         .read(&auth.ctx(), ResourceType::PATIENT, &id)
         .await
     {
-        Ok(s) => {
-            let mut r = fhir(StatusCode::OK, s.resource);
-            if let Ok(v) = header::HeaderValue::from_str(&format!("W/\"{}\"", s.version)) {
-                r.headers_mut().insert(header::ETAG, v);
-            }
-            r
-        }
+        Ok(s) => stored(StatusCode::OK, s),
         Err(e) => outcome(&e),
     }
 }
@@ -162,32 +355,12 @@ async fn create_patient(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !(ct.starts_with(FHIR_JSON) || ct.starts_with("application/json")) {
-        let e = VaultError::Invalid("send application/fhir+json".into());
-        let mut r = outcome(&e);
-        *r.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-        return r;
-    }
-    let Ok(resource) = serde_json::from_slice::<Value>(&body) else {
-        return outcome(&VaultError::Invalid("the body is not JSON".into()));
+    let resource = match json_body(&headers, &body, "Patient") {
+        Ok(r) => r,
+        Err(r) => return r,
     };
-    if resource.get("resourceType").and_then(Value::as_str) != Some("Patient") {
-        return outcome(&VaultError::Invalid("expected a Patient resource".into()));
-    }
     match state.vault.create(&auth.ctx(), resource).await {
-        Ok(s) => {
-            let mut r = fhir(StatusCode::CREATED, s.resource);
-            if let Ok(v) =
-                header::HeaderValue::from_str(&format!("Patient/{}/_history/{}", s.id, s.version))
-            {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            r
-        }
+        Ok(s) => stored(StatusCode::CREATED, s),
         Err(e) => outcome(&e),
     }
 }
