@@ -37,15 +37,15 @@ pub const CLINICAL: [&str; 5] = [
     "AllergyIntolerance",
 ];
 
-fn clinical_type(name: &str) -> Result<ResourceType, Response> {
+fn clinical_type(name: &str) -> Result<ResourceType, Box<Response>> {
     if CLINICAL.contains(&name) {
-        ResourceType::parse(name).map_err(|_| outcome(&VaultError::NotFound))
+        ResourceType::parse(name).map_err(|_| Box::new(outcome(&VaultError::NotFound)))
     } else {
-        Err(outcome(&VaultError::NotFound))
+        Err(Box::new(outcome(&VaultError::NotFound)))
     }
 }
 
-fn json_body(headers: &HeaderMap, body: &Bytes, rtype: &str) -> Result<Value, Response> {
+fn json_body(headers: &HeaderMap, body: &Bytes, rtype: &str) -> Result<Value, Box<Response>> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -53,14 +53,14 @@ fn json_body(headers: &HeaderMap, body: &Bytes, rtype: &str) -> Result<Value, Re
     if !(ct.starts_with(FHIR_JSON) || ct.starts_with("application/json")) {
         let mut r = outcome(&VaultError::Invalid("send application/fhir+json".into()));
         *r.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-        return Err(r);
+        return Err(Box::new(r));
     }
     let resource = serde_json::from_slice::<Value>(body)
-        .map_err(|_| outcome(&VaultError::Invalid("the body is not JSON".into())))?;
+        .map_err(|_| Box::new(outcome(&VaultError::Invalid("the body is not JSON".into()))))?;
     if resource.get("resourceType").and_then(Value::as_str) != Some(rtype) {
-        return Err(outcome(&VaultError::Invalid(format!(
+        return Err(Box::new(outcome(&VaultError::Invalid(format!(
             "expected a {rtype} resource"
-        ))));
+        )))));
     }
     Ok(resource)
 }
@@ -91,7 +91,7 @@ async fn update_patient(
     };
     let resource = match json_body(&headers, &body, "Patient") {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let expected = headers
         .get(header::IF_MATCH)
@@ -149,7 +149,7 @@ async fn read_clinical(
 ) -> Response {
     let rtype = match clinical_type(&rtype) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(id) = ResourceId::parse(&id) else {
         return outcome(&VaultError::NotFound);
@@ -170,11 +170,11 @@ async fn create_clinical(
 ) -> Response {
     let rtype = match clinical_type(&rtype) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let resource = match json_body(&headers, &body, rtype.as_str()) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match state.vault.create(&auth.ctx(), resource).await {
         Ok(s) => stored(StatusCode::CREATED, s),
@@ -197,7 +197,7 @@ async fn search_clinical(
 ) -> Response {
     let rtype = match clinical_type(&rtype) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let raw = p.patient.or(p.subject).unwrap_or_default();
     let raw = raw.strip_prefix("Patient/").unwrap_or(&raw).to_owned();
@@ -357,7 +357,7 @@ async fn create_patient(
 ) -> Response {
     let resource = match json_body(&headers, &body, "Patient") {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match state.vault.create(&auth.ctx(), resource).await {
         Ok(s) => stored(StatusCode::CREATED, s),
