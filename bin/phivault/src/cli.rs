@@ -498,6 +498,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
                 family,
                 birthdate,
                 phone,
+                id: None,
             };
             let result = async {
                 let c = ctx(&opened, &org).await?;

@@ -315,6 +315,7 @@ async fn search_by_identifier_family_birthdate_and_phone() {
         family: f.map(Into::into),
         birthdate: b.map(Into::into),
         phone: p.map(Into::into),
+        id: None,
     };
     assert_eq!(
         run(q(
@@ -567,7 +568,7 @@ async fn stale_updates_are_refused_and_versions_kept() {
     let orphan = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": format!("Patient/{}", created.id)}});
     assert!(matches!(
         o.vault.create(&c, orphan).await,
-        Err(VaultError::Invalid(_))
+        Err(VaultError::Unprocessable(_))
     ));
     // A body whose id disagrees with the target is refused.
     let other = ResourceId::parse("someone-else").unwrap();

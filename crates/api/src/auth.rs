@@ -1,28 +1,29 @@
 //! `/auth`: login with a password, then MFA; enrollment; forced password change; logout;
 //! whoami. The `Authenticated` extractor turns a bearer session token into a principal.
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Body, JsonErrors};
+use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use phivault_core::SecretString;
 use phivault_vault::auth::Principal;
 use phivault_vault::{Actor, Ctx, VaultError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/password", post(change_password))
-        .route("/auth/mfa/enroll", post(enroll))
-        .route("/auth/mfa", post(mfa))
-        .route("/auth/logout", post(logout))
-        .route("/auth/whoami", get(whoami))
-        .route("/auth/break-glass", post(break_glass))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(change_password))
+        .routes(routes!(enroll))
+        .routes(routes!(mfa))
+        .routes(routes!(logout))
+        .routes(routes!(whoami))
+        .routes(routes!(break_glass))
 }
 
 /// What is known of the request, for the audit trail.
@@ -140,17 +141,20 @@ async fn login_ctx(state: &AppState, info: &RequestInfo) -> Ctx {
     info.ctx(org, Actor::Anonymous)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginBody {
     username: String,
     password: String,
 }
 
 /// `POST /auth/login {username, password}` → `{challenge, next}`. Permissions: none.
+#[utoipa::path(post, path = "/auth/login", tag = "auth",
+    request_body = LoginBody,
+    responses((status = 200, description = "`{challenge, next}`: the next step (password, enroll or mfa)", body = Object), JsonErrors))]
 async fn login(
     State(state): State<AppState>,
     info: RequestInfo,
-    Json(body): Json<LoginBody>,
+    Body(body): Body<LoginBody>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = login_ctx(&state, &info).await;
     let c = state
@@ -162,17 +166,20 @@ async fn login(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PasswordBody {
     challenge: String,
     new_password: String,
 }
 
 /// `POST /auth/password {challenge, new_password}` → `{next}`. Permissions: a login challenge.
+#[utoipa::path(post, path = "/auth/password", tag = "auth",
+    request_body = PasswordBody,
+    responses((status = 200, description = "`{next}`", body = Object), JsonErrors))]
 async fn change_password(
     State(state): State<AppState>,
     info: RequestInfo,
-    Json(body): Json<PasswordBody>,
+    Body(body): Body<PasswordBody>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = login_ctx(&state, &info).await;
     let next = state
@@ -182,16 +189,19 @@ async fn change_password(
     Ok(Json(json!({"next": next.as_str()})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ChallengeBody {
     challenge: String,
 }
 
 /// `POST /auth/mfa/enroll {challenge}` → `{otpauth_uri, secret, backup_codes}`, shown once.
+#[utoipa::path(post, path = "/auth/mfa/enroll", tag = "auth",
+    request_body = ChallengeBody,
+    responses((status = 200, description = "`{otpauth_uri, secret, backup_codes}`, shown once", body = Object), JsonErrors))]
 async fn enroll(
     State(state): State<AppState>,
     info: RequestInfo,
-    Json(body): Json<ChallengeBody>,
+    Body(body): Body<ChallengeBody>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = login_ctx(&state, &info).await;
     let e = state.vault.enroll_mfa(&ctx, &body.challenge).await?;
@@ -204,17 +214,20 @@ async fn enroll(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct MfaBody {
     challenge: String,
     code: String,
 }
 
 /// `POST /auth/mfa {challenge, code}` → `{token, token_type, expires_in}`.
+#[utoipa::path(post, path = "/auth/mfa", tag = "auth",
+    request_body = MfaBody,
+    responses((status = 200, description = "`{token, token_type, expires_in}`", body = Object), JsonErrors))]
 async fn mfa(
     State(state): State<AppState>,
     info: RequestInfo,
-    Json(body): Json<MfaBody>,
+    Body(body): Body<MfaBody>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = login_ctx(&state, &info).await;
     let t = state
@@ -229,6 +242,9 @@ async fn mfa(
 }
 
 /// `POST /auth/logout` (bearer session) → 204. Permissions: any signed-in user.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    responses((status = 204, description = "Signed out"), JsonErrors),
+    security(("bearer" = [])))]
 async fn logout(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -238,6 +254,9 @@ async fn logout(
 }
 
 /// `GET /auth/whoami` → who the session belongs to. Permissions: any signed-in user.
+#[utoipa::path(get, path = "/auth/whoami", tag = "auth",
+    responses((status = 200, description = "`{actor, organization, role, scopes}`", body = Object), JsonErrors),
+    security(("bearer" = [])))]
 async fn whoami(auth: Authenticated) -> Json<Value> {
     let p = &auth.principal;
     Json(json!({
@@ -248,7 +267,7 @@ async fn whoami(auth: Authenticated) -> Json<Value> {
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct BreakGlassBody {
     patient: String,
     reason: String,
@@ -256,10 +275,14 @@ struct BreakGlassBody {
 
 /// `POST /auth/break-glass {patient, reason}`: emergency access for 15 minutes with purpose
 /// ETREAT, flagged in the audit trail. Permissions: CLINICIAN.
+#[utoipa::path(post, path = "/auth/break-glass", tag = "auth",
+    request_body = BreakGlassBody,
+    responses((status = 200, description = "`{purpose, expires_at}`", body = Object), JsonErrors),
+    security(("bearer" = [])))]
 async fn break_glass(
     State(state): State<AppState>,
     auth: Authenticated,
-    Json(body): Json<BreakGlassBody>,
+    Body(body): Body<BreakGlassBody>,
 ) -> Result<Json<Value>, ApiError> {
     let patient = phivault_core::ResourceId::parse(&body.patient)
         .map_err(|_| ApiError(VaultError::Invalid("invalid patient id".into())))?;

@@ -34,12 +34,25 @@ impl AppState {
 /// The application: every route, with the security headers on every response.
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
+    let (documented, doc) = documented_routes().split_for_parts();
+    let doc = std::sync::Arc::new(doc.to_pretty_json().unwrap_or_default());
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        doc.as_str().to_owned(),
+                    )
+                }
+            }),
+        )
         .merge(admin::routes())
-        .merge(fhir::routes())
-        .merge(rate_limited(auth::routes().merge(oauth::routes())))
+        .merge(documented)
         .fallback(not_found)
         .with_state(state)
         .route_layer(axum::middleware::from_fn_with_state(
@@ -51,6 +64,41 @@ pub fn router(state: AppState) -> Router {
         metrics,
         observe::observe_outer,
     ))
+}
+
+/// The OpenAPI document's frame: title, the bearer scheme.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "phivault", description = "FHIR R4 API, authentication and administration of phivault. Every PHI call needs a bearer token (`/auth` or `/oauth/token`) and an `X-Purpose-Of-Use` header."),
+    modifiers(&BearerScheme),
+    tags((name = "fhir", description = "FHIR R4, application/fhir+json"), (name = "auth", description = "login, MFA, sessions, OAuth2 client credentials"))
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The routes the OpenAPI document is generated from (their `#[utoipa::path]` annotations).
+fn documented_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa::OpenApi;
+    utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(fhir::routes())
+        .merge(rate_limited(auth::routes().merge(oauth::routes())))
+}
+
+/// The OpenAPI 3 document (as served at `/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().into_openapi()
 }
 
 /// `GET /metrics`: Prometheus text. Permissions: SUPER_ADMIN or AUDITOR (a person, or a
@@ -75,7 +123,9 @@ async fn metrics_text(
 pub const AUTH_BURST: u32 = 10;
 pub const AUTH_REPLENISH_MS: u64 = 500;
 
-fn rate_limited(routes: Router<AppState>) -> Router<AppState> {
+fn rate_limited(
+    routes: utoipa_axum::router::OpenApiRouter<AppState>,
+) -> utoipa_axum::router::OpenApiRouter<AppState> {
     use tower_governor::GovernorLayer;
     use tower_governor::governor::GovernorConfigBuilder;
     let Some(config) = GovernorConfigBuilder::default()
@@ -84,7 +134,7 @@ fn rate_limited(routes: Router<AppState>) -> Router<AppState> {
         .finish()
     else {
         // The constants above are valid; without a limiter the routes are not served at all.
-        return Router::new();
+        return utoipa_axum::router::OpenApiRouter::new();
     };
     let config = std::sync::Arc::new(config);
     let limiter = config.limiter().clone();

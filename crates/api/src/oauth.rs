@@ -5,19 +5,20 @@ use crate::auth::RequestInfo;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Form, Json, Router};
+use axum::{Form, Json};
 use base64::Engine;
 use phivault_core::SecretString;
 use phivault_vault::{Actor, VaultError};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/oauth/token", post(token))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(token))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TokenForm {
     grant_type: Option<String>,
     scope: Option<String>,
@@ -78,12 +79,27 @@ fn basic(headers: &HeaderMap) -> Option<(String, SecretString)> {
 
 /// Permissions: valid client credentials. Returns `access_token`, `token_type`,
 /// `expires_in`, `scope`.
+#[utoipa::path(post, path = "/oauth/token", tag = "auth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "`{access_token, token_type, expires_in, scope}`", body = Object),
+        (status = 400, description = "RFC 6749 §5.2 error", body = Object),
+        (status = 401, description = "invalid_client", body = Object),
+        (status = 415, description = "not a form", body = Object),
+        (status = 429, description = "too many attempts", body = Object),
+        (status = 503, description = "unavailable", body = Object)))]
 async fn token(
     State(state): State<AppState>,
     info: RequestInfo,
     headers: HeaderMap,
-    Form(form): Form<TokenForm>,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    let Ok(Form(form)) = form else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send an application/x-www-form-urlencoded body",
+        );
+    };
     if form.grant_type.as_deref() != Some("client_credentials") {
         return oauth_error(
             StatusCode::BAD_REQUEST,

@@ -83,6 +83,17 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
         before_commit: Option<BeforeCommit>,
     ) -> Result<Vec<WriteOutcome>, StoreError>;
 
+    /// Applies the writes all together or not at all, in one durable transaction of their
+    /// own. If any write conflicts, nothing is written and the answer lists the conflicts
+    /// (index in `writes`, current head). `before_commit` runs only when every write applied;
+    /// if it fails, nothing is written.
+    async fn write_all(
+        &self,
+        org: &OrgId,
+        writes: Vec<RecordWrite>,
+        before_commit: Option<BeforeCommit>,
+    ) -> Result<Result<(), Vec<(usize, Option<Version>)>>, StoreError>;
+
     /// Live (not deleted) records whose blind index `kind` holds `digest`.
     async fn find(
         &self,

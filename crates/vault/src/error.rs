@@ -9,6 +9,10 @@ pub enum VaultError {
     /// The input was not acceptable. The text says what was wrong, never echoing values.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// Well-formed, but against a rule (a required element missing, a reference to a patient
+    /// that does not exist). The text names the rule, never a value.
+    #[error("unprocessable: {0}")]
+    Unprocessable(String),
     #[error("not found")]
     NotFound,
     #[error("deleted")]
@@ -47,7 +51,7 @@ impl VaultError {
     /// What a client may be told.
     pub fn client_message(&self) -> String {
         match self {
-            VaultError::Invalid(m) => m.clone(),
+            VaultError::Invalid(m) | VaultError::Unprocessable(m) => m.clone(),
             VaultError::NotFound => "no such resource".into(),
             VaultError::Gone => "the resource was deleted".into(),
             VaultError::Conflict { .. } => {

@@ -13,8 +13,10 @@ pub mod policy;
 pub mod records;
 
 pub use error::VaultError;
+pub use ops::bundle::{BundleKind, EntryResponse, Method};
 pub use ops::import::{ImportOptions, ImportProgress, ImportReport, Skipped};
-pub use records::search::PatientQuery;
+pub use records::history::HistoryEntry;
+pub use records::search::{PatientQuery, SearchPage};
 pub use records::{EraseReport, PageCursor, Stored};
 
 use phivault_core::{AuditStore, Clock, ControlStore, OrgId, RecordStore};

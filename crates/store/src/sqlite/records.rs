@@ -474,6 +474,49 @@ impl RecordStore for SqliteRecordStore {
             .await
     }
 
+    async fn write_all(
+        &self,
+        org: &OrgId,
+        writes: Vec<RecordWrite>,
+        before_commit: Option<BeforeCommit>,
+    ) -> Result<Result<(), Vec<(usize, Option<Version>)>>, StoreError> {
+        let ctx = "write records";
+        let items: Vec<Item> = writes.into_iter().map(|w| (org.clone(), w)).collect();
+        let mut conn = None;
+        let result = async {
+            let c = conn.insert(self.db.writer.acquire().await.map_err(unavailable(ctx))?);
+            let mut tx = sqlx::Connection::begin_with(&mut **c, "BEGIN IMMEDIATE")
+                .await
+                .map_err(unavailable(ctx))?;
+            let outcomes = apply(&mut tx, items).await?;
+            let conflicts: Vec<(usize, Option<Version>)> = outcomes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, o)| match o {
+                    WriteOutcome::Written => None,
+                    WriteOutcome::Conflict { current } => Some((i, *current)),
+                })
+                .collect();
+            if !conflicts.is_empty() {
+                tx.rollback().await.map_err(unavailable(ctx))?;
+                return Ok(Err(conflicts));
+            }
+            if let Some(hook) = before_commit {
+                hook(outcomes).await?;
+            }
+            tx.commit().await.map_err(unavailable(ctx))?;
+            Ok(Ok(()))
+        }
+        .await;
+        if result.is_err()
+            && let Some(c) = conn.as_mut()
+        {
+            // Never hand a connection back in an unknown transaction state.
+            c.close_on_drop();
+        }
+        result
+    }
+
     async fn find(
         &self,
         org: &OrgId,

@@ -56,6 +56,38 @@ impl Vault {
         Ok(out)
     }
 
+    /// The audit trail as a reviewer reads it through the API: AUDITOR only (people or
+    /// service clients with that role), every read itself an audited event with its count.
+    pub async fn review_audit(
+        &self,
+        ctx: &Ctx,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEvent>, VaultError> {
+        use crate::policy::Subject;
+        use phivault_core::Role;
+        let event = self.event(ctx, "audit-read");
+        let auditor = matches!(
+            ctx.subject,
+            Subject::User(Role::Auditor)
+                | Subject::Client {
+                    role: Role::Auditor,
+                    ..
+                }
+        );
+        if !auditor {
+            return self.deny(&event, "role").await;
+        }
+        match self.audit_events(ctx, filter).await {
+            Ok(list) => {
+                let mut event = event;
+                event.count = Some(list.len() as u64);
+                self.audit(event).await?;
+                Ok(list)
+            }
+            Err(e) => self.audit_failure(event, e).await,
+        }
+    }
+
     /// Records that the audit trail was read out (who, how many events).
     pub async fn audit_export_event(&self, ctx: &Ctx, count: u64) -> Result<(), VaultError> {
         let mut e = self.event(ctx, "audit-export");
@@ -89,6 +121,13 @@ pub fn to_fhir(ev: &AuditEvent) -> Value {
         "create" => (Some(coding(REST, "create", "create")), "C"),
         "read" | "read-patient-records" => (Some(coding(REST, "read", "read")), "R"),
         "vread" => (Some(coding(REST, "vread", "vread")), "R"),
+        "history" => (
+            Some(coding(REST, "history-instance", "history instance")),
+            "R",
+        ),
+        "everything" => (Some(coding(REST, "operation", "operation")), "R"),
+        "transaction" => (Some(coding(REST, "transaction", "transaction")), "E"),
+        "audit-read" => (Some(coding(REST, "search-type", "search type")), "R"),
         "update" => (Some(coding(REST, "update", "update")), "U"),
         "delete" => (Some(coding(REST, "delete", "delete")), "D"),
         "search" => (Some(coding(REST, "search-type", "search type")), "E"),

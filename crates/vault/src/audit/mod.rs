@@ -110,6 +110,7 @@ impl AuditEvent {
 pub fn reason_code(e: &VaultError) -> &'static str {
     match e {
         VaultError::Invalid(_) => "invalid",
+        VaultError::Unprocessable(_) => "unprocessable",
         VaultError::NotFound => "not-found",
         VaultError::Gone => "gone",
         VaultError::Conflict { .. } => "conflict",

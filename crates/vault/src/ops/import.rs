@@ -175,7 +175,11 @@ impl Vault {
                             .await?;
                     }
                 }
-                Err(e @ (VaultError::Invalid(_) | VaultError::Conflict { .. })) => {
+                Err(
+                    e @ (VaultError::Invalid(_)
+                    | VaultError::Unprocessable(_)
+                    | VaultError::Conflict { .. }),
+                ) => {
                     let reason = e.client_message();
                     if opts.strict {
                         self.flush(ctx, &mut pending, opts, report, &mut refs)
@@ -334,6 +338,7 @@ pub fn inspect_document(source: &str, doc: Value) -> Vec<Result<String, String>>
 fn clone_err(e: &VaultError) -> VaultError {
     match e {
         VaultError::Invalid(m) => VaultError::Invalid(m.clone()),
+        VaultError::Unprocessable(m) => VaultError::Unprocessable(m.clone()),
         VaultError::NotFound => VaultError::NotFound,
         VaultError::Gone => VaultError::Gone,
         VaultError::Conflict { current } => VaultError::Conflict { current: *current },

@@ -1,2 +1,3 @@
-//! Whole-dataset operations: import and export.
+//! Whole-dataset and multi-resource operations: import, export, FHIR Bundles.
+pub mod bundle;
 pub mod import;

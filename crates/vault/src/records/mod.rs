@@ -1,7 +1,9 @@
 //! Records: sealed create / read / update / delete, clinical records under a patient's
 //! pseudonym, and crypto-shredding erasure.
 pub mod fhir;
+pub mod history;
 pub mod search;
+pub mod validate;
 
 use crate::audit::AuditEvent;
 use crate::error::VaultError;
@@ -226,6 +228,7 @@ impl Vault {
         refs: &Refs,
     ) -> Result<(RecordWrite, Value), VaultError> {
         let rtype = fhir::resource_type(&resource)?;
+        validate::validate(rtype, &resource)?;
         match resource.get("id") {
             None => {}
             Some(Value::String(s)) if s == id.as_str() => {}
@@ -298,7 +301,7 @@ impl Vault {
                     match found.as_slice() {
                         [one] => Some(self.read_row(ctx, one).await?.id),
                         [] => {
-                            return Err(VaultError::Invalid(format!(
+                            return Err(VaultError::Unprocessable(format!(
                                 "{element}: conditional reference matches no patient"
                             )));
                         }
@@ -314,7 +317,7 @@ impl Vault {
             let Some(pid) = target else { continue };
             if !checked.contains_key(&pid) && !refs.known_patients.contains(&pid) {
                 if !self.patient_exists(ctx, &pid).await? {
-                    return Err(VaultError::Invalid(format!(
+                    return Err(VaultError::Unprocessable(format!(
                         "{element}: reference to a missing patient"
                     )));
                 }
@@ -546,22 +549,8 @@ impl Vault {
             };
             return self.audit_failure(event, e).await;
         }
-        let version = head.version.next();
-        let write = RecordWrite {
-            record: SealedRecord {
-                rtype,
-                id: key.id.clone(),
-                version,
-                deleted: true,
-                link: head.link,
-                kek_version: head.kek_version,
-                wrapped_dek: Vec::new(),
-                ciphertext: Vec::new(),
-                updated_at: self.clock.now_millis(),
-            },
-            expected: Expected::Version(head.version),
-            index: Vec::new(),
-        };
+        let write = self.tombstone(&head);
+        let version = write.record.version;
         let patient = if rtype.is_patient() {
             Some(self.keyring.pseudonym(&ctx.org, id))
         } else {
@@ -574,6 +563,25 @@ impl Vault {
         event.break_glass = allowed.break_glass;
         self.write_audited(ctx, write, event).await?;
         Ok(version)
+    }
+
+    /// The write that deletes a record whose head is `head`: a tombstone version.
+    pub(crate) fn tombstone(&self, head: &SealedRecord) -> RecordWrite {
+        RecordWrite {
+            record: SealedRecord {
+                rtype: head.rtype,
+                id: head.id.clone(),
+                version: head.version.next(),
+                deleted: true,
+                link: head.link,
+                kek_version: head.kek_version,
+                wrapped_dek: Vec::new(),
+                ciphertext: Vec::new(),
+                updated_at: self.clock.now_millis(),
+            },
+            expected: Expected::Version(head.version),
+            index: Vec::new(),
+        }
     }
 
     /// Every live clinical record of a patient (one audit event for the lot).
@@ -598,9 +606,18 @@ impl Vault {
                 .collect::<Result<Vec<_>, _>>()
         }
         .await;
+        self.audit_listing(event, result).await
+    }
+
+    /// Finishes a multi-record read: on success one event names every row released (and
+    /// counts them) before anything is returned; on failure the failure is audited.
+    pub(crate) async fn audit_listing(
+        &self,
+        mut event: AuditEvent,
+        result: Result<Vec<(ResourceId, Stored)>, VaultError>,
+    ) -> Result<Vec<Stored>, VaultError> {
         match result {
             Ok(list) => {
-                let mut event = event;
                 event.count = Some(list.len() as u64);
                 event.entities = list.iter().map(|(k, _)| k.as_str().to_owned()).collect();
                 self.audit(event).await?;

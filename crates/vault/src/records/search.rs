@@ -4,7 +4,7 @@ use super::fhir;
 use crate::error::VaultError;
 use crate::policy::Action;
 use crate::{Ctx, Stored, Vault};
-use phivault_core::{IndexKind, RecordKey};
+use phivault_core::{IndexKind, RecordKey, ResourceId};
 use std::collections::BTreeSet;
 
 /// Search criteria; all given criteria must match (AND).
@@ -18,6 +18,22 @@ pub struct PatientQuery {
     pub birthdate: Option<String>,
     /// Phone number in any punctuation.
     pub phone: Option<String>,
+    /// The logical id (FHIR `_id`).
+    pub id: Option<String>,
+}
+
+/// Which slice of the visible matches to release: skip `offset`, take `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchPage {
+    pub offset: usize,
+    pub count: usize,
+}
+
+impl SearchPage {
+    pub const ALL: SearchPage = SearchPage {
+        offset: 0,
+        count: usize::MAX,
+    };
 }
 
 impl Vault {
@@ -66,12 +82,21 @@ impl Vault {
             }
             terms.push((IndexKind::Phone, digits));
         }
-        if terms.is_empty() {
+        let mut result: Option<BTreeSet<RecordKey>> = None;
+        if let Some(id) = &q.id {
+            let id = ResourceId::parse(id.trim())
+                .map_err(|_| VaultError::Invalid("_id is not a valid resource id".into()))?;
+            result = Some(BTreeSet::from([self.row_key(
+                ctx,
+                phivault_core::ResourceType::PATIENT,
+                &id,
+            )]));
+        } else if terms.is_empty() {
             return Err(VaultError::Invalid(
-                "give at least one search criterion (identifier, family + birthdate, phone)".into(),
+                "give at least one search criterion (identifier, family + birthdate, phone, _id)"
+                    .into(),
             ));
         }
-        let mut result: Option<BTreeSet<RecordKey>> = None;
         for (kind, term) in terms {
             let digest = self.keyring.blind_index(kind, &ctx.org, &term);
             let found: BTreeSet<RecordKey> = self
@@ -95,6 +120,17 @@ impl Vault {
         ctx: &Ctx,
         q: &PatientQuery,
     ) -> Result<Vec<Stored>, VaultError> {
+        Ok(self.search_patients_page(ctx, q, SearchPage::ALL).await?.0)
+    }
+
+    /// One page of the matches the caller may see, and whether more follow. Only the page is
+    /// released and audited.
+    pub async fn search_patients_page(
+        &self,
+        ctx: &Ctx,
+        q: &PatientQuery,
+        page: SearchPage,
+    ) -> Result<(Vec<Stored>, bool), VaultError> {
         let mut event = self.event(ctx, "search");
         event.resource_type = Some("Patient".into());
         if !Self::may_at_all(ctx, Action::Search, "Patient") {
@@ -103,7 +139,8 @@ impl Vault {
         }
         let result = async {
             let keys = self.find_patient_keys(ctx, q).await?;
-            let mut out = Vec::with_capacity(keys.len());
+            let mut out = Vec::new();
+            let (mut skipped, mut more) = (0usize, false);
             for k in keys {
                 match self.read_row(ctx, &k).await {
                     // Only the patients this caller may see; the others are not counted.
@@ -112,6 +149,14 @@ impl Vault {
                             .check(ctx, Action::Search, "Patient", s.patient)
                             .await?;
                         if let Ok(allowed) = verdict {
+                            if skipped < page.offset {
+                                skipped += 1;
+                                continue;
+                            }
+                            if out.len() >= page.count {
+                                more = true;
+                                break;
+                            }
                             event.break_glass |= allowed.break_glass;
                             out.push((k.id, self.release(&allowed, s)));
                         }
@@ -121,11 +166,11 @@ impl Vault {
                     Err(e) => return Err(e),
                 }
             }
-            Ok(out)
+            Ok((out, more))
         }
         .await;
         match result {
-            Ok(found) => {
+            Ok((found, more)) => {
                 event.count = Some(found.len() as u64);
                 event.entities = found.iter().map(|(k, _)| k.as_str().to_owned()).collect();
                 for (_, s) in &found {
@@ -135,7 +180,7 @@ impl Vault {
                     event.fields = s.fields();
                 }
                 self.audit(event).await?;
-                Ok(found.into_iter().map(|(_, s)| s).collect())
+                Ok((found.into_iter().map(|(_, s)| s).collect(), more))
             }
             Err(e) => self.audit_failure(event, e).await,
         }

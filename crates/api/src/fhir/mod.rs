@@ -1,0 +1,580 @@
+//! `/fhir` (FHIR R4, `application/fhir+json`) over the vault: the CapabilityStatement; create,
+//! read, vread, history, update (with `If-Match`), delete and search; `Patient/$everything`;
+//! transaction and batch Bundles; the audit trail as AuditEvent (AUDITOR only). Every handler
+//! is one vault call, so authorization, field release and auditing happen there. Errors are
+//! OperationOutcome resources that say what was wrong without echoing PHI.
+mod bundle;
+mod search;
+
+use crate::AppState;
+use crate::auth::Authenticated;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use phivault_core::{ResourceId, ResourceType, Version};
+use phivault_vault::{HistoryEntry, Stored, VaultError};
+use serde_json::{Value, json};
+use utoipa::{IntoResponses, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(metadata))
+        .routes(routes!(bundle::bundle))
+        .routes(routes!(search::audit_events))
+        .routes(routes!(search::everything))
+        .routes(routes!(search::search, create))
+        .routes(routes!(search::search_post))
+        .routes(routes!(read, update, delete))
+        .routes(routes!(history))
+        .routes(routes!(vread))
+}
+
+/// The resource types with search support beyond `_id` (the rest: create, read, vread,
+/// history, update, delete, and in Bundles).
+pub const SEARCHABLE: [&str; 6] = [
+    "Patient",
+    "Observation",
+    "Condition",
+    "Encounter",
+    "MedicationRequest",
+    "AllergyIntolerance",
+];
+
+/// Any FHIR R4 resource (`resourceType` names its type).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Resource {
+    #[schema(rename = "resourceType")]
+    resource_type: String,
+}
+
+/// An OperationOutcome: what went wrong, never a PHI value.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OperationOutcome {
+    #[schema(rename = "resourceType")]
+    resource_type: String,
+    issue: Vec<Issue>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Issue {
+    severity: String,
+    code: String,
+    diagnostics: Option<String>,
+}
+
+/// The errors every authenticated FHIR interaction may answer.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum Errors {
+    /// Malformed input: not JSON, not the expected resource, an invalid element or parameter.
+    #[response(status = 400, content_type = "application/fhir+json")]
+    BadRequest(OperationOutcome),
+    /// No valid bearer token.
+    #[response(status = 401, content_type = "application/fhir+json")]
+    Unauthorized(OperationOutcome),
+    /// Not allowed for this role, scope, purpose of use or grant.
+    #[response(status = 403, content_type = "application/fhir+json")]
+    Forbidden(OperationOutcome),
+    /// No such resource (or type) in the caller's organization.
+    #[response(status = 404, content_type = "application/fhir+json")]
+    NotFound(OperationOutcome),
+    /// The resource was deleted.
+    #[response(status = 410, content_type = "application/fhir+json")]
+    Gone(OperationOutcome),
+    /// The audit trail or the store is unavailable: nothing released or changed.
+    #[response(status = 503, content_type = "application/fhir+json")]
+    Unavailable(OperationOutcome),
+}
+
+/// The errors of an interaction that takes a body.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum WriteErrors {
+    /// A version conflict.
+    #[response(status = 409, content_type = "application/fhir+json")]
+    Conflict(OperationOutcome),
+    /// `If-Match` names a version that is not the current one.
+    #[response(status = 412, content_type = "application/fhir+json")]
+    PreconditionFailed(OperationOutcome),
+    /// The body is larger than the server accepts.
+    #[response(status = 413, content_type = "application/fhir+json")]
+    TooLarge(OperationOutcome),
+    /// Not `application/fhir+json`.
+    #[response(status = 415, content_type = "application/fhir+json")]
+    UnsupportedMediaType(OperationOutcome),
+    /// Well-formed but against a rule (a required element missing, a missing patient).
+    #[response(status = 422, content_type = "application/fhir+json")]
+    Unprocessable(OperationOutcome),
+}
+
+/// [`Authenticated`] for FHIR routes: a missing or bad token is an OperationOutcome.
+pub struct FhirAuth(pub Authenticated);
+
+impl FromRequestParts<AppState> for FhirAuth {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        Authenticated::from_request_parts(parts, state)
+            .await
+            .map(FhirAuth)
+            .map_err(|e| outcome(&e.0))
+    }
+}
+
+impl FhirAuth {
+    pub fn ctx(&self) -> phivault_vault::Ctx {
+        self.0.ctx()
+    }
+}
+
+/// A response carrying FHIR JSON.
+pub fn fhir(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, FHIR_JSON)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// An OperationOutcome with a status of its own.
+pub fn outcome_with(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut r = fhir(
+        status,
+        json!({"resourceType": "OperationOutcome", "issue": [{
+            "severity": "error", "code": code, "diagnostics": message}]}),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    r
+}
+
+/// An OperationOutcome for an error (the status mapping is the API's one table).
+pub fn outcome(e: &VaultError) -> Response {
+    let status = crate::error::status_of(e);
+    let code = match status {
+        StatusCode::UNAUTHORIZED => "login",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND | StatusCode::GONE => "not-found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::BAD_REQUEST => "invalid",
+        StatusCode::UNPROCESSABLE_ENTITY => "business-rule",
+        _ => "exception",
+    };
+    outcome_with(status, code, &e.client_message())
+}
+
+fn invalid(msg: &str) -> Response {
+    outcome(&VaultError::Invalid(msg.into()))
+}
+
+/// The resource type of a path, or 404.
+fn path_type(name: &str) -> Result<ResourceType, Box<Response>> {
+    ResourceType::parse(name).map_err(|_| {
+        Box::new(outcome_with(
+            StatusCode::NOT_FOUND,
+            "not-supported",
+            "unknown resource type",
+        ))
+    })
+}
+
+fn path_id(id: &str) -> Result<ResourceId, Box<Response>> {
+    ResourceId::parse(id).map_err(|_| Box::new(outcome(&VaultError::NotFound)))
+}
+
+/// Reads a JSON body of `application/fhir+json` (or `application/json`).
+pub fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, Box<Response>> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if !(essence.eq_ignore_ascii_case(FHIR_JSON)
+        || essence.eq_ignore_ascii_case("application/json"))
+    {
+        return Err(Box::new(outcome_with(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not-supported",
+            "send application/fhir+json",
+        )));
+    }
+    let body = body.map_err(|e| {
+        Box::new(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            invalid("the body could not be read")
+        })
+    })?;
+    serde_json::from_slice::<Value>(&body)
+        .map_err(|_| Box::new(invalid("the body is not valid JSON")))
+}
+
+pub fn too_large() -> Response {
+    outcome_with(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-costly",
+        &format!(
+            "the body is larger than {} bytes",
+            crate::headers::MAX_BODY_BYTES
+        ),
+    )
+}
+
+/// The body's resource must be of the path's type.
+fn expect_type(resource: &Value, rtype: ResourceType) -> Result<(), Box<Response>> {
+    if resource.get("resourceType").and_then(Value::as_str) == Some(rtype.as_str()) {
+        Ok(())
+    } else {
+        Err(Box::new(invalid(&format!("expected a {rtype} resource"))))
+    }
+}
+
+pub fn etag(v: Version) -> String {
+    format!("W/\"{}\"", v.0)
+}
+
+fn stored(status: StatusCode, s: Stored) -> Response {
+    let location = format!("{}/{}/_history/{}", s.rtype, s.id, s.version);
+    let mut r = fhir(status, s.resource);
+    for (name, value) in [
+        (header::ETAG, etag(s.version)),
+        (header::LOCATION, location),
+    ] {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
+        }
+    }
+    r
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return *r,
+        }
+    };
+}
+pub(crate) use tri;
+
+/// `GET /fhir/metadata`: what this server supports, truthfully. Permissions: none.
+#[utoipa::path(get, path = "/fhir/metadata", tag = "fhir",
+    responses((status = 200, description = "The CapabilityStatement", body = Resource, content_type = "application/fhir+json")))]
+async fn metadata() -> Response {
+    let interactions = |search: bool| {
+        let mut i = vec![
+            json!({"code": "read"}),
+            json!({"code": "vread"}),
+            json!({"code": "update"}),
+            json!({"code": "delete"}),
+            json!({"code": "history-instance"}),
+            json!({"code": "create"}),
+        ];
+        if search {
+            i.push(json!({"code": "search-type"}));
+        }
+        i
+    };
+    let mut resources: Vec<Value> = Vec::new();
+    for name in phivault_core::resource_types::R4_RESOURCE_TYPES {
+        if ResourceType::parse(name).is_err() || *name == "AuditEvent" {
+            continue;
+        }
+        let mut r = json!({
+            "type": name,
+            "versioning": "versioned",
+            "readHistory": true,
+            "updateCreate": true,
+            "interaction": interactions(SEARCHABLE.contains(name)),
+        });
+        let params: Vec<Value> = match *name {
+            "Patient" => vec![
+                json!({"name": "_id", "type": "token"}),
+                json!({"name": "identifier", "type": "token"}),
+                json!({"name": "family", "type": "string", "documentation": "exact, with birthdate"}),
+                json!({"name": "birthdate", "type": "date", "documentation": "exact, with family"}),
+                json!({"name": "phone", "type": "token"}),
+            ],
+            "Observation" => vec![
+                json!({"name": "patient", "type": "reference"}),
+                json!({"name": "subject", "type": "reference"}),
+                json!({"name": "code", "type": "token"}),
+                json!({"name": "date", "type": "date"}),
+            ],
+            n if SEARCHABLE.contains(&n) => vec![
+                json!({"name": "patient", "type": "reference"}),
+                json!({"name": "subject", "type": "reference"}),
+                json!({"name": "code", "type": "token"}),
+            ],
+            _ => Vec::new(),
+        };
+        if !params.is_empty()
+            && let Some(o) = r.as_object_mut()
+        {
+            o.insert("searchParam".into(), Value::Array(params));
+        }
+        if *name == "Patient"
+            && let Some(o) = r.as_object_mut()
+        {
+            o.insert(
+                "operation".into(),
+                json!([{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]),
+            );
+        }
+        resources.push(r);
+    }
+    resources.push(json!({
+        "type": "AuditEvent",
+        "interaction": [{"code": "search-type"}],
+        "searchParam": [
+            {"name": "date", "type": "date"},
+            {"name": "agent", "type": "reference"},
+            {"name": "patient", "type": "reference"},
+            {"name": "action", "type": "token"}
+        ]
+    }));
+    fhir(
+        StatusCode::OK,
+        json!({
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "date": "2026-11-25",
+            "kind": "instance",
+            "fhirVersion": "4.0.1",
+            "format": ["application/fhir+json"],
+            "software": {"name": "phivault"},
+            "implementation": {"description": "phivault FHIR R4 API"},
+            "rest": [{
+                "mode": "server",
+                "security": {
+                    "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
+                    "extension": [{
+                        "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                        "extension": [{"url": "token", "valueUri": "/oauth/token"}]
+                    }]
+                },
+                "resource": resources,
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            }]
+        }),
+    )
+}
+
+/// `GET /fhir/{type}/{id}`. Permissions: by role, purpose (`X-Purpose-Of-Use`), grant and scope;
+/// a VIEWER's Patient carries only its permitted elements, labelled REDACTED.
+#[utoipa::path(get, path = "/fhir/{rtype}/{id}", tag = "fhir",
+    params(("rtype" = String, Path, description = "resource type"), ("id" = String, Path),
+        ("X-Purpose-Of-Use" = Option<String>, Header, description = "HL7 PurposeOfUse code")),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json"), Errors),
+    security(("bearer" = [])))]
+async fn read(
+    State(state): State<AppState>,
+    auth: FhirAuth,
+    Path((rtype, id)): Path<(String, String)>,
+) -> Response {
+    let rtype = tri!(path_type(&rtype));
+    let id = tri!(path_id(&id));
+    match state.vault.read(&auth.ctx(), rtype, &id).await {
+        Ok(s) => stored(StatusCode::OK, s),
+        Err(e) => outcome(&e),
+    }
+}
+
+/// `GET /fhir/{type}/{id}/_history/{vid}`: one version. Permissions: as read.
+#[utoipa::path(get, path = "/fhir/{rtype}/{id}/_history/{vid}", tag = "fhir",
+    params(("rtype" = String, Path), ("id" = String, Path), ("vid" = u64, Path),
+        ("X-Purpose-Of-Use" = Option<String>, Header)),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json"), Errors),
+    security(("bearer" = [])))]
+async fn vread(
+    State(state): State<AppState>,
+    auth: FhirAuth,
+    Path((rtype, id, vid)): Path<(String, String, String)>,
+) -> Response {
+    let rtype = tri!(path_type(&rtype));
+    let id = tri!(path_id(&id));
+    let Ok(vid) = vid.parse::<u64>() else {
+        return outcome(&VaultError::NotFound);
+    };
+    match state
+        .vault
+        .vread(&auth.ctx(), rtype, &id, Version(vid))
+        .await
+    {
+        Ok(s) => stored(StatusCode::OK, s),
+        Err(e) => outcome(&e),
+    }
+}
+
+/// `GET /fhir/{type}/{id}/_history`: every version, newest first, as a history Bundle
+/// (`_count` caps it). Permissions: as read.
+#[utoipa::path(get, path = "/fhir/{rtype}/{id}/_history", tag = "fhir",
+    params(("rtype" = String, Path), ("id" = String, Path), ("_count" = Option<u32>, Query),
+        ("X-Purpose-Of-Use" = Option<String>, Header)),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json"), Errors),
+    security(("bearer" = [])))]
+async fn history(
+    State(state): State<AppState>,
+    auth: FhirAuth,
+    Path((rtype, id)): Path<(String, String)>,
+    query: axum::extract::RawQuery,
+) -> Response {
+    let rtype = tri!(path_type(&rtype));
+    let id = tri!(path_id(&id));
+    let params = tri!(search::Params::parse(query.0.as_deref(), &["_count"]));
+    let count = tri!(params.count(phivault_vault::records::history::MAX_HISTORY));
+    match state.vault.history(&auth.ctx(), rtype, &id, count).await {
+        Ok(list) => {
+            let entries: Vec<Value> = list
+                .into_iter()
+                .map(|h| history_entry(rtype, &id, h))
+                .collect();
+            fhir(
+                StatusCode::OK,
+                json!({"resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries}),
+            )
+        }
+        Err(e) => outcome(&e),
+    }
+}
+
+fn history_entry(rtype: ResourceType, id: &ResourceId, h: HistoryEntry) -> Value {
+    let url = format!("{rtype}/{id}/_history/{}", h.version);
+    match h.stored {
+        Some(s) => json!({
+            "fullUrl": format!("{rtype}/{id}"),
+            "resource": s.resource,
+            "request": {"method": if h.version == Version::FIRST { "POST" } else { "PUT" }, "url": if h.version == Version::FIRST { rtype.as_str().to_owned() } else { format!("{rtype}/{id}") }},
+            "response": {"status": "200 OK", "etag": etag(h.version), "location": url}
+        }),
+        None => json!({
+            "fullUrl": format!("{rtype}/{id}"),
+            "request": {"method": "DELETE", "url": format!("{rtype}/{id}")},
+            "response": {"status": "204 No Content", "etag": etag(h.version), "location": url}
+        }),
+    }
+}
+
+/// `POST /fhir/{type}`: create under a server-assigned id → 201 with `Location` and `ETag`.
+/// Permissions: by role, purpose and scope (clinical types also by the patient's grant).
+#[utoipa::path(post, path = "/fhir/{rtype}", tag = "fhir",
+    params(("rtype" = String, Path), ("X-Purpose-Of-Use" = Option<String>, Header)),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses((status = 201, body = Resource, content_type = "application/fhir+json"), Errors, WriteErrors),
+    security(("bearer" = [])))]
+async fn create(
+    State(state): State<AppState>,
+    auth: FhirAuth,
+    Path(rtype): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let rtype = tri!(path_type(&rtype));
+    let resource = tri!(json_body(&headers, body));
+    tri!(expect_type(&resource, rtype));
+    match state.vault.create(&auth.ctx(), resource).await {
+        Ok(s) => stored(StatusCode::CREATED, s),
+        Err(e) => outcome(&e),
+    }
+}
+
+/// `PUT /fhir/{type}/{id}`, with `If-Match: W/"n"` for optimistic concurrency (a stale
+/// version is 412); without it, the update goes on the current version (or creates the id).
+/// Permissions: by role, purpose, grant and scope.
+#[utoipa::path(put, path = "/fhir/{rtype}/{id}", tag = "fhir",
+    params(("rtype" = String, Path), ("id" = String, Path), ("If-Match" = Option<String>, Header),
+        ("X-Purpose-Of-Use" = Option<String>, Header)),
+    request_body(content = Resource, content_type = "application/fhir+json"),
+    responses((status = 200, body = Resource, content_type = "application/fhir+json"), Errors, WriteErrors),
+    security(("bearer" = [])))]
+async fn update(
+    State(state): State<AppState>,
+    auth: FhirAuth,
+    Path((rtype, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let rtype = tri!(path_type(&rtype));
+    let Ok(id) = ResourceId::parse(&id) else {
+        return invalid("invalid id");
+    };
+    let resource = tri!(json_body(&headers, body));
+    tri!(expect_type(&resource, rtype));
+    let expected = tri!(if_match(&headers));
+    match state
+        .vault
+        .update(&auth.ctx(), &id, resource, expected)
+        .await
+    {
+        Ok(s) => stored(StatusCode::OK, s),
+        Err(e @ VaultError::Conflict { .. }) if expected.is_some() => {
+            let mut r = outcome(&e);
+            *r.status_mut() = StatusCode::PRECONDITION_FAILED;
+            r
+        }
+        Err(e) => outcome(&e),
+    }
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<Version>, Box<Response>> {
+    match headers.get(header::IF_MATCH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(phivault_vault::ops::bundle::parse_etag)
+            .map(Some)
+            .ok_or_else(|| Box::new(invalid("If-Match is W/\"<version>\""))),
+    }
+}
+
+/// `DELETE /fhir/{type}/{id}` → 204 (`If-Match` optional). Permissions: by role (clinicians),
+/// purpose, grant and scope.
+#[utoipa::path(delete, path = "/fhir/{rtype}/{id}", tag = "fhir",
+    params(("rtype" = String, Path), ("id" = String, Path), ("If-Match" = Option<String>, Header),
+        ("X-Purpose-Of-Use" = Option<String>, Header)),
+    responses((status = 204, description = "Deleted"), Errors, WriteErrors),
+    security(("bearer" = [])))]
+async fn delete(
+    State(state): State<AppState>,
+    auth: FhirAuth,
+    Path((rtype, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let rtype = tri!(path_type(&rtype));
+    let id = tri!(path_id(&id));
+    let expected = tri!(if_match(&headers));
+    match state.vault.delete(&auth.ctx(), rtype, &id, expected).await {
+        Ok(v) => {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&etag(v)) {
+                r.headers_mut().insert(header::ETAG, v);
+            }
+            r
+        }
+        Err(e @ VaultError::Conflict { .. }) if expected.is_some() => {
+            let mut r = outcome(&e);
+            *r.status_mut() = StatusCode::PRECONDITION_FAILED;
+            r
+        }
+        Err(e) => outcome(&e),
+    }
+}

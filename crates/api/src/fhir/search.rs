@@ -1,0 +1,522 @@
+//! FHIR search: Patient by blind index (`identifier`, `family` + `birthdate`, `phone`, `_id`),
+//! clinical types by patient (+ `code`, and `date` for Observation), `_count`/`_offset` paging,
+//! `POST …/_search` (criteria in the body, out of URLs and logs), `Patient/$everything`, and
+//! `AuditEvent` for auditors.
+use super::{Errors, FhirAuth, Resource, fhir, invalid, outcome, path_id, path_type, tri};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use phivault_core::ResourceId;
+use phivault_vault::audit::export::{AuditFilter, to_fhir};
+use phivault_vault::{PatientQuery, SearchPage, Stored};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Page size when `_count` is not given, and the most a page may hold.
+pub const DEFAULT_COUNT: usize = 50;
+pub const MAX_COUNT: usize = 500;
+
+const PATIENT_PARAMS: &[&str] = &[
+    "_id",
+    "identifier",
+    "family",
+    "birthdate",
+    "phone",
+    "_count",
+    "_offset",
+];
+const CLINICAL_PARAMS: &[&str] = &["patient", "subject", "code", "date", "_count", "_offset"];
+const AUDIT_PARAMS: &[&str] = &["date", "agent", "patient", "action", "_count", "_offset"];
+
+/// Search parameters, checked against the names a search supports (an unknown one is an
+/// error, not silently ignored: ignoring it would widen the result).
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Self, Box<Response>> {
+        Self::from_pairs(
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+            allowed,
+        )
+    }
+
+    fn from_pairs(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, Box<Response>> {
+        for (k, _) in &pairs {
+            if !allowed.contains(&k.as_str()) {
+                let shown: String = k.chars().take(40).collect();
+                return Err(Box::new(invalid(&format!(
+                    "unsupported search parameter '{shown}' (supported: {})",
+                    allowed.join(", ")
+                ))));
+            }
+        }
+        Ok(Self(pairs))
+    }
+
+    /// The one value of a parameter (given twice: an error).
+    fn one(&self, name: &str) -> Result<Option<String>, Box<Response>> {
+        let mut it = self.0.iter().filter(|(k, _)| k == name);
+        let first = it.next().map(|(_, v)| v.clone());
+        if it.next().is_some() {
+            return Err(Box::new(invalid(&format!("{name} given more than once"))));
+        }
+        Ok(first)
+    }
+
+    fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    pub fn count(&self, max: usize) -> Result<usize, Box<Response>> {
+        match self.one("_count")? {
+            None => Ok(DEFAULT_COUNT.min(max)),
+            Some(c) => match c.trim().parse::<usize>() {
+                Ok(n) => Ok(n.min(max)),
+                Err(_) => Err(Box::new(invalid("_count is not a number"))),
+            },
+        }
+    }
+
+    fn page(&self) -> Result<SearchPage, Box<Response>> {
+        let count = self.count(MAX_COUNT)?;
+        let offset = match self.one("_offset")? {
+            None => 0,
+            Some(o) => o
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| Box::new(invalid("_offset is not a number")))?,
+        };
+        Ok(SearchPage { offset, count })
+    }
+
+    /// The query string of the next page: the same criteria, the next offset.
+    fn next_query(&self, page: SearchPage) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.0 {
+            if k != "_offset" && k != "_count" {
+                s.append_pair(k, v);
+            }
+        }
+        s.append_pair("_count", &page.count.to_string());
+        s.append_pair(
+            "_offset",
+            &page.offset.saturating_add(page.count).to_string(),
+        );
+        s.finish()
+    }
+}
+
+/// A searchset Bundle of one page; `next` when more follow.
+fn searchset(
+    rtype: &str,
+    found: Vec<Stored>,
+    total: Option<usize>,
+    next: Option<String>,
+) -> Response {
+    let entries: Vec<Value> = found
+        .into_iter()
+        .map(|s| {
+            json!({"fullUrl": format!("{}/{}", s.rtype, s.id), "resource": s.resource,
+                "search": {"mode": "match"}})
+        })
+        .collect();
+    let mut b = json!({"resourceType": "Bundle", "type": "searchset", "entry": entries});
+    if let Some(o) = b.as_object_mut() {
+        if let Some(t) = total {
+            o.insert("total".into(), json!(t));
+        }
+        if let Some(q) = next {
+            o.insert(
+                "link".into(),
+                json!([{"relation": "next", "url": format!("{rtype}?{q}")}]),
+            );
+        }
+        if o.get("entry")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
+            o.remove("entry");
+        }
+    }
+    fhir(StatusCode::OK, b)
+}
+
+/// `GET /fhir/{type}?…`: Patient by `identifier` (`system|value`), `family` + `birthdate`,
+/// `phone` or `_id`; the clinical types by `patient`/`subject` (+ `code`; `date` with
+/// `eq|lt|le|gt|ge` prefixes for Observation). `_count` (≤ 500) and `_offset` page.
+/// Permissions: by role, purpose, grant and scope; only what the caller may see is counted.
+#[utoipa::path(get, path = "/fhir/{rtype}", tag = "fhir",
+    params(("rtype" = String, Path),
+        ("_id" = Option<String>, Query), ("identifier" = Option<String>, Query),
+        ("family" = Option<String>, Query), ("birthdate" = Option<String>, Query),
+        ("phone" = Option<String>, Query), ("patient" = Option<String>, Query),
+        ("subject" = Option<String>, Query), ("code" = Option<String>, Query),
+        ("date" = Option<String>, Query), ("_count" = Option<u32>, Query),
+        ("_offset" = Option<u32>, Query), ("X-Purpose-Of-Use" = Option<String>, Header)),
+    responses((status = 200, description = "A searchset Bundle", body = Resource, content_type = "application/fhir+json"), Errors),
+    security(("bearer" = [])))]
+pub async fn search(
+    State(state): State<AppState>,
+    auth: FhirAuth,
+    Path(rtype): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    run_search(&state, &auth, &rtype, query.as_deref().unwrap_or("")).await
+}
+
+/// `POST /fhir/{type}/_search` with the criteria as `application/x-www-form-urlencoded`: the
+/// same search, with no identifier or name in any URL. Permissions: as search.
+#[utoipa::path(post, path = "/fhir/{rtype}/_search", tag = "fhir",
+    params(("rtype" = String, Path), ("X-Purpose-Of-Use" = Option<String>, Header)),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "A searchset Bundle", body = Resource, content_type = "application/fhir+json"), Errors,
+        (status = 415, body = super::OperationOutcome, content_type = "application/fhir+json")),
+    security(("bearer" = [])))]
+pub async fn search_post(
+    State(state): State<AppState>,
+    auth: FhirAuth,
+    Path(rtype): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        return super::outcome_with(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not-supported",
+            "send the criteria as application/x-www-form-urlencoded",
+        );
+    }
+    let Ok(body) = body else {
+        return super::too_large();
+    };
+    let Ok(form) = std::str::from_utf8(&body) else {
+        return invalid("the body is not UTF-8");
+    };
+    run_search(&state, &auth, &rtype, form).await
+}
+
+async fn run_search(state: &AppState, auth: &FhirAuth, rtype: &str, query: &str) -> Response {
+    let rtype = tri!(path_type(rtype));
+    if rtype.is_patient() {
+        let p = tri!(Params::parse(Some(query), PATIENT_PARAMS));
+        let page = tri!(p.page());
+        let q = PatientQuery {
+            identifier: tri!(p.one("identifier")),
+            family: tri!(p.one("family")),
+            birthdate: tri!(p.one("birthdate")),
+            phone: tri!(p.one("phone")),
+            id: tri!(p.one("_id")),
+        };
+        return match state
+            .vault
+            .search_patients_page(&auth.ctx(), &q, page)
+            .await
+        {
+            Ok((found, more)) => {
+                let total = (!more).then(|| page.offset + found.len());
+                let next = more.then(|| p.next_query(page));
+                searchset("Patient", found, total, next)
+            }
+            Err(e) => outcome(&e),
+        };
+    }
+    if !super::SEARCHABLE.contains(&rtype.as_str()) {
+        return invalid(&format!(
+            "search is supported for {}; read other types by id",
+            super::SEARCHABLE.join(", ")
+        ));
+    }
+    let p = tri!(Params::parse(Some(query), CLINICAL_PARAMS));
+    let page = tri!(p.page());
+    let patient = match (tri!(p.one("patient")), tri!(p.one("subject"))) {
+        (Some(x), None) | (None, Some(x)) => x,
+        _ => return invalid("search by patient=<id> or subject=Patient/<id> (one of them)"),
+    };
+    let patient = patient.strip_prefix("Patient/").unwrap_or(&patient);
+    let Ok(patient) = ResourceId::parse(patient) else {
+        return invalid("patient is not a valid id");
+    };
+    let code = tri!(p.one("code"));
+    let dates = p.all("date");
+    if !dates.is_empty() && rtype.as_str() != "Observation" {
+        return invalid("date is supported for Observation");
+    }
+    let dates = match dates
+        .iter()
+        .map(|d| DateParam::parse(d))
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(d) => d,
+        None => return invalid("date is [eq|lt|le|gt|ge]YYYY[-MM[-DD[Thh:mm:ss]]]"),
+    };
+    let matched = AtomicUsize::new(0);
+    let keep = |r: &Value| {
+        let ok = code.as_deref().is_none_or(|c| code_matches(r, c))
+            && (dates.is_empty() || {
+                let when = observation_date(r);
+                when.is_some_and(|w| dates.iter().all(|d| d.matches(&w)))
+            });
+        if !ok {
+            return false;
+        }
+        let i = matched.fetch_add(1, Ordering::SeqCst);
+        i >= page.offset && i - page.offset < page.count
+    };
+    match state
+        .vault
+        .patient_records_of(&auth.ctx(), &patient, rtype, &keep)
+        .await
+    {
+        Ok(found) => {
+            let total = matched.load(Ordering::SeqCst);
+            let more = total > page.offset.saturating_add(page.count);
+            searchset(
+                rtype.as_str(),
+                found,
+                Some(total),
+                more.then(|| p.next_query(page)),
+            )
+        }
+        Err(e) => outcome(&e),
+    }
+}
+
+/// `code=system|code`, `code=|code` (no system) or `code=code` against `code.coding`.
+fn code_matches(r: &Value, param: &str) -> bool {
+    let codings = r
+        .get("code")
+        .and_then(|c| c.get("coding"))
+        .and_then(Value::as_array);
+    let Some(codings) = codings else { return false };
+    param.split(',').any(|alt| {
+        let (system, code) = match alt.split_once('|') {
+            Some((s, c)) => (Some(s), c),
+            None => (None, alt),
+        };
+        codings.iter().any(|c| {
+            let cs = c.get("system").and_then(Value::as_str);
+            let cc = c.get("code").and_then(Value::as_str);
+            cc == Some(code)
+                && match system {
+                    None => true,
+                    Some("") => cs.is_none(),
+                    Some(s) => cs == Some(s),
+                }
+        })
+    })
+}
+
+fn observation_date(r: &Value) -> Option<String> {
+    ["effectiveDateTime", "effectiveInstant", "issued"]
+        .iter()
+        .find_map(|k| r.get(*k).and_then(Value::as_str))
+        .or_else(|| {
+            r.get("effectivePeriod")
+                .and_then(|p| p.get("start"))
+                .and_then(Value::as_str)
+        })
+        .map(str::to_owned)
+}
+
+/// A date parameter: a prefix and a (partial) date, compared at the parameter's precision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateParam {
+    prefix: &'static str,
+    value: String,
+}
+
+impl DateParam {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (prefix, value) = ["eq", "lt", "le", "gt", "ge"]
+            .into_iter()
+            .find_map(|p| s.strip_prefix(p).map(|v| (p, v)))
+            .unwrap_or(("eq", s));
+        let shape_ok = value.len() >= 4
+            && value.len() <= 35
+            && value.chars().take(4).all(|c| c.is_ascii_digit())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_digit() || "-T:.+Z".contains(c));
+        shape_ok.then(|| Self {
+            prefix,
+            value: value.to_owned(),
+        })
+    }
+
+    pub fn matches(&self, when: &str) -> bool {
+        let n = self.value.len().min(when.len());
+        let (Some(w), Some(v)) = (when.get(..n), self.value.get(..n)) else {
+            return false;
+        };
+        match self.prefix {
+            "lt" => w < v,
+            "le" => w <= v,
+            "gt" => w > v,
+            "ge" => w >= v,
+            _ => w == v,
+        }
+    }
+}
+
+/// `GET /fhir/Patient/{id}/$everything`: the patient and every record linked to it, as a
+/// searchset Bundle. Permissions: read of the patient in full (a redacted release is 403) and
+/// of its clinical records, by role, purpose, grant and scope.
+#[utoipa::path(get, path = "/fhir/Patient/{id}/$everything", tag = "fhir",
+    params(("id" = String, Path), ("X-Purpose-Of-Use" = Option<String>, Header)),
+    responses((status = 200, description = "A searchset Bundle", body = Resource, content_type = "application/fhir+json"), Errors),
+    security(("bearer" = [])))]
+pub async fn everything(
+    State(state): State<AppState>,
+    auth: FhirAuth,
+    Path(id): Path<String>,
+) -> Response {
+    let id = tri!(path_id(&id));
+    match state.vault.everything(&auth.ctx(), &id).await {
+        Ok(all) => {
+            let n = all.len();
+            searchset("Patient", all, Some(n), None)
+        }
+        Err(e) => outcome(&e),
+    }
+}
+
+/// `GET /fhir/AuditEvent?date=…&agent=…&patient=…&action=…`: the organization's audit trail
+/// as FHIR AuditEvent resources, oldest first (`_count`/`_offset` page). `agent` is the actor
+/// (`user:alice`, `client:…`, `cli:…`), `patient` a Patient id, `action` C/R/U/D/E or the
+/// vault's action name. Permissions: AUDITOR only; the read is itself audited.
+#[utoipa::path(get, path = "/fhir/AuditEvent", tag = "fhir",
+    params(("date" = Option<String>, Query), ("agent" = Option<String>, Query),
+        ("patient" = Option<String>, Query), ("action" = Option<String>, Query),
+        ("_count" = Option<u32>, Query), ("_offset" = Option<u32>, Query)),
+    responses((status = 200, description = "A searchset Bundle of AuditEvent", body = Resource, content_type = "application/fhir+json"), Errors),
+    security(("bearer" = [])))]
+pub async fn audit_events(
+    State(state): State<AppState>,
+    auth: FhirAuth,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let p = tri!(Params::parse(query.as_deref(), AUDIT_PARAMS));
+    let page = tri!(p.page());
+    let dates = match p
+        .all("date")
+        .iter()
+        .map(|d| DateParam::parse(d))
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(d) => d,
+        None => return invalid("date is [eq|lt|le|gt|ge]YYYY[-MM[-DD[Thh:mm:ss]]]"),
+    };
+    let patient = match tri!(p.one("patient")) {
+        None => None,
+        Some(x) => {
+            let x = x.strip_prefix("Patient/").unwrap_or(&x).to_owned();
+            match ResourceId::parse(&x) {
+                Ok(id) => Some(id),
+                Err(_) => return invalid("patient is not a valid id"),
+            }
+        }
+    };
+    let filter = AuditFilter {
+        actor: tri!(p.one("agent")),
+        patient,
+        ..Default::default()
+    };
+    let action = tri!(p.one("action"));
+    match state.vault.review_audit(&auth.ctx(), &filter).await {
+        Ok(events) => {
+            let mut out = Vec::new();
+            let mut matched = 0usize;
+            for ev in &events {
+                if !dates.iter().all(|d| d.matches(&ev.time)) {
+                    continue;
+                }
+                let r = to_fhir(ev);
+                if let Some(a) = &action
+                    && r.get("action").and_then(Value::as_str) != Some(a.as_str())
+                    && &ev.action != a
+                {
+                    continue;
+                }
+                if matched >= page.offset && out.len() < page.count {
+                    out.push(r);
+                }
+                matched += 1;
+            }
+            let more = matched > page.offset.saturating_add(page.count);
+            let entries: Vec<Value> = out
+                .into_iter()
+                .map(|r| json!({"resource": r, "search": {"mode": "match"}}))
+                .collect();
+            let mut b = json!({"resourceType": "Bundle", "type": "searchset", "total": matched});
+            if let Some(o) = b.as_object_mut() {
+                if !entries.is_empty() {
+                    o.insert("entry".into(), Value::Array(entries));
+                }
+                if more {
+                    o.insert(
+                        "link".into(),
+                        json!([{"relation": "next", "url": format!("AuditEvent?{}", p.next_query(page))}]),
+                    );
+                }
+            }
+            fhir(StatusCode::OK, b)
+        }
+        Err(e) => outcome(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_prefixes_compare_at_the_parameter_precision() {
+        let d = |s: &str| DateParam::parse(s).unwrap();
+        assert!(d("2020").matches("2020-05-01T10:00:00Z"));
+        assert!(d("ge2020-05").matches("2020-05-01"));
+        assert!(!d("gt2020-05").matches("2020-05-31"));
+        assert!(d("lt2021").matches("2020-12-31"));
+        assert!(d("le2020-05-01").matches("2020-05-01T23:59:59Z"));
+        assert!(DateParam::parse("ge20x").is_none());
+        assert!(DateParam::parse("2020-01-01' OR 1=1").is_none());
+    }
+
+    #[test]
+    fn code_tokens() {
+        let r = json!({"code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}});
+        assert!(code_matches(&r, "http://loinc.org|8867-4"));
+        assert!(code_matches(&r, "8867-4"));
+        assert!(code_matches(&r, "x,8867-4"));
+        assert!(!code_matches(&r, "|8867-4"));
+        assert!(!code_matches(&r, "http://snomed.info/sct|8867-4"));
+    }
+
+    #[test]
+    fn unknown_and_repeated_parameters_are_refused() {
+        assert!(Params::parse(Some("name=x"), PATIENT_PARAMS).is_err());
+        let p = Params::parse(Some("phone=1&phone=2"), PATIENT_PARAMS).unwrap();
+        assert!(p.one("phone").is_err());
+        let p = Params::parse(Some("phone=555%201234&_count=2"), PATIENT_PARAMS).unwrap();
+        assert_eq!(p.one("phone").unwrap().as_deref(), Some("555 1234"));
+        assert_eq!(
+            p.next_query(SearchPage {
+                offset: 0,
+                count: 2
+            }),
+            "phone=555+1234&_count=2&_offset=2"
+        );
+    }
+}

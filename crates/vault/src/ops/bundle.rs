@@ -1,0 +1,657 @@
+//! FHIR `POST /` Bundles: `transaction` (all or nothing; `urn:uuid:` references between
+//! entries resolved to the ids the server assigns) and `batch` (each entry on its own).
+//!
+//! A transaction is checked whole before anything is written: every entry parsed, every
+//! reference resolved, every write authorized and its version precondition read. It is then
+//! written in at most two store transactions — the identity store's, then the clinical
+//! store's — each all-or-nothing. If the clinical part fails after the identity part
+//! committed, the identity part is undone (new patients crypto-shredded, changed ones
+//! restored), and the audit trail records both. Only a crash between the two commits can
+//! leave the identity part in place; its audit event says exactly what was written.
+use crate::audit::AuditEvent;
+use crate::error::VaultError;
+use crate::policy::Action;
+use crate::records::{Base, Refs, Stored, fhir, store_kind};
+use crate::{Ctx, Vault};
+use phivault_core::{
+    Digest32, Expected, RecordKey, RecordWrite, ResourceId, ResourceType, StoreKind, Version,
+};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The most entries one Bundle may hold.
+pub const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleKind {
+    Transaction,
+    Batch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+/// The answer to one entry.
+#[derive(Debug)]
+pub struct EntryResponse {
+    pub method: Method,
+    pub rtype: Option<ResourceType>,
+    pub id: Option<ResourceId>,
+    pub version: Option<Version>,
+    /// The resource as stored (create/update) or as released (read).
+    pub stored: Option<Stored>,
+    /// Set for an entry of a batch that failed.
+    pub error: Option<VaultError>,
+}
+
+/// One parsed entry.
+struct Planned {
+    n: usize,
+    method: Method,
+    rtype: ResourceType,
+    id: Option<ResourceId>,
+    version: Option<Version>,
+    if_match: Option<Version>,
+    full_url: Option<String>,
+    resource: Option<Value>,
+}
+
+fn bad(n: usize, what: &str) -> VaultError {
+    VaultError::Invalid(format!("entry {n}: {what}"))
+}
+
+/// Parses `If-Match`-style versions: `W/"3"`, `"3"` or `3`.
+pub fn parse_etag(v: &str) -> Option<Version> {
+    v.trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<u64>()
+        .ok()
+        .map(Version)
+}
+
+/// `Type`, `Type/id` or `Type/id/_history/vid` (relative; a leading `/` and a query are
+/// refused — conditional operations are not supported).
+fn parse_url(
+    n: usize,
+    url: &str,
+) -> Result<(ResourceType, Option<ResourceId>, Option<Version>), VaultError> {
+    if url.contains('?') {
+        return Err(bad(n, "conditional requests are not supported"));
+    }
+    let parts: Vec<&str> = url.trim_start_matches('/').split('/').collect();
+    let rtype = parts
+        .first()
+        .and_then(|t| ResourceType::parse(t).ok())
+        .ok_or_else(|| bad(n, "request.url does not start with a known resource type"))?;
+    let id = match parts.get(1) {
+        None => None,
+        Some(i) => Some(ResourceId::parse(i).map_err(|_| bad(n, "request.url has an invalid id"))?),
+    };
+    let version = match (parts.get(2), parts.get(3), parts.len()) {
+        (None, None, _) => None,
+        (Some(&"_history"), Some(v), 4) => Some(
+            v.parse::<u64>()
+                .map(Version)
+                .map_err(|_| bad(n, "request.url has an invalid version"))?,
+        ),
+        _ => {
+            return Err(bad(
+                n,
+                "request.url is not Type, Type/id or Type/id/_history/vid",
+            ));
+        }
+    };
+    Ok((rtype, id, version))
+}
+
+fn parse_bundle(bundle: Value) -> Result<(BundleKind, Vec<Planned>), VaultError> {
+    let Value::Object(mut b) = bundle else {
+        return Err(VaultError::Invalid("expected a Bundle".into()));
+    };
+    if b.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(VaultError::Invalid("expected a Bundle".into()));
+    }
+    let kind = match b.get("type").and_then(Value::as_str) {
+        Some("transaction") => BundleKind::Transaction,
+        Some("batch") => BundleKind::Batch,
+        _ => {
+            return Err(VaultError::Invalid(
+                "Bundle.type must be transaction or batch".into(),
+            ));
+        }
+    };
+    let entries = match b.remove("entry") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(VaultError::Invalid("Bundle.entry is not an array".into())),
+    };
+    if entries.len() > MAX_ENTRIES {
+        return Err(VaultError::Invalid(format!(
+            "a Bundle holds at most {MAX_ENTRIES} entries"
+        )));
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        let n = i + 1;
+        let Value::Object(mut e) = e else {
+            return Err(bad(n, "not an object"));
+        };
+        let request = e.remove("request").ok_or_else(|| bad(n, "no request"))?;
+        let method = match request.get("method").and_then(Value::as_str) {
+            Some("GET") => Method::Get,
+            Some("POST") => Method::Post,
+            Some("PUT") => Method::Put,
+            Some("DELETE") => Method::Delete,
+            _ => return Err(bad(n, "request.method must be GET, POST, PUT or DELETE")),
+        };
+        let url = request
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(n, "no request.url"))?;
+        let (rtype, id, version) = parse_url(n, url)?;
+        let if_match = match request.get("ifMatch") {
+            None => None,
+            Some(Value::String(s)) => Some(
+                parse_etag(s).ok_or_else(|| bad(n, "request.ifMatch is not W/\"<version>\""))?,
+            ),
+            Some(_) => return Err(bad(n, "request.ifMatch is not a string")),
+        };
+        let full_url = match e.remove("fullUrl") {
+            None => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => return Err(bad(n, "fullUrl is not a string")),
+        };
+        let resource = e.remove("resource");
+        match method {
+            Method::Post if id.is_some() => return Err(bad(n, "POST goes to Type, not Type/id")),
+            Method::Put | Method::Delete | Method::Get if id.is_none() => {
+                return Err(bad(n, "request.url must be Type/id"));
+            }
+            Method::Put | Method::Post | Method::Delete if version.is_some() => {
+                return Err(bad(n, "only GET may name a version"));
+            }
+            _ => {}
+        }
+        match (&method, &resource) {
+            (Method::Post | Method::Put, None) => return Err(bad(n, "no resource")),
+            (Method::Post | Method::Put, Some(r)) => {
+                let t = fhir::resource_type(r).map_err(|e| bad(n, &e.client_message()))?;
+                if t != rtype {
+                    return Err(bad(n, "resourceType does not match request.url"));
+                }
+            }
+            _ => {}
+        }
+        out.push(Planned {
+            n,
+            method,
+            rtype,
+            id,
+            version,
+            if_match,
+            full_url,
+            resource,
+        });
+    }
+    Ok((kind, out))
+}
+
+/// Rewrites every `reference` equal to a key of `map` (a fullUrl) to its value.
+fn rewrite_refs(v: &mut Value, map: &HashMap<String, String>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::String(r)) = o.get_mut("reference")
+                && let Some(to) = map.get(r.as_str())
+            {
+                *r = to.clone();
+            }
+            for (k, child) in o.iter_mut() {
+                if k != "reference" {
+                    rewrite_refs(child, map, depth + 1);
+                }
+            }
+        }
+        Value::Array(a) => {
+            for child in a {
+                rewrite_refs(child, map, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A write of a transaction, ready to go.
+struct Ready {
+    n: usize,
+    method: Method,
+    id: ResourceId,
+    write: RecordWrite,
+    resource: Option<Value>,
+    patient: Option<Digest32>,
+    /// The head before this write (for undoing it).
+    before: Option<Version>,
+}
+
+impl Vault {
+    /// Processes a `transaction` or `batch` Bundle. A transaction returns an error (and
+    /// writes nothing) if any entry fails; a batch answers each entry.
+    pub async fn bundle(
+        &self,
+        ctx: &Ctx,
+        bundle: Value,
+    ) -> Result<(BundleKind, Vec<EntryResponse>), VaultError> {
+        let event = self.event(ctx, "transaction");
+        let (kind, planned) = match parse_bundle(bundle) {
+            Ok(p) => p,
+            Err(e) => return self.audit_failure(event, e).await,
+        };
+        match kind {
+            BundleKind::Batch => Ok((kind, self.batch(ctx, planned).await)),
+            BundleKind::Transaction => {
+                let out = self.transaction(ctx, planned).await?;
+                Ok((kind, out))
+            }
+        }
+    }
+
+    async fn batch(&self, ctx: &Ctx, planned: Vec<Planned>) -> Vec<EntryResponse> {
+        let mut out = Vec::with_capacity(planned.len());
+        for p in planned {
+            let mut resp = EntryResponse {
+                method: p.method,
+                rtype: Some(p.rtype),
+                id: p.id.clone(),
+                version: None,
+                stored: None,
+                error: None,
+            };
+            let result: Result<Option<Stored>, VaultError> = match (p.method, p.id, p.resource) {
+                (Method::Post, _, Some(r)) => self.create(ctx, r).await.map(Some),
+                (Method::Put, Some(id), Some(r)) => {
+                    self.update(ctx, &id, r, p.if_match).await.map(Some)
+                }
+                (Method::Delete, Some(id), _) => {
+                    self.delete(ctx, p.rtype, &id, p.if_match).await.map(|v| {
+                        resp.version = Some(v);
+                        None
+                    })
+                }
+                (Method::Get, Some(id), _) => match p.version {
+                    Some(v) => self.vread(ctx, p.rtype, &id, v).await.map(Some),
+                    None => self.read(ctx, p.rtype, &id).await.map(Some),
+                },
+                _ => Err(bad(p.n, "incomplete entry")),
+            };
+            match result {
+                Ok(s) => {
+                    if let Some(s) = &s {
+                        resp.id = Some(s.id.clone());
+                        resp.version = Some(s.version);
+                    }
+                    resp.stored = s;
+                }
+                Err(e) => resp.error = Some(e),
+            }
+            out.push(resp);
+        }
+        out
+    }
+
+    async fn transaction(
+        &self,
+        ctx: &Ctx,
+        planned: Vec<Planned>,
+    ) -> Result<Vec<EntryResponse>, VaultError> {
+        let event = self.event(ctx, "transaction");
+        let ready = match self.plan_transaction(ctx, planned).await {
+            Ok(r) => r,
+            Err(e) => return self.audit_failure(event, e).await,
+        };
+        // Authorize every write before anything is written; a refusal refuses the lot.
+        let mut break_glass = false;
+        for r in &ready {
+            let verb = match r.method {
+                Method::Post => Action::Create,
+                Method::Delete => Action::Delete,
+                _ => Action::Update,
+            };
+            let mut ev = self
+                .write_event(ctx, "transaction", &r.write)
+                .patient(r.patient);
+            ev.count = Some(ready.len() as u64);
+            let allowed = self
+                .authorize(ctx, verb, r.write.record.rtype.as_str(), r.patient, &ev)
+                .await?;
+            break_glass |= allowed.break_glass;
+        }
+        let (identity, clinical): (Vec<Ready>, Vec<Ready>) = ready
+            .into_iter()
+            .partition(|r| store_kind(r.write.record.rtype) == StoreKind::Identity);
+        let mut event = event;
+        event.break_glass = break_glass;
+        let identity = self
+            .commit_part(ctx, StoreKind::Identity, identity, &event)
+            .await?;
+        let clinical = match self
+            .commit_part(ctx, StoreKind::Clinical, clinical, &event)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                self.undo_identity(ctx, &identity).await?;
+                return Err(e);
+            }
+        };
+        let mut all: Vec<Ready> = identity.into_iter().chain(clinical).collect();
+        all.sort_by_key(|r| r.n);
+        Ok(all
+            .into_iter()
+            .map(|r| {
+                let rec = &r.write.record;
+                let stored = r.resource.map(|mut resource| {
+                    fhir::set_server_meta(&mut resource, rec.version.0, rec.updated_at);
+                    Stored {
+                        rtype: rec.rtype,
+                        id: r.id.clone(),
+                        version: rec.version,
+                        resource,
+                        patient: r.patient,
+                    }
+                });
+                EntryResponse {
+                    method: r.method,
+                    rtype: Some(rec.rtype),
+                    id: Some(r.id),
+                    version: Some(rec.version),
+                    stored,
+                    error: None,
+                }
+            })
+            .collect())
+    }
+
+    /// Resolves ids and references and prepares every write of a transaction.
+    async fn plan_transaction(
+        &self,
+        ctx: &Ctx,
+        mut planned: Vec<Planned>,
+    ) -> Result<Vec<Ready>, VaultError> {
+        let mut urls: HashMap<String, String> = HashMap::new();
+        let mut refs = Refs::default();
+        let mut seen: HashSet<(ResourceType, ResourceId)> = HashSet::new();
+        for p in &mut planned {
+            if p.method == Method::Get {
+                return Err(bad(
+                    p.n,
+                    "a transaction only writes (POST, PUT, DELETE); read in a batch",
+                ));
+            }
+            if p.method == Method::Post {
+                let id = ResourceId::parse(&phivault_crypto::random_uuid()?)
+                    .map_err(|_| VaultError::Invalid("id".into()))?;
+                p.id = Some(id);
+            }
+            let Some(id) = p.id.clone() else {
+                return Err(bad(p.n, "no id"));
+            };
+            if !seen.insert((p.rtype, id.clone())) {
+                return Err(bad(
+                    p.n,
+                    "the same resource appears twice in the transaction",
+                ));
+            }
+            if let Some(u) = &p.full_url
+                && urls
+                    .insert(u.clone(), format!("{}/{}", p.rtype, id))
+                    .is_some()
+            {
+                return Err(bad(p.n, "duplicate fullUrl"));
+            }
+            if p.rtype.is_patient() && p.method != Method::Delete {
+                refs.known_patients.insert(id);
+            }
+        }
+        let deleted_patients: HashSet<ResourceId> = planned
+            .iter()
+            .filter(|p| p.rtype.is_patient() && p.method == Method::Delete)
+            .filter_map(|p| p.id.clone())
+            .collect();
+        let mut out = Vec::with_capacity(planned.len());
+        for p in planned {
+            let Some(id) = p.id else { continue };
+            let key = self.row_key(ctx, p.rtype, &id);
+            let store = self.store(store_kind(p.rtype));
+            let head = store.head(&ctx.org, &key).await?;
+            let before = head.as_ref().map(|h| h.version);
+            let (write, resource) = match p.method {
+                Method::Delete => {
+                    let head = match head {
+                        Some(h) if !h.deleted => h,
+                        Some(_) => return Err(bad(p.n, "already deleted")),
+                        None => return Err(bad(p.n, "not found")),
+                    };
+                    if p.if_match.is_some_and(|v| v != head.version) {
+                        return Err(VaultError::Conflict {
+                            current: Some(head.version),
+                        });
+                    }
+                    (self.tombstone(&head), None)
+                }
+                _ => {
+                    let mut resource = p.resource.unwrap_or(Value::Null);
+                    if p.method == Method::Post
+                        && let Some(o) = resource.as_object_mut()
+                    {
+                        o.remove("id");
+                    }
+                    rewrite_refs(&mut resource, &urls, 0);
+                    let base = match (p.method, p.if_match, before) {
+                        (Method::Post, _, _) => Base::New,
+                        (_, Some(v), _) => Base::Exactly(v),
+                        (_, None, Some(v)) => Base::Exactly(v),
+                        (_, None, None) => Base::New,
+                    };
+                    if let (Base::Exactly(want), Some(cur)) = (base, before)
+                        && want != cur
+                    {
+                        return Err(VaultError::Conflict { current: Some(cur) });
+                    }
+                    let (w, r) = self
+                        .prepare(ctx, resource, &id, base, &refs)
+                        .await
+                        .map_err(|e| match e {
+                            VaultError::Invalid(m) => bad(p.n, &m),
+                            VaultError::Unprocessable(m) => {
+                                VaultError::Unprocessable(format!("entry {}: {m}", p.n))
+                            }
+                            other => other,
+                        })?;
+                    (w, Some(r))
+                }
+            };
+            let patient = if p.rtype.is_patient() {
+                Some(self.keyring.pseudonym(&ctx.org, &id))
+            } else {
+                write.record.link
+            };
+            if let Some(link) = write.record.link
+                && p.method != Method::Delete
+                && deleted_patients
+                    .iter()
+                    .any(|d| self.keyring.pseudonym(&ctx.org, d) == link)
+            {
+                return Err(bad(p.n, "refers to a patient this transaction deletes"));
+            }
+            out.push(Ready {
+                n: p.n,
+                method: p.method,
+                id,
+                write,
+                resource,
+                patient,
+                before,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes one store's part of a transaction, all or nothing, with its audit event.
+    async fn commit_part(
+        &self,
+        ctx: &Ctx,
+        kind: StoreKind,
+        part: Vec<Ready>,
+        base_event: &AuditEvent,
+    ) -> Result<Vec<Ready>, VaultError> {
+        if part.is_empty() {
+            return Ok(part);
+        }
+        let mut event = base_event.clone();
+        event.count = Some(part.len() as u64);
+        for r in &part {
+            event.entities.push(r.write.record.id.as_str().to_owned());
+            event = event.patient(r.patient);
+        }
+        let writes: Vec<RecordWrite> = part.iter().map(|r| r.write.clone()).collect();
+        let ran = Arc::new(AtomicBool::new(false));
+        let hook = self.audit_hook(event.clone(), ran.clone(), |e, _| e);
+        match self.store(kind).write_all(&ctx.org, writes, hook).await {
+            Ok(Ok(())) => Ok(part),
+            Ok(Err(conflicts)) => {
+                let current = conflicts.first().and_then(|(_, c)| *c);
+                self.audit_failure(event, VaultError::Conflict { current })
+                    .await
+            }
+            Err(e) if ran.load(Ordering::SeqCst) => Err(VaultError::Audit(e.to_string())),
+            Err(e) => self.audit_failure(event, VaultError::Store(e)).await,
+        }
+    }
+
+    /// Undoes a committed identity part after the clinical part failed: patients it created
+    /// are crypto-shredded, patients it changed or deleted get their previous content back
+    /// as a new version. Audited as `transaction-undo`.
+    async fn undo_identity(&self, ctx: &Ctx, done: &[Ready]) -> Result<(), VaultError> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut event = self.event(ctx, "transaction-undo");
+        event.count = Some(done.len() as u64);
+        for r in done {
+            event.entities.push(r.write.record.id.as_str().to_owned());
+            event = event.patient(r.patient);
+        }
+        self.audit(event.clone()).await?;
+        let result = async {
+            let created: Vec<RecordKey> = done
+                .iter()
+                .filter(|r| r.write.expected == Expected::Absent)
+                .map(|r| RecordKey {
+                    rtype: r.write.record.rtype,
+                    id: r.write.record.id.clone(),
+                })
+                .collect();
+            if !created.is_empty() {
+                self.identity.erase(&ctx.org, &created).await?;
+            }
+            for r in done.iter().filter(|r| r.write.expected != Expected::Absent) {
+                let Some(before) = r.before else { continue };
+                let key = RecordKey {
+                    rtype: r.write.record.rtype,
+                    id: r.write.record.id.clone(),
+                };
+                let Some(old) = self.identity.version(&ctx.org, &key, before).await? else {
+                    continue;
+                };
+                let write = if old.deleted {
+                    self.tombstone(&r.write.record)
+                } else {
+                    let s = self.unseal(ctx, &old)?;
+                    let mut resource = s.resource;
+                    fhir::strip_server_meta(&mut resource);
+                    self.prepare(
+                        ctx,
+                        resource,
+                        &r.id,
+                        Base::Exactly(r.write.record.version),
+                        &Refs::default(),
+                    )
+                    .await?
+                    .0
+                };
+                let ev = self
+                    .write_event(ctx, "transaction-undo", &write)
+                    .patient(r.patient);
+                self.write_audited(ctx, write, ev).await?;
+            }
+            Ok::<_, VaultError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => self.audit_failure(event, e).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn urls_and_etags_parse_strictly() {
+        assert_eq!(parse_etag("W/\"3\""), Some(Version(3)));
+        assert_eq!(parse_etag("x"), None);
+        assert!(parse_url(1, "Patient").is_ok());
+        assert!(parse_url(1, "Patient/abc/_history/2").is_ok());
+        assert!(parse_url(1, "Patient?identifier=x").is_err());
+        assert!(parse_url(1, "Nope/abc").is_err());
+        assert!(parse_url(1, "Patient/../x").is_err());
+        assert!(parse_url(1, "Patient/abc/_history").is_err());
+    }
+
+    #[test]
+    fn references_to_entries_are_rewritten() {
+        let mut r =
+            json!({"subject": {"reference": "urn:uuid:1"}, "x": [{"reference": "urn:uuid:2"}]});
+        let map = HashMap::from([("urn:uuid:1".to_owned(), "Patient/a".to_owned())]);
+        rewrite_refs(&mut r, &map, 0);
+        assert_eq!(r["subject"]["reference"], "Patient/a");
+        assert_eq!(r["x"][0]["reference"], "urn:uuid:2");
+    }
+
+    #[test]
+    fn a_bundle_must_say_what_it_is() {
+        for (b, want) in [
+            (
+                json!({"resourceType": "Bundle", "type": "collection"}),
+                "transaction or batch",
+            ),
+            (json!({"resourceType": "Patient"}), "expected a Bundle"),
+            (
+                json!({"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "PATCH", "url": "Patient/a"}}]}),
+                "entry 1",
+            ),
+            (
+                json!({"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Observation"}}]}),
+                "does not match",
+            ),
+        ] {
+            let Err(VaultError::Invalid(m)) = parse_bundle(b) else {
+                panic!("accepted")
+            };
+            assert!(m.contains(want), "{m}");
+        }
+    }
+}
