@@ -20,6 +20,7 @@ fn always(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<Heade
 /// Wraps a router with the headers and the body limit.
 pub fn secure<S: Clone + Send + Sync + 'static>(app: Router<S>) -> Router<S> {
     app.layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(too_large_in_kind))
         .layer(always(header::STRICT_TRANSPORT_SECURITY, HSTS))
         .layer(always(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(always(header::CACHE_CONTROL, "no-store"))
@@ -31,6 +32,35 @@ pub fn secure<S: Clone + Send + Sync + 'static>(app: Router<S>) -> Router<S> {
             HeaderName::from_static("cross-origin-resource-policy"),
             "same-origin",
         ))
+}
+
+/// The body limit's bare 413 becomes an OperationOutcome under `/fhir`, a JSON error
+/// elsewhere.
+async fn too_large_in_kind(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let fhir = req.uri().path().starts_with("/fhir");
+    let res = next.run(req).await;
+    let typed = res.headers().contains_key(header::CONTENT_TYPE)
+        && res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().ends_with(b"json"));
+    if res.status() != StatusCode::PAYLOAD_TOO_LARGE || typed {
+        return res;
+    }
+    if fhir {
+        crate::fhir::too_large()
+    } else {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            axum::Json(serde_json::json!({"error": "the body is too large"})),
+        )
+            .into_response()
+    }
 }
 
 #[cfg(test)]

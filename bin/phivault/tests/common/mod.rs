@@ -7,6 +7,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod live;
+
 use phivault::datadir::{self, Opened};
 use phivault_core::SystemClock;
 use phivault_crypto::Passphrase;

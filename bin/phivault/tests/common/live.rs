@@ -1,0 +1,301 @@
+//! A real `phivault serve` on 127.0.0.1:0 over a fresh data dir, driven with curl over HTTPS
+//! (the server's own development certificate as the trust anchor).
+use super::PASS;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub struct Live {
+    _tmp: tempfile::TempDir,
+    pub data: PathBuf,
+    pub port: u16,
+    pub ca: String,
+    child: Child,
+}
+
+/// An HTTP answer: status, response headers (lowercased names), JSON body (Null if none).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: String,
+    pub body: Value,
+    /// What curl said on stderr (transport errors).
+    pub error: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+
+    /// The OperationOutcome's diagnostics (panics if the body is not one).
+    pub fn outcome(&self) -> String {
+        assert_eq!(
+            self.body["resourceType"], "OperationOutcome",
+            "status {}: {}",
+            self.status, self.body
+        );
+        self.body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+pub fn cli(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_phivault"))
+        .args(args)
+        .env("PHIVAULT_PASSPHRASE", PASS)
+        .env("PHIVAULT_DATA_DIR", data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+impl Live {
+    /// Initializes a data dir, lets `setup` prepare it (imports, clients), then serves it.
+    pub fn start(setup: impl FnOnce(&Path)) -> Live {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let out = cli(&data, &["init"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        setup(&data);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phivault"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("PHIVAULT_PASSPHRASE", PASS)
+            .env("PHIVAULT_DATA_DIR", &data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let first = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap();
+        let port: u16 = first.rsplit(':').next().unwrap().parse().unwrap();
+        let ca = data.join("tls/cert.pem").display().to_string();
+        Live {
+            _tmp: tmp,
+            data,
+            port,
+            ca,
+            child,
+        }
+    }
+
+    /// Registers a service client; returns `id:secret` for HTTP Basic.
+    pub fn client(data: &Path, name: &str, role: &str, scopes: &str, purposes: &str) -> String {
+        let out = cli(
+            data,
+            &[
+                "client",
+                "add",
+                "--name",
+                name,
+                "--role",
+                role,
+                "--scopes",
+                scopes,
+                "--purposes",
+                purposes,
+                "--json",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c: Value = serde_json::from_slice(&out.stdout).unwrap();
+        format!(
+            "{}:{}",
+            c["client_id"].as_str().unwrap(),
+            c["client_secret"].as_str().unwrap()
+        )
+    }
+
+    /// A bearer token for client credentials `id:secret`.
+    pub fn token(&self, basic: &str) -> String {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-S",
+                "--max-time",
+                "20",
+                "--cacert",
+                &self.ca,
+                "-u",
+                basic,
+            ])
+            .args(["-d", "grant_type=client_credentials"])
+            .arg(format!("https://localhost:{}/oauth/token", self.port))
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// One request. `body` is (content type, bytes).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        purpose: Option<&str>,
+        body: Option<(&str, &[u8])>,
+        headers: &[&str],
+    ) -> Resp {
+        let dir = tempfile::tempdir().unwrap();
+        let head = dir.path().join("h");
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-s",
+            "-S",
+            "--max-time",
+            "60",
+            "-X",
+            method,
+            "--cacert",
+            &self.ca,
+        ])
+        .args(["-D", head.to_str().unwrap(), "-w", "\n%{http_code}"]);
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("authorization: Bearer {t}")]);
+        }
+        if let Some(p) = purpose {
+            cmd.args(["-H", &format!("x-purpose-of-use: {p}")]);
+        }
+        for h in headers {
+            if *h == "x-http1: 1" {
+                cmd.arg("--http1.1");
+                continue;
+            }
+            cmd.args(["-H", h]);
+        }
+        if let Some((ct, bytes)) = body {
+            let f = dir.path().join("body");
+            std::fs::write(&f, bytes).unwrap();
+            cmd.args(["-H", &format!("content-type: {ct}")])
+                .args(["--data-binary", &format!("@{}", f.display())]);
+        }
+        cmd.arg(format!("https://localhost:{}{path}", self.port));
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        Resp {
+            status: code.trim().parse().unwrap_or(0),
+            headers: std::fs::read_to_string(&head).unwrap_or_default(),
+            body: serde_json::from_str(body).unwrap_or(Value::Null),
+            error: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A request over HTTP/1.1 (with `Expect: 100-continue`, so an early 413 arrives before
+    /// the body is sent; over HTTP/2 the server answers 413 and resets the stream, which
+    /// curl reports as a stream error).
+    pub fn call_http1(&self, method: &str, path: &str, token: &str, body: (&str, &[u8])) -> Resp {
+        self.call(
+            method,
+            path,
+            Some(token),
+            Some("TREAT"),
+            Some(body),
+            &["x-http1: 1"],
+        )
+    }
+
+    /// A FHIR request with a JSON body.
+    pub fn fhir(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        purpose: &str,
+        body: Option<&Value>,
+    ) -> Resp {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        self.call(
+            method,
+            path,
+            Some(token),
+            Some(purpose),
+            bytes.as_deref().map(|b| ("application/fhir+json", b)),
+            &[],
+        )
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Python that has `fhir.resources`, or `None` outside CI when there is none (in CI its
+/// absence is a failure).
+pub fn fhir_validator() -> Option<String> {
+    let python = std::env::var("PHIVAULT_TEST_PYTHON").unwrap_or_else(|_| {
+        let venv = super::repo_root().join(".venv/bin/python");
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    });
+    let ok = Command::new(&python)
+        .args(["-c", "import fhir.resources.R4B"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install fhir.resources (see .ci/run)"
+        );
+        eprintln!("skipped validation: no Python with fhir.resources; .ci/run installs it");
+        return None;
+    }
+    Some(python)
+}
+
+/// Validates resources with `fhir.resources` (R4): panics with its report if any is invalid.
+pub fn validate_resources(resources: &[Value]) {
+    let Some(python) = fhir_validator() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bundle.json");
+    let entries: Vec<Value> = resources
+        .iter()
+        .map(|r| serde_json::json!({"resource": r}))
+        .collect();
+    let bundle =
+        serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": entries});
+    std::fs::write(&f, bundle.to_string()).unwrap();
+    let v = Command::new(&python)
+        .arg(super::repo_root().join("bin/phivault/tests/support/validate_fhir.py"))
+        .arg(&f)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success()
+            && text.contains(&format!(
+                "validated {} resources, 0 invalid",
+                resources.len()
+            )),
+        "{text}{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
