@@ -35,7 +35,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     let (documented, doc) = documented_routes().split_for_parts();
-    let doc = std::sync::Arc::new(doc.to_pretty_json().unwrap_or_default());
+    let doc =
+        std::sync::Arc::new(refine(serde_json::to_value(&doc).unwrap_or_default()).to_string());
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
@@ -96,9 +97,48 @@ fn documented_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(rate_limited(auth::routes().merge(oauth::routes())))
 }
 
-/// The OpenAPI 3 document (as served at `/openapi.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented_routes().into_openapi()
+/// The OpenAPI 3 document as served at `/openapi.json`.
+pub fn openapi() -> serde_json::Value {
+    refine(serde_json::to_value(documented_routes().into_openapi()).unwrap_or_default())
+}
+
+/// Tightens the generated path parameters from the same tables the handlers use: `rtype` is
+/// one of the stored FHIR R4 types, `id` a FHIR id, `vid` a version number.
+fn refine(mut doc: serde_json::Value) -> serde_json::Value {
+    let types: Vec<&str> = phivault_core::resource_types::R4_RESOURCE_TYPES
+        .iter()
+        .copied()
+        .filter(|t| phivault_core::ResourceType::parse(t).is_ok() && *t != "AuditEvent")
+        .collect();
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return doc;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for op in item.values_mut() {
+            let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) else {
+                continue;
+            };
+            for p in params {
+                let schema = match p.get("name").and_then(|n| n.as_str()) {
+                    Some("rtype") => json!({"type": "string", "enum": types}),
+                    Some("id") => json!({"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"}),
+                    Some("vid") => json!({"type": "integer", "minimum": 1}),
+                    Some("date") => json!({"type": "string", "pattern":
+                        "^(eq|lt|le|gt|ge)?[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2})?(Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?$"}),
+                    Some("patient") | Some("subject") => {
+                        json!({"type": "string", "pattern": "^(Patient/)?[A-Za-z0-9.-]{1,64}$"})
+                    }
+                    Some("_count") | Some("_offset") => json!({"type": "integer", "minimum": 0}),
+                    _ => continue,
+                };
+                p["schema"] = schema;
+            }
+        }
+    }
+    doc
 }
 
 /// `GET /metrics`: Prometheus text. Permissions: SUPER_ADMIN or AUDITOR (a person, or a

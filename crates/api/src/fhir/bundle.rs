@@ -9,6 +9,36 @@ use axum::response::Response;
 use phivault_vault::{BundleKind, EntryResponse, Method};
 use serde_json::{Value, json};
 
+/// A transaction or batch Bundle.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct BundleInput {
+    #[schema(rename = "resourceType", pattern = "^Bundle$")]
+    resource_type: String,
+    #[schema(rename = "type", pattern = "^(transaction|batch)$")]
+    kind: String,
+    entry: Option<Vec<BundleEntry>>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct BundleEntry {
+    #[schema(rename = "fullUrl")]
+    full_url: Option<String>,
+    resource: Option<Resource>,
+    request: BundleRequest,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct BundleRequest {
+    #[schema(pattern = "^(GET|POST|PUT|DELETE)$")]
+    method: String,
+    url: String,
+    #[schema(rename = "ifMatch")]
+    if_match: Option<String>,
+}
+
 fn status_line(s: StatusCode) -> String {
     format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or(""))
 }
@@ -48,7 +78,7 @@ fn entry_json(e: EntryResponse) -> Value {
 /// refusal refuses the lot.
 #[utoipa::path(post, path = "/fhir", tag = "fhir",
     params(("X-Purpose-Of-Use" = Option<String>, Header)),
-    request_body(content = Resource, content_type = "application/fhir+json"),
+    request_body(content = BundleInput, content_type = "application/fhir+json"),
     responses((status = 200, description = "A transaction-response or batch-response Bundle", body = Resource, content_type = "application/fhir+json"), Errors, WriteErrors),
     security(("bearer" = [])))]
 pub async fn bundle(

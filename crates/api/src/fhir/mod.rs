@@ -51,7 +51,7 @@ pub const SEARCHABLE: [&str; 6] = [
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct Resource {
-    #[schema(rename = "resourceType")]
+    #[schema(rename = "resourceType", pattern = "^[A-Z][A-Za-z]{1,63}$")]
     resource_type: String,
 }
 

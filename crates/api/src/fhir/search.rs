@@ -45,7 +45,10 @@ impl Params {
         )
     }
 
+    /// Parameters without a value are ignored, as FHIR search says.
     fn from_pairs(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, Box<Response>> {
+        let pairs: Vec<(String, String)> =
+            pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
         for (k, _) in &pairs {
             if !allowed.contains(&k.as_str()) {
                 let shown: String = k.chars().take(40).collect();
@@ -150,6 +153,23 @@ fn searchset(
     fhir(StatusCode::OK, b)
 }
 
+/// The criteria of `POST …/_search` (those of the type searched).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SearchForm {
+    _id: Option<String>,
+    identifier: Option<String>,
+    family: Option<String>,
+    birthdate: Option<String>,
+    phone: Option<String>,
+    patient: Option<String>,
+    subject: Option<String>,
+    code: Option<String>,
+    date: Option<String>,
+    _count: Option<u32>,
+    _offset: Option<u32>,
+}
+
 /// `GET /fhir/{type}?…`: Patient by `identifier` (`system|value`), `family` + `birthdate`,
 /// `phone` or `_id`; the clinical types by `patient`/`subject` (+ `code`; `date` with
 /// `eq|lt|le|gt|ge` prefixes for Observation). `_count` (≤ 500) and `_offset` page.
@@ -177,7 +197,7 @@ pub async fn search(
 /// same search, with no identifier or name in any URL. Permissions: as search.
 #[utoipa::path(post, path = "/fhir/{rtype}/_search", tag = "fhir",
     params(("rtype" = String, Path), ("X-Purpose-Of-Use" = Option<String>, Header)),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = SearchForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "A searchset Bundle", body = Resource, content_type = "application/fhir+json"), Errors,
         (status = 415, body = super::OperationOutcome, content_type = "application/fhir+json")),
     security(("bearer" = [])))]
