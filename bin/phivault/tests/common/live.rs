@@ -299,3 +299,87 @@ pub fn validate_resources(resources: &[Value]) {
         String::from_utf8_lossy(&v.stderr)
     );
 }
+
+/// Adds a user; returns its one-time password.
+pub fn add_user(data: &Path, username: &str, role: &str) -> String {
+    let out = cli(
+        data,
+        &[
+            "user",
+            "add",
+            "--username",
+            username,
+            "--role",
+            role,
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["one_time_password"].as_str().unwrap().to_owned()
+}
+
+impl Live {
+    /// A person's whole sign-in over HTTPS from loopback address `from` (its own address, so
+    /// the per-address rate limit does not interfere): the one-time password, a new password,
+    /// TOTP enrollment, a code. Returns the session token.
+    pub fn sign_in(&self, username: &str, one_time_password: &str, from: &str) -> String {
+        let post = |path: &str, body: Value| -> Value {
+            let out = Command::new("curl")
+                .args([
+                    "-s",
+                    "-S",
+                    "--max-time",
+                    "30",
+                    "--interface",
+                    from,
+                    "--cacert",
+                    &self.ca,
+                ])
+                .args([
+                    "-H",
+                    "content-type: application/json",
+                    "-d",
+                    &body.to_string(),
+                ])
+                .arg(format!("https://localhost:{}{path}", self.port))
+                .output()
+                .unwrap();
+            serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|_| panic!("{path}: {}", String::from_utf8_lossy(&out.stdout)))
+        };
+        let r = post(
+            "/auth/login",
+            serde_json::json!({"username": username, "password": one_time_password}),
+        );
+        let challenge = r["challenge"].as_str().unwrap().to_owned();
+        let r = post(
+            "/auth/password",
+            serde_json::json!({"challenge": challenge,
+            "new_password": "walks the amber glacier 2041 at dawn"}),
+        );
+        assert_eq!(r["next"], "enroll_mfa", "{r}");
+        let r = post(
+            "/auth/mfa/enroll",
+            serde_json::json!({"challenge": challenge}),
+        );
+        let seed = phivault_crypto::totp::seed_from_base32(r["secret"].as_str().unwrap()).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let code = phivault_crypto::totp::code_at(&seed, now).unwrap();
+        let r = post(
+            "/auth/mfa",
+            serde_json::json!({"challenge": challenge, "code": code}),
+        );
+        r["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {r}"))
+            .to_owned()
+    }
+}
