@@ -368,10 +368,8 @@ impl Live {
             serde_json::json!({"challenge": challenge}),
         );
         let seed = phivault_crypto::totp::seed_from_base32(r["secret"].as_str().unwrap()).unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now =
+            u64::try_from(phivault_core::Clock::now_secs(&phivault_core::SystemClock)).unwrap();
         let code = phivault_crypto::totp::code_at(&seed, now).unwrap();
         let r = post(
             "/auth/mfa",
