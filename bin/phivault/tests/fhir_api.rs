@@ -228,6 +228,8 @@ fn versions_history_conflicts_and_errors_are_operation_outcomes_that_change_noth
         (live.fhir("POST", "/fhir/Patient", &t, "TREAT", Some(&json!({"resourceType": "Patient", "name": []}))), 400, "empty array"),
         (live.fhir("PUT", &url, &t, "TREAT", Some(&json!({"resourceType": "Patient", "id": "other-id"}))), 400, "id mismatch"),
         (live.fhir("GET", "/fhir/Nope/1", &t, "TREAT", None), 404, "unknown type"),
+        (live.fhir("POST", "/fhir/Nope", &t, "TREAT", Some(&json!({"resourceType": "Nope"}))), 400, "unknown resource"),
+        (live.fhir("POST", "/fhir/Bundle", &t, "TREAT", Some(&json!({"resourceType": "Bundle", "type": "collection"}))), 400, "a Bundle is not stored"),
         (live.fhir("GET", "/fhir/Patient/not-there", &t, "TREAT", None), 404, "unknown id"),
         (live.fhir("GET", "/fhir/Patient/..%2F..%2Fetc", &t, "TREAT", None), 404, "traversal"),
         (live.call("GET", &url, None, Some("TREAT"), None, &[]), 401, "no token"),
@@ -250,7 +252,7 @@ fn versions_history_conflicts_and_errors_are_operation_outcomes_that_change_noth
         );
         returned.push(r.body.clone());
     }
-    assert_eq!(cases[11].0.header("www-authenticate").unwrap(), "Bearer");
+    assert_eq!(cases[13].0.header("www-authenticate").unwrap(), "Bearer");
     let h = live.fhir("GET", &format!("{url}/_history"), &t, "TREAT", None);
     assert_eq!(h.body["total"], 2, "an error changed the patient");
     assert_eq!(count_by_mrn(&live, &t, "V-1"), 1);

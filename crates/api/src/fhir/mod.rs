@@ -182,6 +182,12 @@ fn invalid(msg: &str) -> Response {
     outcome(&VaultError::Invalid(msg.into()))
 }
 
+/// The resource type of a path a resource is written to, or 400 (an unknown resource is
+/// refused as invalid input, nothing stored).
+fn write_type(name: &str) -> Result<ResourceType, Box<Response>> {
+    ResourceType::parse(name).map_err(|_| Box::new(invalid("unknown resource type")))
+}
+
 /// The resource type of a path, or 404.
 fn path_type(name: &str) -> Result<ResourceType, Box<Response>> {
     ResourceType::parse(name).map_err(|_| {
@@ -487,7 +493,7 @@ async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let rtype = tri!(path_type(&rtype));
+    let rtype = tri!(write_type(&rtype));
     let resource = tri!(json_body(&headers, body));
     tri!(expect_type(&resource, rtype));
     match state.vault.create(&auth.ctx(), resource).await {
@@ -512,7 +518,7 @@ async fn update(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let rtype = tri!(path_type(&rtype));
+    let rtype = tri!(write_type(&rtype));
     let Ok(id) = ResourceId::parse(&id) else {
         return invalid("invalid id");
     };
