@@ -30,7 +30,7 @@ export PHIVAULT_PASSPHRASE='fhir benchmark passphrase' PHIVAULT_DATA_DIR="$work/
 creds=$("$bin" client add --name bench --role INTEGRATION_MANAGER --scopes 'system/Patient.cruds' --json)
 id=$(echo "$creds" | sed -n 's/.*"client_id":"\([^"]*\)".*/\1/p')
 secret=$(echo "$creds" | sed -n 's/.*"client_secret":"\([^"]*\)".*/\1/p')
-"$bin" serve --listen 127.0.0.1:0 > serve.out 2> /dev/null &
+"$bin" serve --listen 127.0.0.1:0 --mllp-listen 127.0.0.1:0 > serve.out 2> /dev/null &
 server=$!
 for _ in $(seq 1 100); do grep -q "listening on" serve.out 2>/dev/null && break; sleep 0.1; done
 port=$(sed -n 's#.*https://127.0.0.1:\([0-9]*\).*#\1#p' serve.out | head -1)

@@ -14,7 +14,7 @@ server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 cd "$work"
-"$bin" serve --dev --listen 127.0.0.1:0 > serve.out 2> /dev/null &
+"$bin" serve --dev --listen 127.0.0.1:0 --mllp-listen 127.0.0.1:0 > serve.out 2> /dev/null &
 server=$!
 for _ in $(seq 1 100); do grep -q "listening on" serve.out 2>/dev/null && break; sleep 0.1; done
 port=$(sed -n 's#.*https://127.0.0.1:\([0-9]*\).*#\1#p' serve.out | head -1)

@@ -19,7 +19,7 @@ export PHIVAULT_PASSPHRASE='schemathesis check passphrase' PHIVAULT_DATA_DIR="$w
 creds=$("$bin" client add --name fuzzer --role INTEGRATION_MANAGER --scopes 'system/*.cruds' --json)
 id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])' <<<"$creds")
 secret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])' <<<"$creds")
-"$bin" serve --listen 127.0.0.1:0 > "$work/serve.out" 2> "$work/serve.log" &
+"$bin" serve --listen 127.0.0.1:0 --mllp-listen 127.0.0.1:0 > "$work/serve.out" 2> "$work/serve.log" &
 server=$!
 for _ in $(seq 1 50); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.2; done
 port=$(sed -n 's#.*https://127.0.0.1:\([0-9]*\).*#\1#p' "$work/serve.out" | head -1)

@@ -21,7 +21,7 @@ chmod 600 site.key
 export PHIVAULT_PASSPHRASE='testssl check passphrase' PHIVAULT_DATA_DIR="$work/data"
 export PHIVAULT_TLS_CERT="$work/site.pem" PHIVAULT_TLS_KEY="$work/site.key"
 "$bin" init > /dev/null
-"$bin" serve --listen 127.0.0.1:0 > serve.out 2> serve.log &
+"$bin" serve --listen 127.0.0.1:0 --mllp-listen 127.0.0.1:0 > serve.out 2> serve.log &
 server=$!
 for _ in $(seq 1 50); do grep -q "listening on" serve.out 2>/dev/null && break; sleep 0.2; done
 port=$(sed -n 's#.*https://127.0.0.1:\([0-9]*\).*#\1#p' serve.out | head -1)

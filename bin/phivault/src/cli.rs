@@ -125,6 +125,10 @@ pub enum Command {
         dev: bool,
         #[command(flatten)]
         tls: TlsArgs,
+        /// Address of the MLLP (HL7 v2) listener, or `off`. TLS unless PHIVAULT_MLLP_TLS=off;
+        /// sources from PHIVAULT_MLLP_ALLOW (CIDR, default 127.0.0.1/32).
+        #[arg(long, env = "PHIVAULT_MLLP_LISTEN", default_value = "127.0.0.1:2575")]
+        mllp_listen: String,
     },
     /// Manage service clients (OAuth2 client credentials for integrations).
     Client {
@@ -567,7 +571,8 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
             listen,
             dev,
             tls,
-        } => serve_cmd(dir.data_dir, listen, dev, tls).await,
+            mllp_listen,
+        } => serve_cmd(dir.data_dir, listen, dev, tls, &mllp_listen).await,
         Command::Erase {
             what:
                 EraseWhat::Patient {
@@ -1073,9 +1078,11 @@ async fn serve_cmd(
     listen: std::net::SocketAddr,
     dev: bool,
     tls: TlsArgs,
+    mllp_listen: &str,
 ) -> Result<ExitCode, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     crate::config::init_logging()?;
+    let mllp = crate::mllp::Settings::from_env(mllp_listen)?;
     let dev_pass = dev_passphrase_path(&dir);
     if dev && !datadir::holds_vault(&dir) {
         let pass = phivault_crypto::Passphrase::new(
@@ -1127,16 +1134,44 @@ async fn serve_cmd(
             return Err(e);
         }
     };
+    let mllp_line = match mllp {
+        None => None,
+        Some(settings) => {
+            let tls_on = settings.tls;
+            match crate::mllp::bind(opened.vault.clone(), settings, config.clone(), clock()).await {
+                Ok((addr, serving)) => {
+                    tokio::spawn(serving);
+                    Some(format!(
+                        "MLLP (HL7 v2) listening on {addr} ({})",
+                        if tls_on {
+                            "TLS"
+                        } else {
+                            "plain, allow-listed sources only"
+                        }
+                    ))
+                }
+                Err(e) => {
+                    opened.close().await;
+                    return Err(e);
+                }
+            }
+        }
+    };
     let result = crate::serve::run(&opened, listen, config, |addr| {
         tracing::info!(target: "phivault::serve", address = %addr, "listening");
-        println!("phivault is listening on https://{addr}");
+        // Never println!: a closed standard output must not bring the server down.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "phivault is listening on https://{addr}");
+        if let Some(l) = &mllp_line {
+            let _ = writeln!(out, "{l}");
+        }
         if dev {
-            println!("development certificate: {}", cert.display());
+            let _ = writeln!(out, "development certificate: {}", cert.display());
         }
         if let Some(b) = &bootstrap {
-            println!("{b}");
+            let _ = writeln!(out, "{b}");
         }
-        let _ = std::io::stdout().flush();
+        let _ = out.flush();
     })
     .await;
     opened.close().await;

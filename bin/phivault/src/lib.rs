@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod datadir;
+pub mod mllp;
 pub mod qr;
 pub mod serve;
 pub mod tls;

@@ -54,7 +54,7 @@ fn client_credentials_over_https_with_the_server_running() {
     let dir = tmp.path().join("data");
     assert!(phivault(&["init"], &dir).status.success());
     let mut server = Command::new(env!("CARGO_BIN_EXE_phivault"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(common::live::SERVE)
         .env("PHIVAULT_PASSPHRASE", PASS)
         .env("PHIVAULT_DATA_DIR", &dir)
         .stdout(Stdio::piped())
@@ -402,7 +402,7 @@ fn fhir_patient_reads_follow_scopes_purposes_and_roles_over_https() {
     let lab = client("lab", "INTEGRATION_MANAGER", "system/*.cruds");
     let kiosk = client("kiosk", "VIEWER", "system/Patient.rs");
     let mut server = Command::new(env!("CARGO_BIN_EXE_phivault"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(common::live::SERVE)
         .env("PHIVAULT_PASSPHRASE", PASS)
         .env("PHIVAULT_DATA_DIR", &dir)
         .stdout(Stdio::piped())

@@ -47,7 +47,7 @@ fn serve(cwd: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, Str
     cmd.current_dir(cwd)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(common::live::SERVE)
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -235,6 +235,23 @@ impl Keyring {
         ))
     }
 
+    /// A keyed, stable digest of `input` for `purpose` (e.g. the id a message-derived
+    /// resource gets, so replaying the message writes the same resource, not a new one).
+    /// Domain-separated from pseudonyms and row ids.
+    pub fn derived(&self, org: &OrgId, purpose: &str, input: &str) -> Digest32 {
+        Digest32(aead::hmac_sha256(
+            &self.pepper,
+            &tuple(
+                "derived",
+                &[
+                    org.as_str().as_bytes(),
+                    purpose.as_bytes(),
+                    input.as_bytes(),
+                ],
+            ),
+        ))
+    }
+
     /// The pseudonymous row id a record is stored under: HMAC(pepper, org, type, id), so no
     /// plaintext resource id (which may equal an identifier value) sits in a store. Distinct
     /// from [`Keyring::pseudonym`], so identity rows and clinical links do not join without

@@ -175,7 +175,12 @@ pub fn build_ack(
     control_id: &str,
     timestamp: &str,
 ) -> String {
-    let d = original.map(|m| m.delimiters).unwrap_or_default();
+    // The sender's delimiters, unless they have no escape character (then values could not
+    // be written back safely): the standard ones.
+    let d = original
+        .map(|m| m.delimiters)
+        .filter(|d| d.escape.is_some())
+        .unwrap_or_default();
     let f = char::from(d.field);
     let c = char::from(d.component);
     let s = char::from(d.subcomponent);
@@ -289,6 +294,16 @@ mod tests {
         let a = parse(ack.as_bytes()).unwrap();
         assert_eq!(a.segment("MSA").unwrap().value(1), Some("AR"));
         assert_eq!(a.segment("MSA").unwrap().value(2), None);
+    }
+
+    #[test]
+    fn a_header_without_an_escape_character_gets_an_ack_in_standard_delimiters() {
+        // Found by the fuzzer: MSH-2 "^~" and an '&' in a value.
+        let m = parse(b"MSH|^~|M\\&PI|R|P|R|2026||ADT^A40|C1|P|2.5\r").unwrap();
+        let ack = build_ack(Some(&m), AckCode::Accept, None, "A1", "2026");
+        let a = parse(ack.as_bytes()).unwrap();
+        assert_eq!(a.delimiters, Delimiters::default());
+        assert_eq!(a.segment("MSA").unwrap().value(2), Some("C1"));
     }
 
     #[test]

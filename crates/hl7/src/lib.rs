@@ -1,10 +1,14 @@
 //! HL7 v2 for phivault: a small parser for versions 2.1 to 2.8 ([`parse`]), the MLLP codec
-//! ([`mllp`]) and acknowledgments ([`ack`]). Pure code: it never does I/O and never sees a key
-//! or a store. Its errors carry positions (segment, field), never message text, so they can be
-//! logged and returned in an ERR segment without leaking PHI.
+//! ([`mllp`]), acknowledgments ([`ack`]), the mapping of ADT and ORU messages to FHIR
+//! ([`map`]), their ingestion through the vault ([`ingest`]) and one MLLP connection
+//! ([`conn`]). The parser, codec, ACKs and mapping are pure; ingestion only calls the vault
+//! (this crate never sees a store or a key). Errors carry positions, never message text.
 #![forbid(unsafe_code)]
 
 pub mod ack;
+pub mod conn;
+pub mod ingest;
+pub mod map;
 pub mod mllp;
 pub mod parse;
 

@@ -29,20 +29,18 @@ impl Default for Delimiters {
 }
 
 impl Delimiters {
-    /// MSH-2 as it is written.
+    /// MSH-2 as it is written. Without an escape character, only the component and
+    /// repetition separators (MSH-2 is positional).
     pub fn encoding_characters(&self) -> String {
         let mut s = String::new();
-        for b in [
-            Some(self.component),
-            Some(self.repetition),
-            self.escape,
-            Some(self.subcomponent),
-            self.truncation,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            s.push(b as char);
+        s.push(char::from(self.component));
+        s.push(char::from(self.repetition));
+        if let Some(e) = self.escape {
+            s.push(char::from(e));
+            s.push(char::from(self.subcomponent));
+            if let Some(t) = self.truncation {
+                s.push(char::from(t));
+            }
         }
         s
     }

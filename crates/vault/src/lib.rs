@@ -32,6 +32,8 @@ pub enum Actor {
     User { id: String, username: String },
     /// A service client (OAuth2 client credentials): `client:<name>`.
     Client { id: String, name: String },
+    /// An HL7 v2 interface (a sending system over MLLP): `hl7:<name>`.
+    Interface { name: String },
     /// Not signed in (login steps): `anonymous`.
     Anonymous,
 }
@@ -43,6 +45,7 @@ impl Actor {
             Actor::Operator { os_user } => format!("cli:{os_user}"),
             Actor::User { username, .. } => format!("user:{username}"),
             Actor::Client { name, .. } => format!("client:{name}"),
+            Actor::Interface { name } => format!("hl7:{name}"),
             Actor::Anonymous => "anonymous".into(),
         }
     }
@@ -79,6 +82,30 @@ impl Ctx {
         }
     }
 
+    /// A context for an HL7 v2 interface of `org`: an integration acting for `purpose`, with
+    /// the scopes a feed needs (Patient, Encounter, Observation: create, read, update, search)
+    /// and nothing else.
+    pub fn for_interface(org: OrgId, name: &str, purpose: policy::Purpose) -> Self {
+        Self {
+            org,
+            actor: Actor::Interface {
+                name: name.to_owned(),
+            },
+            purpose: Some(purpose.as_str().to_owned()),
+            source: None,
+            user_agent: None,
+            request_id: None,
+            subject: policy::Subject::Client {
+                role: phivault_core::Role::IntegrationManager,
+                scopes: ["Patient", "Encounter", "Observation"]
+                    .iter()
+                    .map(|t| format!("system/{t}.crus"))
+                    .collect(),
+                purposes: vec![purpose],
+            },
+        }
+    }
+
     /// A context for an authenticated principal, with its purpose of use.
     pub fn for_principal(p: &auth::Principal, purpose: Option<String>) -> Self {
         let subject = match &p.actor {
@@ -91,9 +118,10 @@ impl Ctx {
                     .filter_map(|x| policy::Purpose::parse(x))
                     .collect(),
             },
-            Actor::User { .. } | Actor::Operator { .. } | Actor::Anonymous => {
-                policy::Subject::User(p.role)
-            }
+            Actor::User { .. }
+            | Actor::Operator { .. }
+            | Actor::Interface { .. }
+            | Actor::Anonymous => policy::Subject::User(p.role),
         };
         Self {
             org: p.org.clone(),

@@ -6,10 +6,21 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+/// `phivault serve` on free ports (HTTPS and MLLP).
+pub const SERVE: [&str; 5] = [
+    "serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--mllp-listen",
+    "127.0.0.1:0",
+];
+
 pub struct Live {
     _tmp: tempfile::TempDir,
     pub data: PathBuf,
     pub port: u16,
+    /// The MLLP listener's port.
+    pub mllp: u16,
     pub ca: String,
     child: Child,
 }
@@ -61,6 +72,11 @@ pub fn cli(data: &Path, args: &[&str]) -> Output {
 impl Live {
     /// Initializes a data dir, lets `setup` prepare it (imports, clients), then serves it.
     pub fn start(setup: impl FnOnce(&Path)) -> Live {
+        Self::start_with(&[], setup)
+    }
+
+    /// [`Live::start`] with extra environment for the server (`PHIVAULT_MLLP_*`, …).
+    pub fn start_with(env: &[(&str, &str)], setup: impl FnOnce(&Path)) -> Live {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let out = cli(&data, &["init"]);
@@ -71,24 +87,30 @@ impl Live {
         );
         setup(&data);
         let mut child = Command::new(env!("CARGO_BIN_EXE_phivault"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(SERVE)
             .env("PHIVAULT_PASSPHRASE", PASS)
             .env("PHIVAULT_DATA_DIR", &data)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let first = BufReader::new(child.stdout.take().unwrap())
-            .lines()
-            .next()
-            .unwrap()
-            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
         let port: u16 = first.rsplit(':').next().unwrap().parse().unwrap();
+        let second = lines.next().unwrap().unwrap();
+        let mllp: u16 = second
+            .split_whitespace()
+            .nth(5)
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no MLLP port in: {second}"));
         let ca = data.join("tls/cert.pem").display().to_string();
         Live {
             _tmp: tmp,
             data,
             port,
+            mllp,
             ca,
             child,
         }

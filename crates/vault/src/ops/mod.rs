@@ -1,3 +1,5 @@
-//! Whole-dataset and multi-resource operations: import, export, FHIR Bundles.
+//! Whole-dataset and multi-resource operations: import, export, FHIR Bundles, and what HL7
+//! interfaces need.
 pub mod bundle;
 pub mod import;
+pub mod interface;

@@ -114,7 +114,7 @@ impl Vault {
         })
     }
 
-    fn care_team_setting(ctx: &Ctx) -> String {
+    pub(crate) fn care_team_setting(ctx: &Ctx) -> String {
         format!("care-team-rule:{}", ctx.org)
     }
 

@@ -1,0 +1,273 @@
+//! The MLLP (HL7 v2) listener that `phivault serve` starts: TLS by default with the server's
+//! certificate, plain MLLP only when set explicitly; a source allow-list in CIDR form checked
+//! before a byte is read; each connection served by `phivault_hl7::conn` as the interface of
+//! one organization.
+use phivault_hl7::conn::{Limits, serve};
+use phivault_hl7::ingest::Interface;
+use phivault_vault::Vault;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// An address block, e.g. `10.0.0.0/8` or `::1/128`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let net: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("'{s}' is not an address block (a.b.c.d/n or an IPv6 /n)"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("'{s}': the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Self { net, bits })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.bits))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The listener's settings, from `PHIVAULT_MLLP_*` (and `--mllp-listen`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub tls: bool,
+    pub allow: Vec<Cidr>,
+    pub org: Option<String>,
+    pub purpose: phivault_vault::policy::Purpose,
+    pub limits: Limits,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Settings {
+    /// `None` when the listener is off (`--mllp-listen off`).
+    pub fn from_env(listen: &str) -> Result<Option<Self>, String> {
+        if listen.trim().eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let listen: SocketAddr = listen
+            .trim()
+            .parse()
+            .map_err(|_| format!("PHIVAULT_MLLP_LISTEN '{listen}' is not host:port (or off)"))?;
+        let tls = match env("PHIVAULT_MLLP_TLS").as_deref() {
+            None | Some("required") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(format!(
+                    "PHIVAULT_MLLP_TLS is required or off, not '{other}'"
+                ));
+            }
+        };
+        let allow = env("PHIVAULT_MLLP_ALLOW")
+            .unwrap_or_else(|| "127.0.0.1/32".into())
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(Cidr::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let purpose = match env("PHIVAULT_MLLP_PURPOSE") {
+            None => phivault_vault::policy::Purpose::Treat,
+            Some(p) => phivault_vault::policy::Purpose::parse(&p).ok_or_else(|| {
+                format!("PHIVAULT_MLLP_PURPOSE '{p}' is not an HL7 PurposeOfUse code")
+            })?,
+        };
+        let max_frame = match env("PHIVAULT_MLLP_MAX_FRAME") {
+            None => Limits::default().max_frame,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1024..=64 * 1024 * 1024).contains(n))
+                .ok_or("PHIVAULT_MLLP_MAX_FRAME is a byte count from 1024 to 67108864")?,
+        };
+        let read_timeout = match env("PHIVAULT_MLLP_READ_TIMEOUT") {
+            None => Limits::default().read_timeout,
+            Some(v) => Duration::from_secs(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=3600).contains(n))
+                    .ok_or("PHIVAULT_MLLP_READ_TIMEOUT is seconds from 1 to 3600")?,
+            ),
+        };
+        Ok(Some(Self {
+            listen,
+            tls,
+            allow,
+            org: env("PHIVAULT_MLLP_ORG"),
+            purpose,
+            limits: Limits {
+                max_frame,
+                read_timeout,
+            },
+        }))
+    }
+}
+
+/// An HL7 timestamp (UTC).
+fn hl7_ts(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}+0000",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Binds the listener; the returned future serves until the process ends.
+pub async fn bind(
+    vault: Vault,
+    settings: Settings,
+    tls: Arc<rustls::ServerConfig>,
+    clock: Arc<dyn phivault_core::Clock>,
+) -> Result<(SocketAddr, impl std::future::Future<Output = ()>), String> {
+    let orgs = vault
+        .organizations()
+        .await
+        .map_err(|e| e.client_message())?;
+    let org = match (&settings.org, orgs.as_slice()) {
+        (Some(name), _) => phivault_core::OrgId::parse(name)
+            .ok()
+            .filter(|o| orgs.iter().any(|x| &x.id == o))
+            .ok_or_else(|| {
+                format!("PHIVAULT_MLLP_ORG '{name}' is not an organization of this vault")
+            })?,
+        (None, [one]) => one.id.clone(),
+        (None, _) => return Err("several organizations: set PHIVAULT_MLLP_ORG".into()),
+    };
+    let iface = Arc::new(Interface {
+        org,
+        name: "default".into(),
+        purpose: settings.purpose,
+    });
+    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+        format!(
+            "cannot listen for MLLP on {}: {}",
+            settings.listen,
+            e.kind()
+        )
+    })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("MLLP listener: {}", e.kind()))?;
+    let mut tls = (*tls).clone();
+    tls.alpn_protocols.clear();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let serving = async move {
+        loop {
+            let Ok((tcp, peer)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            if !settings.allow.iter().any(|c| c.contains(peer.ip())) {
+                // Not a byte read, not a byte written.
+                tracing::warn!(source = %peer.ip(), "MLLP: connection from outside the allow-list refused");
+                drop(tcp);
+                continue;
+            }
+            let (vault, iface, acceptor, limits, use_tls) = (
+                vault.clone(),
+                iface.clone(),
+                acceptor.clone(),
+                settings.limits,
+                settings.tls,
+            );
+            let clock = clock.clone();
+            tokio::spawn(async move {
+                let hl7_now = move || hl7_ts(clock.now());
+                let source = Some(peer.ip().to_string());
+                let summary = if use_tls {
+                    let handshake =
+                        tokio::time::timeout(limits.read_timeout, acceptor.accept(tcp)).await;
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            serve(stream, &vault, &iface, source, limits, &hl7_now).await
+                        }
+                        _ => {
+                            tracing::warn!(source = %peer.ip(), "MLLP: TLS handshake failed (plain MLLP is refused while TLS is required)");
+                            return;
+                        }
+                    }
+                } else {
+                    serve(tcp, &vault, &iface, source, limits, &hl7_now).await
+                };
+                tracing::info!(
+                    messages = summary.messages,
+                    junk_bytes = summary.junk_bytes,
+                    oversized = summary.oversized,
+                    timed_out = summary.timed_out,
+                    partial = summary.partial_at_end,
+                    "MLLP connection closed"
+                );
+            });
+        }
+    };
+    Ok((bound, serving))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_blocks() {
+        let c = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(c.contains("10.1.200.3".parse().unwrap()));
+        assert!(!c.contains("10.2.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let one = Cidr::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("::1/128")
+                .unwrap()
+                .contains("::1".parse().unwrap())
+        );
+        for bad in ["10.0.0.0/33", "x/8", "10.0.0/8", ""] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! What an HL7 v2 interface needs beyond the FHIR-shaped calls: ids derived from message
+//! content (so a replayed message writes the same resources), the record of messages already
+//! applied (so a duplicate is acknowledged again, not applied twice), and the care-team rule.
+use crate::error::VaultError;
+use crate::{Ctx, Vault};
+use phivault_core::ResourceId;
+
+impl Vault {
+    /// A stable id for a resource derived from message content (`purpose`, `input`): keyed, so
+    /// it reveals nothing of the input.
+    pub fn derived_id(&self, ctx: &Ctx, purpose: &str, input: &str) -> ResourceId {
+        let d = self.keyring.derived(&ctx.org, purpose, input);
+        // 32 hex characters: a valid FHIR id with 128 bits of the digest.
+        let hex = d.to_hex();
+        ResourceId::parse(hex.get(..32).unwrap_or(&hex))
+            .unwrap_or_else(|_| ResourceId::from_digest(&d))
+    }
+
+    fn message_key(&self, ctx: &Ctx, sender: &str, control_id: &str) -> String {
+        let d = self.keyring.derived(
+            &ctx.org,
+            "hl7-message",
+            &format!("{sender}\u{1f}{control_id}"),
+        );
+        format!("hl7-applied:{}", d.to_hex())
+    }
+
+    /// The acknowledgment code a message from `sender` with this control id was answered with,
+    /// if it was applied before.
+    pub async fn message_applied(
+        &self,
+        ctx: &Ctx,
+        sender: &str,
+        control_id: &str,
+    ) -> Result<Option<String>, VaultError> {
+        Ok(self
+            .control
+            .get_setting(&self.message_key(ctx, sender, control_id))
+            .await?)
+    }
+
+    /// Records that a message was applied (after its data and audit event are durable).
+    pub async fn remember_message(
+        &self,
+        ctx: &Ctx,
+        sender: &str,
+        control_id: &str,
+        ack: &str,
+    ) -> Result<(), VaultError> {
+        Ok(self
+            .control
+            .put_setting(&self.message_key(ctx, sender, control_id), ack)
+            .await?)
+    }
+
+    /// The one audit event of an HL7 message: the interface (actor), the message type, its
+    /// control id (the context's request id), the patients touched (as pseudonyms) and the
+    /// outcome (`reason` set for anything but a plain success: `duplicate`, `refused`, …).
+    pub async fn message_event(
+        &self,
+        ctx: &Ctx,
+        message_type: &str,
+        patients: Vec<ResourceId>,
+        reason: Option<&'static str>,
+    ) -> Result<(), VaultError> {
+        let mut e = self.event(ctx, "hl7-message");
+        e.resource_type = Some(message_type.to_owned());
+        for p in &patients {
+            e = e.patient(Some(self.keyring.pseudonym(&ctx.org, p)));
+        }
+        e.count = Some(patients.len() as u64);
+        if let Some(r) = reason {
+            if r != "duplicate" {
+                e.outcome = crate::audit::Outcome::Error;
+            }
+            e.reason = Some(r.to_owned());
+        }
+        self.audit(e).await
+    }
+
+    /// Whether an ORG_ADMIN turned on the care-team rule (integrations grant the attending).
+    pub async fn care_team_rule_on(&self, ctx: &Ctx) -> Result<bool, VaultError> {
+        Ok(self
+            .control
+            .get_setting(&Self::care_team_setting(ctx))
+            .await?
+            .as_deref()
+            == Some("on"))
+    }
+}
