@@ -1138,7 +1138,25 @@ async fn serve_cmd(
         None => None,
         Some(settings) => {
             let tls_on = settings.tls;
-            match crate::mllp::bind(opened.vault.clone(), settings, config.clone(), clock()).await {
+            let mllp_tls = match &settings.client_ca {
+                None => Ok(config.clone()),
+                Some(ca) => crate::tls::server_config_with_clients(
+                    &cert,
+                    &key,
+                    crate::tls::ClientAuth {
+                        ca,
+                        required: settings.client_cert_required,
+                    },
+                ),
+            };
+            let mllp_tls = match mllp_tls {
+                Ok(c) => c,
+                Err(e) => {
+                    opened.close().await;
+                    return Err(e);
+                }
+            };
+            match crate::mllp::bind(opened.vault.clone(), settings, mllp_tls, clock()).await {
                 Ok((addr, serving)) => {
                     tokio::spawn(serving);
                     Some(format!(

@@ -69,6 +69,12 @@ pub struct Settings {
     pub org: Option<String>,
     pub purpose: phivault_vault::policy::Purpose,
     pub limits: Limits,
+    /// CA file for sending systems' client certificates (asked for when set).
+    pub client_ca: Option<std::path::PathBuf>,
+    /// Refuse connections without a client certificate.
+    pub client_cert_required: bool,
+    /// Named interfaces: (name, DNS name their client certificate must be valid for).
+    pub interfaces: Vec<(String, String)>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -123,6 +129,48 @@ impl Settings {
                     .ok_or("PHIVAULT_MLLP_READ_TIMEOUT is seconds from 1 to 3600")?,
             ),
         };
+        let client_ca = env("PHIVAULT_MLLP_CLIENT_CA").map(std::path::PathBuf::from);
+        let client_cert_required = match env("PHIVAULT_MLLP_CLIENT_CERT").as_deref() {
+            None | Some("optional") => false,
+            Some("required") => true,
+            Some(other) => {
+                return Err(format!(
+                    "PHIVAULT_MLLP_CLIENT_CERT is optional or required, not '{other}'"
+                ));
+            }
+        };
+        let interfaces = env("PHIVAULT_MLLP_INTERFACES")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|pair| {
+                let (name, dns) = pair.split_once('=').ok_or_else(|| {
+                    format!("PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name")
+                })?;
+                let (name, dns) = (name.trim(), dns.trim());
+                let name_ok = !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !name_ok || rustls::pki_types::DnsName::try_from(dns).is_err() {
+                    return Err(format!(
+                        "PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name"
+                    ));
+                }
+                Ok((name.to_owned(), dns.to_owned()))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        if (client_cert_required || !interfaces.is_empty()) && client_ca.is_none() {
+            return Err(
+                "client certificates (PHIVAULT_MLLP_CLIENT_CERT, PHIVAULT_MLLP_INTERFACES) need \
+                 PHIVAULT_MLLP_CLIENT_CA"
+                    .into(),
+            );
+        }
+        if client_ca.is_some() && !tls {
+            return Err("PHIVAULT_MLLP_CLIENT_CA needs TLS (PHIVAULT_MLLP_TLS=required)".into());
+        }
         Ok(Some(Self {
             listen,
             tls,
@@ -133,6 +181,9 @@ impl Settings {
                 max_frame,
                 read_timeout,
             },
+            client_ca,
+            client_cert_required,
+            interfaces,
         }))
     }
 }
@@ -173,10 +224,24 @@ pub async fn bind(
         (None, _) => return Err("several organizations: set PHIVAULT_MLLP_ORG".into()),
     };
     let iface = Arc::new(Interface {
-        org,
+        org: org.clone(),
         name: "default".into(),
         purpose: settings.purpose,
     });
+    let named: Arc<Vec<(String, Arc<Interface>)>> = Arc::new(
+        settings
+            .interfaces
+            .iter()
+            .map(|(name, dns)| {
+                let i = Interface {
+                    org: org.clone(),
+                    name: name.clone(),
+                    purpose: settings.purpose,
+                };
+                (dns.clone(), Arc::new(i))
+            })
+            .collect(),
+    );
     let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
         format!(
             "cannot listen for MLLP on {}: {}",
@@ -202,9 +267,10 @@ pub async fn bind(
                 drop(tcp);
                 continue;
             }
-            let (vault, iface, acceptor, limits, use_tls) = (
+            let (vault, iface, named, acceptor, limits, use_tls) = (
                 vault.clone(),
                 iface.clone(),
+                named.clone(),
                 acceptor.clone(),
                 settings.limits,
                 settings.tls,
@@ -218,6 +284,23 @@ pub async fn bind(
                         tokio::time::timeout(limits.read_timeout, acceptor.accept(tcp)).await;
                     match handshake {
                         Ok(Ok(stream)) => {
+                            let peer_cert = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .cloned();
+                            let iface = match peer_cert {
+                                // Without a certificate (allowed unless required): the default.
+                                None => iface,
+                                Some(cert) => match interface_for(&cert, &named) {
+                                    Some(i) => i,
+                                    None => {
+                                        tracing::warn!(source = %peer.ip(), "MLLP: the client certificate names no configured interface; refused");
+                                        return;
+                                    }
+                                },
+                            };
                             serve(stream, &vault, &iface, source, limits, &hl7_now).await
                         }
                         _ => {
@@ -240,6 +323,20 @@ pub async fn bind(
         }
     };
     Ok((bound, serving))
+}
+
+/// The configured interface a (verified) client certificate is valid for, if any.
+fn interface_for(
+    cert: &rustls::pki_types::CertificateDer<'_>,
+    named: &[(String, Arc<Interface>)],
+) -> Option<Arc<Interface>> {
+    let ee = webpki::EndEntityCert::try_from(cert).ok()?;
+    named.iter().find_map(|(dns, iface)| {
+        let name = rustls::pki_types::ServerName::try_from(dns.as_str()).ok()?;
+        ee.verify_is_valid_for_subject_name(&name)
+            .ok()
+            .map(|()| iface.clone())
+    })
 }
 
 #[cfg(test)]

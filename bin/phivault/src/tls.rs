@@ -62,6 +62,30 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
 
 /// The rustls server configuration. Refuses a private key readable by group or others.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+    build(cert, key, None)
+}
+
+/// Client certificates for the MLLP listener: the CA file that signs sending systems'
+/// certificates, and whether a connection without one is refused.
+pub struct ClientAuth<'a> {
+    pub ca: &'a Path,
+    pub required: bool,
+}
+
+/// [`server_config`] that asks for client certificates signed by `auth.ca`.
+pub fn server_config_with_clients(
+    cert: &Path,
+    key: &Path,
+    auth: ClientAuth<'_>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    build(cert, key, Some(auth))
+}
+
+fn build(
+    cert: &Path,
+    key: &Path,
+    clients: Option<ClientAuth<'_>>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     #[cfg(unix)]
@@ -85,11 +109,43 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("cannot read the TLS key {}: {e}", key.display()))?;
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS configuration: {e}"))?
-        .with_no_client_auth()
+        .map_err(|e| format!("TLS configuration: {e}"))?;
+    let builder = match clients {
+        None => builder.with_no_client_auth(),
+        Some(auth) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(auth.ca)
+                .map_err(|e| format!("cannot read the client CA file {}: {e}", auth.ca.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("bad client CA file {}: {e}", auth.ca.display()))?;
+            for ca in cas {
+                roots
+                    .add(ca)
+                    .map_err(|e| format!("bad client CA in {}: {e}", auth.ca.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("no CA certificate in {}", auth.ca.display()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let verifier = if auth.required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            builder.with_client_cert_verifier(
+                verifier
+                    .build()
+                    .map_err(|e| format!("client certificate verifier: {e}"))?,
+            )
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("TLS certificate and key do not fit: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

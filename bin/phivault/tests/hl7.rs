@@ -246,6 +246,46 @@ fn every_test_message_gets_its_ack_and_its_data_is_found_through_fhir() {
         "a replay writes no new version"
     );
 
+    // Messages written by others (../shared/testdata/hl7v2, when present): each gets an ACK,
+    // and the one its manifest names when it names one.
+    let shared = repo_root().join("../shared/testdata/hl7v2");
+    let shared_manifest = std::fs::read(shared.join("MANIFEST.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let mut shared_sent = 0;
+    if let Ok(rd) = std::fs::read_dir(&shared) {
+        let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "hl7" || e == "txt"))
+        {
+            let bytes = std::fs::read(f).unwrap();
+            let text = String::from_utf8_lossy(&bytes)
+                .replace("\r\n", "\r")
+                .replace('\n', "\r");
+            let out = exchange(live.mllp, &framed(&text));
+            let (code, _) = ack_parts(&String::from_utf8_lossy(&out).replace('\r', "\n"));
+            assert!(
+                ["AA", "AE", "AR"].contains(&code.as_str()),
+                "{}: no ACK",
+                f.display()
+            );
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            if let Some(want) = shared_manifest.as_ref().and_then(|m| {
+                m["messages"]
+                    .as_array()?
+                    .iter()
+                    .find(|x| x["file"] == name.as_str())?["ack"]
+                    .as_str()
+                    .map(str::to_owned)
+            }) {
+                assert_eq!(code, want, "{name}");
+            }
+            shared_sent += 1;
+        }
+    }
+
     // One audit event per message received, none holding PHI.
     let out = cli(&live.data, &["audit", "export", "--format", "jsonl"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -257,7 +297,7 @@ fn every_test_message_gets_its_ack_and_its_data_is_found_through_fhir() {
         .iter()
         .filter(|e| e["action"] == "hl7-message")
         .collect();
-    assert_eq!(hl7.len(), messages.len() + 2);
+    assert_eq!(hl7.len(), messages.len() + 2 + shared_sent);
     assert!(hl7.iter().all(|e| e["actor"] == "hl7:default"));
     assert!(
         hl7.iter()
@@ -365,4 +405,93 @@ fn tls_is_required_and_sources_outside_the_allow_list_are_refused() {
     assert!(!String::from_utf8_lossy(&found.stdout).contains("Moreau"));
     // From 127.0.0.2 (not allow-listed): closed before a byte is read.
     assert!(python_from("127.0.0.2", live.mllp, &framed(&good)).is_empty());
+}
+
+/// A CA and client certificates made with openssl: `lab` and `rogue` signed by the CA, `stray`
+/// by another CA.
+fn client_pki(dir: &std::path::Path) {
+    let sh = r#"
+set -e
+for ca in ca other; do
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj "/CN=$ca test CA" -keyout $ca.key -out $ca.pem 2>/dev/null
+done
+for pair in lab:ca rogue:ca stray:other; do
+  name=${pair%%:*}; ca=${pair##*:}
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name.example.org" \
+    -keyout $name.key -out $name.csr 2>/dev/null
+  printf 'subjectAltName=DNS:%s.example.org\nextendedKeyUsage=clientAuth\n' $name > $name.ext
+  openssl x509 -req -in $name.csr -CA $ca.pem -CAkey $ca.key -CAcreateserial -days 30 \
+    -extfile $name.ext -out $name.pem 2>/dev/null
+done
+"#;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(sh)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn client_certificates_name_the_interface_and_others_are_refused() {
+    let pki = tempfile::tempdir().unwrap();
+    client_pki(pki.path());
+    let ca = pki.path().join("ca.pem").display().to_string();
+    let live = Live::start_with(
+        &[
+            ("PHIVAULT_MLLP_CLIENT_CA", &ca),
+            ("PHIVAULT_MLLP_CLIENT_CERT", "required"),
+            ("PHIVAULT_MLLP_INTERFACES", "lab=lab.example.org"),
+        ],
+        |_| {},
+    );
+    let file = hl7_dir().join("04-adt-a28-add-person-v24.hl7");
+    let script = repo_root().join("bin/phivault/tests/support/mllp_tls_send.py");
+    let send = |who: Option<&str>| {
+        let mut cmd = Command::new(python());
+        cmd.arg(&script)
+            .args(["127.0.0.1", &live.mllp.to_string(), &live.ca])
+            .arg(&file);
+        if let Some(w) = who {
+            cmd.env("MLLP_CLIENT_CERT", pki.path().join(format!("{w}.pem")))
+                .env("MLLP_CLIENT_KEY", pki.path().join(format!("{w}.key")));
+        }
+        let out = cmd.output().unwrap();
+        ack_parts(&String::from_utf8_lossy(&out.stdout)).0
+    };
+    assert_eq!(
+        send(Some("lab")),
+        "AA",
+        "the lab's certificate names the lab interface"
+    );
+    assert_eq!(
+        send(None),
+        "",
+        "no certificate while one is required: refused"
+    );
+    assert_eq!(
+        send(Some("stray")),
+        "",
+        "a certificate from another CA: refused"
+    );
+    assert_eq!(
+        send(Some("rogue")),
+        "",
+        "a valid certificate naming no interface: refused"
+    );
+    let out = cli(&live.data, &["audit", "export", "--format", "jsonl"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let actors: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["action"] == "hl7-message")
+        .map(|e| e["actor"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(actors, ["hl7:lab"], "one message, from the lab interface");
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Sends one HL7 message file over MLLP inside TLS (Python's ssl module, an independent TLS
 client) and prints the ACK (segments separated by newlines). Exit 0 with an ACK, 2 when the
-connection closed without one.
+connection closed without one. A client certificate comes from MLLP_CLIENT_CERT and
+MLLP_CLIENT_KEY (PEM files) when they are set.
   mllp_tls_send.py HOST PORT CAFILE FILE
 """
+import os
 import socket
 import ssl
 import sys
@@ -11,6 +13,8 @@ import sys
 
 def main(host, port, cafile, path):
     ctx = ssl.create_default_context(cafile=cafile)
+    if os.environ.get("MLLP_CLIENT_CERT"):
+        ctx.load_cert_chain(os.environ["MLLP_CLIENT_CERT"], os.environ["MLLP_CLIENT_KEY"])
     data = open(path, "rb").read()
     with socket.create_connection((host, int(port)), timeout=20) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as s:
