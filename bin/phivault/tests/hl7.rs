@@ -495,3 +495,55 @@ fn client_certificates_name_the_interface_and_others_are_refused() {
         .collect();
     assert_eq!(actors, ["hl7:lab"], "one message, from the lab interface");
 }
+
+/// Where an ORG_ADMIN turned the care-team rule on, the attending doctor of an ADT (PV1-7.1,
+/// a phivault username) gets a need-to-know grant for that patient, and only that one.
+#[test]
+fn the_attending_doctor_of_an_admission_gets_a_grant_where_the_rule_is_on() {
+    let Some(sender) = mllp_send() else { return };
+    let mut otp = String::new();
+    let live = Live::start_with(&[("PHIVAULT_MLLP_TLS", "off")], |data| {
+        otp = common::live::add_user(data, "dr.welby", "CLINICIAN");
+        let out = cli(data, &["grants", "care-team-rule", "on"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    for file in ["01-adt-a01-admit.hl7", "03-adt-a04-register-v23.hl7"] {
+        let out = Command::new(&sender)
+            .args(["--loose", "-p", &live.mllp.to_string(), "-f"])
+            .arg(hl7_dir().join(file))
+            .arg("127.0.0.1")
+            .output()
+            .unwrap();
+        assert_eq!(
+            ack_parts(&String::from_utf8_lossy(&out.stdout).replace('\r', "\n")).0,
+            "AA"
+        );
+    }
+    let token = live.sign_in("dr.welby", &otp, "127.0.4.1");
+    let find = |ident: &str| {
+        let r = live.call(
+            "GET",
+            &format!("/fhir/Patient?identifier={ident}"),
+            Some(&token),
+            Some("TREAT"),
+            None,
+            &[],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["total"].as_u64().unwrap()
+    };
+    assert_eq!(
+        find("NORTHSIDE|100001"),
+        1,
+        "Dr Welby attends the A01's patient"
+    );
+    assert_eq!(
+        find("EASTCLINIC|200002"),
+        0,
+        "no grant for a patient he does not attend"
+    );
+}
