@@ -40,6 +40,6 @@ TOML
   --checks all --exclude-checks positive_data_acceptance \
   --max-examples "$examples" \
   --seed 1 \
-  --workers 2 \
+  --workers 1 \
   --request-timeout 30 \
   --no-color

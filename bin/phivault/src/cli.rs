@@ -130,6 +130,11 @@ pub enum Command {
         #[arg(long, env = "PHIVAULT_MLLP_LISTEN", default_value = "127.0.0.1:2575")]
         mllp_listen: String,
     },
+    /// Organizations (tenants): add one, list them.
+    Org {
+        #[command(subcommand)]
+        what: OrgCmd,
+    },
     /// Manage service clients (OAuth2 client credentials for integrations).
     Client {
         #[command(subcommand)]
@@ -173,6 +178,25 @@ pub enum ClientCmd {
         purposes: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCmd {
+    /// Add an organization; users, clients and patients of one never see another's.
+    Add {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// Its id (letters, digits, '-', '_').
+        id: String,
+        /// A display name (defaults to the id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the organizations.
+    List {
+        #[command(flatten)]
+        dir: DirArgs,
     },
 }
 
@@ -526,6 +550,45 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Audit { what } => audit_cmd(what).await,
         Command::User { what } => user_cmd(what).await,
         Command::Grants { what } => grants_cmd(what).await,
+        Command::Org { what } => {
+            let dir = match &what {
+                OrgCmd::Add { dir, .. } | OrgCmd::List { dir } => dir.data_dir.clone(),
+            };
+            let opened = open(&dir).await?;
+            let result = async {
+                match what {
+                    OrgCmd::Add { id, name, .. } => {
+                        let org = phivault_core::OrgId::parse(&id).map_err(|e| e.to_string())?;
+                        let c = Ctx::new(
+                            org.clone(),
+                            Actor::Operator {
+                                os_user: config::os_user(),
+                            },
+                        );
+                        opened
+                            .vault
+                            .create_organization(&c, &org, name.as_deref().unwrap_or(&id))
+                            .await
+                            .map_err(|e| vault_err(&e))?;
+                        println!("added organization {org}");
+                    }
+                    OrgCmd::List { .. } => {
+                        for o in opened
+                            .vault
+                            .organizations()
+                            .await
+                            .map_err(|e| vault_err(&e))?
+                        {
+                            println!("{}\t{}", o.id, o.name);
+                        }
+                    }
+                }
+                Ok::<_, String>(())
+            }
+            .await;
+            opened.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
         Command::Client {
             what:
                 ClientCmd::Add {
@@ -1134,8 +1197,23 @@ async fn serve_cmd(
             return Err(e);
         }
     };
+    let several_orgs = opened
+        .vault
+        .organizations()
+        .await
+        .map(|o| o.len() > 1)
+        .unwrap_or(false);
     let mllp_line = match mllp {
         None => None,
+        Some(settings) if settings.org.is_none() && several_orgs => {
+            tracing::warn!(
+                "MLLP listener not started: several organizations and no PHIVAULT_MLLP_ORG"
+            );
+            Some(
+                "MLLP (HL7 v2) not started: several organizations; set PHIVAULT_MLLP_ORG"
+                    .to_owned(),
+            )
+        }
         Some(settings) => {
             let tls_on = settings.tls;
             let mllp_tls = match &settings.client_ca {

@@ -50,7 +50,7 @@ struct AddBody {
 }
 
 /// `POST /admin/users {username, role}` → the one-time password, shown once.
-/// Permissions: ORG_ADMIN (non-administrator roles), SUPER_ADMIN (any role).
+/// Permissions: ORG_ADMIN (non-administrator roles), SUPER_ADMIN (any role); the vault decides.
 async fn add(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -59,9 +59,6 @@ async fn add(
     require_admin(&auth)?;
     let role = Role::parse(&body.role)
         .ok_or_else(|| ApiError(VaultError::Invalid("unknown role".into())))?;
-    if role.is_admin() && auth.principal.role != Role::SuperAdmin {
-        return Err(ApiError(VaultError::Forbidden));
-    }
     let ctx = auth.ctx();
     let n = state
         .vault

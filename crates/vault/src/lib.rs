@@ -204,4 +204,35 @@ impl Vault {
     pub async fn organizations(&self) -> Result<Vec<phivault_core::Organization>, VaultError> {
         Ok(self.control.organizations().await?)
     }
+
+    /// Creates an organization (a tenant). Permissions: the operator and SUPER_ADMIN.
+    pub async fn create_organization(
+        &self,
+        ctx: &Ctx,
+        id: &OrgId,
+        name: &str,
+    ) -> Result<(), VaultError> {
+        let mut event = self.event(ctx, "org-add");
+        event.reason = Some(format!("org:{id}"));
+        let allowed = matches!(
+            ctx.subject,
+            policy::Subject::Operator | policy::Subject::User(phivault_core::Role::SuperAdmin)
+        );
+        if !allowed {
+            return self.deny(&event, "role").await;
+        }
+        let org = phivault_core::Organization {
+            id: id.clone(),
+            name: name.to_owned(),
+            created_at: self.clock.now_millis(),
+        };
+        match self.control.create_organization(&org).await {
+            Ok(true) => self.audit(event).await,
+            Ok(false) => {
+                let e = VaultError::Invalid("that organization exists".into());
+                self.audit_failure(event, e).await
+            }
+            Err(e) => self.audit_failure(event, e.into()).await,
+        }
+    }
 }

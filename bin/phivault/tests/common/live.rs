@@ -77,6 +77,15 @@ impl Live {
 
     /// [`Live::start`] with extra environment for the server (`PHIVAULT_MLLP_*`, …).
     pub fn start_with(env: &[(&str, &str)], setup: impl FnOnce(&Path)) -> Live {
+        Self::start_inner(env, None, setup)
+    }
+
+    /// [`Live::start_with`], the server's standard error (its logs) written to `log`.
+    pub fn start_logged(env: &[(&str, &str)], log: &Path, setup: impl FnOnce(&Path)) -> Live {
+        Self::start_inner(env, Some(log), setup)
+    }
+
+    fn start_inner(env: &[(&str, &str)], log: Option<&Path>, setup: impl FnOnce(&Path)) -> Live {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let out = cli(&data, &["init"]);
@@ -92,19 +101,27 @@ impl Live {
             .env("PHIVAULT_DATA_DIR", &data)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(match log {
+                Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+                None => Stdio::null(),
+            })
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().unwrap().unwrap();
         let port: u16 = first.rsplit(':').next().unwrap().parse().unwrap();
         let second = lines.next().unwrap().unwrap();
-        let mllp: u16 = second
-            .split_whitespace()
-            .nth(5)
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no MLLP port in: {second}"));
+        // 0 when the MLLP listener did not start (several organizations, none chosen).
+        let mllp: u16 = if second.contains("not started") {
+            0
+        } else {
+            second
+                .split_whitespace()
+                .nth(5)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("no MLLP port in: {second}"))
+        };
         let ca = data.join("tls/cert.pem").display().to_string();
         Live {
             _tmp: tmp,

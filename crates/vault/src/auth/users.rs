@@ -79,8 +79,28 @@ fn valid_username(u: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
 }
 
+/// Who may create or change a user of role `target`: the operator and SUPER_ADMIN any role,
+/// ORG_ADMIN only the non-administrator roles (so no ORG_ADMIN can make, take over or lock
+/// out an administrator), nobody else.
+fn may_manage(ctx: &Ctx, target: Role) -> bool {
+    use crate::policy::Subject;
+    let role = match &ctx.subject {
+        Subject::Operator => return true,
+        Subject::User(r) => *r,
+        Subject::Client { role, .. } => *role,
+    };
+    match role {
+        Role::SuperAdmin => true,
+        Role::OrgAdmin => !target.is_admin(),
+        Role::IntegrationManager | Role::Viewer | Role::Auditor | Role::Clinician | Role::Nurse => {
+            false
+        }
+    }
+}
+
 impl Vault {
     /// Adds a user with a one-time password that must be changed at first login.
+    /// Permissions: see [`may_manage`].
     pub async fn add_user(
         &self,
         ctx: &Ctx,
@@ -91,6 +111,12 @@ impl Vault {
     ) -> Result<NewUser, VaultError> {
         let mut event = self.event(ctx, "user-add");
         event.reason = Some(format!("user:{username} role:{role}"));
+        if !may_manage(ctx, role) {
+            return self.deny(&event, "role").await;
+        }
+        if !matches!(ctx.subject, crate::policy::Subject::Operator) && org != &ctx.org {
+            return self.deny(&event, "other-organization").await;
+        }
         if !valid_username(username) {
             let e = VaultError::Invalid(
                 "a username is 3-64 characters of letters, digits, '.', '_', '-', '@'".into(),
@@ -152,6 +178,9 @@ impl Vault {
         if u.org != ctx.org {
             // Another organization's user: the same answer as a missing one.
             return self.audit_failure(event, VaultError::NotFound).await;
+        }
+        if !may_manage(ctx, u.role) {
+            return self.deny(&event, "role").await;
         }
         change(&mut u);
         self.control.update_user(&u).await?;
@@ -220,6 +249,9 @@ impl Vault {
 
     /// The users of the caller's organization.
     pub async fn list_users(&self, ctx: &Ctx) -> Result<Vec<UserInfo>, VaultError> {
+        if !may_manage(ctx, Role::Viewer) {
+            return self.deny(&self.event(ctx, "user-list"), "role").await;
+        }
         let users = self.control.users(Some(&ctx.org)).await?;
         Ok(users.iter().map(UserInfo::from).collect())
     }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs sqlmap (Debian package) against FHIR search endpoints of a live `phivault serve`, with
+# an integration client's token, bounded (level 1, risk 1, no time-based tests, 5 minutes at
+# most): every tested parameter must come out "not injectable". Stays on 127.0.0.1.
+#   scripts/sqlmap-check.sh [path/to/phivault]
+set -euo pipefail
+bin="${1:-$PWD/target/debug/phivault}"
+command -v sqlmap >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sqlmap; }
+work=$(mktemp -d)
+server=""
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+export PHIVAULT_PASSPHRASE='sqlmap check passphrase' PHIVAULT_DATA_DIR="$work/data"
+"$bin" init > /dev/null
+"$bin" import testdata/fhir/*.json > /dev/null
+creds=$("$bin" client add --name sqlmap --role INTEGRATION_MANAGER --scopes 'system/*.rs' --json)
+id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])' <<<"$creds")
+secret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])' <<<"$creds")
+"$bin" serve --listen 127.0.0.1:0 --mllp-listen off > "$work/serve.out" 2> "$work/serve.log" &
+server=$!
+for _ in $(seq 1 50); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.2; done
+port=$(sed -n 's#.*https://127.0.0.1:\([0-9]*\).*#\1#p' "$work/serve.out" | head -1)
+test -n "$port"
+token=$(curl -s --cacert "$work/data/tls/cert.pem" -u "$id:$secret" -d grant_type=client_credentials \
+  "https://localhost:$port/oauth/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+fail=0
+for target in \
+  "/fhir/Patient?identifier=MRN-7730152&phone=5550100" \
+  "/fhir/Patient?family=Hartmann&birthdate=1961-03-14&_id=x1" \
+  "/fhir/Observation?patient=73a32749-dacd-50f2-91b8-4acc18666b46&code=8867-4&date=ge2020"; do
+  out="$work/sqlmap.out"
+  timeout 300 sqlmap -u "https://localhost:$port$target" \
+    --headers="Authorization: Bearer $token
+X-Purpose-Of-Use: TREAT" \
+    --batch --level=1 --risk=1 --technique=BEUS --threads=2 --timeout=10 --retries=1 \
+    --disable-coloring --output-dir="$work/sqlmap" > "$out" 2>&1 || true
+  if grep -q "all tested parameters do not appear to be injectable" "$out"; then
+    echo "sqlmap: $target: no injectable parameter"
+  else
+    echo "sqlmap: $target: NOT CLEAN"
+    grep -E "CRITICAL|injectable|vulnerable|ERROR" "$out" | head -20
+    fail=1
+  fi
+done
+exit $fail
