@@ -7,21 +7,12 @@ set -euo pipefail
 bin="${1:-$PWD/target/debug/phivault}"
 command -v sqlmap >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sqlmap; }
 work=$(mktemp -d)
-server=""
-trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
-export PHIVAULT_PASSPHRASE='sqlmap check passphrase' PHIVAULT_DATA_DIR="$work/data"
-"$bin" init > /dev/null
-"$bin" import testdata/fhir/*.json > /dev/null
-creds=$("$bin" client add --name sqlmap --role INTEGRATION_MANAGER --scopes 'system/*.rs' --json)
-id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])' <<<"$creds")
-secret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])' <<<"$creds")
-"$bin" serve --listen 127.0.0.1:0 --mllp-listen off > "$work/serve.out" 2> "$work/serve.log" &
-server=$!
-for _ in $(seq 1 50); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.2; done
-port=$(sed -n 's#.*https://127.0.0.1:\([0-9]*\).*#\1#p' "$work/serve.out" | head -1)
-test -n "$port"
-token=$(curl -s --cacert "$work/data/tls/cert.pem" -u "$id:$secret" -d grant_type=client_credentials \
-  "https://localhost:$port/oauth/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+SERVER_PID=""
+trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$work"' EXIT
+export PHIVAULT_PASSPHRASE='sqlmap check passphrase'
+. "$(dirname "$0")/lib/serve.sh"
+start_server "$bin" "$work"
+port=$PORT token=$TOKEN
 fail=0
 for target in \
   "/fhir/Patient?identifier=MRN-7730152&phone=5550100" \

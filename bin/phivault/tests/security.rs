@@ -254,34 +254,13 @@ mod authz {
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let out = cli(
+            away = Live::client_in(
                 data,
-                &[
-                    "client",
-                    "add",
-                    "--org",
-                    "rival",
-                    "--name",
-                    "rival-ehr",
-                    "--role",
-                    INTEGRATION.0,
-                    "--scopes",
-                    INTEGRATION.1,
-                    "--purposes",
-                    INTEGRATION.2,
-                    "--json",
-                ],
-            );
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let c: Value = serde_json::from_slice(&out.stdout).unwrap();
-            away = format!(
-                "{}:{}",
-                c["client_id"].as_str().unwrap(),
-                c["client_secret"].as_str().unwrap()
+                Some("rival"),
+                "rival-ehr",
+                INTEGRATION.0,
+                INTEGRATION.1,
+                INTEGRATION.2,
             );
         });
         let (t, rival) = (live.token(&home), live.token(&away));

@@ -135,22 +135,35 @@ impl Live {
 
     /// Registers a service client; returns `id:secret` for HTTP Basic.
     pub fn client(data: &Path, name: &str, role: &str, scopes: &str, purposes: &str) -> String {
-        let out = cli(
-            data,
-            &[
-                "client",
-                "add",
-                "--name",
-                name,
-                "--role",
-                role,
-                "--scopes",
-                scopes,
-                "--purposes",
-                purposes,
-                "--json",
-            ],
-        );
+        Self::client_in(data, None, name, role, scopes, purposes)
+    }
+
+    /// [`Live::client`] in organization `org` (the only one when `None`).
+    pub fn client_in(
+        data: &Path,
+        org: Option<&str>,
+        name: &str,
+        role: &str,
+        scopes: &str,
+        purposes: &str,
+    ) -> String {
+        let mut args = vec![
+            "client",
+            "add",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--scopes",
+            scopes,
+            "--purposes",
+            purposes,
+            "--json",
+        ];
+        if let Some(o) = org {
+            args.extend(["--org", o]);
+        }
+        let out = cli(data, &args);
         assert!(
             out.status.success(),
             "{}",
