@@ -38,6 +38,8 @@ where
     (out, after.last().unwrap().clone())
 }
 
+/// Threat: PHI access without an audit record, or PHI copied into the audit trail (HIPAA
+/// §164.312(b) audit controls; OWASP A09:2021).
 #[tokio::test]
 async fn every_vault_call_leaves_exactly_one_event_and_no_phi() {
     let tmp = tempfile::tempdir().unwrap();
@@ -215,6 +217,8 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Threat: an insider editing, deleting, reordering or truncating the audit trail (HIPAA
+/// §164.312(b), (c)(1)).
 #[tokio::test]
 async fn any_edit_deletion_reordering_or_truncation_is_found() {
     let tmp = tempfile::tempdir().unwrap();

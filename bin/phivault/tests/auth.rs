@@ -29,6 +29,8 @@ fn unauth<T: std::fmt::Debug>(r: Result<T, VaultError>) {
     }
 }
 
+/// Threat: password brute force, TOTP replay, reused backup codes, sessions that never end
+/// (HIPAA §164.312(d) authentication, (a)(2)(iii) automatic logoff; OWASP ASVS V2, V3).
 #[tokio::test]
 async fn password_mfa_sessions_lockout_and_timeouts() {
     let tmp = tempfile::tempdir().unwrap();

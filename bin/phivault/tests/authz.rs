@@ -52,6 +52,8 @@ fn forbidden<T: std::fmt::Debug>(r: Result<T, VaultError>) {
     assert!(matches!(r, Err(VaultError::Forbidden)), "{r:?}");
 }
 
+/// Threat: access without need to know, beyond minimum necessary, after a grant expired, or
+/// across organizations (HIPAA §164.312(a)(1), (a)(2)(ii), §164.502(b); OWASP API1:2023).
 #[tokio::test]
 async fn grants_fields_purposes_break_glass_lockdown_and_tenancy() {
     let tmp = tempfile::tempdir().unwrap();

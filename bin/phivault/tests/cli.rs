@@ -68,6 +68,8 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// Threat: key and database files readable by other users, or a second init destroying keys
+/// (HIPAA §164.312(a)(2)(iv); OWASP ASVS V6.4).
 #[test]
 fn init_creates_a_private_vault_and_refuses_a_second_time() {
     let tmp = tempfile::tempdir().unwrap();
@@ -104,6 +106,8 @@ fn init_creates_a_private_vault_and_refuses_a_second_time() {
     assert!(!key.contains(PASS));
 }
 
+/// Threat: a copied data dir opened without the passphrase, or damaged by a wrong one (HIPAA
+/// §164.312(a)(2)(iv)).
 #[test]
 fn a_wrong_passphrase_is_refused_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();

@@ -151,6 +151,9 @@ fn count_by_mrn(live: &Live, t: &str, mrn: &str) -> usize {
     r.body["total"].as_u64().unwrap() as usize
 }
 
+/// Threat: malformed input — wrong media types, broken JSON, oversized bodies, path traversal
+/// in ids, unknown types, stale versions — that corrupts data or leaks PHI in errors (OWASP
+/// API4/API8:2023; HIPAA §164.312(c)(1) integrity).
 #[test]
 fn versions_history_conflicts_and_errors_are_operation_outcomes_that_change_nothing() {
     let (live, t) = server();
@@ -431,6 +434,14 @@ fn search_paging_everything_and_audit_events_for_auditors() {
     assert!(p1.body.get("total").is_none());
     let next = p1.body["link"][0]["url"].as_str().unwrap().to_owned();
     assert_eq!(p1.body["link"][0]["relation"], "next");
+    assert!(
+        next.starts_with("Patient?_page=") && !next.contains("555") && !next.contains("phone"),
+        "the next link carries the criteria sealed, never in clear: {next}"
+    );
+    let stolen = live.fhir("GET", &format!("/fhir/{next}"), &kiosk, "TREAT", None);
+    assert_eq!(stolen.status, 400, "another caller's cursor opens nothing");
+    let forged = live.fhir("GET", "/fhir/Patient?_page=00ff", &t, "TREAT", None);
+    assert_eq!(forged.status, 400);
     let p2 = live.fhir("GET", &format!("/fhir/{next}"), &t, "TREAT", None);
     assert_eq!(p2.body["entry"].as_array().unwrap().len(), 1);
     assert_eq!(p2.body["total"], 3);

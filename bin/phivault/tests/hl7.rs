@@ -135,6 +135,8 @@ fn count_of(live: &Live, t: &str, rtype: &str, patient: &str) -> usize {
     r.body["total"].as_u64().unwrap() as usize
 }
 
+/// Threat: HL7 messages acknowledged but not stored, applied twice, or leaving PHI in the audit
+/// trail (HIPAA §164.312(b), (c)(1)).
 #[test]
 fn every_test_message_gets_its_ack_and_its_data_is_found_through_fhir() {
     let Some(sender) = mllp_send() else { return };
@@ -309,6 +311,8 @@ fn every_test_message_gets_its_ack_and_its_data_is_found_through_fhir() {
     }
 }
 
+/// Threat: junk, binary, oversized and half-sent MLLP frames that crash or hang the listener or
+/// store half a message (OWASP API4:2023; HIPAA §164.312(c)(1) integrity).
 #[test]
 fn malformed_input_gets_ae_ar_or_a_closed_connection_and_the_listener_keeps_serving() {
     let live = Live::start_with(
@@ -371,6 +375,8 @@ fn malformed_input_gets_ae_ar_or_a_closed_connection_and_the_listener_keeps_serv
     }
 }
 
+/// Threat: HL7 feeds in clear text, or from hosts outside the hospital network (HIPAA
+/// §164.312(e)(1) transmission security, (a)(1) access control).
 #[test]
 fn tls_is_required_and_sources_outside_the_allow_list_are_refused() {
     let live = Live::start_with(&[("PHIVAULT_MLLP_ALLOW", "127.0.0.1/32")], |_| {});
@@ -438,6 +444,8 @@ done
     );
 }
 
+/// Threat: a sending system impersonating another interface (HIPAA §164.312(d) entity
+/// authentication): client certificates decide which interface a connection is.
 #[test]
 fn client_certificates_name_the_interface_and_others_are_refused() {
     let pki = tempfile::tempdir().unwrap();

@@ -272,6 +272,8 @@ fn client_credentials_over_https_with_the_server_running() {
     );
 }
 
+/// Threat: service tokens that outlive their purpose or carry more than their scopes
+/// (OWASP API2/API5:2023; HIPAA §164.312(d), (a)(1)).
 #[tokio::test]
 async fn service_tokens_expire_and_carry_only_their_scopes() {
     let tmp = tempfile::tempdir().unwrap();

@@ -522,17 +522,18 @@ mod leakage {
     /// reads, searches and errors, an HL7 message, a transaction — runs with logs at debug
     /// level; every log line and every error body is scanned for the patients' names,
     /// identifiers, phone, birth date, the password, the one-time password, the TOTP secret
-    /// and every token.
+    /// and every token; so is the Prometheus text of `/metrics`.
     #[test]
     fn leakage_nothing_sensitive_in_debug_logs_or_error_bodies() {
         let log = tempfile::NamedTempFile::new().unwrap();
-        let (mut ehr, mut otp) = (String::new(), String::new());
+        let (mut ehr, mut otp, mut siem) = (String::new(), String::new(), String::new());
         let live = Live::start_logged(
             &[("PHIVAULT_LOG", "debug"), ("PHIVAULT_MLLP_TLS", "off")],
             log.path(),
             |data| {
                 ehr = Live::client(data, "ehr", INTEGRATION.0, INTEGRATION.1, INTEGRATION.2);
                 otp = add_user(data, "leak.viewer", "VIEWER");
+                siem = Live::client(data, "siem", "AUDITOR", "system/AuditEvent.rs", "HOPERAT");
             },
         );
         let t = live.token(&ehr);
@@ -567,6 +568,18 @@ mod leakage {
         let _ = s.read(&mut ack);
         drop(s);
         std::thread::sleep(std::time::Duration::from_millis(300));
+        // Metrics (names and labels) as a monitoring system reads them.
+        let metrics = live.call("GET", "/metrics", Some(&live.token(&siem)), None, None, &[]);
+        assert_eq!(metrics.status, 200);
+        let metrics_text = std::process::Command::new("curl")
+            .args(["-s", "--cacert", &live.ca, "-H"])
+            .arg(format!("authorization: Bearer {}", live.token(&siem)))
+            .arg(format!("https://localhost:{}/metrics", live.port))
+            .output()
+            .unwrap()
+            .stdout;
+        let metrics_text = String::from_utf8_lossy(&metrics_text).into_owned();
+        assert!(metrics_text.contains("phivault_"), "{metrics_text}");
         let logs = std::fs::read_to_string(log.path()).unwrap();
         assert!(logs.lines().count() > 10, "debug logs were written: {logs}");
         let needles = [
@@ -585,6 +598,7 @@ mod leakage {
         ];
         for n in needles {
             assert!(!logs.contains(n), "the logs hold {n}");
+            assert!(!metrics_text.contains(n), "the metrics hold {n}");
         }
         for (i, b) in bodies.iter().enumerate().skip(2) {
             for n in [

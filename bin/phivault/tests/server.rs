@@ -124,6 +124,8 @@ fn curl(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// Threat: downgrade to TLS 1.0/1.1 (or SSLv3), and responses without HSTS, no-store and a strict
+/// CSP (HIPAA §164.312(e)(1) transmission security; OWASP ASVS V9.1, V14.4).
 #[test]
 fn dev_server_speaks_only_modern_tls_with_security_headers() {
     let tmp = tempfile::tempdir().unwrap();
@@ -216,6 +218,8 @@ fn sigterm_stops_the_server_cleanly() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Threat: a TLS private key other local users can read (HIPAA §164.312(e)(2)(ii);
+/// OWASP ASVS V6.4): the server refuses to start.
 #[test]
 fn a_tls_key_readable_by_others_is_refused_at_start() {
     let tmp = tempfile::tempdir().unwrap();
@@ -246,6 +250,8 @@ fn curl_json(args: &[&str]) -> (String, serde_json::Value) {
     )
 }
 
+/// Threat: passwords, codes, tokens or TOTP secrets in logs (trace level scanned) and a sign-in
+/// without a second factor (HIPAA §164.312(d), (b); OWASP A09:2021).
 #[test]
 fn the_dev_administrator_signs_in_with_password_change_and_totp_over_https() {
     let tmp = tempfile::tempdir().unwrap();
@@ -438,6 +444,8 @@ fn the_dev_administrator_signs_in_with_password_change_and_totp_over_https() {
     }
 }
 
+/// Threat: online guessing against the authentication endpoints from one address (OWASP
+/// API2:2023; HIPAA §164.312(d)).
 #[test]
 fn authentication_endpoints_are_rate_limited_per_address() {
     let tmp = tempfile::tempdir().unwrap();

@@ -32,6 +32,8 @@ async fn export_all(o: &phivault::datadir::Opened) -> BTreeMap<(String, String),
     out
 }
 
+/// Threat: PHI readable from the database files, journals or any byte at rest (HIPAA
+/// §164.312(a)(2)(iv) encryption).
 #[tokio::test]
 async fn imported_phi_appears_in_no_byte_of_the_data_dir() {
     let tmp = tempfile::tempdir().unwrap();
@@ -143,6 +145,8 @@ fn patient_id(file: &str) -> ResourceId {
     ResourceId::parse(r["id"].as_str().unwrap()).unwrap()
 }
 
+/// Threat: tampering with or swapping sealed records at rest (HIPAA §164.312(c)(1), (c)(2)
+/// integrity).
 #[tokio::test]
 async fn flipped_or_swapped_ciphertext_fails_with_an_integrity_error() {
     let tmp = tempfile::tempdir().unwrap();
@@ -410,6 +414,8 @@ async fn search_by_identifier_family_birthdate_and_phone() {
     }
 }
 
+/// Threat: an erased patient recoverable from leftover keys or pages (HIPAA §164.310(d)(2)(i)
+/// disposal).
 #[tokio::test]
 async fn erase_shreds_the_patient_and_its_clinical_records() {
     let tmp = tempfile::tempdir().unwrap();

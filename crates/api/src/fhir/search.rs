@@ -118,6 +118,37 @@ impl Params {
     }
 }
 
+/// The query a request stands for: its own, or the criteria sealed in its `_page` cursor
+/// (which must then stand alone).
+fn unpage(state: &AppState, auth: &FhirAuth, query: &str) -> Result<String, Box<Response>> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    match pairs.iter().find(|(k, _)| k == "_page") {
+        None => Ok(query.to_owned()),
+        Some(_) if pairs.len() != 1 => Err(Box::new(invalid("_page stands alone"))),
+        Some((_, cursor)) => state
+            .vault
+            .open_cursor(&auth.ctx(), cursor)
+            .map_err(|e| Box::new(outcome(&e))),
+    }
+}
+
+/// The next page's query: the criteria sealed into an opaque `_page` cursor, so no
+/// identifier, name or phone travels in the link's URL.
+fn sealed_next(
+    state: &AppState,
+    auth: &FhirAuth,
+    p: &Params,
+    page: SearchPage,
+) -> Result<String, Box<Response>> {
+    let cursor = state
+        .vault
+        .seal_cursor(&auth.ctx(), &p.next_query(page))
+        .map_err(|e| Box::new(outcome(&e)))?;
+    Ok(format!("_page={cursor}"))
+}
+
 /// A searchset Bundle of one page; `next` when more follow.
 fn searchset(
     rtype: &str,
@@ -181,7 +212,8 @@ pub struct SearchForm {
         ("phone" = Option<String>, Query), ("patient" = Option<String>, Query),
         ("subject" = Option<String>, Query), ("code" = Option<String>, Query),
         ("date" = Option<String>, Query), ("_count" = Option<u32>, Query),
-        ("_offset" = Option<u32>, Query), ("X-Purpose-Of-Use" = Option<String>, Header)),
+        ("_offset" = Option<u32>, Query), ("_page" = Option<String>, Query, description = "an opaque cursor from a `next` link (alone)"),
+        ("X-Purpose-Of-Use" = Option<String>, Header)),
     responses((status = 200, description = "A searchset Bundle", body = Resource, content_type = "application/fhir+json"), Errors),
     security(("bearer" = [])))]
 pub async fn search(
@@ -230,6 +262,8 @@ pub async fn search_post(
 
 async fn run_search(state: &AppState, auth: &FhirAuth, rtype: &str, query: &str) -> Response {
     let rtype = tri!(path_type(rtype));
+    let query = tri!(unpage(state, auth, query));
+    let query = query.as_str();
     if rtype.is_patient() {
         let p = tri!(Params::parse(Some(query), PATIENT_PARAMS));
         let page = tri!(p.page());
@@ -247,7 +281,11 @@ async fn run_search(state: &AppState, auth: &FhirAuth, rtype: &str, query: &str)
         {
             Ok((found, more)) => {
                 let total = (!more).then(|| page.offset + found.len());
-                let next = more.then(|| p.next_query(page));
+                let next = if more {
+                    Some(tri!(sealed_next(state, auth, &p, page)))
+                } else {
+                    None
+                };
                 searchset("Patient", found, total, next)
             }
             Err(e) => outcome(&e),
@@ -303,12 +341,12 @@ async fn run_search(state: &AppState, auth: &FhirAuth, rtype: &str, query: &str)
         Ok(found) => {
             let total = matched.load(Ordering::SeqCst);
             let more = total > page.offset.saturating_add(page.count);
-            searchset(
-                rtype.as_str(),
-                found,
-                Some(total),
-                more.then(|| p.next_query(page)),
-            )
+            let next = if more {
+                Some(tri!(sealed_next(state, auth, &p, page)))
+            } else {
+                None
+            };
+            searchset(rtype.as_str(), found, Some(total), next)
         }
         Err(e) => outcome(&e),
     }
@@ -420,7 +458,8 @@ pub async fn everything(
 #[utoipa::path(get, path = "/fhir/AuditEvent", tag = "fhir",
     params(("date" = Option<String>, Query), ("agent" = Option<String>, Query),
         ("patient" = Option<String>, Query), ("action" = Option<String>, Query),
-        ("_count" = Option<u32>, Query), ("_offset" = Option<u32>, Query)),
+        ("_count" = Option<u32>, Query), ("_offset" = Option<u32>, Query),
+        ("_page" = Option<String>, Query, description = "an opaque cursor from a `next` link (alone)")),
     responses((status = 200, description = "A searchset Bundle of AuditEvent", body = Resource, content_type = "application/fhir+json"), Errors),
     security(("bearer" = [])))]
 pub async fn audit_events(
@@ -428,7 +467,8 @@ pub async fn audit_events(
     auth: FhirAuth,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let p = tri!(Params::parse(query.as_deref(), AUDIT_PARAMS));
+    let query = tri!(unpage(&state, &auth, query.as_deref().unwrap_or("")));
+    let p = tri!(Params::parse(Some(&query), AUDIT_PARAMS));
     let page = tri!(p.page());
     let dates = match p
         .all("date")
@@ -486,9 +526,10 @@ pub async fn audit_events(
                     o.insert("entry".into(), Value::Array(entries));
                 }
                 if more {
+                    let next = tri!(sealed_next(&state, &auth, &p, page));
                     o.insert(
                         "link".into(),
-                        json!([{"relation": "next", "url": format!("AuditEvent?{}", p.next_query(page))}]),
+                        json!([{"relation": "next", "url": format!("AuditEvent?{next}")}]),
                     );
                 }
             }

@@ -88,3 +88,44 @@ impl Vault {
             == Some("on"))
     }
 }
+
+impl Vault {
+    /// Seals search criteria into an opaque page cursor, bound to the organization and the
+    /// caller, so that a `next` link carries no identifier, name or phone in its URL.
+    pub fn seal_cursor(&self, ctx: &Ctx, criteria: &str) -> Result<String, VaultError> {
+        let sealed = self
+            .keyring
+            .seal_secret(&cursor_context(ctx), criteria.as_bytes())?;
+        Ok(sealed.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Opens a page cursor sealed by [`Vault::seal_cursor`] for the same caller.
+    pub fn open_cursor(&self, ctx: &Ctx, cursor: &str) -> Result<String, VaultError> {
+        let bad = || VaultError::Invalid("_page is not a page cursor of this caller".into());
+        if !cursor.len().is_multiple_of(2) || cursor.len() > 16_384 {
+            return Err(bad());
+        }
+        let bytes: Vec<u8> = (0..cursor.len())
+            .step_by(2)
+            .map(|i| {
+                cursor
+                    .get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?;
+        let plain = self
+            .keyring
+            .open_secret(&cursor_context(ctx), &bytes)
+            .map_err(|_| bad())?;
+        String::from_utf8(plain.to_vec()).map_err(|_| bad())
+    }
+}
+
+fn cursor_context(ctx: &Ctx) -> String {
+    format!(
+        "page-cursor\u{1f}{}\u{1f}{}",
+        ctx.org,
+        ctx.actor.audit_name()
+    )
+}
