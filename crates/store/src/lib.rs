@@ -2,6 +2,7 @@
 //! ids and keyed digests only — never a key, never plaintext PHI.
 #![forbid(unsafe_code)]
 
+pub mod postgres;
 pub mod sqlite;
 
 pub use sqlite::{SqliteAuditStore, SqliteControlStore, SqliteRecordStore, SqliteStores};

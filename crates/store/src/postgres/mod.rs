@@ -1,0 +1,66 @@
+//! PostgreSQL implementations of the store ports (issue 8, in steps): each store lives in its
+//! own schema, so a database role can be given one store and not the others. Pools are
+//! bounded and time out; an unreachable database is `StoreError::Unavailable`, which the API
+//! answers with 503, and the pool reconnects by itself when the database returns.
+mod audit;
+mod migrate;
+
+pub use audit::PostgresAuditStore;
+
+use phivault_core::StoreError;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::time::Duration;
+
+pub(crate) fn unavailable(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| StoreError::Unavailable {
+        context,
+        detail: e.to_string(),
+    }
+}
+
+pub(crate) fn corrupt(context: &'static str, detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        context,
+        detail: detail.into(),
+    }
+}
+
+/// Pool limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A bounded pool on `url` (`postgres://…`; `sslmode` as the URL says).
+pub async fn connect(url: &str, limits: PoolLimits) -> Result<PgPool, StoreError> {
+    PgPoolOptions::new()
+        .max_connections(limits.max_connections)
+        .acquire_timeout(limits.acquire_timeout)
+        .test_before_acquire(true)
+        .connect(url)
+        .await
+        .map_err(unavailable("connect to PostgreSQL"))
+}
+
+/// A schema name: lower-case letters, digits and '_', starting with a letter.
+pub(crate) fn check_schema(s: &str) -> Result<&str, StoreError> {
+    let ok = s.len() <= 48
+        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(s)
+    } else {
+        Err(corrupt("schema", "not a valid schema name"))
+    }
+}

@@ -1,0 +1,169 @@
+//! The audit store's behaviour, one set of checks run against both backends: SQLite files and
+//! a real PostgreSQL (`PHIVAULT_TEST_POSTGRES_URL`, default the local server's `test`
+//! database; outside CI, skipped when no server answers). Concurrent appends — from several
+//! tasks, and for PostgreSQL from two pools acting as two nodes — make one chain without gaps.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use phivault_core::{AuditStore, ChainFn};
+use std::sync::Arc;
+
+/// A stand-in chain: each MAC is its sequence number followed by the previous MAC's first 8
+/// bytes, so every record names its predecessor.
+fn chain() -> Arc<ChainFn> {
+    Arc::new(|seq: u64, prev: &[u8], draft: &str| {
+        let mut mac = seq.to_be_bytes().to_vec();
+        let mut p = [0u8; 8];
+        p[..prev.len().min(8)].copy_from_slice(&prev[..prev.len().min(8)]);
+        mac.extend_from_slice(&p);
+        (format!("{{\"seq\":{seq},\"draft\":{draft:?}}}"), mac)
+    })
+}
+
+/// Appends from `writers` concurrently (each `per` events in batches of 1–3), then checks the
+/// chain is single, gapless and linked.
+async fn appends_make_one_linked_chain(writers: Vec<Arc<dyn AuditStore>>, per: usize) {
+    let mut tasks = Vec::new();
+    for (w, store) in writers.iter().enumerate() {
+        for t in 0..2 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0;
+                while n < per {
+                    let batch = (1 + (n % 3)).min(per - n);
+                    let drafts = (0..batch)
+                        .map(|i| (1_700_000_000_000, format!("w{w}t{t}e{}", n + i)))
+                        .collect();
+                    let seqs = store.append(drafts, chain()).await.unwrap();
+                    assert_eq!(seqs.len(), batch);
+                    assert!(
+                        seqs.windows(2).all(|s| s[1] == s[0] + 1),
+                        "a batch is contiguous"
+                    );
+                    n += batch;
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total = (writers.len() * 2 * per) as u64;
+    let store = &writers[0];
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.read(after, 97).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        all.extend(page);
+    }
+    assert_eq!(all.len() as u64, total);
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1, "gapless");
+        assert_eq!(&r.mac[..8], &r.seq.to_be_bytes());
+        let prev_seq = if i == 0 {
+            [0u8; 8]
+        } else {
+            (i as u64).to_be_bytes()
+        };
+        assert_eq!(
+            &r.mac[8..16],
+            &prev_seq,
+            "record {} names its predecessor",
+            r.seq
+        );
+    }
+    assert_eq!(store.head().await.unwrap().unwrap().seq, total);
+}
+
+#[tokio::test]
+async fn sqlite_audit_appends_make_one_linked_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = phivault_store::SqliteStores::open(dir.path(), true)
+        .await
+        .unwrap();
+    let audit: Arc<dyn AuditStore> = stores.audit.clone();
+    assert!(audit.head().await.unwrap().is_none());
+    appends_make_one_linked_chain(vec![audit], 40).await;
+}
+
+fn postgres_url() -> String {
+    std::env::var("PHIVAULT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh schema per test run, dropped afterwards.
+struct Schema {
+    pool: sqlx::PgPool,
+    name: String,
+}
+
+impl Schema {
+    async fn new() -> Option<Self> {
+        let limits = phivault_store::postgres::PoolLimits::default();
+        let pool = match phivault_store::postgres::connect(&postgres_url(), limits).await {
+            Ok(p) => p,
+            Err(e) => {
+                assert!(std::env::var_os("CI").is_none(), "CI needs PostgreSQL: {e}");
+                eprintln!("skipped: no PostgreSQL at {} ({e})", postgres_url());
+                return None;
+            }
+        };
+        let name = format!("t{}_audit", std::process::id());
+        Some(Self { pool, name })
+    }
+
+    async fn drop_it(self) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            self.name
+        )))
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn postgres_audit_appends_from_two_nodes_make_one_linked_chain() {
+    let Some(schema) = Schema::new().await else {
+        return;
+    };
+    // Two pools: two nodes on one database.
+    let node_a =
+        phivault_store::postgres::PostgresAuditStore::open(schema.pool.clone(), &schema.name)
+            .await
+            .unwrap();
+    let other = phivault_store::postgres::connect(&postgres_url(), Default::default())
+        .await
+        .unwrap();
+    let node_b = phivault_store::postgres::PostgresAuditStore::open(other, &schema.name)
+        .await
+        .unwrap();
+    let a: Arc<dyn AuditStore> = Arc::new(node_a);
+    let b: Arc<dyn AuditStore> = Arc::new(node_b);
+    assert!(a.head().await.unwrap().is_none());
+    appends_make_one_linked_chain(vec![a, b], 40).await;
+    // Opening again is idempotent; a schema newer than this build is refused.
+    phivault_store::postgres::PostgresAuditStore::open(schema.pool.clone(), &schema.name)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {}.schema_migrations (version, name) VALUES (999, 'future')",
+        schema.name
+    )))
+    .execute(&schema.pool)
+    .await
+    .unwrap();
+    let err = phivault_store::postgres::PostgresAuditStore::open(schema.pool.clone(), &schema.name)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            phivault_core::StoreError::SchemaTooNew { found: 999, .. }
+        ),
+        "{err}"
+    );
+    schema.drop_it().await;
+}
