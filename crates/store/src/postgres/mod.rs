@@ -4,8 +4,10 @@
 //! answers with 503, and the pool reconnects by itself when the database returns.
 mod audit;
 mod migrate;
+mod records;
 
 pub use audit::PostgresAuditStore;
+pub use records::PostgresRecordStore;
 
 use phivault_core::StoreError;
 use sqlx::postgres::{PgPool, PgPoolOptions};
