@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 pub use sqlite::{SqliteAuditStore, SqliteControlStore, SqliteRecordStore, SqliteStores};

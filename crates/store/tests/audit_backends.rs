@@ -4,6 +4,8 @@
 //! tasks, and for PostgreSQL from two pools acting as two nodes — make one chain without gaps.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use phivault_core::{AuditStore, ChainFn};
 use std::sync::Arc;
 
@@ -87,57 +89,20 @@ async fn sqlite_audit_appends_make_one_linked_chain() {
     appends_make_one_linked_chain(vec![audit], 40).await;
 }
 
-fn postgres_url() -> String {
-    std::env::var("PHIVAULT_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A fresh schema per test run, dropped afterwards.
-struct Schema {
-    pool: sqlx::PgPool,
-    name: String,
-}
-
-impl Schema {
-    async fn new() -> Option<Self> {
-        let limits = phivault_store::postgres::PoolLimits::default();
-        let pool = match phivault_store::postgres::connect(&postgres_url(), limits).await {
-            Ok(p) => p,
-            Err(e) => {
-                assert!(std::env::var_os("CI").is_none(), "CI needs PostgreSQL: {e}");
-                eprintln!("skipped: no PostgreSQL at {} ({e})", postgres_url());
-                return None;
-            }
-        };
-        let name = format!("t{}_audit", std::process::id());
-        Some(Self { pool, name })
-    }
-
-    async fn drop_it(self) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {} CASCADE",
-            self.name
-        )))
-        .execute(&self.pool)
-        .await
-        .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn postgres_audit_appends_from_two_nodes_make_one_linked_chain() {
-    let Some(schema) = Schema::new().await else {
+    let Some(pool) = common::pool().await else {
         return;
     };
+    let schema_name = common::schema("audit");
     // Two pools: two nodes on one database.
-    let node_a =
-        phivault_store::postgres::PostgresAuditStore::open(schema.pool.clone(), &schema.name)
-            .await
-            .unwrap();
-    let other = phivault_store::postgres::connect(&postgres_url(), Default::default())
+    let node_a = phivault_store::postgres::PostgresAuditStore::open(pool.clone(), &schema_name)
         .await
         .unwrap();
-    let node_b = phivault_store::postgres::PostgresAuditStore::open(other, &schema.name)
+    let other = phivault_store::postgres::connect(&common::postgres_url(), Default::default())
+        .await
+        .unwrap();
+    let node_b = phivault_store::postgres::PostgresAuditStore::open(other, &schema_name)
         .await
         .unwrap();
     let a: Arc<dyn AuditStore> = Arc::new(node_a);
@@ -145,17 +110,17 @@ async fn postgres_audit_appends_from_two_nodes_make_one_linked_chain() {
     assert!(a.head().await.unwrap().is_none());
     appends_make_one_linked_chain(vec![a, b], 40).await;
     // Opening again is idempotent; a schema newer than this build is refused.
-    phivault_store::postgres::PostgresAuditStore::open(schema.pool.clone(), &schema.name)
+    phivault_store::postgres::PostgresAuditStore::open(pool.clone(), &schema_name)
         .await
         .unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "INSERT INTO {}.schema_migrations (version, name) VALUES (999, 'future')",
-        schema.name
+        schema_name
     )))
-    .execute(&schema.pool)
+    .execute(&pool)
     .await
     .unwrap();
-    let err = phivault_store::postgres::PostgresAuditStore::open(schema.pool.clone(), &schema.name)
+    let err = phivault_store::postgres::PostgresAuditStore::open(pool.clone(), &schema_name)
         .await
         .unwrap_err();
     assert!(
@@ -165,5 +130,5 @@ async fn postgres_audit_appends_from_two_nodes_make_one_linked_chain() {
         ),
         "{err}"
     );
-    schema.drop_it().await;
+    common::drop_schema(&pool, &schema_name).await;
 }

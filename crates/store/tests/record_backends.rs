@@ -4,6 +4,8 @@
 //! all-or-nothing writes, a failing before-commit hook, racing writers, erasure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use phivault_core::{
     Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore, RecordWrite, ResourceId,
     ResourceType, SealedRecord, StoreError, Version, WriteOutcome,
@@ -244,23 +246,13 @@ async fn sqlite_record_store_behaves() {
 
 #[tokio::test]
 async fn postgres_record_store_behaves() {
-    let url = std::env::var("PHIVAULT_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let pool = match phivault_store::postgres::connect(&url, Default::default()).await {
-        Ok(p) => p,
-        Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "CI needs PostgreSQL: {e}");
-            eprintln!("skipped: no PostgreSQL at {url} ({e})");
-            return;
-        }
+    let Some(pool) = common::pool().await else {
+        return;
     };
-    let schema = format!("t{}_clinical", std::process::id());
+    let schema = common::schema("clinical");
     let store = phivault_store::postgres::PostgresRecordStore::open(pool.clone(), &schema)
         .await
         .unwrap();
     behaves(Arc::new(store)).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&pool)
-        .await
-        .unwrap();
+    common::drop_schema(&pool, &schema).await;
 }

@@ -23,6 +23,12 @@ pub(crate) const RECORDS: &[Migration] = &[Migration {
     sql: include_str!("../../migrations/postgres/records/0001_init.sql"),
 }];
 
+pub(crate) const CONTROL: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_init",
+    sql: include_str!("../../migrations/postgres/control/0001_init.sql"),
+}];
+
 /// The advisory-lock key of schema migrations (any fixed number, shared by all nodes).
 const MIGRATION_LOCK: i64 = 0x7068_6976_6d69_6772;
 

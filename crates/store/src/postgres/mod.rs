@@ -3,10 +3,12 @@
 //! bounded and time out; an unreachable database is `StoreError::Unavailable`, which the API
 //! answers with 503, and the pool reconnects by itself when the database returns.
 mod audit;
+mod control;
 mod migrate;
 mod records;
 
 pub use audit::PostgresAuditStore;
+pub use control::PostgresControlStore;
 pub use records::PostgresRecordStore;
 
 use phivault_core::StoreError;

@@ -2,11 +2,10 @@
 use super::{Db, corrupt, unavailable};
 use async_trait::async_trait;
 use phivault_core::{
-    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, Role,
-    SessionRecord, StoreError, UserRecord,
+    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, SessionRecord,
+    StoreError, UserRecord,
 };
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 #[derive(Debug)]
 pub struct SqliteControlStore {
@@ -158,34 +157,39 @@ impl ControlStore for SqliteControlStore {
 
     async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{USER_COLUMNS} WHERE username = ?"
+            "{} WHERE username = ?",
+            crate::rows::user_columns("users")
         )))
         .bind(username)
         .fetch_optional(&self.db.reader)
         .await
         .map_err(unavailable("read user"))?;
-        row.as_ref().map(decode_user).transpose()
+        row.as_ref().map(crate::rows::user).transpose()
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.db.reader)
-            .await
-            .map_err(unavailable("read user"))?;
-        row.as_ref().map(decode_user).transpose()
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE id = ?",
+            crate::rows::user_columns("users")
+        )))
+        .bind(id)
+        .fetch_optional(&self.db.reader)
+        .await
+        .map_err(unavailable("read user"))?;
+        row.as_ref().map(crate::rows::user).transpose()
     }
 
     async fn users(&self, org: Option<&OrgId>) -> Result<Vec<UserRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{USER_COLUMNS} WHERE (? IS NULL OR org = ?) ORDER BY org, username"
+            "{} WHERE (? IS NULL OR org = ?) ORDER BY org, username",
+            crate::rows::user_columns("users")
         )))
         .bind(org.map(OrgId::as_str))
         .bind(org.map(OrgId::as_str))
         .fetch_all(&self.db.reader)
         .await
         .map_err(unavailable("list users"))?;
-        rows.iter().map(decode_user).collect()
+        rows.iter().map(crate::rows::user).collect()
     }
 
     async fn update_user(&self, u: &UserRecord) -> Result<(), StoreError> {
@@ -293,7 +297,7 @@ impl ControlStore for SqliteControlStore {
         .fetch_optional(&self.db.reader)
         .await
         .map_err(unavailable("read session"))?;
-        row.as_ref().map(decode_session).transpose()
+        row.as_ref().map(crate::rows::session).transpose()
     }
 
     async fn touch_session(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError> {
@@ -375,25 +379,7 @@ impl ControlStore for SqliteControlStore {
         .fetch_optional(&self.db.reader)
         .await
         .map_err(unavailable("read grant"))?;
-        row.as_ref()
-            .map(|r| {
-                let ctx = "read grant";
-                let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
-                Ok(GrantRecord {
-                    id: r.try_get("id").map_err(g)?,
-                    org: org_col(r, ctx)?,
-                    user_id: r.try_get("user_id").map_err(g)?,
-                    patient: r.try_get("patient").map_err(g)?,
-                    purpose: r.try_get("purpose").map_err(g)?,
-                    kind: r.try_get("kind").map_err(g)?,
-                    reason_sealed: r.try_get("reason_sealed").map_err(g)?,
-                    granted_by: r.try_get("granted_by").map_err(g)?,
-                    created_at: r.try_get("created_at").map_err(g)?,
-                    expires_at: r.try_get("expires_at").map_err(g)?,
-                    revoked: r.try_get("revoked").map_err(g)?,
-                })
-            })
-            .transpose()
+        row.as_ref().map(crate::rows::grant).transpose()
     }
 
     async fn revoke_grants(&self, org: &OrgId, now: i64) -> Result<u64, StoreError> {
@@ -442,76 +428,6 @@ impl ControlStore for SqliteControlStore {
         .fetch_optional(&self.db.reader)
         .await
         .map_err(unavailable("read client"))?;
-        row.as_ref()
-            .map(|r| {
-                let ctx = "read client";
-                let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
-                Ok(ClientRecord {
-                    id: r.try_get("id").map_err(g)?,
-                    org: org_col(r, ctx)?,
-                    name: r.try_get("name").map_err(g)?,
-                    role: role_col(r, ctx)?,
-                    scopes: r.try_get("scopes").map_err(g)?,
-                    purposes: r.try_get("purposes").map_err(g)?,
-                    secret_hash: r.try_get("secret_hash").map_err(g)?,
-                    disabled: r.try_get("disabled").map_err(g)?,
-                    created_at: r.try_get("created_at").map_err(g)?,
-                })
-            })
-            .transpose()
+        row.as_ref().map(crate::rows::client).transpose()
     }
-}
-
-/// The `org` column as an organization id.
-fn org_col(r: &SqliteRow, ctx: &'static str) -> Result<OrgId, StoreError> {
-    let org: String = r.try_get("org").map_err(|e| corrupt(ctx, e.to_string()))?;
-    OrgId::parse(&org).map_err(|_| corrupt(ctx, "org"))
-}
-
-/// The `role` column as a role.
-fn role_col(r: &SqliteRow, ctx: &'static str) -> Result<Role, StoreError> {
-    let role: String = r.try_get("role").map_err(|e| corrupt(ctx, e.to_string()))?;
-    Role::parse(&role).ok_or_else(|| corrupt(ctx, "role"))
-}
-
-const USER_COLUMNS: &str = "SELECT id, org, username, role, password_hash, password_changed_at, \
-     must_change_password, totp_sealed, totp_last_step, mfa_enrolled, disabled, failed_logins, \
-     locked_until, last_login_at, created_at FROM users";
-
-fn decode_user(r: &SqliteRow) -> Result<UserRecord, StoreError> {
-    let ctx = "read user";
-    let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
-    Ok(UserRecord {
-        id: r.try_get("id").map_err(g)?,
-        org: org_col(r, ctx)?,
-        username: r.try_get("username").map_err(g)?,
-        role: role_col(r, ctx)?,
-        password_hash: r.try_get("password_hash").map_err(g)?,
-        password_changed_at: r.try_get("password_changed_at").map_err(g)?,
-        must_change_password: r.try_get("must_change_password").map_err(g)?,
-        totp_sealed: r.try_get("totp_sealed").map_err(g)?,
-        totp_last_step: r.try_get("totp_last_step").map_err(g)?,
-        mfa_enrolled: r.try_get("mfa_enrolled").map_err(g)?,
-        disabled: r.try_get("disabled").map_err(g)?,
-        failed_logins: r.try_get("failed_logins").map_err(g)?,
-        locked_until: r.try_get("locked_until").map_err(g)?,
-        last_login_at: r.try_get("last_login_at").map_err(g)?,
-        created_at: r.try_get("created_at").map_err(g)?,
-    })
-}
-
-fn decode_session(r: &SqliteRow) -> Result<SessionRecord, StoreError> {
-    let ctx = "read session";
-    let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
-    Ok(SessionRecord {
-        token_hash: r.try_get("token_hash").map_err(g)?,
-        kind: r.try_get("kind").map_err(g)?,
-        subject: r.try_get("subject").map_err(g)?,
-        org: org_col(r, ctx)?,
-        created_at: r.try_get("created_at").map_err(g)?,
-        last_seen_at: r.try_get("last_seen_at").map_err(g)?,
-        expires_at: r.try_get("expires_at").map_err(g)?,
-        revoked: r.try_get("revoked").map_err(g)?,
-        scopes: r.try_get("scopes").map_err(g)?,
-    })
 }

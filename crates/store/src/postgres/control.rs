@@ -1,0 +1,457 @@
+//! Control data on PostgreSQL: settings, organizations, the wrapped keyring, users,
+//! sessions, grants, clients (a port of the SQLite store, same behaviour).
+use super::{check_schema, corrupt, migrate, unavailable};
+use async_trait::async_trait;
+use phivault_core::{
+    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, SessionRecord,
+    StoreError, UserRecord,
+};
+use sqlx::Row;
+use sqlx::postgres::PgPool;
+
+#[derive(Debug, Clone)]
+pub struct PostgresControlStore {
+    pool: PgPool,
+    schema: String,
+}
+
+impl PostgresControlStore {
+    /// The control store in `schema` (created and migrated if needed).
+    pub async fn open(pool: PgPool, schema: &str) -> Result<Self, StoreError> {
+        let schema = check_schema(schema)?.to_owned();
+        migrate::run(&pool, "control", &schema, migrate::CONTROL).await?;
+        Ok(Self { pool, schema })
+    }
+
+    /// `sql` with `{s}.` table prefixes for this store's schema.
+    fn q(&self, sql: &str) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(number_params(&sql.replace("{s}", &self.schema)))
+    }
+}
+
+/// Turns `?` placeholders into PostgreSQL's `$1, $2, …` (no `?` appears in these statements
+/// otherwise).
+fn number_params(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl ControlStore for PostgresControlStore {
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(self.q("SELECT value FROM {s}.settings WHERE key = ?"))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable("read setting"))?;
+        row.map(|r| r.try_get::<String, _>(0))
+            .transpose()
+            .map_err(unavailable("read setting"))
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            self.q("INSERT INTO {s}.settings (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("write setting"))?;
+        Ok(())
+    }
+
+    async fn organizations(&self) -> Result<Vec<Organization>, StoreError> {
+        let rows =
+            sqlx::query(self.q("SELECT id, name, created_at FROM {s}.organizations ORDER BY id"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable("list organizations"))?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id").map_err(unavailable("list organizations"))?;
+                Ok(Organization {
+                    id: OrgId::parse(&id).map_err(|_| corrupt("list organizations", "org id"))?,
+                    name: r
+                        .try_get("name")
+                        .map_err(unavailable("list organizations"))?,
+                    created_at: r
+                        .try_get("created_at")
+                        .map_err(unavailable("list organizations"))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_organization(&self, org: &Organization) -> Result<bool, StoreError> {
+        let done = sqlx::query(self.q("INSERT INTO {s}.organizations (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"),
+        )
+        .bind(org.id.as_str())
+        .bind(&org.name)
+        .bind(org.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("create organization"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn keyring(&self) -> Result<Vec<KeyringEntry>, StoreError> {
+        let rows = sqlx::query(self.q("SELECT purpose, version, wrapped, created_at FROM {s}.keyring ORDER BY purpose, version"),
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("read keyring"))?;
+        rows.iter()
+            .map(|r| {
+                let version: i64 = r.try_get("version").map_err(unavailable("read keyring"))?;
+                Ok(KeyringEntry {
+                    purpose: r.try_get("purpose").map_err(unavailable("read keyring"))?,
+                    version: u32::try_from(version)
+                        .map_err(|_| corrupt("read keyring", "version"))?,
+                    wrapped: r.try_get("wrapped").map_err(unavailable("read keyring"))?,
+                    created_at: r
+                        .try_get("created_at")
+                        .map_err(unavailable("read keyring"))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_keyring_entries(&self, entries: &[KeyringEntry]) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(unavailable("write keyring"))?;
+        for e in entries {
+            sqlx::query(self.q("INSERT INTO {s}.keyring (purpose, version, wrapped, created_at) VALUES (?, ?, ?, ?)"),
+            )
+            .bind(&e.purpose)
+            .bind(i64::from(e.version))
+            .bind(&e.wrapped)
+            .bind(e.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable("write keyring"))?;
+        }
+        tx.commit().await.map_err(unavailable("write keyring"))?;
+        Ok(())
+    }
+
+    async fn create_user(&self, u: &UserRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(self.q(
+            "INSERT INTO {s}.users (id, org, username, role, password_hash, password_changed_at, \
+             must_change_password, totp_sealed, totp_last_step, mfa_enrolled, disabled, \
+             failed_logins, locked_until, last_login_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        ))
+        .bind(&u.id)
+        .bind(u.org.as_str())
+        .bind(&u.username)
+        .bind(u.role.as_str())
+        .bind(&u.password_hash)
+        .bind(u.password_changed_at)
+        .bind(u.must_change_password)
+        .bind(u.totp_sealed.as_deref())
+        .bind(u.totp_last_step)
+        .bind(u.mfa_enrolled)
+        .bind(u.disabled)
+        .bind(u.failed_logins)
+        .bind(u.locked_until)
+        .bind(u.last_login_at)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("create user"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(self.q(&format!(
+            "{} WHERE username = ?",
+            crate::rows::user_columns("{s}.users")
+        )))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("read user"))?;
+        row.as_ref().map(crate::rows::user).transpose()
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(self.q(&format!(
+            "{} WHERE id = ?",
+            crate::rows::user_columns("{s}.users")
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("read user"))?;
+        row.as_ref().map(crate::rows::user).transpose()
+    }
+
+    async fn users(&self, org: Option<&OrgId>) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query(self.q(&format!(
+            "{} WHERE (?::TEXT IS NULL OR org = ?) ORDER BY org, username",
+            crate::rows::user_columns("{s}.users")
+        )))
+        .bind(org.map(OrgId::as_str))
+        .bind(org.map(OrgId::as_str))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("list users"))?;
+        rows.iter().map(crate::rows::user).collect()
+    }
+
+    async fn update_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+        sqlx::query(self.q(
+            "UPDATE {s}.users SET role = ?, password_hash = ?, password_changed_at = ?, \
+             must_change_password = ?, totp_sealed = ?, totp_last_step = ?, mfa_enrolled = ?, \
+             disabled = ?, failed_logins = ?, locked_until = ?, last_login_at = ? WHERE id = ?",
+        ))
+        .bind(u.role.as_str())
+        .bind(&u.password_hash)
+        .bind(u.password_changed_at)
+        .bind(u.must_change_password)
+        .bind(u.totp_sealed.as_deref())
+        .bind(u.totp_last_step)
+        .bind(u.mfa_enrolled)
+        .bind(u.disabled)
+        .bind(u.failed_logins)
+        .bind(u.locked_until)
+        .bind(u.last_login_at)
+        .bind(&u.id)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("update user"))?;
+        Ok(())
+    }
+
+    async fn accept_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(self.q("UPDATE {s}.users SET totp_last_step = ? \
+             WHERE id = ? AND (totp_last_step IS NULL OR totp_last_step < ?)"))
+        .bind(step)
+        .bind(user_id)
+        .bind(step)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("accept totp"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_backup_codes(&self, user_id: &str, hashes: &[Vec<u8>]) -> Result<(), StoreError> {
+        let ctx = "set backup codes";
+        let mut tx = self.pool.begin().await.map_err(unavailable(ctx))?;
+        sqlx::query(self.q("DELETE FROM {s}.backup_codes WHERE user_id = ?"))
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+        for h in hashes {
+            sqlx::query(self.q("INSERT INTO {s}.backup_codes (user_id, code_hash) VALUES (?, ?)"))
+                .bind(user_id)
+                .bind(h.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?;
+        }
+        tx.commit().await.map_err(unavailable(ctx))
+    }
+
+    async fn use_backup_code(
+        &self,
+        user_id: &str,
+        hash: &[u8],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(self.q("UPDATE {s}.backup_codes SET used_at = ? \
+             WHERE user_id = ? AND code_hash = ? AND used_at IS NULL"))
+        .bind(now)
+        .bind(user_id)
+        .bind(hash)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("use backup code"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        sqlx::query(self.q(
+            "INSERT INTO {s}.sessions (token_hash, kind, subject, org, created_at, last_seen_at, \
+             expires_at, revoked, scopes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(s.token_hash.as_slice())
+        .bind(&s.kind)
+        .bind(&s.subject)
+        .bind(s.org.as_str())
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(s.expires_at)
+        .bind(s.revoked)
+        .bind(&s.scopes)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("create session"))?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &[u8]) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(self.q(
+            "SELECT token_hash, kind, subject, org, created_at, last_seen_at, expires_at, \
+             revoked, scopes FROM {s}.sessions WHERE token_hash = ?",
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("read session"))?;
+        row.as_ref().map(crate::rows::session).transpose()
+    }
+
+    async fn touch_session(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError> {
+        sqlx::query(self.q("UPDATE {s}.sessions SET last_seen_at = ? WHERE token_hash = ?"))
+            .bind(now)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("touch session"))?;
+        Ok(())
+    }
+
+    async fn revoke_session(&self, token_hash: &[u8]) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query(self.q(
+                "UPDATE {s}.sessions SET revoked = true WHERE token_hash = ? AND revoked = false",
+            ))
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("revoke session"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            self.q("UPDATE {s}.sessions SET revoked = true WHERE subject = ? AND revoked = false"),
+        )
+        .bind(subject)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("revoke sessions"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn put_grant(&self, g: &GrantRecord) -> Result<(), StoreError> {
+        sqlx::query(self.q(
+            "INSERT INTO {s}.grants (id, org, user_id, patient, purpose, kind, reason_sealed, \
+             granted_by, created_at, expires_at, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(&g.id)
+        .bind(g.org.as_str())
+        .bind(&g.user_id)
+        .bind(&g.patient)
+        .bind(&g.purpose)
+        .bind(&g.kind)
+        .bind(g.reason_sealed.as_deref())
+        .bind(&g.granted_by)
+        .bind(g.created_at)
+        .bind(g.expires_at)
+        .bind(g.revoked)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("create grant"))?;
+        Ok(())
+    }
+
+    async fn extend_grant(&self, id: &str, expires_at: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            self.q("UPDATE {s}.grants SET expires_at = ? WHERE id = ? AND revoked = false"),
+        )
+        .bind(expires_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("extend grant"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn latest_grant(
+        &self,
+        org: &OrgId,
+        user_id: &str,
+        patient: &str,
+    ) -> Result<Option<GrantRecord>, StoreError> {
+        let row = sqlx::query(self.q(
+            "SELECT id, org, user_id, patient, purpose, kind, reason_sealed, granted_by, \
+             created_at, expires_at, revoked FROM {s}.grants \
+             WHERE org = ? AND user_id = ? AND patient = ? AND revoked = false \
+             ORDER BY expires_at DESC LIMIT 1",
+        ))
+        .bind(org.as_str())
+        .bind(user_id)
+        .bind(patient)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("read grant"))?;
+        row.as_ref().map(crate::rows::grant).transpose()
+    }
+
+    async fn revoke_grants(&self, org: &OrgId, now: i64) -> Result<u64, StoreError> {
+        let live = sqlx::query(self.q("UPDATE {s}.grants SET revoked = true WHERE org = ? AND revoked = false AND expires_at > ?"),
+        )
+        .bind(org.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("revoke grants"))?;
+        sqlx::query(
+            self.q("UPDATE {s}.grants SET revoked = true WHERE org = ? AND revoked = false"),
+        )
+        .bind(org.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("revoke grants"))?;
+        Ok(live.rows_affected())
+    }
+
+    async fn create_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(self.q("INSERT INTO {s}.clients (id, org, name, role, scopes, purposes, secret_hash, disabled, \
+             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+        )
+        .bind(&c.id)
+        .bind(c.org.as_str())
+        .bind(&c.name)
+        .bind(c.role.as_str())
+        .bind(&c.scopes)
+        .bind(&c.purposes)
+        .bind(c.secret_hash.as_slice())
+        .bind(c.disabled)
+        .bind(c.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("create client"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let row = sqlx::query(self.q(
+            "SELECT id, org, name, role, scopes, purposes, secret_hash, disabled, created_at \
+             FROM {s}.clients WHERE id = ?",
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("read client"))?;
+        row.as_ref().map(crate::rows::client).transpose()
+    }
+}

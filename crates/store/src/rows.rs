@@ -1,0 +1,146 @@
+//! Decoding control rows once for both backends: a row of either kind answers the typed
+//! column reads these decoders need.
+use phivault_core::{
+    ClientRecord, GrantRecord, OrgId, Role, SessionRecord, StoreError, UserRecord,
+};
+use sqlx::Row;
+
+/// Typed column reads.
+pub(crate) trait Cols {
+    fn text(&self, c: &str) -> Result<String, sqlx::Error>;
+    fn int(&self, c: &str) -> Result<i64, sqlx::Error>;
+    fn opt_int(&self, c: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn flag(&self, c: &str) -> Result<bool, sqlx::Error>;
+    fn bytes(&self, c: &str) -> Result<Vec<u8>, sqlx::Error>;
+    fn opt_bytes(&self, c: &str) -> Result<Option<Vec<u8>>, sqlx::Error>;
+}
+
+macro_rules! cols_for {
+    ($row:ty) => {
+        impl Cols for $row {
+            fn text(&self, c: &str) -> Result<String, sqlx::Error> {
+                self.try_get(c)
+            }
+            fn int(&self, c: &str) -> Result<i64, sqlx::Error> {
+                self.try_get(c)
+            }
+            fn opt_int(&self, c: &str) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(c)
+            }
+            fn flag(&self, c: &str) -> Result<bool, sqlx::Error> {
+                self.try_get(c)
+            }
+            fn bytes(&self, c: &str) -> Result<Vec<u8>, sqlx::Error> {
+                self.try_get(c)
+            }
+            fn opt_bytes(&self, c: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+                self.try_get(c)
+            }
+        }
+    };
+}
+
+cols_for!(sqlx::sqlite::SqliteRow);
+cols_for!(sqlx::postgres::PgRow);
+
+fn bad(ctx: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| StoreError::Corrupt {
+        context: ctx,
+        detail: e.to_string(),
+    }
+}
+
+fn org(r: &impl Cols, ctx: &'static str) -> Result<OrgId, StoreError> {
+    OrgId::parse(&r.text("org").map_err(bad(ctx))?).map_err(|_| StoreError::Corrupt {
+        context: ctx,
+        detail: "org".into(),
+    })
+}
+
+fn role(r: &impl Cols, ctx: &'static str) -> Result<Role, StoreError> {
+    Role::parse(&r.text("role").map_err(bad(ctx))?).ok_or(StoreError::Corrupt {
+        context: ctx,
+        detail: "role".into(),
+    })
+}
+
+/// The columns [`user`] reads, as a `SELECT … FROM {table}`.
+pub(crate) fn user_columns(table: &str) -> String {
+    format!(
+        "SELECT id, org, username, role, password_hash, password_changed_at, \
+         must_change_password, totp_sealed, totp_last_step, mfa_enrolled, disabled, \
+         failed_logins, locked_until, last_login_at, created_at FROM {table}"
+    )
+}
+
+pub(crate) fn user(r: &impl Cols) -> Result<UserRecord, StoreError> {
+    let ctx = "read user";
+    let g = bad(ctx);
+    Ok(UserRecord {
+        id: r.text("id").map_err(&g)?,
+        org: org(r, ctx)?,
+        username: r.text("username").map_err(&g)?,
+        role: role(r, ctx)?,
+        password_hash: r.text("password_hash").map_err(&g)?,
+        password_changed_at: r.int("password_changed_at").map_err(&g)?,
+        must_change_password: r.flag("must_change_password").map_err(&g)?,
+        totp_sealed: r.opt_bytes("totp_sealed").map_err(&g)?,
+        totp_last_step: r.opt_int("totp_last_step").map_err(&g)?,
+        mfa_enrolled: r.flag("mfa_enrolled").map_err(&g)?,
+        disabled: r.flag("disabled").map_err(&g)?,
+        failed_logins: r.int("failed_logins").map_err(&g)?,
+        locked_until: r.opt_int("locked_until").map_err(&g)?,
+        last_login_at: r.opt_int("last_login_at").map_err(&g)?,
+        created_at: r.int("created_at").map_err(&g)?,
+    })
+}
+
+pub(crate) fn session(r: &impl Cols) -> Result<SessionRecord, StoreError> {
+    let ctx = "read session";
+    let g = bad(ctx);
+    Ok(SessionRecord {
+        token_hash: r.bytes("token_hash").map_err(&g)?,
+        kind: r.text("kind").map_err(&g)?,
+        subject: r.text("subject").map_err(&g)?,
+        org: org(r, ctx)?,
+        created_at: r.int("created_at").map_err(&g)?,
+        last_seen_at: r.int("last_seen_at").map_err(&g)?,
+        expires_at: r.int("expires_at").map_err(&g)?,
+        revoked: r.flag("revoked").map_err(&g)?,
+        scopes: r.text("scopes").map_err(&g)?,
+    })
+}
+
+pub(crate) fn grant(r: &impl Cols) -> Result<GrantRecord, StoreError> {
+    let ctx = "read grant";
+    let g = bad(ctx);
+    Ok(GrantRecord {
+        id: r.text("id").map_err(&g)?,
+        org: org(r, ctx)?,
+        user_id: r.text("user_id").map_err(&g)?,
+        patient: r.text("patient").map_err(&g)?,
+        purpose: r.text("purpose").map_err(&g)?,
+        kind: r.text("kind").map_err(&g)?,
+        reason_sealed: r.opt_bytes("reason_sealed").map_err(&g)?,
+        granted_by: r.text("granted_by").map_err(&g)?,
+        created_at: r.int("created_at").map_err(&g)?,
+        expires_at: r.int("expires_at").map_err(&g)?,
+        revoked: r.flag("revoked").map_err(&g)?,
+    })
+}
+
+pub(crate) fn client(r: &impl Cols) -> Result<ClientRecord, StoreError> {
+    let ctx = "read client";
+    let g = bad(ctx);
+    Ok(ClientRecord {
+        id: r.text("id").map_err(&g)?,
+        org: org(r, ctx)?,
+        name: r.text("name").map_err(&g)?,
+        role: role(r, ctx)?,
+        scopes: r.text("scopes").map_err(&g)?,
+        purposes: r.text("purposes").map_err(&g)?,
+        secret_hash: r.bytes("secret_hash").map_err(&g)?,
+        disabled: r.flag("disabled").map_err(&g)?,
+        created_at: r.int("created_at").map_err(&g)?,
+    })
+}

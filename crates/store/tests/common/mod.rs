@@ -1,0 +1,33 @@
+//! The PostgreSQL side of the backend tests: a pool on `PHIVAULT_TEST_POSTGRES_URL` (default
+//! the local server's `test` database), `None` outside CI when no server answers (in CI its
+//! absence fails the test), and a per-process schema name that is dropped afterwards.
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub fn postgres_url() -> String {
+    std::env::var("PHIVAULT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub async fn pool() -> Option<sqlx::PgPool> {
+    match phivault_store::postgres::connect(&postgres_url(), Default::default()).await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "CI needs PostgreSQL: {e}");
+            eprintln!("skipped: no PostgreSQL at {} ({e})", postgres_url());
+            None
+        }
+    }
+}
+
+pub fn schema(store: &str) -> String {
+    format!("t{}_{store}", std::process::id())
+}
+
+pub async fn drop_schema(pool: &sqlx::PgPool, schema: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+}

@@ -1,0 +1,223 @@
+//! The control store's behaviour, one set of checks run against both backends (SQLite files;
+//! a real PostgreSQL, skipped outside CI when none answers): organizations, the wrapped
+//! keyring, settings, users, TOTP steps, backup codes, sessions, grants, clients.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use phivault_core::{
+    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, Role,
+    SessionRecord, UserRecord,
+};
+use std::sync::Arc;
+
+fn user(id: &str, name: &str, org: &OrgId) -> UserRecord {
+    UserRecord {
+        id: id.into(),
+        org: org.clone(),
+        username: name.into(),
+        role: Role::Nurse,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        password_changed_at: 1,
+        must_change_password: true,
+        totp_sealed: None,
+        totp_last_step: None,
+        mfa_enrolled: false,
+        disabled: false,
+        failed_logins: 0,
+        locked_until: None,
+        last_login_at: None,
+        created_at: 1,
+    }
+}
+
+async fn behaves(c: Arc<dyn ControlStore>) {
+    let org = OrgId::parse("default").unwrap();
+    let other = OrgId::parse("other").unwrap();
+    for (o, name) in [(&org, "Default"), (&other, "Other")] {
+        let made = Organization {
+            id: o.clone(),
+            name: name.into(),
+            created_at: 5,
+        };
+        assert!(c.create_organization(&made).await.unwrap());
+        assert!(
+            !c.create_organization(&made).await.unwrap(),
+            "no second organization of one id"
+        );
+    }
+    assert_eq!(c.organizations().await.unwrap().len(), 2);
+    // Settings and the keyring.
+    assert_eq!(c.get_setting("k").await.unwrap(), None);
+    c.put_setting("k", "1").await.unwrap();
+    c.put_setting("k", "2").await.unwrap();
+    assert_eq!(c.get_setting("k").await.unwrap().as_deref(), Some("2"));
+    let entry = |p: &str, v: u32| KeyringEntry {
+        purpose: p.into(),
+        version: v,
+        wrapped: vec![v as u8; 60],
+        created_at: 9,
+    };
+    c.add_keyring_entries(&[entry("kek", 1), entry("pepper", 1)])
+        .await
+        .unwrap();
+    c.add_keyring_entries(&[entry("kek", 2)]).await.unwrap();
+    assert!(
+        c.add_keyring_entries(&[entry("kek", 2)]).await.is_err(),
+        "a key version is written once"
+    );
+    let ring = c.keyring().await.unwrap();
+    assert_eq!(
+        ring.iter()
+            .map(|e| (e.purpose.as_str(), e.version))
+            .collect::<Vec<_>>(),
+        [("kek", 1), ("kek", 2), ("pepper", 1)]
+    );
+    // Users.
+    assert!(c.create_user(&user("u1", "nora", &org)).await.unwrap());
+    assert!(
+        !c.create_user(&user("u2", "nora", &org)).await.unwrap(),
+        "usernames are unique"
+    );
+    assert!(c.create_user(&user("u3", "otto", &other)).await.unwrap());
+    let mut u = c.user_by_name("nora").await.unwrap().unwrap();
+    assert_eq!(u.id, "u1");
+    assert_eq!(c.users(Some(&org)).await.unwrap().len(), 1);
+    assert_eq!(c.users(None).await.unwrap().len(), 2);
+    u.failed_logins = 3;
+    u.locked_until = Some(77);
+    u.totp_sealed = Some(vec![1, 2, 3]);
+    u.mfa_enrolled = true;
+    c.update_user(&u).await.unwrap();
+    assert_eq!(c.user_by_id("u1").await.unwrap().unwrap(), u);
+    assert!(c.accept_totp_step("u1", 100).await.unwrap());
+    assert!(
+        !c.accept_totp_step("u1", 100).await.unwrap(),
+        "a TOTP step is used once"
+    );
+    assert!(!c.accept_totp_step("u1", 99).await.unwrap());
+    c.set_backup_codes("u1", &[vec![1; 32], vec![2; 32]])
+        .await
+        .unwrap();
+    assert!(c.use_backup_code("u1", &[1; 32], 5).await.unwrap());
+    assert!(
+        !c.use_backup_code("u1", &[1; 32], 6).await.unwrap(),
+        "a backup code is used once"
+    );
+    c.set_backup_codes("u1", &[]).await.unwrap();
+    assert!(
+        !c.use_backup_code("u1", &[2; 32], 7).await.unwrap(),
+        "reset codes are gone"
+    );
+    // Sessions.
+    let s = SessionRecord {
+        token_hash: vec![9; 32],
+        kind: "session".into(),
+        subject: "u1".into(),
+        org: org.clone(),
+        created_at: 10,
+        last_seen_at: 10,
+        expires_at: 1000,
+        revoked: false,
+        scopes: String::new(),
+    };
+    c.put_session(&s).await.unwrap();
+    c.touch_session(&s.token_hash, 20).await.unwrap();
+    assert_eq!(
+        c.session(&s.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at,
+        20
+    );
+    assert!(c.revoke_session(&s.token_hash).await.unwrap());
+    assert!(!c.revoke_session(&s.token_hash).await.unwrap());
+    let s2 = SessionRecord {
+        token_hash: vec![8; 32],
+        ..s.clone()
+    };
+    c.put_session(&s2).await.unwrap();
+    assert_eq!(c.revoke_sessions_of("u1").await.unwrap(), 1);
+    assert!(c.session(&s2.token_hash).await.unwrap().unwrap().revoked);
+    // Grants.
+    let g = GrantRecord {
+        id: "g1".into(),
+        org: org.clone(),
+        user_id: "u1".into(),
+        patient: "p-pseudonym".into(),
+        purpose: "TREAT".into(),
+        kind: "grant".into(),
+        reason_sealed: None,
+        granted_by: "admin".into(),
+        created_at: 100,
+        expires_at: 200,
+        revoked: false,
+    };
+    c.put_grant(&g).await.unwrap();
+    assert!(c.extend_grant("g1", 300).await.unwrap());
+    assert_eq!(
+        c.latest_grant(&org, "u1", "p-pseudonym")
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at,
+        300
+    );
+    assert!(
+        c.latest_grant(&other, "u1", "p-pseudonym")
+            .await
+            .unwrap()
+            .is_none(),
+        "tenancy"
+    );
+    assert_eq!(c.revoke_grants(&org, 250).await.unwrap(), 1);
+    assert!(
+        c.latest_grant(&org, "u1", "p-pseudonym")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !c.extend_grant("g1", 400).await.unwrap(),
+        "a revoked grant is not renewed"
+    );
+    // Clients.
+    let cl = ClientRecord {
+        id: "pvc-1".into(),
+        org: org.clone(),
+        name: "lab".into(),
+        role: Role::IntegrationManager,
+        scopes: "system/Patient.rs".into(),
+        purposes: "TREAT".into(),
+        secret_hash: vec![3; 32],
+        disabled: false,
+        created_at: 1,
+    };
+    assert!(c.create_client(&cl).await.unwrap());
+    assert!(!c.create_client(&cl).await.unwrap());
+    assert_eq!(c.client("pvc-1").await.unwrap().unwrap(), cl);
+    assert!(c.client("nope").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn sqlite_control_store_behaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = phivault_store::SqliteStores::open(dir.path(), true)
+        .await
+        .unwrap();
+    behaves(stores.control.clone()).await;
+}
+
+#[tokio::test]
+async fn postgres_control_store_behaves() {
+    let Some(pool) = common::pool().await else {
+        return;
+    };
+    let schema = common::schema("control");
+    let store = phivault_store::postgres::PostgresControlStore::open(pool.clone(), &schema)
+        .await
+        .unwrap();
+    behaves(Arc::new(store)).await;
+    common::drop_schema(&pool, &schema).await;
+}
