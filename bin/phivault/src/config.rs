@@ -8,6 +8,8 @@ use std::path::Path;
 
 /// Every variable phivault reads. `PHIVAULT_TEST_*` is reserved for test harnesses.
 pub const KNOWN_VARS: &[&str] = &[
+    "PHIVAULT_DATABASE_SCHEMA",
+    "PHIVAULT_DATABASE_URL",
     "PHIVAULT_DATA_DIR",
     "PHIVAULT_LISTEN",
     "PHIVAULT_LOG",

@@ -1,7 +1,12 @@
 //! A data dir: `keys/root.key` (the passphrase-sealed root key) and the SQLite stores
-//! `identity.db`, `clinical.db`, `audit.db`, `control.db`. This module wires the key provider,
-//! the stores and the vault together; it is the only place that knows all three.
-use phivault_core::{Clock, ControlStore, OrgId, Organization, StoreError};
+//! `identity.db`, `clinical.db`, `audit.db`, `control.db` — or, with `PHIVAULT_DATABASE_URL`,
+//! the same four stores in PostgreSQL schemas (`<prefix>_identity`, `_clinical`, `_control`,
+//! `_audit`; prefix `PHIVAULT_DATABASE_SCHEMA`, default `phivault`) while the root key stays in
+//! the data dir, never in the database. This module wires the key provider, the stores and the
+//! vault together; it is the only place that knows all three.
+use phivault_core::{
+    AuditStore, Clock, ControlStore, OrgId, Organization, RecordStore, StoreError,
+};
 use phivault_crypto::{CryptoError, KeyfileProvider, Keyring, Passphrase};
 use phivault_store::SqliteStores;
 use phivault_store::sqlite::{AUDIT_DB, CLINICAL_DB, CONTROL_DB, IDENTITY_DB};
@@ -66,11 +71,21 @@ fn mkdir_private(path: &Path) -> Result<(), DataDirError> {
 /// Creates a new vault in `dir`: root key, keyring, stores, the `default` organization.
 /// Refuses, changing nothing, if `dir` already holds a vault. On failure, removes what it made.
 pub async fn init(dir: &Path, pass: &Passphrase, clock: &dyn Clock) -> Result<(), DataDirError> {
+    init_on(dir, pass, clock, Database::from_env().as_ref()).await
+}
+
+/// [`init`] with the stores in `db` (PostgreSQL) instead of the data dir.
+pub async fn init_on(
+    dir: &Path,
+    pass: &Passphrase,
+    clock: &dyn Clock,
+    db: Option<&Database>,
+) -> Result<(), DataDirError> {
     if holds_vault(dir) {
         return Err(DataDirError::AlreadyInitialized(dir.to_owned()));
     }
     mkdir_private(&dir.join(KEYS_DIR))?;
-    let result = init_inner(dir, pass, clock).await;
+    let result = init_inner(dir, pass, clock, db).await;
     if result.is_err() {
         // Leave no half-made vault behind (only files this call created can exist here).
         let _ = std::fs::remove_file(root_key_path(dir));
@@ -83,9 +98,19 @@ pub async fn init(dir: &Path, pass: &Passphrase, clock: &dyn Clock) -> Result<()
     result
 }
 
-async fn init_inner(dir: &Path, pass: &Passphrase, clock: &dyn Clock) -> Result<(), DataDirError> {
+async fn init_inner(
+    dir: &Path,
+    pass: &Passphrase,
+    clock: &dyn Clock,
+    db: Option<&Database>,
+) -> Result<(), DataDirError> {
     let provider = KeyfileProvider::create(&root_key_path(dir), pass)?;
-    let stores = SqliteStores::open(dir, true).await?;
+    let stores = Backend::open(dir, true, db).await?;
+    if stores.control.get_setting(INITIALIZED).await?.as_deref() == Some("1") {
+        // A database that already holds a vault (another data dir's): change nothing.
+        stores.close().await;
+        return Err(DataDirError::AlreadyInitialized(dir.to_owned()));
+    }
     let (_, entries) = Keyring::generate(&provider, clock.now_millis())?;
     let control = stores.control.clone();
     control.add_keyring_entries(&entries).await?;
@@ -102,11 +127,99 @@ async fn init_inner(dir: &Path, pass: &Passphrase, clock: &dyn Clock) -> Result<
     Ok(())
 }
 
+/// A PostgreSQL database for the stores: its URL and the schema prefix.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl Database {
+    /// From `PHIVAULT_DATABASE_URL` (and `PHIVAULT_DATABASE_SCHEMA`), if set.
+    pub fn from_env() -> Option<Database> {
+        let url = std::env::var("PHIVAULT_DATABASE_URL").ok()?;
+        if url.trim().is_empty() {
+            return None;
+        }
+        let prefix = std::env::var("PHIVAULT_DATABASE_SCHEMA")
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| "phivault".into());
+        Some(Database {
+            url: url.trim().to_owned(),
+            prefix,
+        })
+    }
+}
+
+/// The four stores of a vault, on SQLite files or on PostgreSQL.
+#[derive(Debug)]
+pub struct Backend {
+    pub identity: Arc<dyn RecordStore>,
+    pub clinical: Arc<dyn RecordStore>,
+    pub control: Arc<dyn ControlStore>,
+    pub audit: Arc<dyn AuditStore>,
+    sqlite: Option<SqliteStores>,
+    postgres: Option<phivault_store::postgres::PostgresStores>,
+}
+
+impl Backend {
+    /// SQLite files in `dir`, or the PostgreSQL database `db`.
+    pub async fn open(
+        dir: &Path,
+        create: bool,
+        db: Option<&Database>,
+    ) -> Result<Backend, DataDirError> {
+        match db {
+            Some(db) => Self::postgres(db).await,
+            None => {
+                let s = SqliteStores::open(dir, create).await?;
+                Ok(Backend {
+                    identity: s.identity.clone(),
+                    clinical: s.clinical.clone(),
+                    control: s.control.clone(),
+                    audit: s.audit.clone(),
+                    sqlite: Some(s),
+                    postgres: None,
+                })
+            }
+        }
+    }
+
+    async fn postgres(db: &Database) -> Result<Backend, DataDirError> {
+        let p =
+            phivault_store::postgres::PostgresStores::open(&db.url, &db.prefix, Default::default())
+                .await?;
+        Ok(Backend {
+            identity: p.identity.clone(),
+            clinical: p.clinical.clone(),
+            control: p.control.clone(),
+            audit: p.audit.clone(),
+            sqlite: None,
+            postgres: Some(p),
+        })
+    }
+
+    /// Whether the stores are on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    pub async fn close(&self) {
+        if let Some(s) = &self.sqlite {
+            s.close().await;
+        }
+        if let Some(p) = &self.postgres {
+            p.close().await;
+        }
+    }
+}
+
 /// An opened vault and what it runs on.
 #[derive(Debug)]
 pub struct Opened {
     pub vault: Vault,
-    pub stores: SqliteStores,
+    pub stores: Backend,
 }
 
 impl Opened {
@@ -147,17 +260,27 @@ pub async fn open(
     pass: &Passphrase,
     clock: Arc<dyn Clock>,
 ) -> Result<Opened, DataDirError> {
+    open_on(dir, pass, clock, Database::from_env().as_ref()).await
+}
+
+/// [`open`] with the stores in `db` (PostgreSQL) instead of the data dir.
+pub async fn open_on(
+    dir: &Path,
+    pass: &Passphrase,
+    clock: Arc<dyn Clock>,
+    db: Option<&Database>,
+) -> Result<Opened, DataDirError> {
     let key_path = root_key_path(dir);
     if !key_path.exists() {
         return Err(DataDirError::NotAVault(dir.to_owned()));
     }
     let provider = KeyfileProvider::open(&key_path, pass)?;
     for f in DB_FILES {
-        if !dir.join(f).exists() {
+        if db.is_none() && !dir.join(f).exists() {
             return Err(DataDirError::Incomplete(dir.to_owned(), f.to_owned()));
         }
     }
-    let stores = SqliteStores::open(dir, false).await?;
+    let stores = Backend::open(dir, false, db).await?;
     if stores.control.get_setting(INITIALIZED).await?.as_deref() != Some("1") {
         stores.close().await;
         return Err(DataDirError::Incomplete(

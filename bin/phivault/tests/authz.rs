@@ -6,9 +6,7 @@ mod common;
 
 use common::*;
 use phivault::datadir::{self, Opened};
-use phivault_core::{
-    Clock, ControlStore, FakeClock, OrgId, Organization, ResourceId, ResourceType, Role,
-};
+use phivault_core::{Clock, FakeClock, OrgId, Organization, ResourceId, ResourceType, Role};
 use phivault_vault::audit::Outcome;
 use phivault_vault::audit::export::AuditFilter;
 use phivault_vault::policy::{Purpose, Subject};

@@ -68,3 +68,41 @@ pub(crate) fn check_schema(s: &str) -> Result<&str, StoreError> {
         Err(corrupt("schema", "not a valid schema name"))
     }
 }
+
+/// The four stores of a vault on one PostgreSQL database, each in its own schema
+/// (`<prefix>_identity`, `_clinical`, `_control`, `_audit`).
+#[derive(Debug, Clone)]
+pub struct PostgresStores {
+    pub identity: std::sync::Arc<PostgresRecordStore>,
+    pub clinical: std::sync::Arc<PostgresRecordStore>,
+    pub control: std::sync::Arc<PostgresControlStore>,
+    pub audit: std::sync::Arc<PostgresAuditStore>,
+    pool: PgPool,
+}
+
+impl PostgresStores {
+    /// Connects and brings every store's schema up to date.
+    pub async fn open(url: &str, prefix: &str, limits: PoolLimits) -> Result<Self, StoreError> {
+        let pool = connect(url, limits).await?;
+        let schema = |store: &str| format!("{prefix}_{store}");
+        Ok(Self {
+            identity: std::sync::Arc::new(
+                PostgresRecordStore::open(pool.clone(), &schema("identity")).await?,
+            ),
+            clinical: std::sync::Arc::new(
+                PostgresRecordStore::open(pool.clone(), &schema("clinical")).await?,
+            ),
+            control: std::sync::Arc::new(
+                PostgresControlStore::open(pool.clone(), &schema("control")).await?,
+            ),
+            audit: std::sync::Arc::new(
+                PostgresAuditStore::open(pool.clone(), &schema("audit")).await?,
+            ),
+            pool,
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
