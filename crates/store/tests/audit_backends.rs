@@ -132,3 +132,24 @@ async fn postgres_audit_appends_from_two_nodes_make_one_linked_chain() {
     );
     common::drop_schema(&pool, &schema_name).await;
 }
+
+/// `sslmode=require` in the URL: the connection to PostgreSQL is TLS (rustls).
+#[tokio::test]
+async fn postgres_connections_can_require_tls() {
+    let Some(_plain) = common::pool().await else {
+        return;
+    };
+    let url = common::postgres_url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let pool = phivault_store::postgres::connect(
+        &format!("{url}{sep}sslmode=require"),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(ssl, "the connection is not encrypted");
+}
