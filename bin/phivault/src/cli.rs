@@ -130,6 +130,12 @@ pub enum Command {
         #[arg(long, env = "PHIVAULT_MLLP_LISTEN", default_value = "127.0.0.1:2575")]
         mllp_listen: String,
     },
+    /// Bring the stores' schemas up to date (SQLite files, or PostgreSQL with
+    /// PHIVAULT_DATABASE_URL); refuses a schema newer than this binary. Needs no passphrase.
+    Migrate {
+        #[command(flatten)]
+        dir: DirArgs,
+    },
     /// Organizations (tenants): add one, list them.
     Org {
         #[command(subcommand)]
@@ -550,6 +556,21 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Audit { what } => audit_cmd(what).await,
         Command::User { what } => user_cmd(what).await,
         Command::Grants { what } => grants_cmd(what).await,
+        Command::Migrate { dir } => {
+            let db = datadir::Database::from_env();
+            if db.is_none() && !datadir::holds_vault(&dir.data_dir) {
+                return Err(datadir::DataDirError::NotAVault(dir.data_dir).to_string());
+            }
+            let stores = datadir::Backend::open(&dir.data_dir, false, db.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            stores.close().await;
+            println!(
+                "stores up to date ({})",
+                if db.is_some() { "PostgreSQL" } else { "SQLite" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Org { what } => {
             let dir = match &what {
                 OrgCmd::Add { dir, .. } | OrgCmd::List { dir } => dir.data_dir.clone(),

@@ -525,3 +525,41 @@ fn a_policy_file_is_checked_at_start() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// `migrate` brings the stores up to date without the passphrase, and a store whose schema is
+/// newer than this binary stops it (and every command) with a clear error.
+#[tokio::test]
+async fn migrate_is_idempotent_and_refuses_a_newer_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    init(&dir);
+    for _ in 0..2 {
+        let r = phivault(&["migrate", "--data-dir", s(&dir)], &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stdout.contains("stores up to date (SQLite)"),
+            "{}",
+            r.stdout
+        );
+    }
+    {
+        use sqlx::ConnectOptions;
+        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.join("control.db"))
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES (999, 'future')")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    for args in [
+        &["migrate", "--data-dir", s(&dir)][..],
+        &["search", "--data-dir", s(&dir), "--phone", "5550100"],
+    ] {
+        let r = phivault(args, GOOD);
+        assert_ne!(r.code, 0);
+        assert!(r.stderr.contains("newer"), "{}", r.stderr);
+    }
+}
