@@ -163,6 +163,26 @@ async fn two_nodes_on_one_database_lose_no_update_and_keep_one_chain() {
         .await
         .unwrap();
     let pid = created.id.clone();
+    // More concurrent writers than a pool has connections: every write holds a record
+    // connection while its audit event is appended, and none may starve.
+    let a = Arc::new(a);
+    let mut many = Vec::new();
+    for i in 0..40 {
+        let (a, c) = (a.clone(), c.clone());
+        many.push(tokio::spawn(async move {
+            a.vault
+                .create(
+                    &c,
+                    json!({"resourceType": "Patient", "gender": "male", "id": format!("x{i}")}),
+                )
+                .await
+                .map(|_| ())
+        }));
+    }
+    for m in many {
+        m.await.unwrap().unwrap();
+    }
+    let a = Arc::try_unwrap(a).unwrap();
     // Each node runs 3 writers; each writer does 10 read-modify-write updates, retrying on
     // conflicts: every acknowledged update must be in the history.
     let mut tasks = Vec::new();

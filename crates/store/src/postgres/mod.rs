@@ -77,32 +77,39 @@ pub struct PostgresStores {
     pub clinical: std::sync::Arc<PostgresRecordStore>,
     pub control: std::sync::Arc<PostgresControlStore>,
     pub audit: std::sync::Arc<PostgresAuditStore>,
-    pool: PgPool,
+    pools: Vec<PgPool>,
 }
 
 impl PostgresStores {
-    /// Connects and brings every store's schema up to date.
+    /// Connects and brings every store's schema up to date. Each store has a pool of its own:
+    /// a record write holds its connection while its audit event is appended, so sharing one
+    /// pool would let busy writers starve the audit appends they wait for.
     pub async fn open(url: &str, prefix: &str, limits: PoolLimits) -> Result<Self, StoreError> {
-        let pool = connect(url, limits).await?;
         let schema = |store: &str| format!("{prefix}_{store}");
+        let identity = connect(url, limits).await?;
+        let clinical = connect(url, limits).await?;
+        let control = connect(url, limits).await?;
+        let audit = connect(url, limits).await?;
         Ok(Self {
             identity: std::sync::Arc::new(
-                PostgresRecordStore::open(pool.clone(), &schema("identity")).await?,
+                PostgresRecordStore::open(identity.clone(), &schema("identity")).await?,
             ),
             clinical: std::sync::Arc::new(
-                PostgresRecordStore::open(pool.clone(), &schema("clinical")).await?,
+                PostgresRecordStore::open(clinical.clone(), &schema("clinical")).await?,
             ),
             control: std::sync::Arc::new(
-                PostgresControlStore::open(pool.clone(), &schema("control")).await?,
+                PostgresControlStore::open(control.clone(), &schema("control")).await?,
             ),
             audit: std::sync::Arc::new(
-                PostgresAuditStore::open(pool.clone(), &schema("audit")).await?,
+                PostgresAuditStore::open(audit.clone(), &schema("audit")).await?,
             ),
-            pool,
+            pools: vec![identity, clinical, control, audit],
         })
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        for p in &self.pools {
+            p.close().await;
+        }
     }
 }
