@@ -238,3 +238,154 @@ async fn two_nodes_on_one_database_lose_no_update_and_keep_one_chain() {
     }
     drop_schemas(&db);
 }
+
+/// Two `phivault serve` processes on one database (two nodes with the same root key): a token
+/// issued by one works on the other, a patient created through one is read through the other,
+/// and the audit trail both wrote verifies as one chain.
+#[test]
+fn two_servers_on_one_database_share_tokens_records_and_one_audit_chain() {
+    use common::live::SERVE;
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let Some(db) = database("c") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = [
+        ("PHIVAULT_PASSPHRASE", PASS),
+        ("PHIVAULT_DATABASE_URL", db.url.as_str()),
+        ("PHIVAULT_DATABASE_SCHEMA", db.prefix.as_str()),
+    ];
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_phivault"))
+            .args(args)
+            .env("PHIVAULT_DATA_DIR", &data)
+            .envs(env)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["init"]);
+    let client: serde_json::Value = serde_json::from_str(&run(&[
+        "client",
+        "add",
+        "--name",
+        "ehr",
+        "--role",
+        "INTEGRATION_MANAGER",
+        "--scopes",
+        "system/*.cruds",
+        "--json",
+    ]))
+    .unwrap();
+    let basic = format!(
+        "{}:{}",
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap()
+    );
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phivault"))
+            .args(SERVE)
+            .env("PHIVAULT_DATA_DIR", &data)
+            .envs(env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let first = std::io::BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap();
+        let port: u16 = first.rsplit(':').next().unwrap().parse().unwrap();
+        nodes.push((child, port));
+    }
+    let ca = data.join("tls/cert.pem").display().to_string();
+    let call = |port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&str>| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "--max-time", "20", "--cacert", &ca, "-X", method]);
+        if let Some(t) = token {
+            cmd.args([
+                "-H",
+                &format!("authorization: Bearer {t}"),
+                "-H",
+                "x-purpose-of-use: TREAT",
+            ]);
+        }
+        if let Some(b) = body {
+            cmd.args([
+                "-H",
+                "content-type: application/fhir+json",
+                "--data-binary",
+                b,
+            ]);
+        }
+        let out = cmd
+            .arg(format!("https://localhost:{port}{path}"))
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let (pa, pb) = (nodes[0].1, nodes[1].1);
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--cacert",
+            &ca,
+            "-u",
+            &basic,
+            "-d",
+            "grant_type=client_credentials",
+        ])
+        .arg(format!("https://localhost:{pa}/oauth/token"))
+        .output()
+        .unwrap();
+    let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let created = call(
+        pa,
+        "POST",
+        "/fhir/Patient",
+        Some(&token),
+        Some(
+            r#"{"resourceType": "Patient", "identifier": [{"system": "urn:t", "value": "TWO-1"}], "gender": "female"}"#,
+        ),
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let read = call(
+        pb,
+        "GET",
+        &format!("/fhir/Patient/{id}"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(
+        read["id"],
+        id.as_str(),
+        "node B reads what node A wrote, with A's token: {read}"
+    );
+    let search = call(
+        pb,
+        "GET",
+        "/fhir/Patient?identifier=urn:t|TWO-1",
+        Some(&token),
+        None,
+    );
+    assert_eq!(search["total"], 1);
+    for (mut child, _) in nodes {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let verified = run(&["audit", "verify"]);
+    assert!(
+        verified.contains("intact") || verified.contains("verified") || verified.contains("ok"),
+        "{verified}"
+    );
+    drop_schemas(&db);
+}
