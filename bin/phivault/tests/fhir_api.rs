@@ -442,6 +442,18 @@ fn search_paging_everything_and_audit_events_for_auditors() {
     assert_eq!(stolen.status, 400, "another caller's cursor opens nothing");
     let forged = live.fhir("GET", "/fhir/Patient?_page=00ff", &t, "TREAT", None);
     assert_eq!(forged.status, 400);
+    let none = live.fhir(
+        "GET",
+        "/fhir/Patient?phone=555-0400&_count=0",
+        &t,
+        "TREAT",
+        None,
+    );
+    assert!(
+        none.body.get("entry").is_none() && none.body.get("link").is_none(),
+        "{}",
+        none.body
+    );
     let p2 = live.fhir("GET", &format!("/fhir/{next}"), &t, "TREAT", None);
     assert_eq!(p2.body["entry"].as_array().unwrap().len(), 1);
     assert_eq!(p2.body["total"], 3);

@@ -555,3 +555,60 @@ fn the_attending_doctor_of_an_admission_gets_a_grant_where_the_rule_is_on() {
         "no grant for a patient he does not attend"
     );
 }
+
+/// ADT^A40 moves every clinical record of the merged-away patient (a Condition here, not only
+/// Observations) to the surviving one, as new versions.
+#[test]
+fn a_merge_moves_every_kind_of_clinical_record() {
+    let Some(sender) = mllp_send() else { return };
+    let mut ehr = String::new();
+    let live = Live::start_with(&[("PHIVAULT_MLLP_TLS", "off")], |data| {
+        ehr = Live::client(
+            data,
+            "ehr",
+            "INTEGRATION_MANAGER",
+            "system/*.cruds",
+            "TREAT",
+        );
+    });
+    let t = live.token(&ehr);
+    let send = |file: &str| {
+        let out = Command::new(&sender)
+            .args(["--loose", "-p", &live.mllp.to_string(), "-f"])
+            .arg(hl7_dir().join(file))
+            .arg("127.0.0.1")
+            .output()
+            .unwrap();
+        ack_parts(&String::from_utf8_lossy(&out.stdout).replace('\r', "\n")).0
+    };
+    assert_eq!(send("04-adt-a28-add-person-v24.hl7"), "AA");
+    assert_eq!(send("05-adt-a31-update-person-latin1.hl7"), "AA");
+    let (survivor, prior) = (
+        patient_by(&live, &t, "REGION|300003"),
+        patient_by(&live, &t, "REGION|400004"),
+    );
+    let prior_id = prior["id"].as_str().unwrap();
+    let cond = serde_json::json!({"resourceType": "Condition", "code": {"text": "asthma"},
+        "subject": {"reference": format!("Patient/{prior_id}")}});
+    let c = live.fhir("POST", "/fhir/Condition", &t, "TREAT", Some(&cond));
+    assert_eq!(c.status, 201, "{}", c.body);
+    assert_eq!(send("07-adt-a40-merge.hl7"), "AA");
+    let sid = survivor["id"].as_str().unwrap();
+    assert_eq!(
+        count_of(&live, &t, "Condition", sid),
+        1,
+        "the Condition moved to the survivor"
+    );
+    let moved = live.fhir(
+        "GET",
+        &format!("/fhir/Condition/{}", c.body["id"].as_str().unwrap()),
+        &t,
+        "TREAT",
+        None,
+    );
+    assert_eq!(moved.body["subject"]["reference"], format!("Patient/{sid}"));
+    assert_eq!(
+        moved.body["meta"]["versionId"], "2",
+        "a new version; the old one stays in the history"
+    );
+}

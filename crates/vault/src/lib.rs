@@ -82,9 +82,9 @@ impl Ctx {
         }
     }
 
-    /// A context for an HL7 v2 interface of `org`: an integration acting for `purpose`, with
-    /// the scopes a feed needs (Patient, Encounter, Observation: create, read, update, search)
-    /// and nothing else.
+    /// A context for an HL7 v2 interface of `org`: an integration acting for `purpose`, that may
+    /// create, read, update and search (never delete). Every type: an ADT^A40 merge moves all of
+    /// the old patient's clinical records (Conditions, Encounters, …), not only Observations.
     pub fn for_interface(org: OrgId, name: &str, purpose: policy::Purpose) -> Self {
         Self {
             org,
@@ -97,10 +97,7 @@ impl Ctx {
             request_id: None,
             subject: policy::Subject::Client {
                 role: phivault_core::Role::IntegrationManager,
-                scopes: ["Patient", "Encounter", "Observation"]
-                    .iter()
-                    .map(|t| format!("system/{t}.crus"))
-                    .collect(),
+                scopes: vec!["system/*.crus".to_owned()],
                 purposes: vec![purpose],
             },
         }

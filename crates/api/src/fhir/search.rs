@@ -281,7 +281,8 @@ async fn run_search(state: &AppState, auth: &FhirAuth, rtype: &str, query: &str)
         {
             Ok((found, more)) => {
                 let total = (!more).then(|| page.offset + found.len());
-                let next = if more {
+                // `_count=0` asks for no entries: no next link to follow forever.
+                let next = if more && page.count > 0 {
                     Some(tri!(sealed_next(state, auth, &p, page)))
                 } else {
                     None
@@ -341,7 +342,7 @@ async fn run_search(state: &AppState, auth: &FhirAuth, rtype: &str, query: &str)
         Ok(found) => {
             let total = matched.load(Ordering::SeqCst);
             let more = total > page.offset.saturating_add(page.count);
-            let next = if more {
+            let next = if more && page.count > 0 {
                 Some(tri!(sealed_next(state, auth, &p, page)))
             } else {
                 None
@@ -525,7 +526,7 @@ pub async fn audit_events(
                 if !entries.is_empty() {
                     o.insert("entry".into(), Value::Array(entries));
                 }
-                if more {
+                if more && page.count > 0 {
                     let next = tri!(sealed_next(&state, &auth, &p, page));
                     o.insert(
                         "link".into(),
