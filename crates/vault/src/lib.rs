@@ -7,11 +7,13 @@
 
 pub mod audit;
 pub mod auth;
+pub mod deid;
 mod error;
 pub mod ops;
 pub mod policy;
 pub mod records;
 
+pub use deid::{DeidExport, DeidFormat, DeidMethod, DeidOptions};
 pub use error::VaultError;
 pub use ops::bundle::{BundleKind, EntryResponse, Method};
 pub use ops::import::{ImportOptions, ImportProgress, ImportReport, Skipped};
