@@ -64,10 +64,7 @@ async fn main() {
         .unwrap_or(1000);
     let url = std::env::var("PHIVAULT_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let db = Database {
-        url: url.clone(),
-        prefix: format!("bench{}", std::process::id()),
-    };
+    let db = Database::new(url.clone(), format!("bench{}", std::process::id()));
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let pass = Passphrase::new("postgres benchmark passphrase".into());

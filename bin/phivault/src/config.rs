@@ -8,7 +8,10 @@ use std::path::Path;
 
 /// Every variable phivault reads. `PHIVAULT_TEST_*` is reserved for test harnesses.
 pub const KNOWN_VARS: &[&str] = &[
+    "PHIVAULT_DATABASE_ACQUIRE_TIMEOUT_MS",
+    "PHIVAULT_DATABASE_POOL_SIZE",
     "PHIVAULT_DATABASE_SCHEMA",
+    "PHIVAULT_DATABASE_STATEMENT_TIMEOUT_MS",
     "PHIVAULT_DATABASE_URL",
     "PHIVAULT_DATA_DIR",
     "PHIVAULT_LISTEN",

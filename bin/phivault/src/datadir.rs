@@ -9,10 +9,11 @@ use phivault_core::{
 };
 use phivault_crypto::{CryptoError, KeyfileProvider, Keyring, Passphrase};
 use phivault_store::SqliteStores;
+pub use phivault_store::postgres::PoolLimits;
 use phivault_store::sqlite::{AUDIT_DB, CLINICAL_DB, CONTROL_DB, IDENTITY_DB};
 use phivault_vault::Vault;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use thiserror::Error;
 
 pub const KEYS_DIR: &str = "keys";
@@ -127,16 +128,38 @@ async fn init_inner(
     Ok(())
 }
 
-/// A PostgreSQL database for the stores: its URL and the schema prefix.
+/// A PostgreSQL database for the stores: its URL, the schema prefix and the pool's limits.
 #[derive(Debug, Clone)]
 pub struct Database {
     pub url: String,
     pub prefix: String,
+    pub limits: PoolLimits,
 }
 
+/// The database the command line chose (`--database-url` and friends), set once at start.
+static CONFIGURED: OnceLock<Option<Database>> = OnceLock::new();
+
 impl Database {
-    /// From `PHIVAULT_DATABASE_URL` (and `PHIVAULT_DATABASE_SCHEMA`), if set.
+    /// `url` with schema prefix `prefix` and the default pool limits.
+    pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Database {
+        Database {
+            url: url.into(),
+            prefix: prefix.into(),
+            limits: PoolLimits::default(),
+        }
+    }
+
+    /// Records the command line's choice; [`Database::from_env`] returns it from then on.
+    pub fn configure(db: Option<Database>) {
+        let _ = CONFIGURED.set(db);
+    }
+
+    /// The configured database: the command line's (see [`Database::configure`]), else
+    /// `PHIVAULT_DATABASE_URL` (and `PHIVAULT_DATABASE_SCHEMA`), if set.
     pub fn from_env() -> Option<Database> {
+        if let Some(db) = CONFIGURED.get() {
+            return db.clone();
+        }
         let url = std::env::var("PHIVAULT_DATABASE_URL").ok()?;
         if url.trim().is_empty() {
             return None;
@@ -145,10 +168,7 @@ impl Database {
             .ok()
             .filter(|p| !p.trim().is_empty())
             .unwrap_or_else(|| "phivault".into());
-        Some(Database {
-            url: url.trim().to_owned(),
-            prefix,
-        })
+        Some(Database::new(url.trim(), prefix))
     }
 }
 
@@ -188,8 +208,7 @@ impl Backend {
 
     async fn postgres(db: &Database) -> Result<Backend, DataDirError> {
         let p =
-            phivault_store::postgres::PostgresStores::open(&db.url, &db.prefix, Default::default())
-                .await?;
+            phivault_store::postgres::PostgresStores::open(&db.url, &db.prefix, db.limits).await?;
         Ok(Backend {
             identity: p.identity.clone(),
             clinical: p.clinical.clone(),

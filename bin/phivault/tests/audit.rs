@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod common;
 
+use common::raw::{self, RawDb};
 use common::*;
 use phivault::datadir::Opened;
 use phivault_core::{ResourceId, ResourceType, StoreKind, Version};
@@ -12,7 +13,6 @@ use phivault_vault::audit::verify::{Checkpoint, Problem};
 use phivault_vault::audit::{AuditEvent, Outcome};
 use phivault_vault::{PatientQuery, VaultError};
 use serde_json::json;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
@@ -174,27 +174,22 @@ async fn every_vault_call_leaves_exactly_one_event_and_no_phi() {
         .map(String::into_bytes)
         .collect();
     o.close().await;
-    for f in ["audit.db", "audit.db-wal"] {
-        let p = dir.join(f);
-        if p.exists() {
-            let bytes = std::fs::read(&p).unwrap();
-            for n in &phi {
-                assert!(
-                    !bytes.windows(n.len()).any(|w| w == n.as_slice()),
-                    "PHI in {f}"
-                );
-            }
-        }
+    let bytes = raw::store_bytes(&dir, "audit");
+    assert!(bytes.len() > 1000);
+    for n in &phi {
+        assert!(
+            !bytes.windows(n.len()).any(|w| w == n.as_slice()),
+            "PHI in the audit store"
+        );
     }
 }
 
-async fn raw(dir: &Path) -> SqlitePool {
-    SqlitePool::connect_with(SqliteConnectOptions::new().filename(dir.join("audit.db")))
-        .await
-        .unwrap()
+async fn raw(dir: &Path) -> RawDb {
+    RawDb::open(dir, "audit").await
 }
 
-/// A vault with 12 events and its checkpoint; the data dir is copied per tamper case.
+/// A vault with 12 events and its checkpoint; its audit table is saved, and restored after
+/// each tamper case.
 async fn audited_vault(dir: &Path) -> Checkpoint {
     let o = new_vault(dir).await;
     let c = ctx(&o).await;
@@ -207,14 +202,19 @@ async fn audited_vault(dir: &Path) -> Checkpoint {
     let cp = o.vault.audit_checkpoint().await.unwrap().unwrap();
     assert!(cp.seq >= 10);
     o.close().await;
+    raw(dir)
+        .await
+        .exec("CREATE TABLE saved_events AS SELECT * FROM audit_events")
+        .await;
     cp
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to.join("keys")).unwrap();
-    for (p, bytes) in all_files(from) {
-        std::fs::write(to.join(p.strip_prefix(from).unwrap()), bytes).unwrap();
-    }
+/// Puts the saved audit table back (undoing a tamper case).
+async fn restore_events(dir: &Path) {
+    let db = raw(dir).await;
+    db.exec("DELETE FROM audit_events; INSERT INTO audit_events SELECT * FROM saved_events")
+        .await;
+    db.close().await;
 }
 
 /// Threat: an insider editing, deleting, reordering or truncating the audit trail (HIPAA
@@ -230,23 +230,19 @@ async fn any_edit_deletion_reordering_or_truncation_is_found() {
         ("edit a field", "UPDATE audit_events SET event = replace(event, '\"action\":\"read\"', '\"action\":\"vread\"') WHERE seq = 9".into(), Some((9, Problem::Edited)), false),
         ("edit the outcome", "UPDATE audit_events SET event = replace(event, 'success', 'denied') WHERE seq = 3".into(), Some((3, Problem::Edited)), false),
         ("edit the time", "UPDATE audit_events SET recorded_at = 0, event = replace(event, '\"time\":\"2', '\"time\":\"1') WHERE seq = 5".into(), Some((5, Problem::Edited)), false),
-        ("replace a MAC", "UPDATE audit_events SET mac = zeroblob(32) WHERE seq = 7".into(), Some((7, Problem::Edited)), false),
+        ("replace a MAC", format!("UPDATE audit_events SET mac = {} WHERE seq = 7", raw(&base).await.zero_blob()), Some((7, Problem::Edited)), false),
         ("delete an event", "DELETE FROM audit_events WHERE seq = 6".into(), Some((6, Problem::Missing)), false),
         ("swap two events", "UPDATE audit_events SET seq = -1 WHERE seq = 4; UPDATE audit_events SET seq = 4 WHERE seq = 5; UPDATE audit_events SET seq = 5 WHERE seq = -1".into(), Some((4, Problem::Reordered)), false),
         ("delete and renumber", "DELETE FROM audit_events WHERE seq = 2; UPDATE audit_events SET seq = -(seq - 1) WHERE seq > 2; UPDATE audit_events SET seq = -seq WHERE seq < 0".into(), Some((2, Problem::Reordered)), false),
         ("cut the tail", format!("DELETE FROM audit_events WHERE seq > {}", n - 3), Some((n as u64 - 2, Problem::Truncated)), true),
         ("cut the tail, no checkpoint", format!("DELETE FROM audit_events WHERE seq > {}", n - 3), None, false),
     ];
-    for (i, (name, sql, expected, with_checkpoint)) in cases.into_iter().enumerate() {
-        let dir = tmp.path().join(format!("case{i}"));
-        copy_dir(&base, &dir);
-        let pool = raw(&dir).await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let o = open_vault(&dir).await;
+    for (name, sql, expected, with_checkpoint) in cases {
+        let dir = &base;
+        let db = raw(dir).await;
+        db.exec(&sql).await;
+        db.close().await;
+        let o = open_vault(dir).await;
         let v = o
             .vault
             .verify_audit(with_checkpoint.then_some(&cp))
@@ -257,6 +253,7 @@ async fn any_edit_deletion_reordering_or_truncation_is_found() {
             assert_eq!(v.count, seq - 1, "{name}: events before the first bad one");
         }
         o.close().await;
+        restore_events(dir).await;
     }
     // The untouched copy verifies, against the checkpoint too.
     let o = open_vault(&base).await;
@@ -265,14 +262,10 @@ async fn any_edit_deletion_reordering_or_truncation_is_found() {
     o.close().await;
 
     // The command line says the same, with exit code 3.
-    let dir = tmp.path().join("cli");
-    copy_dir(&base, &dir);
-    let pool = raw(&dir).await;
-    sqlx::query("DELETE FROM audit_events WHERE seq = 6")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    let dir = base.clone();
+    let db = raw(&dir).await;
+    db.exec("DELETE FROM audit_events WHERE seq = 6").await;
+    db.close().await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_phivault"))
         .args([
             "audit",
@@ -283,11 +276,13 @@ async fn any_edit_deletion_reordering_or_truncation_is_found() {
             &cp.to_string(),
         ])
         .env("PHIVAULT_PASSPHRASE", PASS)
+        .envs(common::backend_env(&dir))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("BROKEN at event 6: missing"), "{text}");
+    restore_events(&base).await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_phivault"))
         .args([
             "audit",
@@ -298,6 +293,7 @@ async fn any_edit_deletion_reordering_or_truncation_is_found() {
             &cp.to_string(),
         ])
         .env("PHIVAULT_PASSPHRASE", PASS)
+        .envs(common::backend_env(&dir))
         .output()
         .unwrap();
     assert_eq!(
@@ -319,13 +315,9 @@ async fn an_unavailable_audit_store_releases_nothing_and_changes_nothing() {
         ResourceId::parse(resources_in(&repo_fixtures()[2])[0]["id"].as_str().unwrap()).unwrap();
     let before = events(&o).await.len();
 
-    // Another process-like connection takes the audit database's write lock and holds it.
+    // Another process-like connection takes the audit table's lock and holds it.
     let blocker = raw(&dir).await;
-    let mut lock = blocker.acquire().await.unwrap();
-    sqlx::raw_sql("BEGIN EXCLUSIVE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = blocker.lock_exclusive("audit_events").await;
 
     let new_patient = json!({"resourceType": "Patient", "name": [{"family": "Lockedoutovich"}]});
     let q = PatientQuery {
@@ -351,8 +343,7 @@ async fn an_unavailable_audit_store_releases_nothing_and_changes_nothing() {
         .await;
     assert!(matches!(update, Err(VaultError::Audit(_))), "{update:?}");
 
-    sqlx::raw_sql("ROLLBACK").execute(&mut *lock).await.unwrap();
-    drop(lock);
+    lock.release().await;
     blocker.close().await;
 
     // Nothing was changed: the update did not land, nothing new was created.
@@ -530,6 +521,7 @@ async fn fhir_audit_export_validates_as_r4_audit_events() {
             out.to_str().unwrap(),
         ])
         .env("PHIVAULT_PASSPHRASE", PASS)
+        .envs(common::backend_env(&dir))
         .output()
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -574,11 +566,57 @@ impl Drop for Unmount {
     }
 }
 
+/// A full disk under the audit store: on SQLite a 16 MiB tmpfs holding the data dir, filled
+/// up; on PostgreSQL the server's own disk-full error (SQLSTATE 53100) raised by a trigger on
+/// every audit insert, as PostgreSQL raises it when it cannot extend a table's file.
+enum FullDisk {
+    Tmpfs {
+        _unmount: Unmount,
+        filler: std::path::PathBuf,
+    },
+    Trigger(RawDb),
+}
+
+impl FullDisk {
+    async fn fill(&mut self) {
+        match self {
+            FullDisk::Tmpfs { filler, .. } => {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&filler).unwrap();
+                let chunk = vec![0u8; 64 * 1024];
+                while f.write_all(&chunk).is_ok() {}
+                let _ = f.sync_all();
+            }
+            FullDisk::Trigger(db) => {
+                db.exec(
+                    "CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                     RAISE EXCEPTION 'could not extend file: No space left on device' \
+                     USING ERRCODE = 'disk_full'; END $$; \
+                     CREATE TRIGGER disk_full BEFORE INSERT ON audit_events \
+                     FOR EACH ROW EXECUTE FUNCTION disk_full()",
+                )
+                .await
+            }
+        }
+    }
+
+    async fn clear(&mut self) {
+        match self {
+            FullDisk::Tmpfs { filler, .. } => std::fs::remove_file(&filler).unwrap(),
+            FullDisk::Trigger(db) => {
+                db.exec("DROP TRIGGER disk_full ON audit_events; DROP FUNCTION disk_full()")
+                    .await
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_full_disk_releases_nothing_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let mnt = tmp.path().join("mnt");
-    if small_tmpfs(&mnt).is_none() {
+    let dir = mnt.join("data");
+    if !on_postgres() && small_tmpfs(&mnt).is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI runs as root and must be able to mount a tmpfs for this test"
@@ -586,8 +624,7 @@ async fn a_full_disk_releases_nothing_and_changes_nothing() {
         eprintln!("skipped: cannot mount a tmpfs here");
         return;
     }
-    let _unmount = Unmount(mnt.clone());
-    let dir = mnt.join("data");
+    let unmount = Unmount(mnt.clone());
     new_vault(&dir).await.close().await;
     let o = open_vault(&dir).await;
     let c = ctx(&o).await;
@@ -598,14 +635,15 @@ async fn a_full_disk_releases_nothing_and_changes_nothing() {
     // Checkpoint so the write-ahead logs restart small, then fill the disk.
     o.close().await;
     let o = open_vault(&dir).await;
-    let filler = mnt.join("filler");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        while f.write_all(&chunk).is_ok() {}
-        let _ = f.sync_all();
-    }
+    let mut disk = if on_postgres() {
+        FullDisk::Trigger(raw(&dir).await)
+    } else {
+        FullDisk::Tmpfs {
+            _unmount: unmount,
+            filler: mnt.join("filler"),
+        }
+    };
+    disk.fill().await;
     let read = o.vault.read(&c, ResourceType::PATIENT, &pid).await;
     assert!(matches!(read, Err(VaultError::Audit(_))), "{read:?}");
     let update = o
@@ -619,7 +657,7 @@ async fn a_full_disk_releases_nothing_and_changes_nothing() {
         .await;
     assert!(update.is_err(), "{update:?}");
     // The fault clears.
-    std::fs::remove_file(&filler).unwrap();
+    disk.clear().await;
     let now = o.vault.read(&c, ResourceType::PATIENT, &pid).await.unwrap();
     assert_eq!(
         now.version,

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use phivault::datadir;
 use phivault_core::{Clock, FakeClock, Role, SecretString};
 use phivault_crypto::totp;
 use phivault_vault::audit::export::AuditFilter;
@@ -35,12 +34,10 @@ fn unauth<T: std::fmt::Debug>(r: Result<T, VaultError>) {
 async fn password_mfa_sessions_lockout_and_timeouts() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    datadir::init(&dir, &pass(), &phivault_core::SystemClock)
-        .await
-        .unwrap();
+    init_vault(&dir).await;
     let start = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
     let clock = Arc::new(FakeClock::new(start));
-    let o = datadir::open(&dir, &pass(), clock.clone()).await.unwrap();
+    let o = open_with_clock(&dir, clock.clone()).await;
     let admin = ctx(&o).await;
     let org = admin.org.clone();
     let anon = Ctx::new(org.clone(), Actor::Anonymous);
@@ -263,13 +260,11 @@ async fn password_mfa_sessions_lockout_and_timeouts() {
 async fn administrators_passwords_expire_after_90_days() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    datadir::init(&dir, &pass(), &phivault_core::SystemClock)
-        .await
-        .unwrap();
+    init_vault(&dir).await;
     let clock = Arc::new(FakeClock::new(
         OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
     ));
-    let o = datadir::open(&dir, &pass(), clock.clone()).await.unwrap();
+    let o = open_with_clock(&dir, clock.clone()).await;
     let admin = ctx(&o).await;
     let org = admin.org.clone();
     let anon = Ctx::new(org.clone(), Actor::Anonymous);

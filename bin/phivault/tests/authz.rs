@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use phivault::datadir::{self, Opened};
+use phivault::datadir::Opened;
 use phivault_core::{Clock, FakeClock, OrgId, Organization, ResourceId, ResourceType, Role};
 use phivault_vault::audit::Outcome;
 use phivault_vault::audit::export::AuditFilter;
@@ -56,13 +56,11 @@ fn forbidden<T: std::fmt::Debug>(r: Result<T, VaultError>) {
 async fn grants_fields_purposes_break_glass_lockdown_and_tenancy() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    datadir::init(&dir, &pass(), &phivault_core::SystemClock)
-        .await
-        .unwrap();
+    init_vault(&dir).await;
     let clock = Arc::new(FakeClock::new(
         OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
     ));
-    let o = datadir::open(&dir, &pass(), clock.clone()).await.unwrap();
+    let o = open_with_clock(&dir, clock.clone()).await;
     import_files(&o, &repo_fixtures(), true).await;
     let v = &o.vault;
     let org = OrgId::parse("default").unwrap();

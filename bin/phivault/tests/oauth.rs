@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use phivault::datadir;
 use phivault_core::{Clock, FakeClock, Role, SecretString};
 use phivault_vault::auth::scopes_allow;
 use phivault_vault::{Actor, Ctx, VaultError};
@@ -19,6 +18,7 @@ fn phivault(args: &[&str], dir: &std::path::Path) -> std::process::Output {
         .args(args)
         .env("PHIVAULT_PASSPHRASE", PASS)
         .env("PHIVAULT_DATA_DIR", dir)
+        .envs(common::backend_env(dir))
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -57,6 +57,7 @@ fn client_credentials_over_https_with_the_server_running() {
         .args(common::live::SERVE)
         .env("PHIVAULT_PASSPHRASE", PASS)
         .env("PHIVAULT_DATA_DIR", &dir)
+        .envs(common::backend_env(&dir))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -278,13 +279,11 @@ fn client_credentials_over_https_with_the_server_running() {
 async fn service_tokens_expire_and_carry_only_their_scopes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    datadir::init(&dir, &pass(), &phivault_core::SystemClock)
-        .await
-        .unwrap();
+    init_vault(&dir).await;
     let clock = Arc::new(FakeClock::new(
         OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
     ));
-    let o = datadir::open(&dir, &pass(), clock.clone()).await.unwrap();
+    let o = open_with_clock(&dir, clock.clone()).await;
     let admin = ctx(&o).await;
     let org = admin.org.clone();
     let n = o
@@ -407,6 +406,7 @@ fn fhir_patient_reads_follow_scopes_purposes_and_roles_over_https() {
         .args(common::live::SERVE)
         .env("PHIVAULT_PASSPHRASE", PASS)
         .env("PHIVAULT_DATA_DIR", &dir)
+        .envs(common::backend_env(&dir))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

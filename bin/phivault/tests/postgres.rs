@@ -34,10 +34,10 @@ fn database(tag: &str) -> Option<Database> {
         eprintln!("skipped: no PostgreSQL at {}", url());
         return None;
     }
-    Some(Database {
-        url: url(),
-        prefix: format!("t{}{tag}", std::process::id()),
-    })
+    Some(Database::new(
+        url(),
+        format!("t{}{tag}", std::process::id()),
+    ))
 }
 
 fn drop_schemas(db: &Database) {
@@ -387,5 +387,75 @@ fn two_servers_on_one_database_share_tokens_records_and_one_audit_chain() {
         verified.contains("intact") || verified.contains("verified") || verified.contains("ok"),
         "{verified}"
     );
+    drop_schemas(&db);
+}
+
+/// Grants, lockdown and sessions are the database's, not a node's: a grant made through node A
+/// opens a record on node B, a lockdown through A closes it on B at once, a session made on B
+/// works on A, and a logout on A ends it on B.
+#[test]
+fn grants_lockdown_and_sessions_take_effect_on_every_node() {
+    use common::live::Live;
+    let Some(db) = database("d") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = [
+        ("PHIVAULT_DATABASE_URL", db.url.as_str()),
+        ("PHIVAULT_DATABASE_SCHEMA", db.prefix.as_str()),
+    ];
+    let run = |args: &[&str]| common::live::json_of(&common::live::cli_with(&data, &env, args));
+    run(&["init"]);
+    let fixture = repo_fixtures()[2].clone();
+    run(&["import", fixture.to_str().unwrap()]);
+    let pid = resources_in(&fixture)[0]["id"].as_str().unwrap().to_owned();
+    let otp = |user: &str, role: &str| {
+        run(&["user", "add", "--username", user, "--role", role, "--json"])["one_time_password"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (boss_otp, doc_otp) = (otp("boss", "ORG_ADMIN"), otp("doc", "CLINICIAN"));
+    let a = Live::node(&data, &env, None);
+    let b = Live::node(&data, &env, None);
+    let boss = a.sign_in("boss", &boss_otp, "127.0.0.2");
+    let doc = b.sign_in("doc", &doc_otp, "127.0.0.3");
+    let read = |node: &Live| {
+        node.fhir("GET", &format!("/fhir/Patient/{pid}"), &doc, "TREAT", None)
+            .status
+    };
+    let admin = |path: &str, body: serde_json::Value| {
+        let bytes = body.to_string().into_bytes();
+        a.call(
+            "POST",
+            path,
+            Some(&boss),
+            None,
+            Some(("application/json", &bytes)),
+            &[],
+        )
+        .status
+    };
+    assert_eq!(read(&b), 403, "no grant yet");
+    assert_eq!(
+        admin(
+            "/admin/grants",
+            json!({"username": "doc", "patient": pid, "purpose": "TREAT"})
+        ),
+        200
+    );
+    assert_eq!(read(&b), 200, "node A's grant opens the record on node B");
+    assert_eq!(read(&a), 200, "node B's session works on node A");
+    assert_eq!(admin("/admin/grants/lockdown", json!({})), 200);
+    assert_eq!(
+        read(&b),
+        403,
+        "node A's lockdown closes it on node B at once"
+    );
+    assert_eq!(read(&a), 403);
+    let out = a.call("POST", "/auth/logout", Some(&doc), None, None, &[]);
+    assert_eq!(out.status, 204);
+    let whoami = b.call("GET", "/auth/whoami", Some(&doc), None, None, &[]);
+    assert_eq!(whoami.status, 401, "a logout on A ends the session on B");
+    drop((a, b));
     drop_schemas(&db);
 }

@@ -3,14 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod common;
 
+use common::raw::RawDb;
 use common::*;
 use phivault_core::{ResourceId, ResourceType, StoreKind, Version};
 use phivault_vault::{PageCursor, PatientQuery, VaultError};
 use serde_json::{Value, json};
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 async fn export_all(o: &phivault::datadir::Opened) -> BTreeMap<(String, String), Value> {
     let c = ctx(o).await;
@@ -56,8 +54,11 @@ async fn imported_phi_appears_in_no_byte_of_the_data_dir() {
         .iter()
         .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().any(|n| n.ends_with("-wal")), "{names:?}");
-    let hits = scan(&dir, &needles);
+    assert!(
+        on_postgres() || names.iter().any(|n| n.ends_with("-wal")),
+        "{names:?}"
+    );
+    let hits = scan_vault(&dir, &needles);
     assert!(
         hits.is_empty(),
         "PHI found in the data dir: {:?}",
@@ -67,7 +68,7 @@ async fn imported_phi_appears_in_no_byte_of_the_data_dir() {
     );
     // And after a clean close (checkpointed into the main files).
     o.close().await;
-    assert!(scan(&dir, &needles).is_empty());
+    assert!(scan_vault(&dir, &needles).is_empty());
 }
 
 #[tokio::test]
@@ -130,12 +131,6 @@ async fn export_gives_back_every_imported_resource() {
     }
 }
 
-async fn raw_pool(path: &Path) -> SqlitePool {
-    SqlitePool::connect_with(SqliteConnectOptions::new().filename(path))
-        .await
-        .unwrap()
-}
-
 fn patient_id(file: &str) -> ResourceId {
     let p = repo_root().join("testdata/fhir").join(file);
     let r = resources_in(&p)
@@ -154,12 +149,8 @@ async fn flipped_or_swapped_ciphertext_fails_with_an_integrity_error() {
     let o = new_vault(&dir).await;
     import_files(&o, &repo_fixtures(), true).await;
     let c = ctx(&o).await;
-    let raw = raw_pool(&dir.join("identity.db")).await;
-    let rows =
-        sqlx::query("SELECT rowid, wrapped_dek, ciphertext FROM record_versions ORDER BY rowid")
-            .fetch_all(&raw)
-            .await
-            .unwrap();
+    let raw = RawDb::open(&dir, "identity").await;
+    let rows = raw.sealed_rows(false).await;
     assert_eq!(rows.len(), 4);
     // Every patient reads fine first.
     let ids: Vec<ResourceId> = repo_fixtures()
@@ -179,19 +170,13 @@ async fn flipped_or_swapped_ciphertext_fails_with_an_integrity_error() {
     assert!(read_all().await.iter().all(Result::is_ok));
 
     for row in &rows {
-        let rowid: i64 = row.get(0);
+        let rowid = row.seq;
         for column in ["ciphertext", "wrapped_dek"] {
-            let original: Vec<u8> = row.get(column);
+            let original = row.column(column).to_vec();
             for pos in [0, original.len() / 2, original.len() - 1] {
                 let mut bad = original.clone();
                 bad[pos] ^= 0x01;
-                let sql = format!("UPDATE record_versions SET {column} = ? WHERE rowid = ?");
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(&bad)
-                    .bind(rowid)
-                    .execute(&raw)
-                    .await
-                    .unwrap();
+                raw.set_sealed(column, rowid, &bad).await;
                 let results = read_all().await;
                 let failed: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
                 assert_eq!(
@@ -204,12 +189,7 @@ async fn flipped_or_swapped_ciphertext_fails_with_an_integrity_error() {
                     "{:?}",
                     failed[0]
                 );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(&original)
-                    .bind(rowid)
-                    .execute(&raw)
-                    .await
-                    .unwrap();
+                raw.set_sealed(column, rowid, &original).await;
             }
         }
     }
@@ -219,20 +199,11 @@ async fn flipped_or_swapped_ciphertext_fails_with_an_integrity_error() {
     );
 
     // Swap the ciphertexts of two records; then swap whole sealed records (DEK + ciphertext).
-    let (a, b): (i64, i64) = (rows[0].get(0), rows[1].get(0));
+    let (a, b) = (rows[0].seq, rows[1].seq);
     for cols in [&["ciphertext"][..], &["ciphertext", "wrapped_dek"][..]] {
         for col in cols {
-            let va: Vec<u8> = rows[0].get(*col);
-            let vb: Vec<u8> = rows[1].get(*col);
-            let sql = format!("UPDATE record_versions SET {col} = ? WHERE rowid = ?");
-            for (v, r) in [(&vb, a), (&va, b)] {
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(v)
-                    .bind(r)
-                    .execute(&raw)
-                    .await
-                    .unwrap();
-            }
+            raw.set_sealed(col, a, rows[1].column(col)).await;
+            raw.set_sealed(col, b, rows[0].column(col)).await;
         }
         let results = read_all().await;
         let errors = results
@@ -247,36 +218,19 @@ async fn flipped_or_swapped_ciphertext_fails_with_an_integrity_error() {
         );
         // Restore.
         for col in cols {
-            let sql = format!("UPDATE record_versions SET {col} = ? WHERE rowid = ?");
-            for (row, r) in [(&rows[0], a), (&rows[1], b)] {
-                let v: Vec<u8> = row.get(*col);
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(v)
-                    .bind(r)
-                    .execute(&raw)
-                    .await
-                    .unwrap();
-            }
+            raw.set_sealed(col, a, rows[0].column(col)).await;
+            raw.set_sealed(col, b, rows[1].column(col)).await;
         }
     }
     assert!(read_all().await.iter().all(Result::is_ok));
 
     // A clinical record: flip a ciphertext byte, the patient's record list fails whole.
-    let craw = raw_pool(&dir.join("clinical.db")).await;
-    let row =
-        sqlx::query("SELECT rowid, ciphertext FROM record_versions WHERE link IS NOT NULL LIMIT 1")
-            .fetch_one(&craw)
-            .await
-            .unwrap();
-    let (rowid, mut ct): (i64, Vec<u8>) = (row.get(0), row.get(1));
+    let craw = RawDb::open(&dir, "clinical").await;
+    let row = craw.sealed_rows(true).await.remove(0);
+    let mut ct = row.ciphertext.clone();
     let mid = ct.len() / 2;
     ct[mid] ^= 0x80;
-    sqlx::query("UPDATE record_versions SET ciphertext = ? WHERE rowid = ?")
-        .bind(&ct)
-        .bind(rowid)
-        .execute(&craw)
-        .await
-        .unwrap();
+    craw.set_sealed("ciphertext", row.seq, &ct).await;
     let mut failures = 0;
     for id in &ids {
         match o.vault.patient_records(&c, id).await {
@@ -428,29 +382,26 @@ async fn erase_shreds_the_patient_and_its_clinical_records() {
     assert_eq!(records.len(), 8);
 
     // Every sealed byte string in both stores, before.
-    let sealed = |db: &'static str| {
+    let sealed = |store: &'static str| {
         let dir = dir.clone();
         async move {
-            let raw = raw_pool(&dir.join(db)).await;
-            let rows = sqlx::query("SELECT wrapped_dek, ciphertext FROM record_versions")
-                .fetch_all(&raw)
-                .await
-                .unwrap();
+            let raw = RawDb::open(&dir, store).await;
+            let rows = raw.sealed_rows(false).await;
             raw.close().await;
-            rows.iter()
-                .flat_map(|r| [r.get::<Vec<u8>, _>(0), r.get::<Vec<u8>, _>(1)])
+            rows.into_iter()
+                .flat_map(|r| [r.wrapped_dek, r.ciphertext])
                 .collect::<Vec<_>>()
         }
     };
-    let before_identity = sealed("identity.db").await;
-    let before_clinical = sealed("clinical.db").await;
+    let before_identity = sealed("identity").await;
+    let before_clinical = sealed("clinical").await;
 
     let report = o.vault.erase_patient(&c, &victim).await.unwrap();
     assert_eq!(report.patient_versions, 1);
     assert_eq!(report.clinical_records, 8);
 
-    let after_identity = sealed("identity.db").await;
-    let after_clinical = sealed("clinical.db").await;
+    let after_identity = sealed("identity").await;
+    let after_clinical = sealed("clinical").await;
     let gone: Vec<Vec<u8>> = before_identity
         .iter()
         .filter(|b| !after_identity.contains(b))
@@ -463,7 +414,7 @@ async fn erase_shreds_the_patient_and_its_clinical_records() {
         .collect();
     // One patient + 8 clinical records, each a wrapped DEK and a ciphertext.
     assert_eq!(gone.len(), 2 * 9);
-    let hits = scan(&dir, &gone);
+    let hits = scan_vault(&dir, &gone);
     assert!(
         hits.is_empty(),
         "erased key or ciphertext bytes survive in {hits:?}"

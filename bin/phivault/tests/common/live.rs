@@ -16,7 +16,7 @@ pub const SERVE: [&str; 5] = [
 ];
 
 pub struct Live {
-    _tmp: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
     pub data: PathBuf,
     pub port: u16,
     /// The MLLP listener's port.
@@ -60,13 +60,40 @@ impl Resp {
 }
 
 pub fn cli(data: &Path, args: &[&str]) -> Output {
+    cli_with(data, &[], args)
+}
+
+/// [`cli`] with extra environment (a database of the test's own, say).
+pub fn cli_with(data: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_phivault"))
         .args(args)
         .env("PHIVAULT_PASSPHRASE", PASS)
         .env("PHIVAULT_DATA_DIR", data)
+        .envs(super::backend_env(data))
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+/// The JSON a successful `phivault … --json` printed.
+pub fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// `id:secret` of the client `phivault client add --json` printed.
+pub fn basic_of(out: &Output) -> String {
+    let c = json_of(out);
+    format!(
+        "{}:{}",
+        c["client_id"].as_str().unwrap(),
+        c["client_secret"].as_str().unwrap()
+    )
 }
 
 impl Live {
@@ -95,10 +122,20 @@ impl Live {
             String::from_utf8_lossy(&out.stderr)
         );
         setup(&data);
+        let mut live = Self::node(&data, env, log);
+        live._tmp = Some(tmp);
+        live
+    }
+
+    /// One more `phivault serve` on the existing vault in `data` (several nodes on one
+    /// PostgreSQL database, or a server started again).
+    pub fn node(data: &Path, env: &[(&str, &str)], log: Option<&Path>) -> Live {
+        let data = data.to_owned();
         let mut child = Command::new(env!("CARGO_BIN_EXE_phivault"))
             .args(SERVE)
             .env("PHIVAULT_PASSPHRASE", PASS)
             .env("PHIVAULT_DATA_DIR", &data)
+            .envs(super::backend_env(&data))
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(match log {
@@ -124,7 +161,7 @@ impl Live {
         };
         let ca = data.join("tls/cert.pem").display().to_string();
         Live {
-            _tmp: tmp,
+            _tmp: None,
             data,
             port,
             mllp,
@@ -163,18 +200,7 @@ impl Live {
         if let Some(o) = org {
             args.extend(["--org", o]);
         }
-        let out = cli(data, &args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let c: Value = serde_json::from_slice(&out.stdout).unwrap();
-        format!(
-            "{}:{}",
-            c["client_id"].as_str().unwrap(),
-            c["client_secret"].as_str().unwrap()
-        )
+        basic_of(&cli(data, &args))
     }
 
     /// A bearer token for client credentials `id:secret`.

@@ -8,6 +8,7 @@
 )]
 
 pub mod live;
+pub mod raw;
 
 use phivault::datadir::{self, Opened};
 use phivault_core::SystemClock;
@@ -89,15 +90,82 @@ pub fn pass() -> Passphrase {
     Passphrase::new(PASS.to_owned())
 }
 
+/// Whether the suite runs on PostgreSQL: `PHIVAULT_TEST_BACKEND=postgres` (CI runs the
+/// behaviour suites once per backend). Default: SQLite files in the data dir.
+pub fn on_postgres() -> bool {
+    match std::env::var("PHIVAULT_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("PHIVAULT_TEST_BACKEND={other}: expected sqlite or postgres"),
+    }
+}
+
+/// The PostgreSQL test database (`PHIVAULT_TEST_POSTGRES_URL`, default the local server's
+/// `test` database).
+pub fn postgres_url() -> String {
+    std::env::var("PHIVAULT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The database of the vault in `data` when the suite runs on PostgreSQL: its own schemas,
+/// named from the data dir's (unique, temporary) path, so every helper and every process
+/// agrees without state.
+/// `scripts/pg-test-cleanup.sh` drops them after a run.
+pub fn test_database(data: &Path) -> Option<datadir::Database> {
+    if !on_postgres() {
+        return None;
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    Some(datadir::Database::new(
+        postgres_url(),
+        format!("t{:016x}", h.finish()),
+    ))
+}
+
+/// The environment that points a `phivault` process at the vault in `data`.
+pub fn backend_env(data: &Path) -> Vec<(&'static str, String)> {
+    match test_database(data) {
+        Some(db) => vec![
+            ("PHIVAULT_DATABASE_URL", db.url),
+            ("PHIVAULT_DATABASE_SCHEMA", db.prefix),
+        ],
+        None => Vec::new(),
+    }
+}
+
+/// Initializes a vault in `dir` on the suite's backend.
+pub async fn init_vault(dir: &Path) {
+    datadir::init_on(dir, &pass(), &SystemClock, test_database(dir).as_ref())
+        .await
+        .unwrap();
+}
+
 pub async fn new_vault(dir: &Path) -> Opened {
-    datadir::init(dir, &pass(), &SystemClock).await.unwrap();
+    init_vault(dir).await;
     open_vault(dir).await
 }
 
-pub async fn open_vault(dir: &Path) -> Opened {
-    datadir::open(dir, &pass(), Arc::new(SystemClock))
+/// Opens the vault in `dir` with the given clock (a fake one, in most tests).
+pub async fn open_with_clock(dir: &Path, clock: Arc<dyn phivault_core::Clock>) -> Opened {
+    datadir::open_on(dir, &pass(), clock, test_database(dir).as_ref())
         .await
         .unwrap()
+}
+
+pub async fn open_vault(dir: &Path) -> Opened {
+    try_open_vault(dir).await.unwrap()
+}
+
+pub async fn try_open_vault(dir: &Path) -> Result<Opened, datadir::DataDirError> {
+    datadir::open_on(
+        dir,
+        &pass(),
+        Arc::new(SystemClock),
+        test_database(dir).as_ref(),
+    )
+    .await
 }
 
 pub async fn ctx(o: &Opened) -> Ctx {
@@ -220,6 +288,23 @@ pub fn scan(dir: &Path, needles: &[Vec<u8>]) -> Vec<(PathBuf, usize)> {
         for (i, n) in needles.iter().enumerate() {
             if contains(&bytes, n) {
                 hits.push((path.clone(), i));
+            }
+        }
+    }
+    hits
+}
+
+/// [`scan`] of everything a vault keeps: its data dir and, on PostgreSQL, a `pg_dump` of each
+/// of its four schemas (named `pg_dump:<store>` in the hits).
+pub fn scan_vault(dir: &Path, needles: &[Vec<u8>]) -> Vec<(PathBuf, usize)> {
+    let mut hits = scan(dir, needles);
+    if test_database(dir).is_some() {
+        for store in ["identity", "clinical", "control", "audit"] {
+            let bytes = raw::store_bytes(dir, store);
+            for (i, n) in needles.iter().enumerate() {
+                if contains(&bytes, n) {
+                    hits.push((PathBuf::from(format!("pg_dump:{store}")), i));
+                }
             }
         }
     }

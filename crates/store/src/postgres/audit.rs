@@ -9,8 +9,15 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 use std::sync::Arc;
 
-/// The advisory-lock key that serializes chain appends.
-const CHAIN_LOCK: i64 = 0x7068_6976_6175_6469;
+/// The advisory-lock key that serializes chain appends to the audit log in `schema`: one per
+/// schema (FNV-1a of its name), so vaults sharing a database do not wait for each other.
+fn chain_lock(schema: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in "phivault.audit.chain:".bytes().chain(schema.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    i64::from_ne_bytes(h.to_ne_bytes())
+}
 
 #[derive(Debug, Clone)]
 pub struct PostgresAuditStore {
@@ -53,7 +60,7 @@ impl AuditStore for PostgresAuditStore {
         let s = &self.schema;
         let mut tx = self.pool.begin().await.map_err(unavailable(ctx))?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(CHAIN_LOCK)
+            .bind(chain_lock(s))
             .execute(&mut *tx)
             .await
             .map_err(unavailable(ctx))?;

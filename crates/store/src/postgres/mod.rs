@@ -12,7 +12,8 @@ pub use control::PostgresControlStore;
 pub use records::PostgresRecordStore;
 
 use phivault_core::StoreError;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
 use std::time::Duration;
 
 pub(crate) fn unavailable(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -29,11 +30,17 @@ pub(crate) fn corrupt(context: &'static str, detail: impl Into<String>) -> Store
     }
 }
 
-/// Pool limits.
+/// Pool limits and timeouts. Every wait is bounded, so a database outage or a held lock makes
+/// a request fail (503) instead of hanging.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolLimits {
+    /// Connections per store's pool.
     pub max_connections: u32,
+    /// How long a request waits for a connection (and for a connection to be made).
     pub acquire_timeout: Duration,
+    /// The server aborts a statement running longer than this (`statement_timeout`), and a
+    /// lock wait longer than a fifth of it (`lock_timeout`, at least 1 s).
+    pub statement_timeout: Duration,
 }
 
 impl Default for PoolLimits {
@@ -41,17 +48,34 @@ impl Default for PoolLimits {
         Self {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }
 
 /// A bounded pool on `url` (`postgres://…`; `sslmode` as the URL says).
 pub async fn connect(url: &str, limits: PoolLimits) -> Result<PgPool, StoreError> {
+    let statement_ms = limits.statement_timeout.as_millis().max(1);
+    let lock_ms = (statement_ms / 5).max(1000).min(statement_ms);
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|_| StoreError::Unavailable {
+            context: "connect to PostgreSQL",
+            // The URL may hold a password: never echo it.
+            detail: "PHIVAULT_DATABASE_URL is not a valid postgres:// URL".into(),
+        })?
+        .options([
+            ("statement_timeout", statement_ms.to_string()),
+            ("lock_timeout", lock_ms.to_string()),
+            (
+                "idle_in_transaction_session_timeout",
+                statement_ms.to_string(),
+            ),
+        ]);
     PgPoolOptions::new()
         .max_connections(limits.max_connections)
         .acquire_timeout(limits.acquire_timeout)
         .test_before_acquire(true)
-        .connect(url)
+        .connect_with(options)
         .await
         .map_err(unavailable("connect to PostgreSQL"))
 }
