@@ -161,6 +161,11 @@ pub enum Command {
         #[command(subcommand)]
         what: AuditCmd,
     },
+    /// The compliance report, measured from the running system, and its thresholds.
+    Compliance {
+        #[command(subcommand)]
+        what: crate::compliance_cmd::ComplianceCmd,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -554,6 +559,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { what } => audit_cmd(what).await,
+        Command::Compliance { what } => crate::compliance_cmd::run(what).await,
         Command::User { what } => user_cmd(what).await,
         Command::Grants { what } => grants_cmd(what).await,
         Command::Migrate { dir } => {

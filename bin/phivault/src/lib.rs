@@ -3,9 +3,11 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod compliance_cmd;
 pub mod config;
 pub mod datadir;
 pub mod mllp;
 pub mod qr;
 pub mod serve;
 pub mod tls;
+pub mod tls_probe;

@@ -13,7 +13,11 @@ pub async fn run(
     tls: Arc<rustls::ServerConfig>,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), String> {
-    let app = phivault_api::router(phivault_api::AppState::new(opened.vault.clone()));
+    // The compliance report measures this listener: its configuration, and the bound address.
+    let listener = crate::tls_probe::ListenerTls::serving(tls.clone());
+    let bound_cell = listener.bound();
+    let vault = opened.vault.clone().with_transport(Arc::new(listener));
+    let app = phivault_api::router(phivault_api::AppState::new(vault));
     let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {
@@ -28,6 +32,7 @@ pub async fn run(
         .listening()
         .await
         .ok_or_else(|| format!("cannot listen on {listen}"))?;
+    let _ = bound_cell.set(bound);
     ready(bound);
     serving
         .await

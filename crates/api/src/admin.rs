@@ -3,6 +3,7 @@
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
+use crate::error::JsonErrors;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,6 +11,8 @@ use phivault_core::Role;
 use phivault_vault::VaultError;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -17,6 +20,25 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/users/{username}/{action}", post(act))
         .route("/admin/grants", post(grant))
         .route("/admin/grants/lockdown", post(lockdown))
+}
+
+/// The documented administration routes (in the OpenAPI document).
+pub fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(compliance))
+}
+
+/// `GET /admin/compliance` → `{"checks": [{id, safeguard, status, evidence}, …]}`, each
+/// safeguard measured now (200 whether or not a check fails: the statuses say). Permissions:
+/// SUPER_ADMIN (every organization), AUDITOR (its own organization); the vault decides.
+#[utoipa::path(get, path = "/admin/compliance", tag = "admin",
+    responses((status = 200, description = "`{checks: [{id, safeguard, status: pass|fail|warn, evidence}]}`", body = Object), JsonErrors),
+    security(("bearer" = [])))]
+async fn compliance(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    let report = state.vault.compliance_report(&auth.ctx()).await?;
+    Ok(Json(json!({ "checks": report.checks })))
 }
 
 /// The administrators' gate: ORG_ADMIN or SUPER_ADMIN, else 403.

@@ -72,7 +72,7 @@ pub fn router(state: AppState) -> Router {
 #[openapi(
     info(title = "phivault", description = "FHIR R4 API, authentication and administration of phivault. Every PHI call needs a bearer token (`/auth` or `/oauth/token`) and an `X-Purpose-Of-Use` header."),
     modifiers(&BearerScheme),
-    tags((name = "fhir", description = "FHIR R4, application/fhir+json"), (name = "auth", description = "login, MFA, sessions, OAuth2 client credentials"))
+    tags((name = "fhir", description = "FHIR R4, application/fhir+json"), (name = "auth", description = "login, MFA, sessions, OAuth2 client credentials"), (name = "admin", description = "administration and the compliance report"))
 )]
 struct ApiDoc;
 
@@ -94,6 +94,7 @@ fn documented_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     use utoipa::OpenApi;
     utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(fhir::routes())
+        .merge(admin::documented())
         .merge(rate_limited(auth::routes().merge(oauth::routes())))
 }
 

@@ -15,7 +15,7 @@ pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::StoreError;
 pub use ids::{Digest32, IndexKind, OrgId, ResourceId, ResourceType, StoreKind, Version};
 pub use ports::{
-    AuditRecord, AuditStore, BeforeCommit, BoxFuture, ChainFn, ControlStore, Expected,
+    AuditRecord, AuditStore, BeforeCommit, BoxFuture, ChainFn, ColumnInfo, ControlStore, Expected,
     KeyringEntry, Organization, RecordKey, RecordStore, RecordWrite, SealedRecord, WriteOutcome,
 };
 pub use secret::{Secret, SecretString};

@@ -58,6 +58,16 @@ pub enum WriteOutcome {
     },
 }
 
+/// One column of a store's schema, as the database itself describes it (for the compliance
+/// report's check that no column holds plaintext PHI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnInfo {
+    pub table: String,
+    pub column: String,
+    /// The declared type, lowercased (`blob`, `bytea`, `text`, `integer`, …).
+    pub sql_type: String,
+}
+
 /// A sealed record store (identity or clinical). Every method is scoped to one organization:
 /// tenancy is part of every query.
 #[async_trait]
@@ -121,6 +131,9 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     /// Keys of every record (deleted or not) linked to a pseudonym.
     async fn linked_keys(&self, org: &OrgId, link: &Digest32)
     -> Result<Vec<RecordKey>, StoreError>;
+
+    /// Every column of the store's tables, from the database's own catalogue.
+    async fn columns(&self) -> Result<Vec<ColumnInfo>, StoreError>;
 }
 
 /// An organization (tenant).
@@ -189,6 +202,9 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<crate::GrantRecord>, StoreError>;
     /// Revokes every grant of an organization; returns how many were live.
     async fn revoke_grants(&self, org: &OrgId, now: i64) -> Result<u64, StoreError>;
+    /// Every unrevoked grant and break-glass access, of every organization, that has not
+    /// expired at `now` (seconds).
+    async fn live_grants(&self, now: i64) -> Result<Vec<crate::GrantRecord>, StoreError>;
 
     async fn create_client(&self, c: &crate::ClientRecord) -> Result<bool, StoreError>;
     async fn client(&self, id: &str) -> Result<Option<crate::ClientRecord>, StoreError>;

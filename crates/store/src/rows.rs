@@ -1,7 +1,7 @@
 //! Decoding control rows once for both backends: a row of either kind answers the typed
 //! column reads these decoders need.
 use phivault_core::{
-    ClientRecord, GrantRecord, OrgId, Role, SessionRecord, StoreError, UserRecord,
+    ClientRecord, ColumnInfo, GrantRecord, OrgId, Role, SessionRecord, StoreError, UserRecord,
 };
 use sqlx::Row;
 
@@ -142,5 +142,15 @@ pub(crate) fn client(r: &impl Cols) -> Result<ClientRecord, StoreError> {
         secret_hash: r.bytes("secret_hash").map_err(&g)?,
         disabled: r.flag("disabled").map_err(&g)?,
         created_at: r.int("created_at").map_err(&g)?,
+    })
+}
+
+/// A row of a catalogue query selecting `tbl`, `col` and `ty`.
+pub(crate) fn column(r: &impl Cols) -> Result<ColumnInfo, StoreError> {
+    let g = bad("list columns");
+    Ok(ColumnInfo {
+        table: r.text("tbl").map_err(&g)?,
+        column: r.text("col").map_err(&g)?,
+        sql_type: r.text("ty").map_err(&g)?,
     })
 }

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod compliance;
 pub mod deid;
 mod error;
 pub mod ops;
@@ -147,6 +148,8 @@ pub struct Vault {
     pub(crate) audit_off: bool,
     pub(crate) auth_policy: auth::AuthPolicy,
     pub(crate) field_policy: Arc<policy::fields::FieldPolicy>,
+    /// What the binary measures of its TLS listener, for the compliance report.
+    pub(crate) transport: Option<Arc<dyn compliance::TransportSource>>,
 }
 
 /// The stores a vault runs on.
@@ -170,6 +173,7 @@ impl Vault {
             audit_off: false,
             auth_policy: auth::AuthPolicy::default(),
             field_policy: Arc::new(policy::fields::FieldPolicy::default()),
+            transport: None,
         }
     }
 

@@ -424,6 +424,19 @@ impl ControlStore for PostgresControlStore {
         Ok(live.rows_affected())
     }
 
+    async fn live_grants(&self, now: i64) -> Result<Vec<GrantRecord>, StoreError> {
+        let rows = sqlx::query(self.q(
+            "SELECT id, org, user_id, patient, purpose, kind, reason_sealed, granted_by, \
+             created_at, expires_at, revoked FROM {s}.grants \
+             WHERE revoked = false AND expires_at > ? ORDER BY org, created_at",
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("list grants"))?;
+        rows.iter().map(crate::rows::grant).collect()
+    }
+
     async fn create_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
         let done = sqlx::query(self.q("INSERT INTO {s}.clients (id, org, name, role, scopes, purposes, secret_hash, disabled, \
              created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),

@@ -4,8 +4,8 @@
 use super::{check_schema, corrupt, migrate, unavailable};
 use async_trait::async_trait;
 use phivault_core::{
-    BeforeCommit, Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore, RecordWrite,
-    ResourceId, ResourceType, SealedRecord, StoreError, Version, WriteOutcome,
+    BeforeCommit, ColumnInfo, Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore,
+    RecordWrite, ResourceId, ResourceType, SealedRecord, StoreError, Version, WriteOutcome,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
@@ -396,5 +396,19 @@ impl RecordStore for PostgresRecordStore {
         .await
         .map_err(unavailable("list linked keys"))?;
         rows.iter().map(decode_key).collect()
+    }
+
+    async fn columns(&self) -> Result<Vec<ColumnInfo>, StoreError> {
+        let ctx = "list columns";
+        let rows = sqlx::query(
+            "SELECT table_name::text AS tbl, column_name::text AS col, \
+             lower(data_type::text) AS ty FROM information_schema.columns \
+             WHERE table_schema = $1 ORDER BY table_name, ordinal_position",
+        )
+        .bind(&self.schema)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable(ctx))?;
+        rows.iter().map(crate::rows::column).collect()
     }
 }

@@ -3,8 +3,9 @@ use super::group::Group;
 use super::{Db, corrupt, unavailable};
 use async_trait::async_trait;
 use phivault_core::{
-    BeforeCommit, Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore, RecordWrite,
-    ResourceId, ResourceType, SealedRecord, StoreError, StoreKind, Version, WriteOutcome,
+    BeforeCommit, ColumnInfo, Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore,
+    RecordWrite, ResourceId, ResourceType, SealedRecord, StoreError, StoreKind, Version,
+    WriteOutcome,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -623,5 +624,18 @@ impl RecordStore for SqliteRecordStore {
         .await
         .map_err(unavailable("list linked keys"))?;
         rows.iter().map(decode_key).collect()
+    }
+
+    async fn columns(&self) -> Result<Vec<ColumnInfo>, StoreError> {
+        let ctx = "list columns";
+        let rows = sqlx::query(
+            "SELECT m.name AS tbl, p.name AS col, lower(p.type) AS ty \
+             FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid",
+        )
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable(ctx))?;
+        rows.iter().map(crate::rows::column).collect()
     }
 }
