@@ -187,3 +187,120 @@ write("fhir-invalid/mixed-bundle.json", {"resourceType": "Bundle", "type": "coll
     {"fullUrl": "urn:uuid:" + uid("bad-3"), "resource": {"resourceType": "Condition", "id": "bad id with spaces", "subject": {"reference": "urn:uuid:" + uid("mixed")}}},
     {"request": {"method": "DELETE", "url": "Patient/123"}},
 ]})
+
+# De-identification: one collection Bundle in which every identifier kind of HIPAA Safe Harbor
+# (45 CFR 164.514(b)(2)(i) A-R) that FHIR can carry occurs at least once, for the de-identified
+# export tests. Kept apart from fhir/ so the other suites' counts do not change.
+import os
+os.makedirs("deid", exist_ok=True)
+OLD, YOUNG, DAUGHTER, DOC, MONITOR = uid("deid-p5"), uid("deid-p6"), uid("deid-rp"), uid("deid-doc"), uid("deid-device")
+def ref(i, display=None):
+    r = {"reference": "urn:uuid:" + i}
+    if display:
+        r["display"] = display
+    return r
+def code(system, c, display):
+    return {"coding": [{"system": system, "code": c, "display": display}]}
+LOINC, SCT = "http://loinc.org", "http://snomed.info/sct"
+V2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+def ident(type_code, system, value):
+    return {"type": {"coding": [{"system": V2, "code": type_code}]}, "system": system, "value": value}
+STAY = "2024-03-15T09:05:00-05:00"
+deid = [
+    # 96 at export time (2026): aged 90 or older; ZIP 036xx, a restricted three-digit area.
+    {"resourceType": "Patient", "id": OLD,
+     "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Ottoline Vandersloot-Marsh, 12 Pumpkin Hill Rd</div>"},
+     "extension": [
+         {"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex", "valueCode": "F"},
+         {"url": "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName", "valueString": "Featherstonehaugh"},
+         {"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace", "valueAddress": {"city": "Marlborough", "state": "NH"}}],
+     "identifier": [
+         ident("MR", "http://walpole-cottage.example.org/mrn", "MRN-9034417"),
+         ident("SS", "http://hl7.org/fhir/sid/us-ssn", "999-63-1942"),
+         ident("DL", "urn:oid:2.16.840.1.113883.4.3.33", "NHDL55102937"),
+         ident("MB", "http://granite-health.example.org/member", "MBR-4471902266"),
+         ident("AN", "http://walpole-cottage.example.org/account", "ACCT-77120934"),
+         ident("PPN", "http://hl7.org/fhir/sid/passport-USA", "P551902318")],
+     "name": [{"use": "official", "family": "Vandersloot-Marsh", "given": ["Ottoline", "Perpetua"], "prefix": ["Mrs."]},
+              {"use": "maiden", "family": "Ravenscroft-Tillery"}],
+     "telecom": [{"system": "phone", "value": "(603) 555-0147", "use": "home"},
+                 {"system": "fax", "value": "603-555-0148"},
+                 {"system": "email", "value": "ottoline.vm@example.com"},
+                 {"system": "url", "value": "https://ottoline-vm.example.com/about"}],
+     "gender": "female", "birthDate": "1930-02-17",
+     "address": [{"use": "home", "line": ["12 Pumpkin Hill Rd"], "city": "Walpole", "district": "Cheshire County",
+                  "state": "NH", "postalCode": "03608", "country": "US"}],
+     "photo": [{"contentType": "image/jpeg", "data": "T1RUT0xJTkVGQUNF", "url": "https://photos.example.com/ottoline.jpg"}],
+     "contact": [{"relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0131", "code": "N"}]}],
+                  "name": {"family": "Vandersloot", "given": ["Henrietta"]},
+                  "telecom": [{"system": "phone", "value": "603-555-0171"}]}],
+     "generalPractitioner": [ref(DOC, "Dr. Ambrose Quimby")]},
+    # Younger; ZIP 893xx, another restricted area.
+    {"resourceType": "Patient", "id": YOUNG,
+     "identifier": [ident("MR", "http://walpole-cottage.example.org/mrn", "MRN-6612093"),
+                    ident("SS", "http://hl7.org/fhir/sid/us-ssn", "999-08-4471")],
+     "name": [{"family": "Bramblecote", "given": ["Cornelius"]}],
+     "telecom": [{"system": "phone", "value": "+1 775 555 0199"}, {"system": "email", "value": "c.bramblecote@example.org"}],
+     "gender": "male", "birthDate": "1987-09-04",
+     "address": [{"line": ["400 Aultman St Apt 3B"], "city": "Ely", "state": "NV", "postalCode": "89301", "country": "US"}]},
+    {"resourceType": "RelatedPerson", "id": DAUGHTER, "patient": ref(OLD),
+     "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "DAU"}]}],
+     "name": [{"family": "Vandersloot", "given": ["Henrietta"]}], "telecom": [{"system": "phone", "value": "603-555-0171"}],
+     "birthDate": "1961-08-09", "address": [{"line": ["7 Drewsville Rd"], "city": "Walpole", "state": "NH", "postalCode": "03608"}]},
+    {"resourceType": "Practitioner", "id": DOC, "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "9999912345"}],
+     "name": [{"family": "Quimby", "given": ["Ambrose"], "prefix": ["Dr."]}]},
+    {"resourceType": "Device", "id": MONITOR, "patient": ref(OLD), "serialNumber": "SN-A7-2231", "lotNumber": "LOT-MON-4410",
+     "udiCarrier": [{"deviceIdentifier": "00643169007222", "carrierHRF": "(01)00643169007222(21)SN-A7-2231"}]},
+    {"resourceType": "Encounter", "id": uid("deid-enc"), "status": "finished",
+     "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+     "subject": ref(OLD, "Ottoline Vandersloot-Marsh"),
+     "participant": [{"individual": ref(DOC, "Dr. Ambrose Quimby")}],
+     "period": {"start": "2024-03-15T08:30:00-05:00", "end": "2024-03-18T11:00:00-04:00"},
+     "hospitalization": {"admitSource": code("http://terminology.hl7.org/CodeSystem/admit-source", "emd", "From accident/emergency department")},
+     "location": [{"location": {"display": "Walpole Cottage Hospital, Room 12"}}]},
+    {"resourceType": "Observation", "id": uid("deid-hr"), "status": "final",
+     "code": code(LOINC, "8867-4", "Heart rate"), "subject": ref(OLD), "encounter": ref(uid("deid-enc")),
+     "effectiveDateTime": STAY, "issued": "2024-03-15T09:06:12.120-05:00",
+     "performer": [ref(DOC, "Dr. Ambrose Quimby")], "device": ref(MONITOR, "Monitor SN-A7-2231"),
+     "valueQuantity": {"value": 88, "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": "/min"},
+     "note": [{"text": "Daughter Henrietta says Ottoline fell at home on 2024-03-14", "authorString": "Nurse Philippa Groat"}],
+     "extension": [{"url": "http://example.org/fhir/StructureDefinition/source-ip", "valueString": "198.51.100.23"}]},
+    {"resourceType": "Observation", "id": uid("deid-age"), "status": "final",
+     "code": code(LOINC, "30525-0", "Age"), "subject": ref(OLD), "effectiveDateTime": STAY,
+     "valueQuantity": {"value": 94, "unit": "years", "system": "http://unitsofmeasure.org", "code": "a"}},
+    {"resourceType": "Observation", "id": uid("deid-vehicle"), "status": "final",
+     "code": {"text": "Transportation"}, "subject": ref(OLD), "effectiveDateTime": STAY,
+     "valueString": "Drives a blue pickup, plate NH 4JX-221, VIN 1FTEW1EP5JFA00213"},
+    {"resourceType": "Observation", "id": uid("deid-finger"), "status": "final",
+     "code": {"coding": [{"system": LOINC, "code": "72163-3"}], "text": "Fingerprint template of Ottoline"},
+     "subject": ref(OLD), "effectiveDateTime": STAY,
+     "component": [{"code": {"text": "left index"}, "valueString": "FPT-9Q8W7E6R5T"}]},
+    {"resourceType": "Condition", "id": uid("deid-cond"), "subject": ref(OLD), "encounter": ref(uid("deid-enc")),
+     "code": {"coding": [{"system": SCT, "code": "5913000", "display": "Fracture of neck of femur"}], "text": "Hip fracture after fall on Pumpkin Hill"},
+     "onsetDateTime": "2024-03-14", "recordedDate": "2024-03-15", "recorder": ref(DOC, "Dr. Ambrose Quimby"),
+     "note": [{"text": "Seen by Dr. Quimby at Walpole Cottage Hospital"}]},
+    {"resourceType": "DiagnosticReport", "id": uid("deid-report"), "status": "final",
+     "code": code(LOINC, "24558-9", "Hip X-ray"), "subject": ref(OLD), "effectiveDateTime": "2024-03-16T10:00:00-04:00",
+     "issued": "2024-03-16T12:30:00-04:00", "conclusion": "Ottoline Vandersloot-Marsh: displaced fracture",
+     "presentedForm": [{"contentType": "application/pdf", "data": "UERGUkVQT1JUT1RUT0xJTkU=", "title": "X-ray report for Ottoline"}]},
+    {"resourceType": "Immunization", "id": uid("deid-imm"), "status": "completed",
+     "vaccineCode": code("http://hl7.org/fhir/sid/cvx", "140", "Influenza, seasonal, injectable, preservative free"),
+     "patient": ref(OLD), "occurrenceDateTime": "2023-10-05", "lotNumber": "LOT-AX99172", "expirationDate": "2025-06-30",
+     "performer": [{"actor": ref(DOC, "Dr. Ambrose Quimby")}], "note": [{"text": "Given at Walpole Grange fair"}]},
+    {"resourceType": "Media", "id": uid("deid-photo"), "status": "completed", "subject": ref(OLD),
+     "createdDateTime": "2024-03-15", "content": {"contentType": "image/jpeg", "data": "T1RUT0xJTkVGQUNF"}},
+    {"resourceType": "Coverage", "id": uid("deid-coverage"), "status": "active", "beneficiary": ref(OLD),
+     "subscriberId": "MBR-4471902266", "payor": [{"display": "Granite State Health Plan"}],
+     "class": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "group"}]}, "value": "GRP-550091"}]},
+    {"resourceType": "Procedure", "id": uid("deid-proc"), "status": "completed",
+     "code": code(SCT, "80146002", "Appendectomy"), "subject": ref(YOUNG, "Cornelius Bramblecote"),
+     "performedDateTime": "2022-07-19T14:20:00-07:00", "note": [{"text": "Bramblecote tolerated the procedure well"}]},
+    {"resourceType": "MedicationRequest", "id": uid("deid-med"), "status": "completed", "intent": "order",
+     "medicationCodeableConcept": code("http://www.nlm.nih.gov/research/umls/rxnorm", "197361", "Amoxicillin 500 MG Oral Capsule"),
+     "subject": ref(YOUNG), "authoredOn": "2022-07-20",
+     "dosageInstruction": [{"sequence": 1, "text": "Cornelius: one capsule three times a day with food",
+                            "timing": {"repeat": {"frequency": 3, "period": 1, "periodUnit": "d"}}}],
+     "dispenseRequest": {"validityPeriod": {"start": "2022-07-20", "end": "2022-10-20"}}},
+]
+write("deid/every-identifier-kind.json", {"resourceType": "Bundle", "type": "collection",
+      "entry": [{"fullUrl": "urn:uuid:" + r["id"], "resource": r} for r in deid]})

@@ -75,15 +75,19 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Export the whole dataset of an organization, decrypted, as a FHIR Bundle (mode 0600).
+    /// Export the whole dataset of an organization, decrypted, as a FHIR Bundle (mode 0600);
+    /// `export deid` writes a de-identified export instead.
+    #[command(subcommand_negates_reqs = true)]
     Export {
+        #[command(subcommand)]
+        what: Option<crate::deid_cmd::ExportCmd>,
         #[command(flatten)]
         dir: DirArgs,
         #[command(flatten)]
         org: OrgArgs,
         /// Output file; refused if it exists, unless --force.
-        #[arg(long)]
-        out: PathBuf,
+        #[arg(long, required = true)]
+        out: Option<PathBuf>,
         /// Overwrite an existing output file.
         #[arg(long)]
         force: bool,
@@ -427,14 +431,14 @@ fn clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 
-async fn open(dir: &Path) -> Result<Opened, String> {
+pub(crate) async fn open(dir: &Path) -> Result<Opened, String> {
     let pass = config::passphrase(false)?;
     datadir::open(dir, &pass, clock())
         .await
         .map_err(|e| e.to_string())
 }
 
-async fn ctx(opened: &Opened, org: &OrgArgs) -> Result<Ctx, String> {
+pub(crate) async fn ctx(opened: &Opened, org: &OrgArgs) -> Result<Ctx, String> {
     Ok(Ctx::new(
         opened
             .org(org.org.as_deref())
@@ -511,11 +515,24 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
             })
         }
         Command::Export {
+            what: Some(what),
+            out,
+            force,
+            ..
+        } => {
+            if out.is_some() || force {
+                return Err("give `export deid` its options after `deid`".into());
+            }
+            crate::deid_cmd::run(what).await
+        }
+        Command::Export {
+            what: None,
             dir,
             org,
             out,
             force,
         } => {
+            let out = out.ok_or("--out is required")?;
             let opened = open(&dir.data_dir).await?;
             let result = export(&opened, &org, &out, force).await;
             opened.close().await;

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod compliance_cmd;
 pub mod config;
 pub mod datadir;
+pub mod deid_cmd;
 pub mod mllp;
 pub mod qr;
 pub mod serve;

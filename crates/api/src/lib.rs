@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod deid;
 pub mod error;
 pub mod fhir;
 pub mod headers;
@@ -94,6 +95,7 @@ fn documented_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     use utoipa::OpenApi;
     utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(fhir::routes())
+        .merge(deid::routes())
         .merge(admin::documented())
         .merge(rate_limited(auth::routes().merge(oauth::routes())))
 }
