@@ -9,7 +9,7 @@ use phivault_core::{
 };
 use phivault_crypto::{CryptoError, KeyfileProvider, Keyring, Passphrase};
 use phivault_store::SqliteStores;
-pub use phivault_store::postgres::PoolLimits;
+pub use phivault_store::postgres::{PoolLimits, StoreUrls};
 use phivault_store::sqlite::{AUDIT_DB, CLINICAL_DB, CONTROL_DB, IDENTITY_DB};
 use phivault_vault::Vault;
 use std::path::{Path, PathBuf};
@@ -134,6 +134,9 @@ pub struct Database {
     pub url: String,
     pub prefix: String,
     pub limits: PoolLimits,
+    /// A URL per store (`PHIVAULT_DATABASE_URL_IDENTITY`, `_CLINICAL`, `_CONTROL`, `_AUDIT`),
+    /// each defaulting to `url`: separate databases, or a role per store.
+    pub stores: StoreUrls,
 }
 
 /// The database the command line chose (`--database-url` and friends), set once at start.
@@ -142,10 +145,29 @@ static CONFIGURED: OnceLock<Option<Database>> = OnceLock::new();
 impl Database {
     /// `url` with schema prefix `prefix` and the default pool limits.
     pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Database {
+        let url = url.into();
         Database {
-            url: url.into(),
+            stores: Self::store_urls(&url),
+            url,
             prefix: prefix.into(),
             limits: PoolLimits::default(),
+        }
+    }
+
+    /// Each store's URL: `PHIVAULT_DATABASE_URL_<STORE>` if set, else `url`.
+    pub fn store_urls(url: &str) -> StoreUrls {
+        let of = |store: &str| {
+            std::env::var(format!("PHIVAULT_DATABASE_URL_{store}"))
+                .ok()
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| url.to_owned())
+        };
+        StoreUrls {
+            identity: of("IDENTITY"),
+            clinical: of("CLINICAL"),
+            control: of("CONTROL"),
+            audit: of("AUDIT"),
         }
     }
 
@@ -208,7 +230,8 @@ impl Backend {
 
     async fn postgres(db: &Database) -> Result<Backend, DataDirError> {
         let p =
-            phivault_store::postgres::PostgresStores::open(&db.url, &db.prefix, db.limits).await?;
+            phivault_store::postgres::PostgresStores::open_each(&db.stores, &db.prefix, db.limits)
+                .await?;
         Ok(Backend {
             identity: p.identity.clone(),
             clinical: p.clinical.clone(),

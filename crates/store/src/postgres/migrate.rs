@@ -46,9 +46,22 @@ pub(crate) async fn run(
         .execute(&mut *tx)
         .await
         .map_err(unavailable(ctx))?;
+    // A schema made beforehand by an administrator (owned by this store's own role, which
+    // then needs no right to create schemas in the database) is used as it is.
+    let exists = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+        .bind(schema)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable(ctx))?
+        .is_some();
+    if !exists {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+    }
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema};
-         CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+        "CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
              version BIGINT PRIMARY KEY, name TEXT NOT NULL)"
     )))
     .execute(&mut *tx)

@@ -93,6 +93,15 @@ pub(crate) fn check_schema(s: &str) -> Result<&str, StoreError> {
     }
 }
 
+/// The connection URL of each store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreUrls {
+    pub identity: String,
+    pub clinical: String,
+    pub control: String,
+    pub audit: String,
+}
+
 /// The four stores of a vault on one PostgreSQL database, each in its own schema
 /// (`<prefix>_identity`, `_clinical`, `_control`, `_audit`).
 #[derive(Debug, Clone)]
@@ -109,11 +118,27 @@ impl PostgresStores {
     /// a record write holds its connection while its audit event is appended, so sharing one
     /// pool would let busy writers starve the audit appends they wait for.
     pub async fn open(url: &str, prefix: &str, limits: PoolLimits) -> Result<Self, StoreError> {
+        let urls = StoreUrls {
+            identity: url.to_owned(),
+            clinical: url.to_owned(),
+            control: url.to_owned(),
+            audit: url.to_owned(),
+        };
+        Self::open_each(&urls, prefix, limits).await
+    }
+
+    /// [`PostgresStores::open`] with a URL per store: another database, or another role that
+    /// has rights on its own store's schema only.
+    pub async fn open_each(
+        urls: &StoreUrls,
+        prefix: &str,
+        limits: PoolLimits,
+    ) -> Result<Self, StoreError> {
         let schema = |store: &str| format!("{prefix}_{store}");
-        let identity = connect(url, limits).await?;
-        let clinical = connect(url, limits).await?;
-        let control = connect(url, limits).await?;
-        let audit = connect(url, limits).await?;
+        let identity = connect(&urls.identity, limits).await?;
+        let clinical = connect(&urls.clinical, limits).await?;
+        let control = connect(&urls.control, limits).await?;
+        let audit = connect(&urls.audit, limits).await?;
         Ok(Self {
             identity: std::sync::Arc::new(
                 PostgresRecordStore::open(identity.clone(), &schema("identity")).await?,
