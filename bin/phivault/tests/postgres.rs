@@ -604,3 +604,162 @@ fn a_password_in_database_url_flag_is_refused_without_echoing_it() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("Sup3rSecretPw"), "{err}");
 }
+
+/// Two `phivault serve` processes on one database, driven at once for a bounded time with
+/// creates, reads and `If-Match` updates of the same few patients: every update that was
+/// acknowledged got a version of its own (no lost update: the acknowledged versions of each
+/// patient are exactly 2..=head), every acknowledged create is there, and the audit trail
+/// both nodes wrote verifies as one chain.
+#[test]
+fn two_servers_under_concurrent_creates_updates_and_reads_lose_nothing() {
+    use common::live::{Live, basic_of, cli_with};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    let Some(db) = database("f") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = [
+        ("PHIVAULT_DATABASE_URL", db.url.as_str()),
+        ("PHIVAULT_DATABASE_SCHEMA", db.prefix.as_str()),
+    ];
+    assert!(cli_with(&data, &env, &["init"]).status.success());
+    let basic = basic_of(&cli_with(
+        &data,
+        &env,
+        &[
+            "client",
+            "add",
+            "--name",
+            "ehr",
+            "--role",
+            "INTEGRATION_MANAGER",
+            "--scopes",
+            "system/*.cruds",
+            "--json",
+        ],
+    ));
+    let nodes = [Live::node(&data, &env, None), Live::node(&data, &env, None)];
+    let token = nodes[0].token(&basic);
+    let shared: Vec<String> = (0..3)
+        .map(|i| {
+            let p = json!({"resourceType": "Patient", "identifier": [{"system": "urn:load", "value": format!("S{i}")}]});
+            let r = nodes[0].fhir("POST", "/fhir/Patient", &token, "TREAT", Some(&p));
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            r.body["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    // (patient, acknowledged version) of every update; ids of every acknowledged create.
+    let updates: Mutex<Vec<(String, u64)>> = Mutex::default();
+    let creates: Mutex<Vec<String>> = Mutex::default();
+    let statuses: Mutex<BTreeMap<(&str, u16), u32>> = Mutex::default();
+    let until = Instant::now() + Duration::from_secs(8);
+    std::thread::scope(|s| {
+        for (n, node) in nodes.iter().enumerate() {
+            for w in 0..3 {
+                let (token, shared) = (&token, &shared);
+                let (updates, creates, statuses) = (&updates, &creates, &statuses);
+                s.spawn(move || {
+                    let mut i = 0usize;
+                    while Instant::now() < until {
+                        i += 1;
+                        let id = &shared[(i + w + n) % shared.len()];
+                        let (kind, status) = match (w + i) % 3 {
+                            0 => {
+                                let p = json!({"resourceType": "Patient",
+                                    "identifier": [{"system": "urn:load", "value": format!("N{n}W{w}I{i}")}]});
+                                let r = node.fhir("POST", "/fhir/Patient", token, "TREAT", Some(&p));
+                                if r.status == 201 {
+                                    creates.lock().unwrap().push(r.body["id"].as_str().unwrap().to_owned());
+                                }
+                                ("create", r.status)
+                            }
+                            1 => {
+                                let r = node.fhir("GET", &format!("/fhir/Patient/{id}"), token, "TREAT", None);
+                                ("read", r.status)
+                            }
+                            _ => {
+                                // Read the head, then update it conditionally on that version.
+                                let head = node.fhir("GET", &format!("/fhir/Patient/{id}"), token, "TREAT", None);
+                                assert_eq!(head.status, 200);
+                                let v: u64 = head.body["meta"]["versionId"].as_str().unwrap().parse().unwrap();
+                                let mut body = head.body.clone();
+                                body["gender"] = json!(["male", "female", "other"][i % 3]);
+                                body["birthDate"] = json!(format!("19{:02}-01-0{}", n * 10 + w, 1 + i % 9));
+                                let bytes = body.to_string().into_bytes();
+                                let r = node.call(
+                                    "PUT",
+                                    &format!("/fhir/Patient/{id}"),
+                                    Some(token),
+                                    Some("TREAT"),
+                                    Some(("application/fhir+json", &bytes)),
+                                    &[&format!("if-match: W/\"{v}\"")],
+                                );
+                                if r.status == 200 {
+                                    let got: u64 = r.body["meta"]["versionId"].as_str().unwrap().parse().unwrap();
+                                    assert_eq!(got, v + 1, "an update lands on the version it read");
+                                    updates.lock().unwrap().push((id.clone(), got));
+                                }
+                                ("update", r.status)
+                            }
+                        };
+                        *statuses.lock().unwrap().entry((kind, status)).or_default() += 1;
+                    }
+                });
+            }
+        }
+    });
+    let statuses = statuses.into_inner().unwrap();
+    eprintln!("answers (kind, status) → count: {statuses:?}");
+    for ((kind, status), _) in &statuses {
+        let fine = match *kind {
+            "create" => *status == 201,
+            "read" => *status == 200,
+            _ => *status == 200 || *status == 412,
+        };
+        assert!(fine, "{kind} answered {status}");
+    }
+    let updates = updates.into_inner().unwrap();
+    assert!(
+        updates.len() >= 10,
+        "too few updates landed: {}",
+        updates.len()
+    );
+    assert!(
+        statuses.get(&("update", 412)).copied().unwrap_or(0) > 0,
+        "the load made no conflicting update: it tests nothing"
+    );
+    for id in &shared {
+        let mut versions: Vec<u64> = updates
+            .iter()
+            .filter(|(p, _)| p == id)
+            .map(|(_, v)| *v)
+            .collect();
+        versions.sort_unstable();
+        let head = nodes[1].fhir("GET", &format!("/fhir/Patient/{id}"), &token, "TREAT", None);
+        let head: u64 = head.body["meta"]["versionId"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let expected: Vec<u64> = (2..=head).collect();
+        assert_eq!(
+            versions, expected,
+            "patient {id}: every acknowledged update, each its own version"
+        );
+    }
+    let creates = creates.into_inner().unwrap();
+    assert!(creates.len() >= 10);
+    for (i, id) in creates.iter().enumerate() {
+        let r = nodes[i % 2].fhir("GET", &format!("/fhir/Patient/{id}"), &token, "TREAT", None);
+        assert_eq!(r.status, 200, "acknowledged create {id} missing");
+    }
+    drop(nodes);
+    let out = cli_with(&data, &env, &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    drop_schemas(&db);
+}
