@@ -1,12 +1,12 @@
 //! `phivault compliance`: the compliance report measured from the running system, and the
 //! thresholds it measures against. The vault does the measuring; this file opens the vault,
 //! hands it what the binary knows of its TLS listener, and prints.
-use crate::cli::{DirArgs, OrgArgs, TlsArgs};
+use crate::cli::{DirArgs, TlsArgs};
 use crate::config;
 use crate::datadir::{self, Opened};
 use crate::tls_probe::{ListenerTls, Target};
 use clap::Subcommand;
-use phivault_core::SystemClock;
+use phivault_core::{OrgId, SystemClock};
 use phivault_vault::{Actor, Ctx};
 use serde_json::json;
 use std::process::ExitCode;
@@ -24,8 +24,6 @@ pub enum ComplianceCmd {
         #[command(flatten)]
         dir: DirArgs,
         #[command(flatten)]
-        org: OrgArgs,
-        #[command(flatten)]
         tls: TlsArgs,
         /// Also handshake with a live listener (TLS 1.0 to 1.3), e.g. https://localhost:8443.
         #[arg(long)]
@@ -39,8 +37,6 @@ pub enum ComplianceCmd {
     Policy {
         #[command(flatten)]
         dir: DirArgs,
-        #[command(flatten)]
-        org: OrgArgs,
         /// The setting to change.
         #[arg(requires = "value")]
         name: Option<String>,
@@ -51,33 +47,24 @@ pub enum ComplianceCmd {
     },
 }
 
-async fn open(dir: &DirArgs, org: &OrgArgs) -> Result<(Opened, Ctx), String> {
+/// Opens the vault for the operator. The report covers every organization; its audit event
+/// is filed under the only organization, or `unknown` when there are several.
+async fn open(dir: &DirArgs) -> Result<(Opened, Ctx), String> {
     let pass = config::passphrase(false)?;
     let opened = datadir::open(&dir.data_dir, &pass, Arc::new(SystemClock))
         .await
         .map_err(|e| e.to_string())?;
-    match opened.org(org.org.as_deref()).await {
-        Ok(o) => {
-            let ctx = Ctx::new(
-                o,
-                Actor::Operator {
-                    os_user: config::os_user(),
-                },
-            );
-            Ok((opened, ctx))
-        }
-        Err(e) => {
-            opened.close().await;
-            Err(e.to_string())
-        }
-    }
+    let org = opened.org(None).await.unwrap_or_else(|_| OrgId::unknown());
+    let actor = Actor::Operator {
+        os_user: config::os_user(),
+    };
+    Ok((opened, Ctx::new(org, actor)))
 }
 
 pub async fn run(cmd: ComplianceCmd) -> Result<ExitCode, String> {
     match cmd {
         ComplianceCmd::Report {
             dir,
-            org,
             tls,
             probe,
             json,
@@ -90,7 +77,7 @@ pub async fn run(cmd: ComplianceCmd) -> Result<ExitCode, String> {
                 tls.tls_key.as_deref(),
             );
             let listener = ListenerTls::configured(crate::tls::server_config(&cert, &key), probe);
-            let (opened, ctx) = open(&dir, &org).await?;
+            let (opened, ctx) = open(&dir).await?;
             let vault = opened.vault.clone().with_transport(Arc::new(listener));
             let result = vault.compliance_report(&ctx).await;
             opened.close().await;
@@ -108,12 +95,11 @@ pub async fn run(cmd: ComplianceCmd) -> Result<ExitCode, String> {
         }
         ComplianceCmd::Policy {
             dir,
-            org,
             name,
             value,
             json,
         } => {
-            let (opened, ctx) = open(&dir, &org).await?;
+            let (opened, ctx) = open(&dir).await?;
             let result = async {
                 if let (Some(name), Some(value)) = (&name, value) {
                     opened

@@ -566,6 +566,21 @@ async fn admin_compliance_over_https_for_super_admin_and_auditor_only() {
         ] {
             otps.push(add_user(data, name, role));
         }
+        // A second organization with a clinician of its own.
+        run_ok(data, &["org", "add", "clinic-b"]);
+        run_ok(
+            data,
+            &[
+                "user",
+                "add",
+                "--org",
+                "clinic-b",
+                "--username",
+                "dr.b",
+                "--role",
+                "CLINICIAN",
+            ],
+        );
     });
     let tokens: Vec<String> = ["root.admin", "audit.ann", "org.admin", "dr.bo"]
         .iter()
@@ -591,6 +606,12 @@ async fn admin_compliance_over_https_for_super_admin_and_auditor_only() {
                 .collect();
             assert_eq!(ids, CHECKS);
             assert_no_phi(&r.body.to_string());
+            // SUPER_ADMIN sees every organization; the AUDITOR only its own.
+            let access = r.body["checks"][5]["evidence"].as_str().unwrap();
+            let people = r.body["checks"][4]["evidence"].as_str().unwrap();
+            assert!(access.contains("default: CLINICIAN 1"), "{access}");
+            assert_eq!(access.contains("clinic-b: CLINICIAN 1"), i == 0, "{access}");
+            assert_eq!(people.contains("clinic-b/dr.b"), i == 0, "{people}");
             // The server handshakes with its own listener: measured live, so it passes.
             let tls = r.body["checks"]
                 .as_array()
@@ -610,8 +631,14 @@ async fn admin_compliance_over_https_for_super_admin_and_auditor_only() {
             .status,
         401
     );
+    // The operator's report covers both organizations.
+    let evidence = assert_status(&live.data, "access-control", "pass");
+    assert!(
+        evidence.contains("clinic-b: CLINICIAN 1; default: CLINICIAN 1"),
+        "{evidence}"
+    );
     // The denials are in the audit trail.
-    let events = run_ok(&live.data, &["audit", "export"]);
+    let events = run_ok(&live.data, &["audit", "export", "--org", "default"]);
     let denied = events
         .lines()
         .filter(|l| l.contains("\"action\":\"compliance-report\"") && l.contains("\"denied\""))
