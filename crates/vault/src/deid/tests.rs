@@ -83,7 +83,8 @@ fn records() -> Vec<Value> {
                "period": {"start": "2024-05-01T22:00:00Z", "end": "2024-05-03T10:00:00Z"},
                "hospitalization": {"admitSource": {"coding": [{"code": "emd"}]},
                                    "origin": {"reference": "Location/ambulance-bay-4"}},
-               "location": [{"location": {"reference": "Location/room-412", "display": "Room 412, West Wing"}}]}),
+               "location": [{"location": {"reference": "Location/room-412", "display": "Room 412, West Wing"}}],
+               "participant": [{"individual": {"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "NPI-4433221"}}}]}),
         json!({"resourceType": "Condition", "id": "cond-1", "subject": {"reference": "Patient/pat-1"},
                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
                "onsetAge": {"value": 95, "unit": "years", "system": "http://unitsofmeasure.org", "code": "a"},
@@ -297,6 +298,7 @@ fn g_to_k_ssn_record_plan_account_and_license_numbers() {
             "ACCT-31337",
             "S99977123",
             "LAB-ACC-20240001",
+            "NPI-4433221",
             "9990001234",
         ],
     );
