@@ -25,4 +25,7 @@ pub enum CryptoError {
     Random,
     #[error("key file I/O failed: {0}")]
     Io(String),
+    /// The PKCS#11 root key could not be used (module, token, login, key); the text names what.
+    #[error("{0}")]
+    Hsm(String),
 }
