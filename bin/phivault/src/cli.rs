@@ -250,6 +250,11 @@ pub enum Command {
         #[command(subcommand)]
         what: AuditCmd,
     },
+    /// Encrypted backups: create, verify, restore.
+    Backup {
+        #[command(subcommand)]
+        what: crate::backup_cmd::BackupCmd,
+    },
     /// The compliance report, measured from the running system, and its thresholds.
     Compliance {
         #[command(subcommand)]
@@ -669,6 +674,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         }
         Command::Audit { what } => audit_cmd(what).await,
         Command::Compliance { what } => crate::compliance_cmd::run(what).await,
+        Command::Backup { what } => crate::backup_cmd::run(what).await,
         Command::User { what } => user_cmd(what).await,
         Command::Grants { what } => grants_cmd(what).await,
         Command::Migrate { dir } => {
@@ -1282,6 +1288,7 @@ async fn serve_cmd(
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     crate::config::init_logging()?;
     let mllp = crate::mllp::Settings::from_env(mllp_listen)?;
+    let backups = crate::backup::Schedule::from_env()?;
     let dev_pass = dev_passphrase_path(&dir);
     if dev && !datadir::holds_vault(&dir) {
         let pass = phivault_crypto::Passphrase::new(
@@ -1325,6 +1332,14 @@ async fn serve_cmd(
     } else {
         None
     };
+    if let Some(schedule) = backups {
+        tokio::spawn(schedule.run(
+            opened.vault.clone(),
+            opened.stores.is_postgres(),
+            dir.clone(),
+            clock(),
+        ));
+    }
     let (cert, key) = crate::tls::paths(&dir, tls.tls_cert.as_deref(), tls.tls_key.as_deref());
     let config = match crate::tls::server_config(&cert, &key) {
         Ok(c) => c,

@@ -2,6 +2,8 @@
 //! stores and vault for a data dir.
 #![forbid(unsafe_code)]
 
+pub mod backup;
+pub mod backup_cmd;
 pub mod cli;
 pub mod compliance_cmd;
 pub mod config;

@@ -313,6 +313,20 @@ impl Keyring {
     }
 
     /// HMAC under the audit key, for the audit chain.
+    /// A key for `purpose` derived (HKDF-SHA-256) from the keyring's secrets key: the same
+    /// for every node and every backup of this vault, never stored.
+    pub fn derived_key(&self, purpose: &str) -> Result<Key32, CryptoError> {
+        use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
+        let prk = Salt::new(HKDF_SHA256, b"phivault.derived-key").extract(self.secrets.bytes());
+        let info = [purpose.as_bytes()];
+        let okm = prk
+            .expand(&info, HKDF_SHA256)
+            .map_err(|_| CryptoError::Integrity)?;
+        let mut out = Zeroizing::new([0u8; 32]);
+        okm.fill(&mut *out).map_err(|_| CryptoError::Integrity)?;
+        Key32::from_slice(&*out)
+    }
+
     pub fn audit_mac(&self, msg: &[u8]) -> [u8; 32] {
         aead::hmac_sha256(&self.audit_mac, msg)
     }

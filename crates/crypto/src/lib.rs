@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod backup;
 mod encoding;
 pub mod error;
 pub mod key;

@@ -199,6 +199,25 @@ impl Vault {
     }
 
     /// The keyed pseudonym (hex) under which the audit trail names a patient.
+    /// The cipher of a backup file whose clear header is `header`: its key is derived from
+    /// this vault's keyring and never leaves it.
+    pub fn backup_cipher(
+        &self,
+        header: &[u8],
+    ) -> Result<phivault_crypto::backup::BackupCipher, VaultError> {
+        phivault_crypto::backup::BackupCipher::new(&self.keyring, header)
+            .map_err(VaultError::Crypto)
+    }
+
+    /// Records that a backup is being made (`count`: store files), before its snapshot is
+    /// taken, so the backup holds its own event. Permissions: the operator.
+    pub async fn record_backup(&self, ctx: &Ctx, count: u64) -> Result<(), VaultError> {
+        let mut event = self.event(ctx, "backup");
+        self.require_operator(ctx, &event).await?;
+        event.count = Some(count);
+        self.audit(event).await
+    }
+
     pub fn patient_pseudonym(&self, ctx: &Ctx, patient: &phivault_core::ResourceId) -> String {
         self.keyring.pseudonym(&ctx.org, patient).to_hex()
     }
