@@ -108,7 +108,7 @@ async fn compliance_report_has_every_check_in_order_with_its_paragraph() {
 }
 
 #[tokio::test]
-async fn compliance_kek_age_flips_with_the_clock_and_the_policy() {
+async fn compliance_kek_age_and_root_key_provider() {
     let e = env().await;
     assert_eq!(e.status("key-management").await.0, Status::Pass);
     e.advance_days(366);
@@ -119,6 +119,16 @@ async fn compliance_kek_age_flips_with_the_clock_and_the_policy() {
         .await
         .unwrap();
     assert_eq!(e.status("key-management").await.0, Status::Pass);
+    // The root key provider: an HSM passes, an unknown one fails.
+    let provider = |p: &'static str| e.vault.control.put_setting(ROOT_KEY_PROVIDER, p);
+    provider("pkcs11").await.unwrap();
+    let (s, ev) = e.status("key-management").await;
+    assert_eq!(s, Status::Pass);
+    assert!(ev.contains("pkcs11 (HSM)"), "{ev}");
+    provider("none").await.unwrap();
+    let (s, ev) = e.status("key-management").await;
+    assert_eq!(s, Status::Fail);
+    assert!(ev.contains("not recorded or unknown"), "{ev}");
 }
 
 #[tokio::test]
