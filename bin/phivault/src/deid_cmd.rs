@@ -60,7 +60,7 @@ pub struct DeidArgs {
 fn prepare_dir(out: &Path) -> Result<bool, String> {
     let shown = out.display();
     match std::fs::symlink_metadata(out) {
-        Ok(m) if !m.is_dir() => return Err(format!("{shown} exists and is not a directory")),
+        Ok(m) if !m.is_dir() => Err(format!("{shown} exists and is not a directory")),
         Ok(_) => {
             let mut entries =
                 std::fs::read_dir(out).map_err(|e| format!("cannot read {shown}: {}", e.kind()))?;

@@ -7,9 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
+mod deid_support;
 
 use common::live::{self, Live};
 use common::*;
+use deid_support::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -54,172 +56,6 @@ fn export(data: &Path, out: &Path, extra: &[&str]) -> Value {
     let mut args = vec!["export", "deid", "--out", out.to_str().unwrap(), "--json"];
     args.extend(extra);
     serde_json::from_str(&run_ok(data, &args)).unwrap()
-}
-
-/// Every resource of every `.ndjson` file in `dir`.
-fn resources(dir: &Path) -> Vec<Value> {
-    all_files(dir)
-        .into_iter()
-        .filter(|(p, _)| p.extension().is_some_and(|e| e == "ndjson"))
-        .flat_map(|(_, b)| {
-            String::from_utf8(b)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// Text with every pseudonym (a run of exactly 64 hex digits) cut out, so a short needle made
-/// of digits cannot match one by chance.
-fn without_pseudonyms(text: &str) -> String {
-    let (mut out, mut run) = (String::new(), String::new());
-    for c in text.chars() {
-        if c.is_ascii_hexdigit() {
-            run.push(c);
-            continue;
-        }
-        if run.len() != 64 {
-            out.push_str(&run);
-        }
-        run.clear();
-        out.push(c);
-    }
-    if run.len() != 64 {
-        out.push_str(&run);
-    }
-    out
-}
-
-fn is_pseudonym(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// What identifies someone in the input, beyond `phi_strings` (patients' names, identifiers,
-/// birth dates, lines, phones, emails): every person's name, identifier and contact, address
-/// lines, cities, districts and ZIP codes, every full date (YYYY-MM-DD), resource ids,
-/// reference displays, notes, free-text values, serial and lot numbers, attachments and
-/// photos, URLs, and the identifiers inside conditional references.
-fn identifying(files: &[PathBuf]) -> Vec<String> {
-    fn walk(key: &str, v: &Value, parent: &serde_json::Map<String, Value>, out: &mut Vec<String>) {
-        match v {
-            Value::Object(o) => o.iter().for_each(|(k, c)| walk(k, c, o, out)),
-            Value::Array(a) => a.iter().for_each(|c| walk(key, c, parent, out)),
-            Value::String(s) => {
-                let free = [
-                    "family",
-                    "given",
-                    "line",
-                    "city",
-                    "district",
-                    "postalCode",
-                    "valueString",
-                    "serialNumber",
-                    "lotNumber",
-                    "deviceIdentifier",
-                    "carrierHRF",
-                    "conclusion",
-                    "title",
-                    "data",
-                    "div",
-                    "authorString",
-                    "subscriberId",
-                ];
-                // Identifier and contact values, Coverage class values (quantities' are numbers).
-                let value = key == "value";
-                let reference_display = key == "display" && parent.contains_key("reference");
-                // Free text (notes, a CodeableConcept's text), unless it repeats a Coding's display.
-                let text = key == "text"
-                    && !parent
-                        .get("coding")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["display"] == *s);
-                let url = key == "url" && parent.contains_key("contentType");
-                if free.contains(&key) || value || reference_display || text || url || key == "id" {
-                    out.push(s.clone());
-                }
-                if let Some(day) = s
-                    .get(..10)
-                    .filter(|d| d.as_bytes()[4] == b'-' && d.as_bytes()[7] == b'-')
-                {
-                    out.push(day.to_owned());
-                }
-                if key == "reference"
-                    && let Some((_, id)) = s.split_once('|')
-                {
-                    out.push(id.to_owned());
-                }
-                if key == "value" && parent.get("system").and_then(Value::as_str) == Some("phone") {
-                    out.push(s.chars().filter(char::is_ascii_digit).collect());
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = phi_strings(files);
-    for f in files {
-        for r in resources_in(f) {
-            walk("", &r, &serde_json::Map::new(), &mut out);
-        }
-    }
-    out.retain(|s| s.len() >= 5);
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// The needles found in `text`, as written or as JSON escapes them.
-fn hits(text: &str, needles: &[String]) -> Vec<String> {
-    let text = without_pseudonyms(text);
-    needles
-        .iter()
-        .filter(|n| {
-            let escaped = serde_json::to_string(n).unwrap();
-            text.contains(n.as_str()) || text.contains(&escaped[1..escaped.len() - 1])
-        })
-        .cloned()
-        .collect()
-}
-
-fn export_text(dir: &Path) -> String {
-    all_files(dir)
-        .into_iter()
-        .map(|(_, b)| String::from_utf8(b).unwrap())
-        .collect()
-}
-
-/// A date more precise than a year: `dddd-dd`.
-fn has_month_precision(text: &str) -> bool {
-    let b = text.as_bytes();
-    b.windows(7).any(|w| {
-        w[..4].iter().all(u8::is_ascii_digit)
-            && w[4] == b'-'
-            && w[5..].iter().all(u8::is_ascii_digit)
-    })
-}
-
-/// Quantities of 90 years or more, anywhere.
-fn old_ages(v: &Value) -> usize {
-    match v {
-        Value::Object(o) => {
-            let years = matches!(o.get("code").and_then(Value::as_str), Some("a"))
-                && o.get("value")
-                    .and_then(Value::as_f64)
-                    .is_some_and(|x| x >= 90.0);
-            usize::from(years) + o.values().map(old_ages).sum::<usize>()
-        }
-        Value::Array(a) => a.iter().map(old_ages).sum(),
-        _ => 0,
-    }
-}
-
-#[cfg(unix)]
-fn mode(p: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
 #[test]
@@ -429,26 +265,6 @@ fn a_safe_harbor_export_holds_none_of_the_identifiers_of_the_input() {
     );
 }
 
-/// Every pseudonym in the files of `dir`.
-fn pseudonyms(dir: &Path) -> BTreeSet<String> {
-    let text = export_text(dir);
-    text.split(|c: char| !c.is_ascii_hexdigit())
-        .filter(|s| is_pseudonym(s))
-        .map(str::to_owned)
-        .collect()
-}
-
-fn days(a: &str, b: &str) -> i64 {
-    let d = |s: &str| {
-        time::Date::parse(
-            &s[..10],
-            time::macros::format_description!("[year]-[month]-[day]"),
-        )
-        .unwrap()
-    };
-    (d(b) - d(a)).whole_days()
-}
-
 #[test]
 fn pseudonymized_exports_share_no_pseudonym_and_shift_each_patient_by_one_offset() {
     let (tmp, data) = vault();
@@ -539,39 +355,24 @@ fn pseudonymized_exports_share_no_pseudonym_and_shift_each_patient_by_one_offset
     live::validate_resources(&all);
 }
 
-/// `curl` with the raw body (NDJSON is not one JSON value): status, content type, body.
-fn post_export(
-    live: &Live,
-    query: &str,
-    token: Option<&str>,
-    purpose: Option<&str>,
-) -> (u16, String, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-s",
-        "-S",
-        "--max-time",
-        "60",
-        "-X",
-        "POST",
-        "--cacert",
-        &live.ca,
-    ])
-    .args(["-w", "\n%{http_code} %{content_type}"]);
-    if let Some(t) = token {
-        cmd.args(["-H", &format!("authorization: Bearer {t}")]);
-    }
-    if let Some(p) = purpose {
-        cmd.args(["-H", &format!("x-purpose-of-use: {p}")]);
-    }
-    cmd.arg(format!(
-        "https://localhost:{}/admin/export/deid{query}",
-        live.port
-    ));
-    let text = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+/// A 200 export over HTTPS, its raw body (NDJSON is not one JSON value) and content type.
+fn exported(live: &Live, query: &str, token: &str, purpose: &str) -> (String, String) {
+    let url = format!("https://localhost:{}/admin/export/deid{query}", live.port);
+    let (auth, pou) = (
+        format!("authorization: Bearer {token}"),
+        format!("x-purpose-of-use: {purpose}"),
+    );
+    let out = Command::new("curl")
+        .args([
+            "-sS", "-X", "POST", "--cacert", &live.ca, "-H", &auth, "-H", &pou,
+        ])
+        .args(["-w", "\n%{http_code} %{content_type}", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
     let (body, tail) = text.rsplit_once('\n').unwrap();
-    let (code, ct) = tail.split_once(' ').unwrap_or((tail, ""));
-    (code.parse().unwrap(), ct.to_owned(), body.to_owned())
+    assert!(tail.starts_with("200 "), "{query} {purpose}: {tail} {body}");
+    (body.to_owned(), tail[4..].to_owned())
 }
 
 #[test]
@@ -609,8 +410,7 @@ fn the_api_exports_for_research_and_public_health_roles_only() {
     let (admin, clinician, auditor) = (&tokens[0], &tokens[1], &tokens[2]);
     let needles = identifying(&fixtures());
     let ok = |query: &str, token: &str, purpose: &str| {
-        let (status, ct, body) = post_export(&live, query, Some(token), Some(purpose));
-        assert_eq!(status, 200, "{query} {purpose}: {body}");
+        let (body, ct) = exported(&live, query, token, purpose);
         assert_eq!(ct, "application/fhir+ndjson");
         let lines: Vec<Value> = body
             .lines()
@@ -644,13 +444,22 @@ fn the_api_exports_for_research_and_public_health_roles_only() {
         (&rtoken, Some("TREAT")),
         (&ttoken, Some("PUBHLTH")),
     ] {
-        let (status, _, body) = post_export(&live, "", Some(token), purpose);
-        assert_eq!(status, 403, "{purpose:?}: {body}");
-        assert_eq!(hits(&body, &needles), Vec::<String>::new());
+        let r = live.call(
+            "POST",
+            "/admin/export/deid",
+            Some(token),
+            purpose,
+            None,
+            &[],
+        );
+        assert_eq!(r.status, 403, "{purpose:?}: {}", r.body);
+        assert_eq!(hits(&r.body.to_string(), &needles), Vec::<String>::new());
     }
-    assert_eq!(post_export(&live, "", None, Some("HRESCH")).0, 401);
+    let call =
+        |path: &str, token: Option<&str>| live.call("POST", path, token, Some("HRESCH"), None, &[]);
+    assert_eq!(call("/admin/export/deid", None).status, 401);
     assert_eq!(
-        post_export(&live, "?method=k-anonymity", Some(admin), Some("HRESCH")).0,
+        call("/admin/export/deid?method=k-anonymity", Some(admin)).status,
         400
     );
     let doc = live.call("GET", "/openapi.json", None, None, None, &[]);

@@ -64,7 +64,7 @@ impl Cleaner<'_> {
     pub(crate) fn resource(&self, resource: &Value, patient: Option<&str>) -> Option<Value> {
         let obj = resource.as_object()?;
         let rtype = obj.get("resourceType").and_then(Value::as_str)?;
-        let keep = rules::top_level(rtype)?;
+        rules::keeps_top(rtype, "")?;
         let id = obj.get("id").and_then(Value::as_str)?;
         let rec = Record {
             patient,
@@ -88,7 +88,7 @@ impl Cleaner<'_> {
         );
         let ninety = rtype == "Patient" && self.ninety_or_older(obj);
         for (k, v) in obj {
-            if !keep.contains(&k.as_str()) || (ninety && k == "birthDate") {
+            if rules::keeps_top(rtype, k) != Some(true) || (ninety && k == "birthDate") {
                 continue;
             }
             let cleaned = match k.as_str() {
@@ -165,7 +165,7 @@ impl Cleaner<'_> {
         let is_coding = o.contains_key("code") || o.contains_key("system");
         let mut out = Map::new();
         for (k, v) in o {
-            let allowed = rules::NESTED.contains(&k.as_str())
+            let allowed = rules::keeps_nested(k)
                 && (k != "display" || is_coding)
                 && (k != "value" || v.is_number());
             if let Some(c) = allowed.then(|| self.value(rec, k, v)).flatten() {

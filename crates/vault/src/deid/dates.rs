@@ -47,42 +47,34 @@ fn is_time_part(rest: &str) -> bool {
     zone_ok && clock_ok
 }
 
+/// The two-digit part after the `-` at byte `at` (a month or a day), if it is in `1..=max`.
+fn part(s: &str, at: usize, max: u32) -> Option<u8> {
+    if s.get(at..at + 1)? != "-" {
+        return None;
+    }
+    let n = digits(s.get(at + 1..at + 3)?, 2)?;
+    (1..=max).contains(&n).then_some(n as u8)
+}
+
 fn parse(s: &str) -> Option<Parsed<'_>> {
     let year = digits(s.get(..4)?, 4)? as i32;
-    let mut p = Parsed {
-        year,
-        month: None,
-        day: None,
-        rest: "",
-    };
-    if s.len() == 4 {
-        return Some(p);
-    }
-    if s.get(4..5)? != "-" {
-        return None;
-    }
-    let month = digits(s.get(5..7)?, 2)?;
-    if !(1..=12).contains(&month) {
-        return None;
-    }
-    p.month = Some(month as u8);
-    if s.len() == 7 {
-        return Some(p);
-    }
-    if s.get(7..8)? != "-" {
-        return None;
-    }
-    let day = digits(s.get(8..10)?, 2)?;
-    if !(1..=31).contains(&day) {
-        return None;
-    }
-    p.day = Some(day as u8);
-    p.rest = s.get(10..)?;
-    if p.rest.is_empty() || is_time_part(p.rest) {
-        Some(p)
+    let month = if s.len() > 4 {
+        Some(part(s, 4, 12)?)
     } else {
         None
-    }
+    };
+    let day = if s.len() > 7 {
+        Some(part(s, 7, 31)?)
+    } else {
+        None
+    };
+    let rest = s.get(10..).unwrap_or("");
+    (rest.is_empty() || is_time_part(rest)).then_some(Parsed {
+        year,
+        month,
+        day,
+        rest,
+    })
 }
 
 /// Whether a string is a FHIR date, dateTime or instant (`2019`, `2019-05`, `2019-05-02`,

@@ -28,27 +28,12 @@ fn research_or_public_health(p: Purpose) -> bool {
     }
 }
 
-fn person_may(role: Role) -> bool {
+/// The one role that may export: ORG_ADMIN for a person, INTEGRATION_MANAGER for a client.
+fn role_may(role: Role, client: bool) -> bool {
     match role {
-        Role::OrgAdmin => true,
-        Role::SuperAdmin
-        | Role::IntegrationManager
-        | Role::Viewer
-        | Role::Auditor
-        | Role::Clinician
-        | Role::Nurse => false,
-    }
-}
-
-fn client_may(role: Role) -> bool {
-    match role {
-        Role::IntegrationManager => true,
-        Role::SuperAdmin
-        | Role::OrgAdmin
-        | Role::Viewer
-        | Role::Auditor
-        | Role::Clinician
-        | Role::Nurse => false,
+        Role::OrgAdmin => !client,
+        Role::IntegrationManager => client,
+        Role::SuperAdmin | Role::Viewer | Role::Auditor | Role::Clinician | Role::Nurse => false,
     }
 }
 
@@ -69,7 +54,7 @@ pub fn decide(
     match subject {
         Subject::Operator => Ok(()),
         Subject::User(role) => {
-            if !person_may(*role) {
+            if !role_may(*role, false) {
                 Err("role")
             } else if !research_or_public_health(purpose) {
                 Err("purpose")
@@ -82,7 +67,7 @@ pub fn decide(
             scopes,
             purposes,
         } => {
-            if !client_may(*role) {
+            if !role_may(*role, true) {
                 Err("role")
             } else if !research_or_public_health(purpose) || !purposes.contains(&purpose) {
                 Err("purpose")
