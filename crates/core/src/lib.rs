@@ -16,6 +16,7 @@ pub use error::StoreError;
 pub use ids::{Digest32, IndexKind, OrgId, ResourceId, ResourceType, StoreKind, Version};
 pub use ports::{
     AuditRecord, AuditStore, BeforeCommit, BoxFuture, ChainFn, ColumnInfo, ControlStore, Expected,
-    KeyringEntry, Organization, RecordKey, RecordStore, RecordWrite, SealedRecord, WriteOutcome,
+    KeyringEntry, Organization, RecordKey, RecordStore, RecordWrite, SealedRecord, Tombstone,
+    WriteOutcome,
 };
 pub use secret::{Secret, SecretString};

@@ -154,6 +154,19 @@ pub struct KeyringEntry {
     pub created_at: i64,
 }
 
+/// The mark a crypto-shredded record leaves behind: which organization and store it was in
+/// and its keyed pseudonymous row id, never its content or FHIR id (no PHI). The list of them
+/// keeps an erasure effective beyond the live vault: restoring an older backup applies the
+/// newer tombstones, so an erased record does not come back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    pub org: OrgId,
+    pub store: crate::ids::StoreKind,
+    pub key: RecordKey,
+    /// When it was erased (milliseconds since the Unix epoch).
+    pub erased_at: i64,
+}
+
 /// Control data: organizations, the wrapped keyring, settings. Holds no PHI.
 #[async_trait]
 pub trait ControlStore: Send + Sync + std::fmt::Debug {
@@ -208,6 +221,12 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
 
     async fn create_client(&self, c: &crate::ClientRecord) -> Result<bool, StoreError>;
     async fn client(&self, id: &str) -> Result<Option<crate::ClientRecord>, StoreError>;
+
+    /// Records tombstones of erased records. Idempotent: a tombstone already recorded (same
+    /// organization, store and key) is kept as it is.
+    async fn add_tombstones(&self, t: &[Tombstone]) -> Result<(), StoreError>;
+    /// Every recorded tombstone, oldest first.
+    async fn tombstones(&self) -> Result<Vec<Tombstone>, StoreError>;
 }
 
 /// A boxed future, for callbacks across the ports.

@@ -1,7 +1,8 @@
 //! Decoding control rows once for both backends: a row of either kind answers the typed
 //! column reads these decoders need.
 use phivault_core::{
-    ClientRecord, ColumnInfo, GrantRecord, OrgId, Role, SessionRecord, StoreError, UserRecord,
+    ClientRecord, ColumnInfo, GrantRecord, OrgId, RecordKey, ResourceId, ResourceType, Role,
+    SessionRecord, StoreError, StoreKind, Tombstone, UserRecord,
 };
 use sqlx::Row;
 
@@ -152,5 +153,37 @@ pub(crate) fn column(r: &impl Cols) -> Result<ColumnInfo, StoreError> {
         table: r.text("tbl").map_err(&g)?,
         column: r.text("col").map_err(&g)?,
         sql_type: r.text("ty").map_err(&g)?,
+    })
+}
+
+/// The columns [`tombstone`] reads, as a `SELECT … FROM {table}`, oldest first.
+pub(crate) fn tombstone_query(table: &str) -> String {
+    format!(
+        "SELECT org, store, rtype, id, erased_at FROM {table} \
+         ORDER BY erased_at, org, store, rtype, id"
+    )
+}
+
+pub(crate) fn tombstone(r: &impl Cols) -> Result<Tombstone, StoreError> {
+    let ctx = "read tombstone";
+    let g = bad(ctx);
+    let corrupt = |what: &str| StoreError::Corrupt {
+        context: ctx,
+        detail: what.into(),
+    };
+    let store = match r.text("store").map_err(&g)?.as_str() {
+        "identity" => StoreKind::Identity,
+        "clinical" => StoreKind::Clinical,
+        _ => return Err(corrupt("store")),
+    };
+    Ok(Tombstone {
+        org: org(r, ctx)?,
+        store,
+        key: RecordKey {
+            rtype: ResourceType::parse(&r.text("rtype").map_err(&g)?)
+                .map_err(|_| corrupt("rtype"))?,
+            id: ResourceId::parse(&r.text("id").map_err(&g)?).map_err(|_| corrupt("id"))?,
+        },
+        erased_at: r.int("erased_at").map_err(&g)?,
     })
 }

@@ -6,8 +6,8 @@
 mod common;
 
 use phivault_core::{
-    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, Role,
-    SessionRecord, UserRecord,
+    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, RecordKey,
+    ResourceId, ResourceType, Role, SessionRecord, StoreKind, Tombstone, UserRecord,
 };
 use std::sync::Arc;
 
@@ -198,6 +198,71 @@ async fn behaves(c: Arc<dyn ControlStore>) {
     assert!(!c.create_client(&cl).await.unwrap());
     assert_eq!(c.client("pvc-1").await.unwrap().unwrap(), cl);
     assert!(c.client("nope").await.unwrap().is_none());
+}
+
+/// Tombstones of crypto-shredded records: recorded once (idempotent, the first erasure time
+/// kept), listed oldest first, kept apart by organization and store.
+async fn keeps_tombstones(c: Arc<dyn ControlStore>) {
+    assert!(c.tombstones().await.unwrap().is_empty());
+    let t = |org: &str, store: StoreKind, rtype: &str, id: char, at: i64| Tombstone {
+        org: OrgId::parse(org).unwrap(),
+        store,
+        key: RecordKey {
+            rtype: ResourceType::parse(rtype).unwrap(),
+            id: ResourceId::parse(&id.to_string().repeat(64)).unwrap(),
+        },
+        erased_at: at,
+    };
+    let patient = t("default", StoreKind::Identity, "Patient", 'a', 20);
+    let obs = t("default", StoreKind::Clinical, "Observation", 'b', 10);
+    c.add_tombstones(&[patient.clone(), obs.clone()])
+        .await
+        .unwrap();
+    // Again, later (an erasure run twice, a restore applying what is already recorded).
+    let again = Tombstone {
+        erased_at: 99,
+        ..patient.clone()
+    };
+    c.add_tombstones(&[again, obs.clone()]).await.unwrap();
+    // The same row id in another organization and in the other store are other records.
+    let other_org = t("other", StoreKind::Identity, "Patient", 'a', 30);
+    let other_store = t("default", StoreKind::Clinical, "Patient", 'a', 40);
+    c.add_tombstones(&[other_org.clone(), other_store.clone()])
+        .await
+        .unwrap();
+    c.add_tombstones(&[]).await.unwrap();
+    assert_eq!(
+        c.tombstones().await.unwrap(),
+        [obs, patient, other_org, other_store]
+    );
+}
+
+#[tokio::test]
+async fn sqlite_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = phivault_store::SqliteStores::open(dir.path(), true)
+        .await
+        .unwrap();
+    keeps_tombstones(stores.control.clone()).await;
+    // They survive closing and opening the store again.
+    stores.close().await;
+    let stores = phivault_store::SqliteStores::open(dir.path(), false)
+        .await
+        .unwrap();
+    assert_eq!(stores.control.tombstones().await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn postgres_tombstones() {
+    let Some(pool) = common::pool().await else {
+        return;
+    };
+    let schema = common::schema("tombstones");
+    let store = phivault_store::postgres::PostgresControlStore::open(pool.clone(), &schema)
+        .await
+        .unwrap();
+    keeps_tombstones(Arc::new(store)).await;
+    common::drop_schema(&pool, &schema).await;
 }
 
 #[tokio::test]

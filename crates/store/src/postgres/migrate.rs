@@ -23,11 +23,18 @@ pub(crate) const RECORDS: &[Migration] = &[Migration {
     sql: include_str!("../../migrations/postgres/records/0001_init.sql"),
 }];
 
-pub(crate) const CONTROL: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../migrations/postgres/control/0001_init.sql"),
-}];
+pub(crate) const CONTROL: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../migrations/postgres/control/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_tombstones",
+        sql: include_str!("../../migrations/postgres/control/0002_tombstones.sql"),
+    },
+];
 
 /// The advisory-lock key of schema migrations (any fixed number, shared by all nodes).
 const MIGRATION_LOCK: i64 = 0x7068_6976_6d69_6772;

@@ -3,7 +3,7 @@ use super::{Db, corrupt, unavailable};
 use async_trait::async_trait;
 use phivault_core::{
     ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, SessionRecord,
-    StoreError, UserRecord,
+    StoreError, Tombstone, UserRecord,
 };
 use sqlx::Row;
 
@@ -442,5 +442,35 @@ impl ControlStore for SqliteControlStore {
         .await
         .map_err(unavailable("read client"))?;
         row.as_ref().map(crate::rows::client).transpose()
+    }
+
+    async fn add_tombstones(&self, t: &[Tombstone]) -> Result<(), StoreError> {
+        let ctx = "write tombstones";
+        let mut tx = self.db.writer.begin().await.map_err(unavailable(ctx))?;
+        for x in t {
+            sqlx::query(
+                "INSERT INTO tombstones (org, store, rtype, id, erased_at) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(x.org.as_str())
+            .bind(x.store.as_str())
+            .bind(x.key.rtype.as_str())
+            .bind(x.key.id.as_str())
+            .bind(x.erased_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+        }
+        tx.commit().await.map_err(unavailable(ctx))
+    }
+
+    async fn tombstones(&self) -> Result<Vec<Tombstone>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(crate::rows::tombstone_query(
+            "tombstones",
+        )))
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable("read tombstones"))?;
+        rows.iter().map(crate::rows::tombstone).collect()
     }
 }

@@ -38,6 +38,11 @@ pub(crate) const CONTROL: &[Migration] = &[
         name: "0004_client_purposes",
         sql: include_str!("../../migrations/sqlite/control/0004_client_purposes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_tombstones",
+        sql: include_str!("../../migrations/sqlite/control/0005_tombstones.sql"),
+    },
 ];
 
 pub(crate) const AUDIT: &[Migration] = &[Migration {

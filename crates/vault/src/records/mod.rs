@@ -1,5 +1,6 @@
 //! Records: sealed create / read / update / delete, clinical records under a patient's
 //! pseudonym, and crypto-shredding erasure.
+pub mod erase;
 pub mod fhir;
 pub mod history;
 pub mod search;
@@ -630,43 +631,14 @@ impl Vault {
     /// Erases a patient by crypto-shredding: every version of the patient and of every clinical
     /// record linked to it is destroyed with its data key. Nothing left in the data dir opens
     /// them afterwards, even with the root key. Idempotent if interrupted and run again.
-    /// The event is made durable first, so no erasure ever happens unaudited.
+    /// The event is made durable first, so no erasure ever happens unaudited; then a tombstone
+    /// for each record is recorded (see [`erase`]), then the records are destroyed.
     pub async fn erase_patient(
         &self,
         ctx: &Ctx,
         patient: &ResourceId,
     ) -> Result<EraseReport, VaultError> {
-        let key = self.row_key(ctx, ResourceType::PATIENT, patient);
-        let link = self.keyring.pseudonym(&ctx.org, patient);
-        let mut event = self.event(ctx, "erase").patient(Some(link));
-        event.resource_type = Some("Patient".into());
-        event.resource = Some(key.id.as_str().to_owned());
-        self.require_operator(ctx, &event).await?;
-        match self.identity.head(&ctx.org, &key).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return self.audit_failure(event, VaultError::NotFound).await,
-            Err(e) => return self.audit_failure(event, e.into()).await,
-        }
-        let clinical_keys = match self.clinical.linked_keys(&ctx.org, &link).await {
-            Ok(k) => k,
-            Err(e) => return self.audit_failure(event, e.into()).await,
-        };
-        event.count = Some(clinical_keys.len() as u64 + 1);
-        self.audit(event.clone()).await?;
-        let result = async {
-            let clinical_versions = self.clinical.erase(&ctx.org, &clinical_keys).await?;
-            let patient_versions = self.identity.erase(&ctx.org, &[key]).await?;
-            Ok::<_, VaultError>(EraseReport {
-                patient_versions,
-                clinical_records: clinical_keys.len() as u64,
-                clinical_versions,
-            })
-        }
-        .await;
-        match result {
-            Ok(r) => Ok(r),
-            Err(e) => self.audit_failure(event, e).await,
-        }
+        self.erase_patient_because(ctx, patient, None).await
     }
 
     /// One page of live records of one store (for export), and the cursor for the next page

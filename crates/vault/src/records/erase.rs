@@ -1,0 +1,138 @@
+//! Crypto-shredding and its tombstones. Every erasure records, in the control store, a
+//! tombstone (organization, store, keyed pseudonymous row id; no PHI) for each record it
+//! destroys, after its audit event and before destroying anything: a crash leaves a tombstone
+//! for a record perhaps not yet destroyed, never a destroyed record without its tombstone.
+//! Restoring an older backup applies the newer tombstones ([`Vault::apply_tombstones`]), so
+//! an erased record does not come back from a copy taken before its erasure.
+use super::EraseReport;
+use crate::error::VaultError;
+use crate::{Ctx, Vault};
+use phivault_core::{OrgId, RecordKey, ResourceId, ResourceType, StoreKind, Tombstone};
+use std::collections::BTreeMap;
+
+/// How many records one store erasure takes at most (each call ends with a checkpoint or a
+/// VACUUM, so fewer, larger calls are cheaper; bounded so one transaction stays reasonable).
+const ERASE_CHUNK: usize = 1000;
+
+impl Vault {
+    /// The keyed pseudonymous row id under which the stores, tombstones, audit events and
+    /// retention listings name a record (never its FHIR id).
+    pub fn record_pseudonym(&self, ctx: &Ctx, rtype: ResourceType, id: &ResourceId) -> ResourceId {
+        self.row_key(ctx, rtype, id).id
+    }
+
+    /// [`Vault::erase_patient`] with the reason recorded in its audit event (`retention:…`
+    /// for retention runs).
+    pub(crate) async fn erase_patient_because(
+        &self,
+        ctx: &Ctx,
+        patient: &ResourceId,
+        reason: Option<String>,
+    ) -> Result<EraseReport, VaultError> {
+        let key = self.row_key(ctx, ResourceType::PATIENT, patient);
+        let link = self.keyring.pseudonym(&ctx.org, patient);
+        let mut event = self.event(ctx, "erase").patient(Some(link));
+        event.resource_type = Some("Patient".into());
+        event.resource = Some(key.id.as_str().to_owned());
+        event.reason = reason;
+        self.require_operator(ctx, &event).await?;
+        match self.identity.head(&ctx.org, &key).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return self.audit_failure(event, VaultError::NotFound).await,
+            Err(e) => return self.audit_failure(event, e.into()).await,
+        }
+        let clinical_keys = match self.clinical.linked_keys(&ctx.org, &link).await {
+            Ok(k) => k,
+            Err(e) => return self.audit_failure(event, e.into()).await,
+        };
+        event.count = Some(clinical_keys.len() as u64 + 1);
+        self.audit(event.clone()).await?;
+        let result = async {
+            let mut tombstones = self.tombstones_for(ctx, StoreKind::Clinical, &clinical_keys);
+            tombstones.extend(self.tombstones_for(
+                ctx,
+                StoreKind::Identity,
+                std::slice::from_ref(&key),
+            ));
+            self.control.add_tombstones(&tombstones).await?;
+            let clinical_versions = self.clinical.erase(&ctx.org, &clinical_keys).await?;
+            let patient_versions = self.identity.erase(&ctx.org, &[key]).await?;
+            Ok::<_, VaultError>(EraseReport {
+                patient_versions,
+                clinical_records: clinical_keys.len() as u64,
+                clinical_versions,
+            })
+        }
+        .await;
+        match result {
+            Ok(r) => Ok(r),
+            Err(e) => self.audit_failure(event, e).await,
+        }
+    }
+
+    /// Tombstones, erased now, for `keys` of one store of the context's organization.
+    fn tombstones_for(&self, ctx: &Ctx, store: StoreKind, keys: &[RecordKey]) -> Vec<Tombstone> {
+        let now = self.clock.now_millis();
+        keys.iter()
+            .map(|k| Tombstone {
+                org: ctx.org.clone(),
+                store,
+                key: k.clone(),
+                erased_at: now,
+            })
+            .collect()
+    }
+
+    /// Every tombstone this vault has recorded (what a backup carries, so that restoring an
+    /// older one can apply them). Operator only; audited (count only).
+    pub async fn tombstones(&self, ctx: &Ctx) -> Result<Vec<Tombstone>, VaultError> {
+        let mut event = self.event(ctx, "read-tombstones");
+        self.require_operator(ctx, &event).await?;
+        match self.control.tombstones().await {
+            Ok(t) => {
+                event.count = Some(t.len() as u64);
+                self.audit(event).await?;
+                Ok(t)
+            }
+            Err(e) => self.audit_failure(event, e.into()).await,
+        }
+    }
+
+    /// Applies tombstones (of newer backups, or of the live vault) to this vault: destroys by
+    /// crypto-shredding every listed record still present, in whichever organization the
+    /// tombstone names, and records the tombstones, so the erasure holds here too. One audit
+    /// event (`erase-tombstones`, the count) is made durable first. Operator only. Returns how
+    /// many record versions were destroyed (0 when none was present). Idempotent.
+    pub async fn apply_tombstones(
+        &self,
+        ctx: &Ctx,
+        tombstones: &[Tombstone],
+    ) -> Result<u64, VaultError> {
+        let mut event = self.event(ctx, "erase-tombstones");
+        event.count = Some(tombstones.len() as u64);
+        self.require_operator(ctx, &event).await?;
+        self.audit(event.clone()).await?;
+        let result = async {
+            self.control.add_tombstones(tombstones).await?;
+            let mut destroyed = 0;
+            // Clinical records first, patients last, as an erasure of a patient does.
+            for kind in [StoreKind::Clinical, StoreKind::Identity] {
+                let mut by_org: BTreeMap<&OrgId, Vec<RecordKey>> = BTreeMap::new();
+                for t in tombstones.iter().filter(|t| t.store == kind) {
+                    by_org.entry(&t.org).or_default().push(t.key.clone());
+                }
+                for (org, keys) in by_org {
+                    for chunk in keys.chunks(ERASE_CHUNK) {
+                        destroyed += self.store(kind).erase(org, chunk).await?;
+                    }
+                }
+            }
+            Ok::<_, VaultError>(destroyed)
+        }
+        .await;
+        match result {
+            Ok(n) => Ok(n),
+            Err(e) => self.audit_failure(event, e).await,
+        }
+    }
+}
