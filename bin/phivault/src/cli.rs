@@ -255,6 +255,11 @@ pub enum Command {
         #[command(subcommand)]
         what: crate::backup_cmd::BackupCmd,
     },
+    /// Key management: rotate the KEK, its status, retire an old version, change the passphrase.
+    Keys {
+        #[command(subcommand)]
+        what: crate::keys_cmd::KeysCmd,
+    },
     /// The compliance report, measured from the running system, and its thresholds.
     Compliance {
         #[command(subcommand)]
@@ -674,6 +679,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         }
         Command::Audit { what } => audit_cmd(what).await,
         Command::Compliance { what } => crate::compliance_cmd::run(what).await,
+        Command::Keys { what } => crate::keys_cmd::run(what).await,
         Command::Backup { what } => crate::backup_cmd::run(what).await,
         Command::User { what } => user_cmd(what).await,
         Command::Grants { what } => grants_cmd(what).await,

@@ -49,7 +49,7 @@ pub enum ComplianceCmd {
 
 /// Opens the vault for the operator. The report covers every organization; its audit event
 /// is filed under the only organization, or `unknown` when there are several.
-async fn open(dir: &DirArgs) -> Result<(Opened, Ctx), String> {
+pub(crate) async fn open(dir: &DirArgs) -> Result<(Opened, Ctx), String> {
     let pass = config::passphrase(false)?;
     let opened = datadir::open(&dir.data_dir, &pass, Arc::new(SystemClock))
         .await

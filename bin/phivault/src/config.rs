@@ -33,6 +33,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "PHIVAULT_MLLP_PURPOSE",
     "PHIVAULT_MLLP_READ_TIMEOUT",
     "PHIVAULT_MLLP_TLS",
+    "PHIVAULT_NEW_PASSPHRASE",
+    "PHIVAULT_NEW_PASSPHRASE_FILE",
     "PHIVAULT_ORG",
     "PHIVAULT_PASSPHRASE",
     "PHIVAULT_PASSPHRASE_FILE",
@@ -63,25 +65,36 @@ pub fn check_env() -> Result<(), String> {
 /// Where the passphrase comes from, in order: `PHIVAULT_PASSPHRASE_FILE`,
 /// `PHIVAULT_PASSPHRASE`, else a prompt on a terminal. `confirm` asks twice (for `init`).
 pub fn passphrase(confirm: bool) -> Result<Passphrase, String> {
-    if let Some(path) = std::env::var_os("PHIVAULT_PASSPHRASE_FILE") {
-        return passphrase_from_file(Path::new(&path));
+    passphrase_from("PHIVAULT_PASSPHRASE", "phivault passphrase", confirm)
+}
+
+/// The new passphrase of `keys change-passphrase`: `PHIVAULT_NEW_PASSPHRASE_FILE`,
+/// `PHIVAULT_NEW_PASSPHRASE`, else a prompt on a terminal, asked twice.
+pub fn new_passphrase() -> Result<Passphrase, String> {
+    passphrase_from("PHIVAULT_NEW_PASSPHRASE", "new phivault passphrase", true)
+}
+
+/// A passphrase from `{var}_FILE`, `{var}`, or a prompt (twice when `confirm`).
+fn passphrase_from(var: &str, prompt: &str, confirm: bool) -> Result<Passphrase, String> {
+    let file_var = format!("{var}_FILE");
+    if let Some(path) = std::env::var_os(&file_var) {
+        return secret_file(&file_var, Path::new(&path));
     }
-    if let Ok(value) = std::env::var("PHIVAULT_PASSPHRASE") {
+    if let Ok(value) = std::env::var(var) {
         if value.is_empty() {
-            return Err("PHIVAULT_PASSPHRASE is set but empty".into());
+            return Err(format!("{var} is set but empty"));
         }
         return Ok(Passphrase::new(value));
     }
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        let first = Passphrase::new(
-            rpassword::prompt_password("phivault passphrase: ")
-                .map_err(|e| format!("could not read the passphrase: {}", e.kind()))?,
-        );
+        let ask = |p: &str| {
+            rpassword::prompt_password(p)
+                .map(Passphrase::new)
+                .map_err(|e| format!("could not read the passphrase: {}", e.kind()))
+        };
+        let first = ask(&format!("{prompt}: "))?;
         if confirm {
-            let second = Passphrase::new(
-                rpassword::prompt_password("repeat the passphrase: ")
-                    .map_err(|e| format!("could not read the passphrase: {}", e.kind()))?,
-            );
+            let second = ask("repeat it: ")?;
             if !phivault_crypto::aead::ct_eq(first.expose().as_bytes(), second.expose().as_bytes())
             {
                 return Err("the two passphrases differ".into());
@@ -89,21 +102,20 @@ pub fn passphrase(confirm: bool) -> Result<Passphrase, String> {
         }
         return Ok(first);
     }
-    Err(
-        "no passphrase: set PHIVAULT_PASSPHRASE_FILE (a file holding it) or \
-         PHIVAULT_PASSPHRASE, or run on a terminal to be prompted"
-            .into(),
-    )
+    Err(format!(
+        "no passphrase: set {file_var} (a file holding it) or {var}, or run on a terminal to \
+         be prompted"
+    ))
 }
 
 pub fn passphrase_from_file(path: &Path) -> Result<Passphrase, String> {
-    let mut text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read PHIVAULT_PASSPHRASE_FILE {}: {}",
-            path.display(),
-            e.kind()
-        )
-    })?;
+    secret_file("PHIVAULT_PASSPHRASE_FILE", path)
+}
+
+/// A passphrase from the file `path` (named by `var`), without its final newline.
+fn secret_file(var: &str, path: &Path) -> Result<Passphrase, String> {
+    let mut text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {var} {}: {}", path.display(), e.kind()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

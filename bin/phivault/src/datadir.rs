@@ -347,7 +347,9 @@ pub async fn open_on(
             audit: stores.audit.clone(),
         },
         clock,
-    );
+    )
+    // So KEK versions a rotation adds (here or on another node) can be loaded while running.
+    .with_root_key(Arc::new(provider));
     let vault = match std::env::var_os("PHIVAULT_POLICY_FILE") {
         None => vault,
         Some(path) => {
@@ -367,4 +369,15 @@ pub async fn open_on(
         }
     };
     Ok(Opened { vault, stores })
+}
+
+/// Re-seals `keys/root.key` under `new` (after opening it with `old`), atomically; the root
+/// key and the keyring are unchanged. Only for a passphrase-sealed root key.
+pub fn change_passphrase(
+    dir: &Path,
+    old: &Passphrase,
+    new: &Passphrase,
+) -> Result<(), CryptoError> {
+    let path = root_key_path(dir);
+    KeyfileProvider::open(&path, old)?.reseal(&path, new)
 }

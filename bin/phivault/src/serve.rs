@@ -17,6 +17,7 @@ pub async fn run(
     let listener = crate::tls_probe::ListenerTls::serving(tls.clone());
     let bound_cell = listener.bound();
     let vault = opened.vault.clone().with_transport(Arc::new(listener));
+    tokio::spawn(refresh_keyring(vault.clone()));
     let app = phivault_api::router(phivault_api::AppState::new(vault));
     let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
     let stopper = handle.clone();
@@ -38,6 +39,21 @@ pub async fn run(
         .await
         .map_err(|_| "the server task failed".to_owned())?
         .map_err(|e| format!("server error: {}", e.kind()))
+}
+
+/// How often a server reloads its KEK versions from the control store.
+const KEYRING_REFRESH: Duration = Duration::from_secs(10);
+
+/// Picks up KEK versions another node's rotation added (new writes then use the newest) and
+/// drops retired ones, even before a record names one (reads reload at once when one does).
+async fn refresh_keyring(vault: phivault_vault::Vault) {
+    let mut tick = tokio::time::interval(KEYRING_REFRESH);
+    loop {
+        tick.tick().await;
+        if let Err(e) = vault.reload_keyring().await {
+            tracing::warn!(error = %e, "keyring reload failed");
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -8,6 +8,7 @@ pub mod deid;
 pub mod error;
 pub mod fhir;
 pub mod headers;
+pub mod keys;
 pub mod oauth;
 pub mod observe;
 
@@ -97,6 +98,7 @@ fn documented_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(fhir::routes())
         .merge(deid::routes())
         .merge(admin::documented())
+        .merge(keys::routes())
         .merge(rate_limited(auth::routes().merge(oauth::routes())))
 }
 

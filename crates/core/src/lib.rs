@@ -19,4 +19,5 @@ pub use ports::{
     KeyringEntry, Organization, RecordKey, RecordStore, RecordWrite, SealedRecord, Tombstone,
     WriteOutcome,
 };
+pub use ports::{KekUsage, Rewrap, WrappedDek};
 pub use secret::{Secret, SecretString};

@@ -68,6 +68,43 @@ pub struct ColumnInfo {
     pub sql_type: String,
 }
 
+/// How many rows of a record store name one KEK version (for rotation and `keys status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KekUsage {
+    pub kek_version: u32,
+    /// Record versions whose data key this KEK wraps.
+    pub deks: u64,
+    /// Every row labelled with this KEK version: the DEKs plus tombstones (which wrap nothing
+    /// but carry the label until rotation moves it).
+    pub rows: u64,
+}
+
+/// One row's wrapped data key, as key rotation reads it: everything the DEK's associated data
+/// binds (organization, type, row id, version, KEK version), no ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedDek {
+    /// The row's position in its store (monotonic), the rotation's cursor.
+    pub seq: u64,
+    pub org: OrgId,
+    pub rtype: ResourceType,
+    pub id: ResourceId,
+    pub version: Version,
+    pub kek_version: u32,
+    /// Empty for tombstones.
+    pub wrapped_dek: Vec<u8>,
+}
+
+/// A rewrapped data key to store in place of the old one, only if the row still holds exactly
+/// `old_wrapped` under `old_kek` (compare-and-set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrap {
+    pub seq: u64,
+    pub old_kek: u32,
+    pub old_wrapped: Vec<u8>,
+    pub new_kek: u32,
+    pub new_wrapped: Vec<u8>,
+}
+
 /// A sealed record store (identity or clinical). Every method is scoped to one organization:
 /// tenancy is part of every query.
 #[async_trait]
@@ -134,6 +171,23 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
 
     /// Every column of the store's tables, from the database's own catalogue.
     async fn columns(&self) -> Result<Vec<ColumnInfo>, StoreError>;
+
+    /// Key rotation: per KEK version, how many rows (and DEKs) name it, every organization.
+    async fn kek_versions(&self) -> Result<Vec<KekUsage>, StoreError>;
+
+    /// Key rotation: rows (tombstones included) labelled with a KEK version below `kek`, with
+    /// `seq > after`, in `seq` order, at most `limit`, every organization.
+    async fn wrapped_below(
+        &self,
+        kek: u32,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<WrappedDek>, StoreError>;
+
+    /// Key rotation: stores the rewrapped keys in one durable transaction, each only if its row
+    /// still holds the old wrapped key under the old KEK version (a concurrent rotation, an
+    /// erasure or a reused row is never clobbered). Answers, per item, whether it applied.
+    async fn rewrap(&self, items: &[Rewrap]) -> Result<Vec<bool>, StoreError>;
 }
 
 /// An organization (tenant).
@@ -176,6 +230,8 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn create_organization(&self, org: &Organization) -> Result<bool, StoreError>;
     async fn keyring(&self) -> Result<Vec<KeyringEntry>, StoreError>;
     async fn add_keyring_entries(&self, entries: &[KeyringEntry]) -> Result<(), StoreError>;
+    /// Removes one keyring entry (a retired KEK version); `false` if there was none.
+    async fn remove_keyring_entry(&self, purpose: &str, version: u32) -> Result<bool, StoreError>;
 
     /// Creates a user; `false` if the username is taken.
     async fn create_user(&self, user: &crate::UserRecord) -> Result<bool, StoreError>;

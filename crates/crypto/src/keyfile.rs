@@ -83,32 +83,31 @@ impl KeyfileProvider {
     /// Creates a new random root key and writes it, sealed under `pass`, to `path` (mode 0600).
     /// Refuses to overwrite an existing file.
     pub fn create(path: &Path, pass: &Passphrase) -> Result<Self, CryptoError> {
-        if pass.expose().chars().count() < MIN_PASSPHRASE_CHARS {
-            return Err(CryptoError::KeyfileFormat(
-                "the passphrase must be at least 12 characters",
-            ));
-        }
-        let salt: [u8; 16] = random_bytes()?;
-        let kdf = KdfJson {
-            algorithm: "argon2id-v19".into(),
-            m_cost_kib: M_COST_KIB,
-            t_cost: T_COST,
-            p_cost: P_COST,
-            salt: B64.encode(salt),
-        };
-        let wrapping = derive(pass, &kdf, &salt)?;
         let root = Key32::random()?;
-        let sealed = aead::seal(&wrapping, &aad(&kdf), root.bytes())?;
-        let json = KeyfileJson {
-            format: FORMAT.into(),
-            version: 1,
-            kdf,
-            sealed_root_key: B64.encode(sealed),
-        };
-        let text = serde_json::to_vec_pretty(&json)
-            .map_err(|_| CryptoError::KeyfileFormat("could not encode"))?;
+        let text = seal_file(&root, pass)?;
         write_new_private(path, &text)?;
         Ok(Self { root })
+    }
+
+    /// Re-seals this root key under a new passphrase (fresh salt) and replaces `path`
+    /// atomically: a 0600 temporary file beside it, synced, renamed over it, the directory
+    /// synced. The root key, and so the keyring, is unchanged; the old passphrase no longer
+    /// opens the file. A crash leaves either the old file or the new one.
+    pub fn reseal(&self, path: &Path, new_pass: &Passphrase) -> Result<(), CryptoError> {
+        let text = seal_file(&self.root, new_pass)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "root.key".into());
+        let tmp = path.with_file_name(format!(".{name}.new"));
+        // A leftover of an interrupted change is ours to replace.
+        let _ = std::fs::remove_file(&tmp);
+        write_new_private(&tmp, &text)?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            CryptoError::Io(e.kind().to_string())
+        })?;
+        sync_parent(path)
     }
 
     /// Opens the key file with `pass`. A wrong passphrase is [`CryptoError::WrongPassphrase`].
@@ -160,6 +159,41 @@ impl RootKeyProvider for KeyfileProvider {
     }
 }
 
+/// The key file's bytes: `root` sealed under a key derived from `pass` with a fresh salt.
+fn seal_file(root: &Key32, pass: &Passphrase) -> Result<Vec<u8>, CryptoError> {
+    if pass.expose().chars().count() < MIN_PASSPHRASE_CHARS {
+        return Err(CryptoError::KeyfileFormat(
+            "the passphrase must be at least 12 characters",
+        ));
+    }
+    let salt: [u8; 16] = random_bytes()?;
+    let kdf = KdfJson {
+        algorithm: "argon2id-v19".into(),
+        m_cost_kib: M_COST_KIB,
+        t_cost: T_COST,
+        p_cost: P_COST,
+        salt: B64.encode(salt),
+    };
+    let wrapping = derive(pass, &kdf, &salt)?;
+    let sealed = aead::seal(&wrapping, &aad(&kdf), root.bytes())?;
+    let json = KeyfileJson {
+        format: FORMAT.into(),
+        version: 1,
+        kdf,
+        sealed_root_key: B64.encode(sealed),
+    };
+    serde_json::to_vec_pretty(&json).map_err(|_| CryptoError::KeyfileFormat("could not encode"))
+}
+
+/// Syncs the directory holding `path`, so a rename or a new file in it survives a crash.
+fn sync_parent(path: &Path) -> Result<(), CryptoError> {
+    if let Some(d) = path.parent().and_then(|dir| std::fs::File::open(dir).ok()) {
+        d.sync_all()
+            .map_err(|e| CryptoError::Io(e.kind().to_string()))?;
+    }
+    Ok(())
+}
+
 /// Writes a new file readable by its owner only, durably (fsync file and directory).
 fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
     let io = |e: std::io::Error| CryptoError::Io(e.kind().to_string());
@@ -173,10 +207,7 @@ fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
     let mut f = opts.open(path).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
-    if let Some(d) = path.parent().and_then(|dir| std::fs::File::open(dir).ok()) {
-        d.sync_all().map_err(io)?;
-    }
-    Ok(())
+    sync_parent(path)
 }
 
 #[cfg(test)]
@@ -232,6 +263,35 @@ mod tests {
             KeyfileProvider::open(&path, &pass("a long test passphrase")).unwrap_err(),
             CryptoError::KeyfileFormat(_)
         ));
+    }
+
+    #[test]
+    fn reseal_changes_the_passphrase_not_the_root_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.key");
+        let old = pass("a long test passphrase");
+        let new = pass("another long passphrase 2");
+        let p = KeyfileProvider::create(&path, &old).unwrap();
+        let w = p.wrap(b"x", b"secret").unwrap();
+        assert!(p.reseal(&path, &pass("short")).is_err(), "policy applies");
+        p.reseal(&path, &new).unwrap();
+        assert_eq!(
+            KeyfileProvider::open(&path, &old).unwrap_err(),
+            CryptoError::WrongPassphrase
+        );
+        let again = KeyfileProvider::open(&path, &new).unwrap();
+        assert_eq!(&*again.unwrap(b"x", &w).unwrap(), b"secret");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["root.key"], "no temporary file left behind");
     }
 
     #[test]

@@ -16,6 +16,9 @@ use phivault_core::{
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
+mod rotation;
+use rotation::Keks;
+
 /// Where the root key lives. It wraps and unwraps keyring entries; it never hands out the root
 /// key itself.
 pub trait RootKeyProvider: Send + Sync + std::fmt::Debug {
@@ -23,6 +26,19 @@ pub trait RootKeyProvider: Send + Sync + std::fmt::Debug {
     fn unwrap(&self, aad: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError>;
     /// A short name for reports: `keyfile` or `pkcs11`.
     fn describe(&self) -> &'static str;
+}
+
+/// A boxed provider is a provider (the data dir picks one at run time).
+impl<T: RootKeyProvider + ?Sized> RootKeyProvider for Box<T> {
+    fn wrap(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        (**self).wrap(aad, plaintext)
+    }
+    fn unwrap(&self, aad: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        (**self).unwrap(aad, wrapped)
+    }
+    fn describe(&self) -> &'static str {
+        (**self).describe()
+    }
 }
 
 const KEK: &str = "kek";
@@ -74,8 +90,9 @@ pub struct SealedParts {
 /// The unwrapped keyring, held in memory only (zeroized on drop).
 #[derive(Debug)]
 pub struct Keyring {
-    keks: BTreeMap<u32, Key32>,
-    current_kek: u32,
+    /// The KEK versions, behind a lock: a rotation (here or on another node) adds one while
+    /// records are being sealed and opened.
+    keks: Keks,
     pepper: Key32,
     index: BTreeMap<IndexKind, Key32>,
     audit_mac: Key32,
@@ -118,8 +135,7 @@ impl Keyring {
         keks.insert(1, kek);
         Ok((
             Keyring {
-                keks,
-                current_kek: 1,
+                keks: Keks::new(keks)?,
                 pepper,
                 index,
                 audit_mac,
@@ -149,10 +165,7 @@ impl Keyring {
                 named.insert(e.purpose.clone(), key);
             }
         }
-        let current_kek = *keks
-            .keys()
-            .next_back()
-            .ok_or_else(|| CryptoError::MissingKey(KEK.into()))?;
+        let keks = Keks::new(keks)?;
         let mut take = |p: &str| {
             named
                 .remove(p)
@@ -168,7 +181,6 @@ impl Keyring {
         }
         Ok(Keyring {
             keks,
-            current_kek,
             pepper,
             index,
             audit_mac,
@@ -178,13 +190,7 @@ impl Keyring {
     }
 
     pub fn current_kek_version(&self) -> u32 {
-        self.current_kek
-    }
-
-    fn kek(&self, version: u32) -> Result<&Key32, CryptoError> {
-        self.keks
-            .get(&version)
-            .ok_or(CryptoError::UnknownKeyVersion(version))
+        self.keks.current()
     }
 
     /// Seals a record version under a fresh DEK wrapped by the current KEK.
@@ -195,12 +201,10 @@ impl Keyring {
     ) -> Result<SealedParts, CryptoError> {
         let dek = Key32::random()?;
         let ciphertext = aead::seal(&dek, &aad.encode("record", None), plaintext)?;
-        let kek_version = self.current_kek;
-        let wrapped_dek = aead::seal(
-            self.kek(kek_version)?,
-            &aad.encode("dek", Some(kek_version)),
-            dek.bytes(),
-        )?;
+        let (kek_version, wrapped_dek) = self.keks.with_current(|version, kek| {
+            let wrapped = aead::seal(kek, &aad.encode("dek", Some(version)), dek.bytes())?;
+            Ok((version, wrapped))
+        })?;
         Ok(SealedParts {
             kek_version,
             wrapped_dek,
@@ -214,12 +218,13 @@ impl Keyring {
         aad: &RecordAad<'_>,
         parts: &SealedParts,
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let kek = self.kek(parts.kek_version)?;
-        let dek = aead::open(
-            kek,
-            &aad.encode("dek", Some(parts.kek_version)),
-            &parts.wrapped_dek,
-        )?;
+        let dek = self.keks.with(parts.kek_version, |kek| {
+            aead::open(
+                kek,
+                &aad.encode("dek", Some(parts.kek_version)),
+                &parts.wrapped_dek,
+            )
+        })?;
         let dek = Key32::from_slice(&dek)?;
         aead::open(&dek, &aad.encode("record", None), &parts.ciphertext)
     }
@@ -342,7 +347,7 @@ mod tests {
     use super::*;
 
     #[derive(Debug)]
-    struct TestRoot(Key32);
+    pub(super) struct TestRoot(pub(super) Key32);
     impl RootKeyProvider for TestRoot {
         fn wrap(&self, aad: &[u8], p: &[u8]) -> Result<Vec<u8>, CryptoError> {
             aead::seal(&self.0, aad, p)
@@ -355,7 +360,7 @@ mod tests {
         }
     }
 
-    fn ids() -> (OrgId, ResourceId, ResourceId) {
+    pub(super) fn ids() -> (OrgId, ResourceId, ResourceId) {
         (
             OrgId::parse("default").unwrap(),
             ResourceId::parse("p1").unwrap(),

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod postgres;
+mod rewrap;
 mod rows;
 pub mod sqlite;
 

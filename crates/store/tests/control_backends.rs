@@ -73,6 +73,18 @@ async fn behaves(c: Arc<dyn ControlStore>) {
             .collect::<Vec<_>>(),
         [("kek", 1), ("kek", 2), ("pepper", 1)]
     );
+    // Retiring a KEK version removes that entry only, once.
+    c.add_keyring_entries(&[entry("kek", 3)]).await.unwrap();
+    assert!(c.remove_keyring_entry("kek", 1).await.unwrap());
+    assert!(!c.remove_keyring_entry("kek", 1).await.unwrap());
+    let ring = c.keyring().await.unwrap();
+    assert_eq!(
+        ring.iter()
+            .map(|e| (e.purpose.as_str(), e.version))
+            .collect::<Vec<_>>(),
+        [("kek", 2), ("kek", 3), ("pepper", 1)]
+    );
+    assert!(c.remove_keyring_entry("kek", 3).await.unwrap());
     // Users.
     assert!(c.create_user(&user("u1", "nora", &org)).await.unwrap());
     assert!(

@@ -1,7 +1,8 @@
 //! The record store's behaviour, one set of checks run against both backends (SQLite files;
 //! a real PostgreSQL, `PHIVAULT_TEST_POSTGRES_URL`, skipped outside CI when none answers):
 //! version checks, heads, history, blind-index replacement, links, paging, tombstones,
-//! all-or-nothing writes, a failing before-commit hook, racing writers, erasure.
+//! all-or-nothing writes, a failing before-commit hook, racing writers, erasure; and key
+//! rotation's ports: counts per KEK version, the cursor over older rows, compare-and-set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -10,6 +11,7 @@ use phivault_core::{
     Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore, RecordWrite, ResourceId,
     ResourceType, SealedRecord, StoreError, Version, WriteOutcome,
 };
+use phivault_core::{KekUsage, Rewrap, WrappedDek};
 use std::sync::Arc;
 
 fn rec(id: &str, version: u64, link: Option<u8>, deleted: bool) -> SealedRecord {
@@ -233,6 +235,210 @@ async fn behaves(store: Arc<dyn RecordStore>) {
         store.linked_keys(&org, &Digest32([1; 32])).await.unwrap(),
         [key("c")]
     );
+}
+
+/// A version written under KEK `kek` (a tombstone when `deleted`).
+fn under(id: &str, version: u64, kek: u32, deleted: bool) -> RecordWrite {
+    let mut record = rec(id, version, None, deleted);
+    record.kek_version = kek;
+    if !deleted {
+        record.wrapped_dek = format!("dek-{id}-{version}-under-{kek}").into_bytes();
+    }
+    RecordWrite {
+        record,
+        expected: if version == 1 {
+            Expected::Absent
+        } else {
+            Expected::Version(Version(version - 1))
+        },
+        index: Vec::new(),
+    }
+}
+
+fn rewrap_of(row: &WrappedDek, new_kek: u32, new_wrapped: &[u8]) -> Rewrap {
+    Rewrap {
+        seq: row.seq,
+        old_kek: row.kek_version,
+        old_wrapped: row.wrapped_dek.clone(),
+        new_kek,
+        new_wrapped: new_wrapped.to_vec(),
+    }
+}
+
+/// Every row below `kek`, read in pages of `page` through the cursor.
+async fn all_below(store: &dyn RecordStore, kek: u32, page: u32) -> Vec<WrappedDek> {
+    let mut out: Vec<WrappedDek> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |r| r.seq);
+        let rows = store.wrapped_below(kek, after, page).await.unwrap();
+        assert!(rows.len() <= page as usize);
+        if rows.is_empty() {
+            return out;
+        }
+        out.extend(rows);
+    }
+}
+
+async fn rotates(store: Arc<dyn RecordStore>) {
+    let org = OrgId::parse("default").unwrap();
+    let other = OrgId::parse("other").unwrap();
+    for (o, ws) in [
+        (
+            &org,
+            vec![
+                under("r1", 1, 1, false),
+                under("r2", 1, 1, false),
+                under("r4", 1, 2, false),
+            ],
+        ),
+        (&other, vec![under("r3", 1, 1, false)]),
+    ] {
+        let out = store.write(o, ws, None).await.unwrap();
+        assert!(out.iter().all(|w| *w == WriteOutcome::Written));
+    }
+    let more = vec![under("r1", 2, 1, false)];
+    assert_eq!(
+        store.write(&org, more, None).await.unwrap(),
+        [WriteOutcome::Written]
+    );
+    let tomb = vec![under("r2", 2, 1, true)];
+    assert_eq!(
+        store.write(&org, tomb, None).await.unwrap(),
+        [WriteOutcome::Written]
+    );
+    let usage = |deks1, rows1, deks2, rows2| {
+        vec![
+            KekUsage {
+                kek_version: 1,
+                deks: deks1,
+                rows: rows1,
+            },
+            KekUsage {
+                kek_version: 2,
+                deks: deks2,
+                rows: rows2,
+            },
+        ]
+    };
+    // Four data keys and a tombstone under v1 (both organizations), one key under v2.
+    assert_eq!(store.kek_versions().await.unwrap(), usage(4, 5, 1, 1));
+    // The cursor walks every older row once, in seq order, across organizations, in pages.
+    let below = all_below(store.as_ref(), 2, 2).await;
+    assert_eq!(below.len(), 5);
+    assert!(below.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(below.iter().all(|r| r.kek_version == 1));
+    assert!(below.iter().any(|r| r.org == other));
+    assert_eq!(below.iter().filter(|r| r.wrapped_dek.is_empty()).count(), 1);
+    assert!(all_below(store.as_ref(), 1, 10).await.is_empty());
+    let row = |id: &str, v: u64| {
+        below
+            .iter()
+            .find(|r| r.id.as_str() == id && r.version == Version(v))
+            .unwrap()
+            .clone()
+    };
+    // Compare-and-set: applies once; a second attempt, a stale key or a wrong version does not.
+    let r1 = row("r1", 1);
+    assert_eq!(
+        store
+            .rewrap(&[rewrap_of(&r1, 2, b"new-r1-1")])
+            .await
+            .unwrap(),
+        [true]
+    );
+    let again = rewrap_of(&r1, 2, b"clobber");
+    let mut stale = rewrap_of(&row("r1", 2), 2, b"clobber");
+    stale.old_wrapped = b"not what the row holds".to_vec();
+    let mut wrong_kek = rewrap_of(&row("r3", 1), 2, b"clobber");
+    wrong_kek.old_kek = 3;
+    assert_eq!(
+        store.rewrap(&[again, stale, wrong_kek]).await.unwrap(),
+        [false, false, false]
+    );
+    let head = store
+        .version(&org, &key("r1"), Version(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (head.kek_version, head.wrapped_dek.as_slice()),
+        (2, &b"new-r1-1"[..])
+    );
+    assert_eq!(head.ciphertext, b"sealed-r1-1", "only the key moves");
+    // Racing rotations of one row: exactly one wins; the row holds the winner's key.
+    let r3 = row("r3", 1);
+    let mut tasks = Vec::new();
+    for i in 0..6u8 {
+        let store = store.clone();
+        let item = rewrap_of(&r3, 2, &[i; 40]);
+        tasks.push(tokio::spawn(
+            async move { store.rewrap(&[item]).await.unwrap() },
+        ));
+    }
+    let mut winners = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        if t.await.unwrap() == [true] {
+            winners.push(i as u8);
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "one rotation wins, the others leave the row alone"
+    );
+    let key3 = RecordKey {
+        rtype: r3.rtype,
+        id: r3.id.clone(),
+    };
+    let h3 = store.head(&other, &key3).await.unwrap().unwrap();
+    assert_eq!(h3.wrapped_dek, vec![winners[0]; 40]);
+    // An erased row is never rewritten; a tombstone's label moves with an empty key.
+    assert_eq!(store.erase(&org, &[key("r1")]).await.unwrap(), 2);
+    let tomb = row("r2", 2);
+    let out = store
+        .rewrap(&[rewrap_of(&row("r1", 2), 2, b"x"), rewrap_of(&tomb, 2, b"")])
+        .await
+        .unwrap();
+    assert_eq!(out, [false, true]);
+    // What is left under v1: r2's first version. Then nothing.
+    assert_eq!(store.kek_versions().await.unwrap(), usage(1, 1, 2, 3));
+    let left = all_below(store.as_ref(), 2, 10).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        store.rewrap(&[rewrap_of(&left[0], 2, b"y")]).await.unwrap(),
+        [true]
+    );
+    assert_eq!(
+        store.kek_versions().await.unwrap(),
+        [KekUsage {
+            kek_version: 2,
+            deks: 3,
+            rows: 4
+        }]
+    );
+    assert!(all_below(store.as_ref(), 2, 10).await.is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_record_store_rotates_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = phivault_store::SqliteStores::open(dir.path(), true)
+        .await
+        .unwrap();
+    rotates(stores.identity.clone()).await;
+}
+
+#[tokio::test]
+async fn postgres_record_store_rotates_keys() {
+    let Some(pool) = common::pool().await else {
+        return;
+    };
+    let schema = common::schema("rotation");
+    let store = phivault_store::postgres::PostgresRecordStore::open(pool.clone(), &schema)
+        .await
+        .unwrap();
+    rotates(Arc::new(store)).await;
+    common::drop_schema(&pool, &schema).await;
 }
 
 #[tokio::test]

@@ -10,12 +10,14 @@ pub mod auth;
 pub mod compliance;
 pub mod deid;
 mod error;
+pub mod keys;
 pub mod ops;
 pub mod policy;
 pub mod records;
 
 pub use deid::{DeidExport, DeidFormat, DeidMethod, DeidOptions};
 pub use error::VaultError;
+pub use keys::{KeyStatus, RotateOptions, RotationPlan, RotationProgress, RotationReport};
 pub use ops::bundle::{BundleKind, EntryResponse, Method};
 pub use ops::import::{ImportOptions, ImportProgress, ImportReport, Skipped};
 pub use records::history::HistoryEntry;
@@ -150,6 +152,8 @@ pub struct Vault {
     pub(crate) field_policy: Arc<policy::fields::FieldPolicy>,
     /// What the binary measures of its TLS listener, for the compliance report.
     pub(crate) transport: Option<Arc<dyn compliance::TransportSource>>,
+    /// The root key, to load KEK versions a rotation adds (here or on another node).
+    pub(crate) root: Option<Arc<dyn phivault_crypto::RootKeyProvider>>,
 }
 
 /// The stores a vault runs on.
@@ -174,6 +178,7 @@ impl Vault {
             auth_policy: auth::AuthPolicy::default(),
             field_policy: Arc::new(policy::fields::FieldPolicy::default()),
             transport: None,
+            root: None,
         }
     }
 

@@ -86,6 +86,29 @@ pub fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
+/// What a successful `phivault …` printed on standard output (panics with its output if it
+/// failed).
+pub fn stdout_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `phivault import` of the repo's fixtures into the vault in `data`.
+pub fn import_repo_fixtures(data: &Path) {
+    let files: Vec<String> = super::repo_fixtures()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    stdout_ok(&cli(data, &args));
+}
+
 /// `id:secret` of the client `phivault client add --json` printed.
 pub fn basic_of(out: &Output) -> String {
     let c = json_of(out);

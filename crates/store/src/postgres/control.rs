@@ -149,6 +149,25 @@ impl ControlStore for PostgresControlStore {
         Ok(())
     }
 
+    /// Deletes the entry, then VACUUMs the table: a dead row version would keep the wrapped
+    /// key until its space is reused.
+    async fn remove_keyring_entry(&self, purpose: &str, version: u32) -> Result<bool, StoreError> {
+        let done = sqlx::query(self.q("DELETE FROM {s}.keyring WHERE purpose = ? AND version = ?"))
+            .bind(purpose)
+            .bind(i64::from(version))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable("remove keyring entry"))?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "VACUUM {}.keyring",
+            self.schema
+        )))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("remove keyring entry"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn create_user(&self, u: &UserRecord) -> Result<bool, StoreError> {
         let done = sqlx::query(self.q(
             "INSERT INTO {s}.users (id, org, username, role, password_hash, password_changed_at, \

@@ -7,6 +7,7 @@ use phivault_core::{
     BeforeCommit, ColumnInfo, Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore,
     RecordWrite, ResourceId, ResourceType, SealedRecord, StoreError, Version, WriteOutcome,
 };
+use phivault_core::{KekUsage, Rewrap, WrappedDek};
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 
@@ -410,5 +411,22 @@ impl RecordStore for PostgresRecordStore {
         .await
         .map_err(unavailable(ctx))?;
         rows.iter().map(crate::rows::column).collect()
+    }
+
+    async fn kek_versions(&self) -> Result<Vec<KekUsage>, StoreError> {
+        crate::rewrap::postgres::kek_versions(&self.pool, &self.schema).await
+    }
+
+    async fn wrapped_below(
+        &self,
+        kek: u32,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<WrappedDek>, StoreError> {
+        crate::rewrap::postgres::wrapped_below(&self.pool, &self.schema, kek, after, limit).await
+    }
+
+    async fn rewrap(&self, items: &[Rewrap]) -> Result<Vec<bool>, StoreError> {
+        crate::rewrap::postgres::rewrap(&self.pool, &self.schema, items).await
     }
 }

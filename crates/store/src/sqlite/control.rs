@@ -127,6 +127,23 @@ impl ControlStore for SqliteControlStore {
         Ok(())
     }
 
+    /// Deletes the entry (`secure_delete` zeroes it in the file), then truncates the
+    /// write-ahead log so no page image of it stays there.
+    async fn remove_keyring_entry(&self, purpose: &str, version: u32) -> Result<bool, StoreError> {
+        let ctx = "remove keyring entry";
+        let done = sqlx::query("DELETE FROM keyring WHERE purpose = ? AND version = ?")
+            .bind(purpose)
+            .bind(i64::from(version))
+            .execute(&self.db.writer)
+            .await
+            .map_err(unavailable(ctx))?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.db.writer)
+            .await
+            .map_err(unavailable(ctx))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn create_user(&self, u: &UserRecord) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO users (id, org, username, role, password_hash, password_changed_at, \

@@ -7,6 +7,7 @@ use phivault_core::{
     RecordWrite, ResourceId, ResourceType, SealedRecord, StoreError, StoreKind, Version,
     WriteOutcome,
 };
+use phivault_core::{KekUsage, Rewrap, WrappedDek};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use tokio::sync::oneshot;
@@ -637,5 +638,22 @@ impl RecordStore for SqliteRecordStore {
         .await
         .map_err(unavailable(ctx))?;
         rows.iter().map(crate::rows::column).collect()
+    }
+
+    async fn kek_versions(&self) -> Result<Vec<KekUsage>, StoreError> {
+        crate::rewrap::sqlite::kek_versions(&self.db).await
+    }
+
+    async fn wrapped_below(
+        &self,
+        kek: u32,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<WrappedDek>, StoreError> {
+        crate::rewrap::sqlite::wrapped_below(&self.db, kek, after, limit).await
+    }
+
+    async fn rewrap(&self, items: &[Rewrap]) -> Result<Vec<bool>, StoreError> {
+        crate::rewrap::sqlite::rewrap(&self.db, items).await
     }
 }

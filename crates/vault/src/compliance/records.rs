@@ -172,6 +172,7 @@ impl Vault {
                     rtype: last.rtype,
                     id: last.id.clone(),
                 });
+                self.know_keks(&page).await?;
                 for rec in &page {
                     self.inspect(&octx, kind, rec, tally);
                 }
@@ -185,7 +186,10 @@ impl Vault {
                             break;
                         }
                         match store.version(org, &key, Version(v)).await? {
-                            Some(rec) if !rec.deleted => self.inspect(&octx, kind, &rec, tally),
+                            Some(rec) if !rec.deleted => {
+                                self.know_keks([&rec]).await?;
+                                self.inspect(&octx, kind, &rec, tally);
+                            }
                             Some(_) | None => {}
                         }
                     }

@@ -214,6 +214,7 @@ impl Vault {
                 rtype: last.rtype,
                 id: last.id.clone(),
             });
+            self.know_keks(&recs).await?;
             for r in &recs {
                 f(self.unseal(ctx, r)?);
             }

@@ -573,6 +573,7 @@ impl Vault {
                 let Some(old) = self.identity.version(&ctx.org, &key, before).await? else {
                     continue;
                 };
+                self.know_keks([&old]).await?;
                 let write = if old.deleted {
                     self.tombstone(&r.write.record)
                 } else {

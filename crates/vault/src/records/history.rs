@@ -57,6 +57,7 @@ impl Vault {
                     store.version(&ctx.org, &key, Version(v)).await?
                 };
                 if let Some(rec) = rec {
+                    self.know_keks([&rec]).await?;
                     let stored = if rec.deleted {
                         None
                     } else {
@@ -109,6 +110,7 @@ impl Vault {
                 return Err(VaultError::NotFound);
             }
             let recs = self.clinical.linked(&ctx.org, &link).await?;
+            self.know_keks(&recs).await?;
             let mut out = Vec::new();
             for r in recs.iter().filter(|r| r.rtype == rtype) {
                 let s = self.unseal(ctx, r)?;
@@ -146,6 +148,7 @@ impl Vault {
         let result = async {
             let me = self.read_row(ctx, &key).await?;
             let recs = self.clinical.linked(&ctx.org, &link).await?;
+            self.know_keks(&recs).await?;
             let mut out = vec![(key.id.clone(), me)];
             for r in &recs {
                 out.push((r.id.clone(), self.unseal(ctx, r)?));

@@ -111,6 +111,7 @@ impl Vault {
             .head(&ctx.org, key)
             .await?
             .ok_or(VaultError::NotFound)?;
+        self.know_keks([&rec]).await?;
         self.unseal(ctx, &rec)
     }
 
@@ -491,6 +492,7 @@ impl Vault {
                 .version(&ctx.org, &key, version)
                 .await?
                 .ok_or(VaultError::NotFound)?;
+            self.know_keks([&rec]).await?;
             self.unseal(ctx, &rec)
         }
         .await;
@@ -602,6 +604,7 @@ impl Vault {
                 return Err(VaultError::NotFound);
             }
             let recs = self.clinical.linked(&ctx.org, &link).await?;
+            self.know_keks(&recs).await?;
             recs.iter()
                 .map(|r| self.unseal(ctx, r).map(|s| (r.id.clone(), s)))
                 .collect::<Result<Vec<_>, _>>()
@@ -663,6 +666,9 @@ impl Vault {
             })
         });
         let mut event = self.event(ctx, "export");
+        if let Err(e) = self.know_keks(&recs).await {
+            return self.audit_failure(event, e).await;
+        }
         let page = match recs
             .iter()
             .map(|r| self.unseal(ctx, r))
