@@ -134,12 +134,18 @@ pub struct TlsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a new vault: root key sealed by the passphrase, keyring, stores, organization `default`.
+    /// Create a new vault: root key sealed by the passphrase (or made in a PKCS#11 token when
+    /// PHIVAULT_PKCS11_* is set), keyring, stores, organization `default`.
     Init {
         #[command(flatten)]
         dir: DirArgs,
         #[command(flatten)]
         tls: TlsArgs,
+        /// With PHIVAULT_PKCS11_*: use the key the token already holds under
+        /// PHIVAULT_PKCS11_KEY_LABEL (it must be AES-256, sensitive, not extractable) instead of
+        /// generating one; without this flag init refuses an existing key.
+        #[arg(long)]
+        pkcs11_use_existing_key: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -534,8 +540,8 @@ fn clock() -> Arc<dyn Clock> {
 }
 
 pub(crate) async fn open(dir: &Path) -> Result<Opened, String> {
-    let pass = config::passphrase(false)?;
-    datadir::open(dir, &pass, clock())
+    let root = config::root_key(dir)?;
+    datadir::open(dir, &root, clock())
         .await
         .map_err(|e| e.to_string())
 }
@@ -554,13 +560,18 @@ pub(crate) async fn ctx(opened: &Opened, org: &OrgArgs) -> Result<Ctx, String> {
 
 async fn run(cmd: Command) -> Result<ExitCode, String> {
     match cmd {
-        Command::Init { dir, tls, json } => {
+        Command::Init {
+            dir,
+            tls,
+            pkcs11_use_existing_key,
+            json,
+        } => {
             let dir = dir.data_dir;
             if datadir::holds_vault(&dir) {
                 return Err(datadir::DataDirError::AlreadyInitialized(dir).to_string());
             }
-            let pass = config::passphrase(true)?;
-            datadir::init(&dir, &pass, clock().as_ref())
+            let root = config::root_key_for_init(pkcs11_use_existing_key)?;
+            datadir::init(&dir, &root, clock().as_ref())
                 .await
                 .map_err(|e| e.to_string())?;
             if tls.tls_cert.is_none() {
@@ -574,11 +585,20 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
             if json {
                 println!(
                     "{}",
-                    json!({"data_dir": dir.display().to_string(), "organization": datadir::DEFAULT_ORG})
+                    json!({"data_dir": dir.display().to_string(), "organization": datadir::DEFAULT_ORG,
+                           "root_key_provider": root.provider_name()})
                 );
             } else {
+                let keep = match &root {
+                    datadir::RootKey::Passphrase(_) => "keep the passphrase safe".to_owned(),
+                    datadir::RootKey::Pkcs11 { config, .. } => format!(
+                        "its root key is the key '{}' in the PKCS#11 token '{}'; keep the token \
+                         and its PIN safe",
+                        config.key_label, config.token_label
+                    ),
+                };
                 println!(
-                    "initialized a vault in {} (organization '{}'); keep the passphrase safe: \
+                    "initialized a vault in {} (organization '{}'); {keep}: \
                      without it nothing in the vault can be opened",
                     dir.display(),
                     datadir::DEFAULT_ORG
@@ -1296,6 +1316,13 @@ async fn serve_cmd(
     let mllp = crate::mllp::Settings::from_env(mllp_listen)?;
     let backups = crate::backup::Schedule::from_env()?;
     let dev_pass = dev_passphrase_path(&dir);
+    if dev && !datadir::holds_vault(&dir) && config::pkcs11()?.is_some() {
+        return Err(
+            "serve --dev creates a passphrase vault; with PHIVAULT_PKCS11_* set, \
+                    run `phivault init` first (it makes the root key in the token)"
+                .into(),
+        );
+    }
     if dev && !datadir::holds_vault(&dir) {
         let pass = phivault_crypto::Passphrase::new(
             phivault_crypto::random_passphrase().map_err(|e| e.to_string())?,
@@ -1315,16 +1342,17 @@ async fn serve_cmd(
             dev_pass.display()
         );
     }
-    let pass = if dev
+    let root = if dev
         && std::env::var_os("PHIVAULT_PASSPHRASE_FILE").is_none()
         && std::env::var_os("PHIVAULT_PASSPHRASE").is_none()
+        && datadir::root_key_kind(&dir) == Some(datadir::RootKeyKind::Keyfile)
         && dev_pass.exists()
     {
-        config::passphrase_from_file(&dev_pass)?
+        datadir::RootKey::Passphrase(config::passphrase_from_file(&dev_pass)?)
     } else {
-        config::passphrase(false)?
+        config::root_key(&dir)?
     };
-    let opened = datadir::open(&dir, &pass, clock())
+    let opened = datadir::open(&dir, &root, clock())
         .await
         .map_err(|e| e.to_string())?;
     let bootstrap = if dev {

@@ -3,10 +3,10 @@
 //! hands it what the binary knows of its TLS listener, and prints.
 use crate::cli::{DirArgs, TlsArgs};
 use crate::config;
-use crate::datadir::{self, Opened};
+use crate::datadir::Opened;
 use crate::tls_probe::{ListenerTls, Target};
 use clap::Subcommand;
-use phivault_core::{OrgId, SystemClock};
+use phivault_core::OrgId;
 use phivault_vault::{Actor, Ctx};
 use serde_json::json;
 use std::process::ExitCode;
@@ -50,10 +50,8 @@ pub enum ComplianceCmd {
 /// Opens the vault for the operator. The report covers every organization; its audit event
 /// is filed under the only organization, or `unknown` when there are several.
 pub(crate) async fn open(dir: &DirArgs) -> Result<(Opened, Ctx), String> {
-    let pass = config::passphrase(false)?;
-    let opened = datadir::open(&dir.data_dir, &pass, Arc::new(SystemClock))
-        .await
-        .map_err(|e| e.to_string())?;
+    // The passphrase, or the PKCS#11 token when the root key is there.
+    let opened = crate::cli::open(&dir.data_dir).await?;
     let org = opened.org(None).await.unwrap_or_else(|_| OrgId::unknown());
     let actor = Actor::Operator {
         os_user: config::os_user(),

@@ -2,7 +2,9 @@
 //! clap's `env`). An unknown `PHIVAULT_*` variable is an error, so a typo never silently
 //! falls back to a default. Secrets come from a file (`_FILE`) or the environment, never from
 //! a command-line flag.
+use crate::datadir::{RootKey, RootKeyKind};
 use phivault_crypto::Passphrase;
+use phivault_crypto::pkcs11::{DEFAULT_KEY_LABEL, ExistingKey, Pin, Pkcs11Config};
 use std::io::IsTerminal;
 use std::path::Path;
 
@@ -38,6 +40,10 @@ pub const KNOWN_VARS: &[&str] = &[
     "PHIVAULT_ORG",
     "PHIVAULT_PASSPHRASE",
     "PHIVAULT_PASSPHRASE_FILE",
+    "PHIVAULT_PKCS11_KEY_LABEL",
+    "PHIVAULT_PKCS11_MODULE",
+    "PHIVAULT_PKCS11_PIN_FILE",
+    "PHIVAULT_PKCS11_TOKEN",
     "PHIVAULT_POLICY_FILE",
     "PHIVAULT_TLS_CERT",
     "PHIVAULT_TLS_KEY",
@@ -139,6 +145,93 @@ fn secret_file(var: &str, path: &Path) -> Result<Passphrase, String> {
         return Err(format!("{} is empty", path.display()));
     }
     Ok(pass)
+}
+
+const PKCS11_VARS: [&str; 4] = [
+    "PHIVAULT_PKCS11_MODULE",
+    "PHIVAULT_PKCS11_TOKEN",
+    "PHIVAULT_PKCS11_PIN_FILE",
+    "PHIVAULT_PKCS11_KEY_LABEL",
+];
+
+fn env_value(var: &str) -> Option<String> {
+    std::env::var(var)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The PKCS#11 root key's configuration, if any `PHIVAULT_PKCS11_*` variable is set: the
+/// module, the token label and the PIN file are then all required (the key label defaults to
+/// `phivault-root`). The PIN comes only from a file.
+pub fn pkcs11() -> Result<Option<Pkcs11Config>, String> {
+    if PKCS11_VARS.iter().all(|v| std::env::var_os(v).is_none()) {
+        return Ok(None);
+    }
+    let values = PKCS11_VARS.map(env_value);
+    let missing: Vec<&str> = PKCS11_VARS
+        .iter()
+        .zip(&values)
+        .take(3)
+        .filter(|(_, v)| v.is_none())
+        .map(|(name, _)| *name)
+        .collect();
+    let [module, token, pin_file, key] = values;
+    let (Some(module), Some(token), Some(pin_file)) = (module, token, pin_file) else {
+        return Err(format!(
+            "{} not set: the PKCS#11 root key needs the module's path \
+             (PHIVAULT_PKCS11_MODULE), the token's label (PHIVAULT_PKCS11_TOKEN) and a file \
+             holding the user PIN (PHIVAULT_PKCS11_PIN_FILE)",
+            missing.join(", ")
+        ));
+    };
+    let pin: Pin = secret_file("PHIVAULT_PKCS11_PIN_FILE", Path::new(&pin_file))?;
+    Ok(Some(Pkcs11Config {
+        module: module.into(),
+        token_label: token,
+        key_label: key.unwrap_or_else(|| DEFAULT_KEY_LABEL.to_owned()),
+        pin,
+    }))
+}
+
+/// The root key to open the vault in `dir` with: the PKCS#11 token if the vault keeps its
+/// root key there (or if `PHIVAULT_PKCS11_*` is set, so a mismatch is reported, not ignored),
+/// else the passphrase.
+pub fn root_key(dir: &Path) -> Result<RootKey, String> {
+    let hsm = pkcs11()?;
+    match (crate::datadir::root_key_kind(dir), hsm) {
+        (_, Some(config)) => Ok(RootKey::Pkcs11 {
+            config,
+            existing: ExistingKey::Refuse,
+        }),
+        (Some(RootKeyKind::Pkcs11), None) => Err(format!(
+            "the root key of the vault at {} is in a PKCS#11 token: set \
+             PHIVAULT_PKCS11_MODULE, PHIVAULT_PKCS11_TOKEN and PHIVAULT_PKCS11_PIN_FILE",
+            dir.display(),
+        )),
+        (_, None) => passphrase(false).map(RootKey::Passphrase),
+    }
+}
+
+/// The root key `init` makes: a key in the PKCS#11 token when `PHIVAULT_PKCS11_*` is set
+/// (`use_existing`: adopt a key that already has the label), else a key file sealed by the
+/// passphrase (asked twice on a terminal).
+pub fn root_key_for_init(use_existing: bool) -> Result<RootKey, String> {
+    match pkcs11()? {
+        Some(config) => Ok(RootKey::Pkcs11 {
+            config,
+            existing: if use_existing {
+                ExistingKey::Use
+            } else {
+                ExistingKey::Refuse
+            },
+        }),
+        None if use_existing => Err("--pkcs11-use-existing-key needs the PKCS#11 \
+                                     configuration (PHIVAULT_PKCS11_MODULE, \
+                                     PHIVAULT_PKCS11_TOKEN, PHIVAULT_PKCS11_PIN_FILE)"
+            .into()),
+        None => passphrase(true).map(RootKey::Passphrase),
+    }
 }
 
 /// The operator's OS user name, for `cli:<user>` in the audit trail: `USER`/`LOGNAME`, else

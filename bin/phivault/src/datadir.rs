@@ -1,4 +1,5 @@
-//! A data dir: `keys/root.key` (the passphrase-sealed root key) and the SQLite stores
+//! A data dir: `keys/root.key` (the passphrase-sealed root key) — or `keys/root.pkcs11`, a
+//! note that the root key is an AES key inside a PKCS#11 token — and the SQLite stores
 //! `identity.db`, `clinical.db`, `audit.db`, `control.db` — or, with `PHIVAULT_DATABASE_URL`,
 //! the same four stores in PostgreSQL schemas (`<prefix>_identity`, `_clinical`, `_control`,
 //! `_audit`; prefix `PHIVAULT_DATABASE_SCHEMA`, default `phivault`) while the root key stays in
@@ -7,7 +8,8 @@
 use phivault_core::{
     AuditStore, Clock, ControlStore, OrgId, Organization, RecordStore, StoreError,
 };
-use phivault_crypto::{CryptoError, KeyfileProvider, Keyring, Passphrase};
+use phivault_crypto::pkcs11::{ExistingKey, Pkcs11Config, Pkcs11Provider};
+use phivault_crypto::{CryptoError, KeyfileProvider, Keyring, Passphrase, RootKeyProvider};
 use phivault_store::SqliteStores;
 pub use phivault_store::postgres::{PoolLimits, StoreUrls};
 use phivault_store::sqlite::{AUDIT_DB, CLINICAL_DB, CONTROL_DB, IDENTITY_DB};
@@ -18,6 +20,9 @@ use thiserror::Error;
 
 pub const KEYS_DIR: &str = "keys";
 pub const ROOT_KEY: &str = "root.key";
+/// In place of `root.key` when the root key is in a PKCS#11 token: which token and key (no
+/// secret; the key never leaves the token).
+pub const ROOT_KEY_PKCS11: &str = "root.pkcs11";
 pub const DB_FILES: [&str; 4] = [IDENTITY_DB, CLINICAL_DB, AUDIT_DB, CONTROL_DB];
 const INITIALIZED: &str = "initialized";
 pub const DEFAULT_ORG: &str = "default";
@@ -46,6 +51,123 @@ pub enum DataDirError {
     BadOrg(String),
     #[error("{0}")]
     Policy(String),
+    #[error("the root key of the vault at {0} is {1}, but {2} was given")]
+    WrongRootKey(PathBuf, &'static str, &'static str),
+}
+
+/// Where a vault's root key comes from.
+#[derive(Debug)]
+pub enum RootKey {
+    /// `keys/root.key`, sealed under the operator's passphrase.
+    Passphrase(Passphrase),
+    /// An AES key inside a PKCS#11 token. `existing` says what `init` does with a key that
+    /// already has the label (opening ignores it).
+    Pkcs11 {
+        config: Pkcs11Config,
+        existing: ExistingKey,
+    },
+}
+
+impl RootKey {
+    /// `keyfile` or `pkcs11`, as the control store records it.
+    pub fn provider_name(&self) -> &'static str {
+        match self {
+            RootKey::Passphrase(_) => "keyfile",
+            RootKey::Pkcs11 { .. } => "pkcs11",
+        }
+    }
+}
+
+/// A borrowed [`RootKey`]; a `&Passphrase` converts into one.
+#[derive(Debug, Clone, Copy)]
+pub enum RootKeyRef<'a> {
+    Passphrase(&'a Passphrase),
+    Pkcs11(&'a Pkcs11Config, ExistingKey),
+}
+
+impl<'a> From<&'a Passphrase> for RootKeyRef<'a> {
+    fn from(p: &'a Passphrase) -> Self {
+        RootKeyRef::Passphrase(p)
+    }
+}
+
+impl<'a> From<&'a RootKey> for RootKeyRef<'a> {
+    fn from(r: &'a RootKey) -> Self {
+        match r {
+            RootKey::Passphrase(p) => RootKeyRef::Passphrase(p),
+            RootKey::Pkcs11 { config, existing } => RootKeyRef::Pkcs11(config, *existing),
+        }
+    }
+}
+
+/// Which kind of root key a data dir's vault uses, from its `keys/` directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootKeyKind {
+    Keyfile,
+    Pkcs11,
+}
+
+const KEYFILE_TEXT: &str = "keys/root.key, sealed by a passphrase";
+const PKCS11_TEXT: &str = "in a PKCS#11 token (keys/root.pkcs11)";
+
+/// The kind of root key of the vault in `dir`, if `dir` holds one.
+pub fn root_key_kind(dir: &Path) -> Option<RootKeyKind> {
+    if root_key_path(dir).exists() {
+        Some(RootKeyKind::Keyfile)
+    } else if pkcs11_marker_path(dir).exists() {
+        Some(RootKeyKind::Pkcs11)
+    } else {
+        None
+    }
+}
+
+fn pkcs11_marker_path(dir: &Path) -> PathBuf {
+    dir.join(KEYS_DIR).join(ROOT_KEY_PKCS11)
+}
+
+/// Writes `keys/root.pkcs11` (mode 0600, never overwriting): which token and key hold the
+/// root key, for operators and backups. Opening takes the token and key from the
+/// configuration; this file only says that the root key is not in the data dir.
+fn write_pkcs11_marker(dir: &Path, p: &Pkcs11Provider) -> Result<(), DataDirError> {
+    use std::io::Write;
+    let path = pkcs11_marker_path(dir);
+    let io = |e: std::io::Error| DataDirError::Io(path.clone(), e.kind());
+    let text = serde_json::to_vec_pretty(&serde_json::json!({
+        "format": "phivault-root-key-pkcs11",
+        "version": 1,
+        "token_label": p.token_label(),
+        "key_label": p.key_label(),
+        "note": "the root key is an AES-256 key inside this PKCS#11 token and never leaves it",
+    }))
+    .map_err(|_| DataDirError::Io(path.clone(), std::io::ErrorKind::InvalidData))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&path).map_err(io)?;
+    f.write_all(&text).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// The root key provider `init` made, kept to undo a generated HSM key if `init` fails.
+enum Made {
+    Keyfile(KeyfileProvider),
+    Pkcs11 {
+        provider: Pkcs11Provider,
+        generated: bool,
+    },
+}
+
+impl Made {
+    fn provider(&self) -> &dyn RootKeyProvider {
+        match self {
+            Made::Keyfile(p) => p,
+            Made::Pkcs11 { provider, .. } => provider,
+        }
+    }
 }
 
 fn root_key_path(dir: &Path) -> PathBuf {
@@ -54,7 +176,7 @@ fn root_key_path(dir: &Path) -> PathBuf {
 
 /// Whether `dir` holds any part of a vault.
 pub fn holds_vault(dir: &Path) -> bool {
-    root_key_path(dir).exists() || DB_FILES.iter().any(|f| dir.join(f).exists())
+    root_key_kind(dir).is_some() || DB_FILES.iter().any(|f| dir.join(f).exists())
 }
 
 fn mkdir_private(path: &Path) -> Result<(), DataDirError> {
@@ -69,16 +191,21 @@ fn mkdir_private(path: &Path) -> Result<(), DataDirError> {
         .map_err(|e| DataDirError::Io(path.to_owned(), e.kind()))
 }
 
-/// Creates a new vault in `dir`: root key, keyring, stores, the `default` organization.
+/// Creates a new vault in `dir`: root key (a passphrase-sealed key file, or a key generated in
+/// a PKCS#11 token), keyring, stores, the `default` organization.
 /// Refuses, changing nothing, if `dir` already holds a vault. On failure, removes what it made.
-pub async fn init(dir: &Path, pass: &Passphrase, clock: &dyn Clock) -> Result<(), DataDirError> {
-    init_on(dir, pass, clock, Database::from_env().as_ref()).await
+pub async fn init<'a>(
+    dir: &Path,
+    root: impl Into<RootKeyRef<'a>>,
+    clock: &dyn Clock,
+) -> Result<(), DataDirError> {
+    init_on(dir, root, clock, Database::from_env().as_ref()).await
 }
 
 /// [`init`] with the stores in `db` (PostgreSQL) instead of the data dir.
-pub async fn init_on(
+pub async fn init_on<'a>(
     dir: &Path,
-    pass: &Passphrase,
+    root: impl Into<RootKeyRef<'a>>,
     clock: &dyn Clock,
     db: Option<&Database>,
 ) -> Result<(), DataDirError> {
@@ -86,10 +213,31 @@ pub async fn init_on(
         return Err(DataDirError::AlreadyInitialized(dir.to_owned()));
     }
     mkdir_private(&dir.join(KEYS_DIR))?;
-    let result = init_inner(dir, pass, clock, db).await;
+    let made = match root.into() {
+        RootKeyRef::Passphrase(pass) => {
+            KeyfileProvider::create(&root_key_path(dir), pass).map(Made::Keyfile)
+        }
+        RootKeyRef::Pkcs11(config, existing) => Pkcs11Provider::create(config, existing)
+            .map(|(provider, generated)| Made::Pkcs11 {
+                provider,
+                generated,
+            })
+            .map_err(CryptoError::from),
+    }?;
+    let result = init_inner(dir, &made, clock, db).await;
     if result.is_err() {
         // Leave no half-made vault behind (only files this call created can exist here).
         let _ = std::fs::remove_file(root_key_path(dir));
+        let _ = std::fs::remove_file(pkcs11_marker_path(dir));
+        if let Made::Pkcs11 {
+            provider,
+            generated: true,
+        } = made
+        {
+            // Nothing was sealed under the key this call generated: destroy it, so that
+            // `init` can be run again.
+            let _ = provider.destroy_key();
+        }
         for f in DB_FILES {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(dir.join(format!("{f}{suffix}")));
@@ -101,18 +249,21 @@ pub async fn init_on(
 
 async fn init_inner(
     dir: &Path,
-    pass: &Passphrase,
+    made: &Made,
     clock: &dyn Clock,
     db: Option<&Database>,
 ) -> Result<(), DataDirError> {
-    let provider = KeyfileProvider::create(&root_key_path(dir), pass)?;
+    if let Made::Pkcs11 { provider, .. } = made {
+        write_pkcs11_marker(dir, provider)?;
+    }
+    let provider = made.provider();
     let stores = Backend::open(dir, true, db).await?;
     if stores.control.get_setting(INITIALIZED).await?.as_deref() == Some("1") {
         // A database that already holds a vault (another data dir's): change nothing.
         stores.close().await;
         return Err(DataDirError::AlreadyInitialized(dir.to_owned()));
     }
-    let (_, entries) = Keyring::generate(&provider, clock.now_millis())?;
+    let (_, entries) = Keyring::generate(provider, clock.now_millis())?;
     let control = stores.control.clone();
     control.add_keyring_entries(&entries).await?;
     control
@@ -122,7 +273,9 @@ async fn init_inner(
             created_at: clock.now_millis(),
         })
         .await?;
-    control.put_setting("root_key_provider", "keyfile").await?;
+    control
+        .put_setting("root_key_provider", provider.describe())
+        .await?;
     control.put_setting(INITIALIZED, "1").await?;
     stores.close().await;
     Ok(())
@@ -295,28 +448,40 @@ impl Opened {
     }
 }
 
-/// Opens the vault in `dir`. The passphrase is checked against `keys/root.key` before any
-/// database is opened, so a wrong passphrase leaves the data dir byte-for-byte unchanged.
-pub async fn open(
+/// Opens the vault in `dir`. The root key is checked (the passphrase against `keys/root.key`,
+/// or the PKCS#11 token, PIN and key) before any database is opened, so a wrong passphrase or
+/// a missing token leaves the data dir byte-for-byte unchanged.
+pub async fn open<'a>(
     dir: &Path,
-    pass: &Passphrase,
+    root: impl Into<RootKeyRef<'a>>,
     clock: Arc<dyn Clock>,
 ) -> Result<Opened, DataDirError> {
-    open_on(dir, pass, clock, Database::from_env().as_ref()).await
+    open_on(dir, root, clock, Database::from_env().as_ref()).await
 }
 
 /// [`open`] with the stores in `db` (PostgreSQL) instead of the data dir.
-pub async fn open_on(
+pub async fn open_on<'a>(
     dir: &Path,
-    pass: &Passphrase,
+    root: impl Into<RootKeyRef<'a>>,
     clock: Arc<dyn Clock>,
     db: Option<&Database>,
 ) -> Result<Opened, DataDirError> {
-    let key_path = root_key_path(dir);
-    if !key_path.exists() {
-        return Err(DataDirError::NotAVault(dir.to_owned()));
-    }
-    let provider = KeyfileProvider::open(&key_path, pass)?;
+    let wrong = |vault, given| DataDirError::WrongRootKey(dir.to_owned(), vault, given);
+    let provider: Box<dyn RootKeyProvider> = match (root_key_kind(dir), root.into()) {
+        (None, _) => return Err(DataDirError::NotAVault(dir.to_owned())),
+        (Some(RootKeyKind::Keyfile), RootKeyRef::Passphrase(pass)) => {
+            Box::new(KeyfileProvider::open(&root_key_path(dir), pass)?)
+        }
+        (Some(RootKeyKind::Pkcs11), RootKeyRef::Pkcs11(config, _)) => {
+            Box::new(Pkcs11Provider::open(config).map_err(CryptoError::from)?)
+        }
+        (Some(RootKeyKind::Keyfile), RootKeyRef::Pkcs11(..)) => {
+            return Err(wrong(KEYFILE_TEXT, "a PKCS#11 token (PHIVAULT_PKCS11_*)"));
+        }
+        (Some(RootKeyKind::Pkcs11), RootKeyRef::Passphrase(_)) => {
+            return Err(wrong(PKCS11_TEXT, "a passphrase"));
+        }
+    };
     for f in DB_FILES {
         if db.is_none() && !dir.join(f).exists() {
             return Err(DataDirError::Incomplete(dir.to_owned(), f.to_owned()));
@@ -330,8 +495,16 @@ pub async fn open_on(
             "a finished init".into(),
         ));
     }
+    let recorded = stores.control.get_setting("root_key_provider").await?;
+    if let Some(r) = recorded.filter(|r| r != provider.describe()) {
+        stores.close().await;
+        return Err(DataDirError::Incomplete(
+            dir.to_owned(),
+            format!("the {r} root key its control store names"),
+        ));
+    }
     let entries = stores.control.keyring().await?;
-    let keyring = match Keyring::load(&provider, &entries) {
+    let keyring = match Keyring::load(provider.as_ref(), &entries) {
         Ok(k) => k,
         Err(e) => {
             stores.close().await;
@@ -349,7 +522,7 @@ pub async fn open_on(
         clock,
     )
     // So KEK versions a rotation adds (here or on another node) can be loaded while running.
-    .with_root_key(Arc::new(provider));
+    .with_root_key(Arc::from(provider));
     let vault = match std::env::var_os("PHIVAULT_POLICY_FILE") {
         None => vault,
         Some(path) => {

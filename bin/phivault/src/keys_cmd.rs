@@ -102,6 +102,14 @@ pub async fn run(cmd: KeysCmd) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         KeysCmd::ChangePassphrase { dir } => {
+            if datadir::root_key_kind(&dir.data_dir) == Some(datadir::RootKeyKind::Pkcs11) {
+                return Err(
+                    "the root key of this vault is in a PKCS#11 token: there is no \
+                            passphrase to change (the token's PIN is changed with the HSM's \
+                            own tools)"
+                        .into(),
+                );
+            }
             let new = config::new_passphrase()?;
             let old = config::passphrase(false)?;
             if phivault_crypto::aead::ct_eq(old.expose().as_bytes(), new.expose().as_bytes()) {

@@ -14,7 +14,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use phivault_crypto::pkcs11::{ExistingKey, HsmError, Pin, Pkcs11Config, Pkcs11Provider};
 use phivault_crypto::{CryptoError, RootKeyProvider};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const TOKEN: &str = "phivault-test";
@@ -23,34 +23,13 @@ const SO_PIN: &str = "so-pin-8765";
 const KEY: &str = "phivault-root";
 const CHILD: &str = "PHIVAULT_TEST_SOFTHSM_DIR";
 
-/// Where Debian and others put SoftHSM2's module.
-fn softhsm_module() -> Option<PathBuf> {
-    [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/local/lib/softhsm/libsofthsm2.so",
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-}
-
-fn softhsm_util_works() -> bool {
-    Command::new("softhsm2-util")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+#[path = "support/softhsm.rs"]
+mod softhsm;
 
 /// Runs `body` in a child process with a private SoftHSM2 holding one initialized token
 /// `TOKEN` (user PIN `PIN`). `name` is the test function's name.
 fn in_softhsm(name: &str, body: impl FnOnce(&Path, &Path)) {
-    let Some(module) = softhsm_module().filter(|_| softhsm_util_works()) else {
-        if std::env::var_os("CI").is_some() {
-            panic!("SoftHSM2 is not installed (apt-get install softhsm2); CI must run this test");
-        }
-        eprintln!("note: SoftHSM2 is not installed: skipping {name}");
+    let Some(module) = softhsm::available(name) else {
         return;
     };
     if let Some(dir) = std::env::var_os(CHILD) {
@@ -58,10 +37,11 @@ fn in_softhsm(name: &str, body: impl FnOnce(&Path, &Path)) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let conf = init_softhsm(tmp.path());
+    let hsm = softhsm::SoftHsm::at(tmp.path(), &module);
+    hsm.init_token(TOKEN, SO_PIN, PIN);
     let out = Command::new(std::env::current_exe().unwrap())
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("SOFTHSM2_CONF", &conf)
+        .env("SOFTHSM2_CONF", &hsm.conf)
         .env(CHILD, tmp.path())
         .output()
         .unwrap();
@@ -72,41 +52,6 @@ fn in_softhsm(name: &str, body: impl FnOnce(&Path, &Path)) {
         stdout.contains("1 passed"),
         "the child ran no test:\n{stdout}"
     );
-}
-
-/// A SoftHSM2 configuration with its own token directory in `dir`, and one token.
-fn init_softhsm(dir: &Path) -> PathBuf {
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            TOKEN,
-            "--so-pin",
-            SO_PIN,
-            "--pin",
-            PIN,
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "softhsm2-util: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    conf
 }
 
 fn config(module: &Path) -> Pkcs11Config {
