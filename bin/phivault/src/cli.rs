@@ -266,6 +266,12 @@ pub enum Command {
         #[command(subcommand)]
         what: crate::keys_cmd::KeysCmd,
     },
+    /// Retention rules per organization and resource type, and the run (or dry run) that
+    /// erases expired records by crypto-shredding.
+    Retention {
+        #[command(subcommand)]
+        what: crate::retention_cmd::RetentionCmd,
+    },
     /// The compliance report, measured from the running system, and its thresholds.
     Compliance {
         #[command(subcommand)]
@@ -699,6 +705,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         }
         Command::Audit { what } => audit_cmd(what).await,
         Command::Compliance { what } => crate::compliance_cmd::run(what).await,
+        Command::Retention { what } => crate::retention_cmd::run(what).await,
         Command::Keys { what } => crate::keys_cmd::run(what).await,
         Command::Backup { what } => crate::backup_cmd::run(what).await,
         Command::User { what } => user_cmd(what).await,
@@ -1314,6 +1321,7 @@ async fn serve_cmd(
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     crate::config::init_logging()?;
     let mllp = crate::mllp::Settings::from_env(mllp_listen)?;
+    let retention = crate::retention_cmd::Schedule::from_env()?;
     let backups = crate::backup::Schedule::from_env()?;
     let dev_pass = dev_passphrase_path(&dir);
     if dev && !datadir::holds_vault(&dir) && config::pkcs11()?.is_some() {
@@ -1373,6 +1381,9 @@ async fn serve_cmd(
             dir.clone(),
             clock(),
         ));
+    }
+    if let Some(schedule) = retention {
+        tokio::spawn(schedule.run(opened.vault.clone()));
     }
     let (cert, key) = crate::tls::paths(&dir, tls.tls_cert.as_deref(), tls.tls_key.as_deref());
     let config = match crate::tls::server_config(&cert, &key) {

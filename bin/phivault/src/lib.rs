@@ -12,6 +12,7 @@ pub mod deid_cmd;
 pub mod keys_cmd;
 pub mod mllp;
 pub mod qr;
+pub mod retention_cmd;
 pub mod serve;
 pub mod tls;
 pub mod tls_probe;

@@ -4,10 +4,10 @@
 //! for a record perhaps not yet destroyed, never a destroyed record without its tombstone.
 //! Restoring an older backup applies the newer tombstones ([`Vault::apply_tombstones`]), so
 //! an erased record does not come back from a copy taken before its erasure.
-use super::EraseReport;
+use super::{EraseReport, store_kind};
 use crate::error::VaultError;
 use crate::{Ctx, Vault};
-use phivault_core::{OrgId, RecordKey, ResourceId, ResourceType, StoreKind, Tombstone};
+use phivault_core::{Digest32, OrgId, RecordKey, ResourceId, ResourceType, StoreKind, Tombstone};
 use std::collections::BTreeMap;
 
 /// How many records one store erasure takes at most (each call ends with a checkpoint or a
@@ -70,6 +70,53 @@ impl Vault {
         }
     }
 
+    /// Erases single records of one type (not patients: a patient goes with all its records,
+    /// [`Vault::erase_patient`]) by crypto-shredding, with one audit event naming them (row
+    /// ids, their patients' pseudonyms, the count, `reason`) made durable first, then their
+    /// tombstones. Operator only. Returns how many versions were destroyed.
+    pub(crate) async fn erase_records_because(
+        &self,
+        ctx: &Ctx,
+        rtype: ResourceType,
+        records: &[(RecordKey, Option<Digest32>)],
+        reason: String,
+    ) -> Result<u64, VaultError> {
+        let mut event = self.event(ctx, "erase");
+        event.resource_type = Some(rtype.as_str().to_owned());
+        event.reason = Some(reason);
+        event.count = Some(records.len() as u64);
+        event.entities = records
+            .iter()
+            .map(|(k, _)| k.id.as_str().to_owned())
+            .collect();
+        for (_, link) in records {
+            event = event.patient(*link);
+        }
+        self.require_operator(ctx, &event).await?;
+        if rtype.is_patient() || records.iter().any(|(k, _)| k.rtype != rtype) {
+            let e = VaultError::Invalid("records of one non-patient type only".into());
+            return self.audit_failure(event, e).await;
+        }
+        self.audit(event.clone()).await?;
+        let kind = store_kind(rtype);
+        let keys: Vec<RecordKey> = records.iter().map(|(k, _)| k.clone()).collect();
+        let result = async {
+            self.control
+                .add_tombstones(&self.tombstones_for(ctx, kind, &keys))
+                .await?;
+            let mut destroyed = 0;
+            for chunk in keys.chunks(ERASE_CHUNK) {
+                destroyed += self.store(kind).erase(&ctx.org, chunk).await?;
+            }
+            Ok::<_, VaultError>(destroyed)
+        }
+        .await;
+        match result {
+            Ok(n) => Ok(n),
+            Err(e) => self.audit_failure(event, e).await,
+        }
+    }
+
     /// Tombstones, erased now, for `keys` of one store of the context's organization.
     fn tombstones_for(&self, ctx: &Ctx, store: StoreKind, keys: &[RecordKey]) -> Vec<Tombstone> {
         let now = self.clock.now_millis();
@@ -86,15 +133,28 @@ impl Vault {
     /// Every tombstone this vault has recorded (what a backup carries, so that restoring an
     /// older one can apply them). Operator only; audited (count only).
     pub async fn tombstones(&self, ctx: &Ctx) -> Result<Vec<Tombstone>, VaultError> {
-        let mut event = self.event(ctx, "read-tombstones");
+        let event = self.event(ctx, "read-tombstones");
         self.require_operator(ctx, &event).await?;
-        match self.control.tombstones().await {
+        let result = self.control.tombstones().await.map_err(VaultError::from);
+        self.audit_counted(event, result, |t| t.len() as u64).await
+    }
+
+    /// Finishes a call whose event carries a count: on success the event, with the count of
+    /// the result, is made durable before the result is returned; on failure the failure is
+    /// audited.
+    pub(crate) async fn audit_counted<T>(
+        &self,
+        mut event: crate::audit::AuditEvent,
+        result: Result<T, VaultError>,
+        count: impl FnOnce(&T) -> u64,
+    ) -> Result<T, VaultError> {
+        match result {
             Ok(t) => {
-                event.count = Some(t.len() as u64);
+                event.count = Some(count(&t));
                 self.audit(event).await?;
                 Ok(t)
             }
-            Err(e) => self.audit_failure(event, e.into()).await,
+            Err(e) => self.audit_failure(event, e).await,
         }
     }
 
