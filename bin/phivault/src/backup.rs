@@ -9,12 +9,15 @@
 //! the last (see `phivault_crypto::backup`). So the file opens with the root passphrase (or
 //! the HSM) and nothing else, a stolen file opens nothing without it, and any changed byte —
 //! header or payload — fails verification before anything is written where it was asked.
+use crate::datadir::RootKey;
 use crate::datadir::{self, DB_FILES, KEYS_DIR, ROOT_KEY};
 use base64::Engine;
-use phivault_core::{AuditStore, Clock, ControlStore, KeyringEntry, StoreKind};
+use phivault_core::{AuditStore, Clock, ControlStore, KeyringEntry, StoreKind, Tombstone};
 use phivault_crypto::backup::{BackupCipher, Sha256};
-use phivault_crypto::{KeyfileProvider, Keyring, Passphrase};
+use phivault_crypto::pkcs11::Pkcs11Provider;
+use phivault_crypto::{KeyfileProvider, Keyring, RootKeyProvider};
 use phivault_store::SqliteStores;
+use phivault_store::postgres::snapshot::TableCopy;
 use phivault_vault::audit::verify::Checkpoint;
 use phivault_vault::{Actor, Ctx};
 use serde::{Deserialize, Serialize};
@@ -38,10 +41,29 @@ struct Header {
     root_key_provider: String,
     /// `keys/root.key` (sealed by the passphrase), base64; absent when the root key is in an HSM.
     root_key: Option<String>,
+    /// `keys/root.pkcs11` (which token and key label hold the root key), base64, for an HSM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    root_key_marker: Option<String>,
     keyring: Vec<WrappedEntry>,
     files: Vec<FileEntry>,
     audit_head: Option<AuditHead>,
     chunk_size: u32,
+    /// PostgreSQL backups: the tables, in the order of `files` (`pg-<store>-<table>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pg_tables: Vec<PgTable>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PgTable {
+    store: String,
+    table: String,
+    columns: Vec<String>,
+}
+
+impl PgTable {
+    fn file_name(&self) -> String {
+        format!("pg-{}-{}", self.store, self.table)
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,6 +97,13 @@ pub struct Summary {
     pub audit_events: u64,
     /// Records whose every version was opened (verify and restore only).
     pub records_opened: u64,
+    /// Restore only: erasures known to newer backups (or `--tombstones-from`) applied again,
+    /// as record versions destroyed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tombstones_applied: Option<u64>,
+    /// Restore only: records the vault's retention rules erased because they expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_erased: Option<u64>,
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -86,7 +115,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -149,22 +178,20 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Writes a backup of the vault opened from `data_dir` to `out` (refused if it exists).
-/// Online: the stores are copied with `VACUUM INTO` while the server keeps serving.
+/// Online: SQLite stores are copied with `VACUUM INTO`, PostgreSQL schemas in one
+/// `REPEATABLE READ` snapshot, while the server keeps serving.
 pub async fn create(
     vault: &phivault_vault::Vault,
-    on_postgres: bool,
+    stores: &datadir::Backend,
     data_dir: &Path,
     out: &Path,
     clock: &dyn Clock,
 ) -> Result<Summary, String> {
-    if on_postgres {
-        return Err("backups of PostgreSQL stores are not built yet: use PostgreSQL's own \
-                    backups (pg_basebackup or pg_dump; the stores hold ciphertext only) and keep \
-                    keys/root.key apart from them"
-            .into());
-    }
     if out.exists() {
-        return Err(format!("{} exists; a backup never overwrites", out.display()));
+        return Err(format!(
+            "{} exists; a backup never overwrites",
+            out.display()
+        ));
     }
     let scratch = Scratch::new(out, "phivault-backup")?;
     for org in vault.organizations().await.map_err(|e| e.to_string())? {
@@ -173,32 +200,79 @@ pub async fn create(
             .await
             .map_err(|e| e.to_string())?;
     }
-    phivault_store::sqlite::snapshot_into(data_dir, &scratch.0)
-        .await
-        .map_err(|e| e.to_string())?;
-    // The copy's own keyring and audit head: consistent with the copied records.
-    let copy = SqliteStores::open(&scratch.0, false)
-        .await
-        .map_err(|e| e.to_string())?;
-    let read = async {
-        let keyring = copy.control.keyring().await?;
-        let provider = copy.control.get_setting("root_key_provider").await?;
-        let head = copy.audit.head().await?;
-        Ok::<_, phivault_core::StoreError>((keyring, provider, head))
-    }
-    .await;
-    copy.close().await;
-    let (keyring, provider, head) = read.map_err(|e| e.to_string())?;
-    let provider = provider.unwrap_or_else(|| "keyfile".into());
-    let root_key = match provider.as_str() {
-        "keyfile" => {
-            let p = data_dir.join(KEYS_DIR).join(ROOT_KEY);
-            Some(b64().encode(std::fs::read(&p).map_err(io(&p))?))
+    let (keyring, provider, head, pg_tables) = match stores.postgres_stores() {
+        None => {
+            phivault_store::sqlite::snapshot_into(data_dir, &scratch.0)
+                .await
+                .map_err(|e| e.to_string())?;
+            // The copy's own keyring and audit head: consistent with the copied records.
+            let copy = SqliteStores::open(&scratch.0, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            let read = async {
+                let keyring = copy.control.keyring().await?;
+                let provider = copy.control.get_setting("root_key_provider").await?;
+                let head = copy.audit.head().await?;
+                Ok::<_, phivault_core::StoreError>((keyring, provider, head))
+            }
+            .await;
+            copy.close().await;
+            let (k, p, h) = read.map_err(|e| e.to_string())?;
+            (k, p, h, Vec::new())
         }
-        _ => None,
+        Some(pg) => {
+            let pool = pg.whole_database().ok_or(
+                "the stores have databases of their own (PHIVAULT_DATABASE_URL_<STORE>): back \
+                 each up with PostgreSQL's own tools",
+            )?;
+            // The head before the snapshot: the copy holds at least the chain up to it.
+            let head = stores.audit.head().await.map_err(|e| e.to_string())?;
+            let copies = phivault_store::postgres::snapshot::export(pool, pg.prefix())
+                .await
+                .map_err(|e| e.to_string())?;
+            // Keys are only ever added (a KEK is retired only when it wraps nothing): the
+            // keyring read after the snapshot opens every copied record.
+            let keyring = stores.control.keyring().await.map_err(|e| e.to_string())?;
+            let provider = stores
+                .control
+                .get_setting("root_key_provider")
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut tables = Vec::new();
+            for c in copies {
+                let t = PgTable {
+                    store: c.store,
+                    table: c.table,
+                    columns: c.columns,
+                };
+                let p = scratch.0.join(t.file_name());
+                let mut f = create_private(&p)?;
+                f.write_all(&c.data).map_err(io(&p))?;
+                tables.push(t);
+            }
+            (keyring, provider, head, tables)
+        }
+    };
+    let provider = provider.unwrap_or_else(|| "keyfile".into());
+    let key_file = |name: &str| -> Result<String, String> {
+        let p = data_dir.join(KEYS_DIR).join(name);
+        Ok(b64().encode(std::fs::read(&p).map_err(io(&p))?))
+    };
+    let (root_key, root_key_marker) = match provider.as_str() {
+        "keyfile" => (Some(key_file(ROOT_KEY)?), None),
+        "pkcs11" => (None, Some(key_file(datadir::ROOT_KEY_PKCS11)?)),
+        other => return Err(format!("unknown root key provider '{other}'")),
+    };
+    let names: Vec<String> = if pg_tables.is_empty() {
+        phivault_store::sqlite::SNAPSHOT_ORDER
+            .iter()
+            .map(|n| (*n).to_owned())
+            .collect()
+    } else {
+        pg_tables.iter().map(PgTable::file_name).collect()
     };
     let mut files = Vec::new();
-    for name in phivault_store::sqlite::SNAPSHOT_ORDER {
+    for name in &names {
         let p = scratch.0.join(name);
         for suffix in ["-wal", "-shm"] {
             let _ = std::fs::remove_file(scratch.0.join(format!("{name}{suffix}")));
@@ -214,7 +288,7 @@ pub async fn create(
             size += n as u64;
         }
         files.push(FileEntry {
-            name: name.to_owned(),
+            name: name.clone(),
             size,
             sha256: hex(&h.finish()),
         });
@@ -222,9 +296,14 @@ pub async fn create(
     let header = Header {
         format: 1,
         created_at: clock.now_millis(),
-        backend: "sqlite".into(),
+        backend: if pg_tables.is_empty() {
+            "sqlite".into()
+        } else {
+            "postgres".into()
+        },
         root_key_provider: provider,
         root_key,
+        root_key_marker,
         keyring: keyring
             .iter()
             .map(|e| WrappedEntry {
@@ -240,6 +319,7 @@ pub async fn create(
             mac: hex(&h.mac),
         }),
         chunk_size: CHUNK as u32,
+        pg_tables,
     };
     let header_bytes = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
     let cipher = vault
@@ -266,6 +346,8 @@ pub async fn create(
         store_files: header.files.len(),
         audit_events: header.audit_head.map_or(0, |h| h.seq),
         records_opened: 0,
+        tombstones_applied: None,
+        retention_erased: None,
     })
 }
 
@@ -327,7 +409,8 @@ fn write_file(
             let take = usize::try_from(left.min(room)).map_err(|_| "size")?;
             let start = buf.len();
             buf.resize(start + take, 0);
-            r.read_exact(&mut buf[start..]).map_err(io(&p))?;
+            let tail = buf.get_mut(start..).ok_or("backup: buffer")?;
+            r.read_exact(tail).map_err(io(&p))?;
             left -= take as u64;
             if buf.len() == CHUNK {
                 emit(&mut buf, &mut w, &mut index)?;
@@ -361,11 +444,25 @@ fn read_header(r: &mut impl Read, path: &Path) -> Result<(Header, Vec<u8>), Stri
     let mut bytes = vec![0u8; len as usize];
     r.read_exact(&mut bytes).map_err(|_| bad())?;
     let header: Header = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    let names_ok = header.files.len() == DB_FILES.len()
-        && header
-            .files
-            .iter()
-            .all(|f| DB_FILES.contains(&f.name.as_str()));
+    let names_ok = match header.backend.as_str() {
+        "sqlite" => {
+            header.pg_tables.is_empty()
+                && header.files.len() == DB_FILES.len()
+                && header
+                    .files
+                    .iter()
+                    .all(|f| DB_FILES.contains(&f.name.as_str()))
+        }
+        "postgres" => {
+            header.files.len() == header.pg_tables.len()
+                && header
+                    .files
+                    .iter()
+                    .zip(&header.pg_tables)
+                    .all(|(f, t)| f.name == t.file_name() && !f.name.contains(['/', '.']))
+        }
+        _ => false,
+    };
     if header.format != 1 || header.chunk_size as usize != CHUNK || !names_ok {
         return Err(bad());
     }
@@ -374,39 +471,58 @@ fn read_header(r: &mut impl Read, path: &Path) -> Result<(Header, Vec<u8>), Stri
 
 /// Decrypts the backup at `file` into `into` (a fresh private dir: the store files and
 /// `keys/root.key`), checking every chunk and every file's hash. Returns the header.
-fn unpack(file: &Path, into: &Path, pass: &Passphrase) -> Result<Header, String> {
+fn unpack(file: &Path, into: &Path, root: &RootKey) -> Result<Header, String> {
     let damaged = || format!("{} is damaged or was changed", file.display());
     let mut r = BufReader::new(std::fs::File::open(file).map_err(io(file))?);
     let (header, header_bytes) = read_header(&mut r, file)?;
-    let key_path = into.join(KEYS_DIR).join(ROOT_KEY);
-    let keyring = match (&header.root_key_provider[..], &header.root_key) {
-        ("keyfile", Some(k)) => {
-            let bytes = b64().decode(k).map_err(|_| damaged())?;
-            let mut f = create_private(&key_path)?;
-            f.write_all(&bytes).map_err(io(&key_path))?;
-            f.sync_all().map_err(io(&key_path))?;
-            let provider = KeyfileProvider::open(&key_path, pass).map_err(|e| e.to_string())?;
-            let entries = header
-                .keyring
-                .iter()
-                .map(|e| {
-                    Ok(KeyringEntry {
-                        purpose: e.purpose.clone(),
-                        version: e.version,
-                        wrapped: b64().decode(&e.wrapped).map_err(|_| damaged())?,
-                        created_at: e.created_at,
-                    })
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            Keyring::load(&provider, &entries).map_err(|_| damaged())?
-        }
-        (other, _) => {
-            return Err(format!(
-                "this backup's root key is in a '{other}' provider, which restore does not \
-                 support yet"
-            ));
-        }
+    let write_key_file = |name: &str, b64_text: &str| -> Result<PathBuf, String> {
+        let bytes = b64().decode(b64_text).map_err(|_| damaged())?;
+        let path = into.join(KEYS_DIR).join(name);
+        let mut f = create_private(&path)?;
+        f.write_all(&bytes).map_err(io(&path))?;
+        f.sync_all().map_err(io(&path))?;
+        Ok(path)
     };
+    let provider: Box<dyn RootKeyProvider> = match (
+        header.root_key_provider.as_str(),
+        header.root_key.as_deref(),
+        root,
+    ) {
+        ("keyfile", Some(k), RootKey::Passphrase(pass)) => {
+            let key_path = write_key_file(ROOT_KEY, k)?;
+            Box::new(KeyfileProvider::open(&key_path, pass).map_err(|e| e.to_string())?)
+        }
+        ("pkcs11", None, RootKey::Pkcs11 { config, .. }) => {
+            let marker = header.root_key_marker.as_deref().ok_or_else(damaged)?;
+            write_key_file(datadir::ROOT_KEY_PKCS11, marker)?;
+            Box::new(Pkcs11Provider::open(config).map_err(|e| e.to_string())?)
+        }
+        ("keyfile", _, RootKey::Pkcs11 { .. }) => {
+            return Err("this backup's root key is sealed by a passphrase: unset \
+                        PHIVAULT_PKCS11_* and give the passphrase"
+                .into());
+        }
+        ("pkcs11", _, RootKey::Passphrase(_)) => {
+            return Err("this backup's root key is in a PKCS#11 token: set \
+                        PHIVAULT_PKCS11_MODULE, PHIVAULT_PKCS11_TOKEN and \
+                        PHIVAULT_PKCS11_PIN_FILE"
+                .into());
+        }
+        _ => return Err(damaged()),
+    };
+    let entries = header
+        .keyring
+        .iter()
+        .map(|e| {
+            Ok(KeyringEntry {
+                purpose: e.purpose.clone(),
+                version: e.version,
+                wrapped: b64().decode(&e.wrapped).map_err(|_| damaged())?,
+                created_at: e.created_at,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let keyring = Keyring::load(provider.as_ref(), &entries).map_err(|_| damaged())?;
     let cipher = BackupCipher::new(&keyring, &header_bytes).map_err(|e| e.to_string())?;
     let n = chunk_count(&header);
     let mut outs = Vec::new();
@@ -470,10 +586,11 @@ fn unpack(file: &Path, into: &Path, pass: &Passphrase) -> Result<Header, String>
 async fn check(
     dir: &Path,
     header: &Header,
-    pass: &Passphrase,
+    root: &RootKey,
     clock: Arc<dyn Clock>,
+    db: Option<&datadir::Database>,
 ) -> Result<(u64, u64), String> {
-    let opened = datadir::open_on(dir, pass, clock, None)
+    let opened = datadir::open_on(dir, root, clock, db)
         .await
         .map_err(|e| e.to_string())?;
     let result = async {
@@ -495,7 +612,12 @@ async fn check(
             ));
         }
         let mut records = 0u64;
-        for org in opened.vault.organizations().await.map_err(|e| e.to_string())? {
+        for org in opened
+            .vault
+            .organizations()
+            .await
+            .map_err(|e| e.to_string())?
+        {
             let ctx = operator(org.id);
             for kind in [StoreKind::Identity, StoreKind::Clinical] {
                 let mut after = None;
@@ -520,36 +642,251 @@ async fn check(
     result
 }
 
+/// The table copies of an unpacked PostgreSQL backup, read back from `dir`.
+fn pg_copies(dir: &Path, header: &Header) -> Result<Vec<TableCopy>, String> {
+    header
+        .pg_tables
+        .iter()
+        .map(|t| {
+            let p = dir.join(t.file_name());
+            Ok(TableCopy {
+                store: t.store.clone(),
+                table: t.table.clone(),
+                columns: t.columns.clone(),
+                data: std::fs::read(&p).map_err(io(&p))?,
+            })
+        })
+        .collect()
+}
+
+/// The configured database, for a PostgreSQL backup (and none for a SQLite one).
+fn target_database(header: &Header) -> Result<Option<datadir::Database>, String> {
+    let db = datadir::Database::from_env();
+    match (header.backend.as_str(), db) {
+        ("postgres", Some(db)) => Ok(Some(db)),
+        ("postgres", None) => Err("this backup is of PostgreSQL stores: set \
+             PHIVAULT_DATABASE_URL (and PHIVAULT_DATABASE_SCHEMA) to the database to use"
+            .into()),
+        (_, Some(_)) => Err(
+            "this backup is of SQLite stores: unset PHIVAULT_DATABASE_URL to \
+             restore it into a data dir"
+                .into(),
+        ),
+        (_, None) => Ok(None),
+    }
+}
+
+/// Loads an unpacked PostgreSQL backup into `db` (a new vault's empty schemas), then checks it.
+/// On any failure the schemas are emptied again when `drop_after` (a scratch prefix) is false
+/// only if the load itself failed (it is one transaction: nothing was written).
+async fn load_pg(unpacked: &Path, header: &Header, db: &datadir::Database) -> Result<(), String> {
+    let stores = datadir::Backend::open(unpacked, true, Some(db))
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = async {
+        let pg = stores.postgres_stores().ok_or("not PostgreSQL")?;
+        let pool = pg.whole_database().ok_or(
+            "restore needs the four schemas in one database (no PHIVAULT_DATABASE_URL_<STORE>)",
+        )?;
+        let copies = pg_copies(unpacked, header)?;
+        phivault_store::postgres::snapshot::import(pool, pg.prefix(), &copies)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    stores.close().await;
+    result
+}
+
+/// A scratch schema prefix in the configured database, for checking a PostgreSQL backup.
+fn scratch_database(db: &datadir::Database) -> Result<datadir::Database, String> {
+    let tag: String = phivault_crypto::random_token::<12>()
+        .map_err(|e| e.to_string())?
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .take(10)
+        .collect();
+    let mut scratch = db.clone();
+    scratch.prefix = format!("pvcheck{tag}");
+    Ok(scratch)
+}
+
+/// Drops a scratch vault's schemas.
+async fn drop_scratch(db: &datadir::Database) {
+    if let Ok(pool) = phivault_store::postgres::connect(&db.url, db.limits).await {
+        let _ = phivault_store::postgres::snapshot::drop_schemas(&pool, &db.prefix).await;
+        pool.close().await;
+    }
+}
+
+/// Unpacks and checks `file` in `scratch` (and, for PostgreSQL, in scratch schemas of the
+/// configured database, dropped afterwards). Returns the header and (events, records).
+async fn unpack_and_check(
+    file: &Path,
+    scratch: &Path,
+    root: &RootKey,
+    clock: Arc<dyn Clock>,
+) -> Result<(Header, u64, u64), String> {
+    let header = unpack(file, scratch, root)?;
+    let (events, records) = match target_database(&header)? {
+        None => check(scratch, &header, root, clock, None).await?,
+        Some(db) => {
+            let tmp = scratch_database(&db)?;
+            let result = async {
+                load_pg(scratch, &header, &tmp).await?;
+                check(scratch, &header, root, clock, Some(&tmp)).await
+            }
+            .await;
+            drop_scratch(&tmp).await;
+            result?
+        }
+    };
+    Ok((header, events, records))
+}
+
 /// Checks the backup at `file` without restoring it anywhere: decrypts it into a private
-/// scratch dir beside it, verifies hashes, the audit chain and every record, removes the copy.
-pub async fn verify(file: &Path, pass: &Passphrase, clock: Arc<dyn Clock>) -> Result<Summary, String> {
+/// scratch dir beside it (and scratch schemas, for PostgreSQL), verifies hashes, the audit
+/// chain and every record, and removes the copy.
+pub async fn verify(file: &Path, root: &RootKey, clock: Arc<dyn Clock>) -> Result<Summary, String> {
     let scratch = Scratch::new(file, "phivault-verify")?;
-    let header = unpack(file, &scratch.0, pass)?;
-    let (events, records) = check(&scratch.0, &header, pass, clock).await?;
-    Ok(Summary {
+    let (header, events, records) = unpack_and_check(file, &scratch.0, root, clock).await?;
+    Ok(summary(file, &header, events, records))
+}
+
+fn summary(file: &Path, header: &Header, events: u64, records: u64) -> Summary {
+    Summary {
         file: file.display().to_string(),
         created_at: header.created_at,
         bytes: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
         store_files: header.files.len(),
         audit_events: events,
         records_opened: records,
-    })
+        tombstones_applied: None,
+        retention_erased: None,
+    }
 }
 
-/// Restores the backup at `file` into `dir`, which must not exist or be empty. Everything is
-/// unpacked and checked in a scratch dir beside `dir` first; only a backup that verifies is
-/// moved into place, so a damaged one writes nothing at `dir`.
+/// The tombstones a vault knows: a data dir (opened with `root`) or another backup file.
+async fn tombstones_of(
+    source: &Path,
+    root: &RootKey,
+    clock: Arc<dyn Clock>,
+) -> Result<Vec<Tombstone>, String> {
+    let read = |opened: datadir::Opened| async move {
+        let mut all = Vec::new();
+        let result = async {
+            for org in opened.vault.organizations().await? {
+                all.extend(opened.vault.tombstones(&operator(org.id)).await?);
+            }
+            Ok::<_, phivault_vault::VaultError>(())
+        }
+        .await;
+        opened.close().await;
+        result.map(|()| all).map_err(|e| e.to_string())
+    };
+    if source.is_dir() {
+        let opened = datadir::open(source, root, clock)
+            .await
+            .map_err(|e| format!("{}: {e}", source.display()))?;
+        return read(opened).await;
+    }
+    let scratch = Scratch::new(source, "phivault-tombstones")?;
+    let header = unpack(source, &scratch.0, root)?;
+    match target_database(&header)? {
+        None => {
+            let opened = datadir::open_on(&scratch.0, root, clock, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            read(opened).await
+        }
+        Some(db) => {
+            let tmp = scratch_database(&db)?;
+            let result = async {
+                load_pg(&scratch.0, &header, &tmp).await?;
+                let opened = datadir::open_on(&scratch.0, root, clock, Some(&tmp))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                read(opened).await
+            }
+            .await;
+            drop_scratch(&tmp).await;
+            result
+        }
+    }
+}
+
+/// The backups beside `file` (same directory, `.pvbak`) made after `created_at`.
+fn newer_backups(file: &Path, created_at: i64) -> Vec<PathBuf> {
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == EXTENSION) && p.as_path() != file)
+        .filter(|p| {
+            std::fs::File::open(p)
+                .ok()
+                .and_then(|f| read_header(&mut BufReader::new(f), p).ok())
+                .is_some_and(|(h, _)| h.created_at > created_at)
+        })
+        .collect()
+}
+
+/// Makes a restored vault forget what was erased after its backup was taken: applies the
+/// tombstones of `sources` (crypto-shredding again what they erased), then the vault's own
+/// retention rules (what has expired since is erased again). Returns (versions destroyed by
+/// tombstones, records erased by retention).
+async fn forget_erased(
+    dir: &Path,
+    root: &RootKey,
+    clock: Arc<dyn Clock>,
+    db: Option<&datadir::Database>,
+    tombstones: &[Tombstone],
+) -> Result<(u64, u64), String> {
+    let opened = datadir::open_on(dir, root, clock, db)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = async {
+        let orgs = opened.vault.organizations().await?;
+        let mut destroyed = 0;
+        if let Some(first) = orgs.first() {
+            destroyed = opened
+                .vault
+                .apply_tombstones(&operator(first.id.clone()), tombstones)
+                .await?;
+        }
+        let mut expired = 0;
+        for org in orgs {
+            let report = opened.vault.retention_run(&operator(org.id)).await?;
+            expired += report.patients + report.records;
+        }
+        Ok::<_, phivault_vault::VaultError>((destroyed, expired))
+    }
+    .await;
+    opened.close().await;
+    result.map_err(|e| e.to_string())
+}
+
+/// Restores the backup at `file` into `dir`, which must not exist or be empty (and, for a
+/// PostgreSQL backup, into the configured database's schemas, which must be empty).
+/// Everything is unpacked and checked in scratch first; only a backup that verifies is moved
+/// into place (for PostgreSQL: loaded in one transaction), so a damaged one writes nothing.
+/// Crypto-shredding reaches backups: before the vault is put into place, the erasures known to
+/// newer backups beside `file` and to `tombstones_from` (data dirs or backup files) are applied
+/// again, and so are the vault's retention rules.
 pub async fn restore(
     file: &Path,
     dir: &Path,
-    pass: &Passphrase,
+    root: &RootKey,
     clock: Arc<dyn Clock>,
+    tombstones_from: &[PathBuf],
 ) -> Result<Summary, String> {
     if dir.exists() {
-        let empty = std::fs::read_dir(dir)
-            .map_err(io(dir))?
-            .next()
-            .is_none();
+        let empty = std::fs::read_dir(dir).map_err(io(dir))?.next().is_none();
         if !empty {
             return Err(format!(
                 "{} is not empty: restore only into a new or empty directory",
@@ -558,8 +895,22 @@ pub async fn restore(
         }
     }
     let scratch = Scratch::new(dir, "phivault-restore")?;
-    let header = unpack(file, &scratch.0, pass)?;
-    let (events, records) = check(&scratch.0, &header, pass, clock).await?;
+    let (header, events, records) = unpack_and_check(file, &scratch.0, root, clock.clone()).await?;
+    let mut sources = newer_backups(file, header.created_at);
+    sources.extend(tombstones_from.iter().cloned());
+    let mut tombstones = Vec::new();
+    for source in &sources {
+        tombstones.extend(tombstones_of(source, root, clock.clone()).await?);
+    }
+    let db = target_database(&header)?;
+    if let Some(db) = &db {
+        load_pg(&scratch.0, &header, db).await?;
+        for t in &header.pg_tables {
+            let _ = std::fs::remove_file(scratch.0.join(t.file_name()));
+        }
+    }
+    let (applied, expired) =
+        forget_erased(&scratch.0, root, clock.clone(), db.as_ref(), &tombstones).await?;
     for f in DB_FILES {
         for suffix in ["-wal", "-shm"] {
             let _ = std::fs::remove_file(scratch.0.join(format!("{f}{suffix}")));
@@ -572,14 +923,10 @@ pub async fn restore(
     if let Some(parent) = dir.parent() {
         sync_dir(parent);
     }
-    Ok(Summary {
-        file: file.display().to_string(),
-        created_at: header.created_at,
-        bytes: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
-        store_files: header.files.len(),
-        audit_events: events,
-        records_opened: records,
-    })
+    let mut s = summary(file, &header, events, records);
+    s.tombstones_applied = Some(applied);
+    s.retention_erased = Some(expired);
+    Ok(s)
 }
 
 /// The backup schedule of `serve`: `PHIVAULT_BACKUP_DIR` (none: no schedule),
@@ -651,7 +998,7 @@ impl Schedule {
     pub async fn run(
         self,
         vault: phivault_vault::Vault,
-        on_postgres: bool,
+        stores: datadir::Backend,
         data_dir: PathBuf,
         clock: Arc<dyn Clock>,
     ) {
@@ -659,8 +1006,10 @@ impl Schedule {
             tokio::time::sleep(self.interval).await;
             let name = format!("phivault-{}.{EXTENSION}", stamp(clock.now_millis()));
             let out = self.dir.join(name);
-            match create(&vault, on_postgres, &data_dir, &out, clock.as_ref()).await {
-                Ok(s) => tracing::info!(file = %s.file, bytes = s.bytes, "scheduled backup written"),
+            match create(&vault, &stores, &data_dir, &out, clock.as_ref()).await {
+                Ok(s) => {
+                    tracing::info!(file = %s.file, bytes = s.bytes, "scheduled backup written")
+                }
                 Err(e) => tracing::error!(error = %e, "scheduled backup failed"),
             }
             let removed = prune(&self.dir, self.keep);
@@ -716,9 +1065,18 @@ mod tests {
 
     #[test]
     fn intervals_parse_and_bad_ones_are_refused() {
-        assert_eq!(parse_interval("90s"), Ok(std::time::Duration::from_secs(90)));
-        assert_eq!(parse_interval("6h"), Ok(std::time::Duration::from_secs(21_600)));
-        assert_eq!(parse_interval("1d"), Ok(std::time::Duration::from_secs(86_400)));
+        assert_eq!(
+            parse_interval("90s"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_interval("6h"),
+            Ok(std::time::Duration::from_secs(21_600))
+        );
+        assert_eq!(
+            parse_interval("1d"),
+            Ok(std::time::Duration::from_secs(86_400))
+        );
         for bad in ["", "0s", "h", "5", "5w", "-1h", "99999999999999999999d"] {
             assert!(parse_interval(bad).is_err(), "{bad}");
         }

@@ -32,11 +32,16 @@ pub enum BackupCmd {
         json: bool,
     },
     /// Restore a backup into a new (or empty) data dir, checked before anything is written
-    /// there. Needs the passphrase the backup was made with.
+    /// there. Needs the passphrase the backup was made with (or, for a vault whose root key
+    /// is in a PKCS#11 token, that token: PHIVAULT_PKCS11_*).
     Restore {
         file: PathBuf,
         #[command(flatten)]
         dir: DirArgs,
+        /// Also forget what this vault (a data dir) or backup file erased since the backup
+        /// was made; newer backups beside FILE are always consulted. Repeatable.
+        #[arg(long)]
+        tombstones_from: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -51,7 +56,7 @@ fn print(summary: &backup::Summary, json: bool, what: &str) {
         println!("{}", serde_json::to_string(summary).unwrap_or_default());
     } else {
         println!(
-            "{what} {}: {} bytes, {} store files, {} audit events{}",
+            "{what} {}: {} bytes, {} store files, {} audit events{}{}",
             summary.file,
             summary.bytes,
             summary.store_files,
@@ -60,21 +65,32 @@ fn print(summary: &backup::Summary, json: bool, what: &str) {
                 format!(", {} records opened", summary.records_opened)
             } else {
                 String::new()
+            },
+            match (summary.tombstones_applied, summary.retention_erased) {
+                (Some(t), Some(r)) => format!(
+                    "; erased since: {t} record versions destroyed again, {r} expired records erased"
+                ),
+                _ => String::new(),
             }
         );
     }
 }
 
 pub async fn run(cmd: BackupCmd) -> Result<ExitCode, String> {
-    let pass = config::passphrase(false)?;
+    let dir = match &cmd {
+        BackupCmd::Create { dir, .. }
+        | BackupCmd::Verify { dir, .. }
+        | BackupCmd::Restore { dir, .. } => dir.data_dir.clone(),
+    };
+    let root = config::root_key(&dir)?;
     match cmd {
         BackupCmd::Create { dir, out, json } => {
-            let opened = datadir::open(&dir.data_dir, &pass, clock())
+            let opened = datadir::open(&dir.data_dir, &root, clock())
                 .await
                 .map_err(|e| e.to_string())?;
             let result = backup::create(
                 &opened.vault,
-                opened.stores.is_postgres(),
+                &opened.stores,
                 &dir.data_dir,
                 &out,
                 clock().as_ref(),
@@ -84,9 +100,9 @@ pub async fn run(cmd: BackupCmd) -> Result<ExitCode, String> {
             print(&result?, json, "backup written:");
         }
         BackupCmd::Verify { file, dir, json } => {
-            let summary = backup::verify(&file, &pass, clock()).await?;
+            let summary = backup::verify(&file, &root, clock()).await?;
             if datadir::holds_vault(&dir.data_dir) || datadir::Database::from_env().is_some() {
-                let opened = datadir::open(&dir.data_dir, &pass, clock())
+                let opened = datadir::open(&dir.data_dir, &root, clock())
                     .await
                     .map_err(|e| e.to_string())?;
                 let result = async {
@@ -107,8 +123,14 @@ pub async fn run(cmd: BackupCmd) -> Result<ExitCode, String> {
             }
             print(&summary, json, "backup verified:");
         }
-        BackupCmd::Restore { file, dir, json } => {
-            let summary = backup::restore(&file, &dir.data_dir, &pass, clock()).await?;
+        BackupCmd::Restore {
+            file,
+            dir,
+            tombstones_from,
+            json,
+        } => {
+            let summary =
+                backup::restore(&file, &dir.data_dir, &root, clock(), &tombstones_from).await?;
             print(&summary, json, "backup restored:");
         }
     }

@@ -1377,7 +1377,7 @@ async fn serve_cmd(
     if let Some(schedule) = backups {
         tokio::spawn(schedule.run(
             opened.vault.clone(),
-            opened.stores.is_postgres(),
+            opened.stores.clone(),
             dir.clone(),
             clock(),
         ));

@@ -348,7 +348,7 @@ impl Database {
 }
 
 /// The four stores of a vault, on SQLite files or on PostgreSQL.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Backend {
     pub identity: Arc<dyn RecordStore>,
     pub clinical: Arc<dyn RecordStore>,
@@ -398,6 +398,11 @@ impl Backend {
     /// Whether the stores are on PostgreSQL.
     pub fn is_postgres(&self) -> bool {
         self.postgres.is_some()
+    }
+
+    /// The PostgreSQL stores, if that is where the vault is.
+    pub fn postgres_stores(&self) -> Option<&phivault_store::postgres::PostgresStores> {
+        self.postgres.as_ref()
     }
 
     pub async fn close(&self) {

@@ -582,7 +582,7 @@ impl FullDisk {
         match self {
             FullDisk::Tmpfs { filler, .. } => {
                 use std::io::Write;
-                let mut f = std::fs::File::create(&filler).unwrap();
+                let mut f = std::fs::File::create(filler).unwrap();
                 let chunk = vec![0u8; 64 * 1024];
                 while f.write_all(&chunk).is_ok() {}
                 let _ = f.sync_all();
@@ -602,7 +602,7 @@ impl FullDisk {
 
     async fn clear(&mut self) {
         match self {
-            FullDisk::Tmpfs { filler, .. } => std::fs::remove_file(&filler).unwrap(),
+            FullDisk::Tmpfs { filler, .. } => std::fs::remove_file(filler).unwrap(),
             FullDisk::Trigger(db) => {
                 db.exec("DROP TRIGGER disk_full ON audit_events; DROP FUNCTION disk_full()")
                     .await

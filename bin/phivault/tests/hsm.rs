@@ -456,3 +456,64 @@ fn init_refuses_an_existing_key_unless_told_and_keyfile_vaults_stay_keyfile() {
         &["the keyfile root key its control store names"],
     );
 }
+
+/// Backups of a vault whose root key is in the token: the file carries the token and key
+/// labels, not a key; restore opens it with the token (and only with it) and gives back every
+/// record; with the passphrase instead of the token it is refused and writes nothing.
+#[test]
+fn a_backup_of_an_hsm_vault_restores_with_the_token_only() {
+    let Some(s) = Setup::new("a_backup_of_an_hsm_vault_restores_with_the_token_only") else {
+        return;
+    };
+    s.init();
+    let import = fixtures_args();
+    let import: Vec<&str> = import.iter().map(String::as_str).collect();
+    let out = run(&s.data, &s.env(), &import);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let file = s.data.parent().unwrap().join("hsm.pvbak");
+    let out = run(
+        &s.data,
+        &s.env(),
+        &["backup", "create", "--out", file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let export = |data: &Path, name: &str| -> Value {
+        let path = data.parent().unwrap().join(name);
+        let out = run(data, &s.env(), &["export", "--out", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut v = read_json(&path);
+        let mut entries: Vec<Value> = v["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| without_meta(e["resource"].clone()))
+            .collect();
+        entries.sort_by_key(|e| e.to_string());
+        v = Value::Array(entries);
+        v
+    };
+    let before = export(&s.data, "before.json");
+    // Without the token (a passphrase instead): refused, nothing written.
+    let target = s.data.parent().unwrap().join("restored");
+    let out = command(&target, &[], &["backup", "restore", file.to_str().unwrap()])
+        .env("PHIVAULT_PASSPHRASE", common::PASS)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("PKCS#11"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!target.exists());
+    // With the token: everything back, no key file in the restored dir.
+    let out = run(
+        &target,
+        &s.env(),
+        &["backup", "restore", file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!target.join("keys/root.key").exists());
+    assert!(target.join("keys/root.pkcs11").exists());
+    assert_eq!(export(&target, "after.json"), before);
+}

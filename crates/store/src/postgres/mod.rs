@@ -6,6 +6,7 @@ mod audit;
 mod control;
 mod migrate;
 mod records;
+pub mod snapshot;
 
 pub use audit::PostgresAuditStore;
 pub use control::PostgresControlStore;
@@ -111,6 +112,8 @@ pub struct PostgresStores {
     pub control: std::sync::Arc<PostgresControlStore>,
     pub audit: std::sync::Arc<PostgresAuditStore>,
     pools: Vec<PgPool>,
+    prefix: String,
+    one_database: bool,
 }
 
 impl PostgresStores {
@@ -153,7 +156,26 @@ impl PostgresStores {
                 PostgresAuditStore::open(audit.clone(), &schema("audit")).await?,
             ),
             pools: vec![identity, clinical, control, audit],
+            prefix: prefix.to_owned(),
+            one_database: urls.identity == urls.clinical
+                && urls.clinical == urls.control
+                && urls.control == urls.audit,
         })
+    }
+
+    /// The schema prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A pool that reaches all four schemas (they share one database), for a consistent
+    /// snapshot; `None` when the stores have URLs of their own.
+    pub fn whole_database(&self) -> Option<&PgPool> {
+        if self.one_database {
+            self.pools.get(2)
+        } else {
+            None
+        }
     }
 
     pub async fn close(&self) {

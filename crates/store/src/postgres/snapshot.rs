@@ -1,0 +1,209 @@
+//! A consistent copy of a vault's four PostgreSQL schemas, for backups: every table's rows
+//! through `COPY … TO STDOUT` inside one `REPEATABLE READ, READ ONLY` transaction (one snapshot
+//! of the whole database, taken online), and the way back (`COPY … FROM STDIN` into a freshly
+//! migrated, empty vault under any schema prefix). Rows are sealed bytes, keyed digests and
+//! pseudonyms: nothing here is plaintext PHI.
+use super::{check_schema, corrupt, unavailable};
+use futures_util::StreamExt;
+use phivault_core::StoreError;
+use sqlx::Row;
+use sqlx::postgres::PgPool;
+
+/// The stores, in the order they are copied and loaded.
+pub const STORES: [&str; 4] = ["identity", "clinical", "control", "audit"];
+
+/// One table's rows in PostgreSQL's COPY text format, and the columns they are in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableCopy {
+    pub store: String,
+    pub table: String,
+    pub columns: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+fn ident(s: &str) -> Result<&str, StoreError> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(s)
+    } else {
+        Err(corrupt("snapshot", "an unexpected table or column name"))
+    }
+}
+
+async fn tables(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    let ctx = "snapshot";
+    let names: Vec<String> = sqlx::query(
+        "SELECT table_name::text AS t FROM information_schema.tables
+         WHERE table_schema = $1 AND table_type = 'BASE TABLE' AND table_name <> 'schema_migrations'
+         ORDER BY table_name",
+    )
+    .bind(schema)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable(ctx))?
+    .iter()
+    .map(|r| r.try_get("t"))
+    .collect::<Result<_, _>>()
+    .map_err(unavailable(ctx))?;
+    let mut out = Vec::new();
+    for t in names {
+        let cols: Vec<String> = sqlx::query(
+            "SELECT column_name::text AS c FROM information_schema.columns
+             WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+        )
+        .bind(schema)
+        .bind(&t)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(unavailable(ctx))?
+        .iter()
+        .map(|r| r.try_get("c"))
+        .collect::<Result<_, _>>()
+        .map_err(unavailable(ctx))?;
+        out.push((t, cols));
+    }
+    Ok(out)
+}
+
+fn column_list(cols: &[String]) -> Result<String, StoreError> {
+    Ok(cols
+        .iter()
+        .map(|c| ident(c))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(", "))
+}
+
+/// Copies every table of the schemas `<prefix>_<store>` in one snapshot.
+pub async fn export(pool: &PgPool, prefix: &str) -> Result<Vec<TableCopy>, StoreError> {
+    let ctx = "snapshot";
+    let mut conn = pool.acquire().await.map_err(unavailable(ctx))?;
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable(ctx))?;
+    let mut out = Vec::new();
+    let result = async {
+        for store in STORES {
+            let schema = format!("{prefix}_{store}");
+            let schema = check_schema(&schema)?;
+            for (table, columns) in tables(&mut conn, schema).await? {
+                let sql = format!(
+                    "COPY {schema}.{} ({}) TO STDOUT",
+                    ident(&table)?,
+                    column_list(&columns)?
+                );
+                let mut data = Vec::new();
+                let mut stream = conn.copy_out_raw(&sql).await.map_err(unavailable(ctx))?;
+                while let Some(piece) = stream.next().await {
+                    data.extend_from_slice(&piece.map_err(unavailable(ctx))?);
+                }
+                drop(stream);
+                out.push(TableCopy {
+                    store: store.to_owned(),
+                    table,
+                    columns,
+                    data,
+                });
+            }
+        }
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    let end = sqlx::raw_sql("COMMIT").execute(&mut *conn).await;
+    result?;
+    end.map_err(unavailable(ctx))?;
+    Ok(out)
+}
+
+/// Loads `tables` into the schemas `<prefix>_<store>`, which must exist (migrated by opening
+/// the stores) and be empty; sequences are moved past the loaded rows. One transaction: all
+/// or nothing.
+pub async fn import(pool: &PgPool, prefix: &str, tables: &[TableCopy]) -> Result<(), StoreError> {
+    let ctx = "restore";
+    let mut tx = pool.begin().await.map_err(unavailable(ctx))?;
+    for store in STORES {
+        let schema = format!("{prefix}_{store}");
+        let schema = check_schema(&schema)?;
+        let known = self::tables(&mut tx, schema).await?;
+        for (table, _) in &known {
+            let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) AS n FROM {schema}.{}",
+                ident(table)?
+            )))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?
+            .try_get("n")
+            .map_err(unavailable(ctx))?;
+            if n > 0 {
+                return Err(corrupt(
+                    ctx,
+                    format!("{schema}.{table} is not empty: restore only into an empty vault"),
+                ));
+            }
+        }
+        for t in tables.iter().filter(|t| t.store == store) {
+            if !known.iter().any(|(k, _)| *k == t.table) {
+                return Err(corrupt(
+                    ctx,
+                    format!("the backup has an unknown table {}", t.table),
+                ));
+            }
+            let sql = format!(
+                "COPY {schema}.{} ({}) FROM STDIN",
+                ident(&t.table)?,
+                column_list(&t.columns)?
+            );
+            let mut copy = tx.copy_in_raw(&sql).await.map_err(unavailable(ctx))?;
+            copy.send(t.data.as_slice())
+                .await
+                .map_err(unavailable(ctx))?;
+            copy.finish().await.map_err(unavailable(ctx))?;
+        }
+        // Serial columns continue after the highest restored value.
+        let serials = sqlx::query(
+            "SELECT table_name::text AS t, column_name::text AS c FROM information_schema.columns
+             WHERE table_schema = $1 AND column_default LIKE 'nextval(%'",
+        )
+        .bind(schema)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable(ctx))?;
+        for r in serials {
+            let t: String = r.try_get("t").map_err(unavailable(ctx))?;
+            let c: String = r.try_get("c").map_err(unavailable(ctx))?;
+            let (t, c) = (ident(&t)?, ident(&c)?);
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "SELECT setval(pg_get_serial_sequence('{schema}.{t}', '{c}'),
+                               COALESCE((SELECT MAX({c}) FROM {schema}.{t}), 1),
+                               (SELECT MAX({c}) FROM {schema}.{t}) IS NOT NULL)"
+            )))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+        }
+    }
+    tx.commit().await.map_err(unavailable(ctx))?;
+    Ok(())
+}
+
+/// Drops the schemas `<prefix>_<store>` (a verification's scratch vault).
+pub async fn drop_schemas(pool: &PgPool, prefix: &str) -> Result<(), StoreError> {
+    for store in STORES {
+        let schema = format!("{prefix}_{store}");
+        let schema = check_schema(&schema)?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+        )))
+        .execute(pool)
+        .await
+        .map_err(unavailable("drop scratch schemas"))?;
+    }
+    Ok(())
+}
