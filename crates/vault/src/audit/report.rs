@@ -65,6 +65,10 @@ fn median(v: &mut [u64]) -> f64 {
 }
 
 const READS: &[&str] = &["read", "vread", "search", "read-patient-records", "export"];
+/// Data leaving the vault: plain and de-identified exports, and backups.
+const EXPORTS: &[&str] = &["export", "export-deid", "backup"];
+/// Crypto-shredding: on request, by retention, and re-applied at a restore.
+const ERASURES: &[&str] = &["erase", "erase-tombstones"];
 
 /// Builds the report from events (already filtered to the period).
 pub fn build(since: &str, events: &[AuditEvent]) -> Report {
@@ -103,10 +107,10 @@ pub fn build(since: &str, events: &[AuditEvent]) -> Report {
         if e.break_glass {
             r.break_glass.push(notable(e));
         }
-        if e.action == "export" && e.outcome == Outcome::Success {
+        if EXPORTS.contains(&e.action.as_str()) && e.outcome == Outcome::Success {
             r.exports.push(notable(e));
         }
-        if e.action == "erase" {
+        if ERASURES.contains(&e.action.as_str()) {
             r.erasures.push(notable(e));
         }
         if READS.contains(&e.action.as_str()) && e.outcome == Outcome::Success {
@@ -254,7 +258,20 @@ mod tests {
                 events.push(ev("cli:b", &format!("2026-01-0{d}"), &format!("r{p}")));
             }
         }
+        let mut deid = ev("cli:c", "2026-01-02", "p1");
+        deid.action = "export-deid".into();
+        let mut backup = ev("cli:c", "2026-01-02", "p1");
+        backup.action = "backup".into();
+        let mut shred = ev("cli:c", "2026-01-02", "p1");
+        shred.action = "erase-tombstones".into();
+        events.extend([deid, backup, shred]);
         let r = build("2026-01-01", &events);
+        assert_eq!(
+            r.exports.len(),
+            2,
+            "de-identified exports and backups are exports"
+        );
+        assert_eq!(r.erasures.len(), 1);
         assert_eq!(r.unusual_volume.len(), 1, "{r:?}");
         assert_eq!(r.unusual_volume[0].actor, "cli:a");
         assert_eq!(r.unusual_volume[0].patients, 40);
