@@ -37,6 +37,12 @@ pub const EXTENSION: &str = "pvbak";
 struct Header {
     format: u32,
     created_at: i64,
+    /// When the snapshot began: erasures from then on may be missing from the copy.
+    #[serde(default)]
+    started_at: i64,
+    /// A fingerprint of the vault (derived from its keyring), to tell its backups from others'.
+    #[serde(default)]
+    vault: String,
     backend: String,
     root_key_provider: String,
     /// `keys/root.key` (sealed by the passphrase), base64; absent when the root key is in an HSM.
@@ -92,6 +98,8 @@ struct AuditHead {
 pub struct Summary {
     pub file: String,
     pub created_at: i64,
+    /// The fingerprint of the vault the backup is of.
+    pub vault: String,
     pub bytes: u64,
     pub store_files: usize,
     pub audit_events: u64,
@@ -194,6 +202,7 @@ pub async fn create(
         ));
     }
     let scratch = Scratch::new(out, "phivault-backup")?;
+    let started_at = clock.now_millis();
     for org in vault.organizations().await.map_err(|e| e.to_string())? {
         vault
             .record_backup(&operator(org.id), DB_FILES.len() as u64)
@@ -296,6 +305,8 @@ pub async fn create(
     let header = Header {
         format: 1,
         created_at: clock.now_millis(),
+        started_at,
+        vault: vault.fingerprint().map_err(|e| e.to_string())?,
         backend: if pg_tables.is_empty() {
             "sqlite".into()
         } else {
@@ -342,6 +353,7 @@ pub async fn create(
     Ok(Summary {
         file: out.display().to_string(),
         created_at: header.created_at,
+        vault: header.vault.clone(),
         bytes,
         store_files: header.files.len(),
         audit_events: header.audit_head.map_or(0, |h| h.seq),
@@ -362,7 +374,12 @@ fn operator(org: phivault_core::OrgId) -> Ctx {
 }
 
 fn total_size(header: &Header) -> u64 {
-    header.files.iter().map(|f| f.size).sum()
+    // Sizes are checked against the chunks later; an absurd sum is refused here (u64::MAX).
+    header
+        .files
+        .iter()
+        .try_fold(0u64, |a, f| a.checked_add(f.size))
+        .unwrap_or(u64::MAX)
 }
 
 fn chunk_count(header: &Header) -> u64 {
@@ -463,7 +480,11 @@ fn read_header(r: &mut impl Read, path: &Path) -> Result<(Header, Vec<u8>), Stri
         }
         _ => false,
     };
-    if header.format != 1 || header.chunk_size as usize != CHUNK || !names_ok {
+    if header.format != 1
+        || header.chunk_size as usize != CHUNK
+        || !names_ok
+        || total_size(&header) == u64::MAX
+    {
         return Err(bad());
     }
     Ok((header, bytes))
@@ -676,11 +697,14 @@ fn target_database(header: &Header) -> Result<Option<datadir::Database>, String>
     }
 }
 
-/// Loads an unpacked PostgreSQL backup into `db` (a new vault's empty schemas), then checks it.
-/// On any failure the schemas are emptied again when `drop_after` (a scratch prefix) is false
-/// only if the load itself failed (it is one transaction: nothing was written).
-async fn load_pg(unpacked: &Path, header: &Header, db: &datadir::Database) -> Result<(), String> {
-    let stores = datadir::Backend::open(unpacked, true, Some(db))
+/// Loads table copies into `db` (a new vault's empty schemas; `keys_dir` holds its root key
+/// file), in one transaction: all or nothing.
+async fn load_copies(
+    keys_dir: &Path,
+    db: &datadir::Database,
+    copies: &[TableCopy],
+) -> Result<(), String> {
+    let stores = datadir::Backend::open(keys_dir, true, Some(db))
         .await
         .map_err(|e| e.to_string())?;
     let result = async {
@@ -688,14 +712,28 @@ async fn load_pg(unpacked: &Path, header: &Header, db: &datadir::Database) -> Re
         let pool = pg.whole_database().ok_or(
             "restore needs the four schemas in one database (no PHIVAULT_DATABASE_URL_<STORE>)",
         )?;
-        let copies = pg_copies(unpacked, header)?;
-        phivault_store::postgres::snapshot::import(pool, pg.prefix(), &copies)
+        phivault_store::postgres::snapshot::import(pool, pg.prefix(), copies)
             .await
             .map_err(|e| e.to_string())
     }
     .await;
     stores.close().await;
     result
+}
+
+/// Loads an unpacked PostgreSQL backup into `db` (a new vault's empty schemas).
+async fn load_pg(unpacked: &Path, header: &Header, db: &datadir::Database) -> Result<(), String> {
+    load_copies(unpacked, db, &pg_copies(unpacked, header)?).await
+}
+
+/// Every table of the vault in `db`, copied in one snapshot.
+async fn copy_out(db: &datadir::Database) -> Result<Vec<TableCopy>, String> {
+    let pool = phivault_store::postgres::connect(&db.url, db.limits)
+        .await
+        .map_err(|e| e.to_string())?;
+    let copies = phivault_store::postgres::snapshot::export(&pool, &db.prefix).await;
+    pool.close().await;
+    copies.map_err(|e| e.to_string())
 }
 
 /// A scratch schema prefix in the configured database, for checking a PostgreSQL backup.
@@ -758,6 +796,7 @@ fn summary(file: &Path, header: &Header, events: u64, records: u64) -> Summary {
     Summary {
         file: file.display().to_string(),
         created_at: header.created_at,
+        vault: header.vault.clone(),
         bytes: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
         store_files: header.files.len(),
         audit_events: events,
@@ -816,24 +855,29 @@ async fn tombstones_of(
     }
 }
 
-/// The backups beside `file` (same directory, `.pvbak`) made after `created_at`.
-fn newer_backups(file: &Path, created_at: i64) -> Vec<PathBuf> {
+/// The backups beside `file` (same directory, `.pvbak`) made after `created_at`. A backup
+/// file there whose header cannot be read stops the restore: its erasures would be missed.
+fn newer_backups(file: &Path, created_at: i64) -> Result<Vec<PathBuf>, String> {
     let dir = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    rd.filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == EXTENSION) && p.as_path() != file)
-        .filter(|p| {
-            std::fs::File::open(p)
-                .ok()
-                .and_then(|f| read_header(&mut BufReader::new(f), p).ok())
-                .is_some_and(|(h, _)| h.created_at > created_at)
-        })
-        .collect()
+    let rd = std::fs::read_dir(dir).map_err(io(dir))?;
+    let mut out = Vec::new();
+    for p in rd.filter_map(|e| e.ok().map(|e| e.path())) {
+        if p.extension().is_none_or(|x| x != EXTENSION) || p.as_path() == file {
+            continue;
+        }
+        let f = std::fs::File::open(&p).map_err(io(&p))?;
+        let (h, _) = read_header(&mut BufReader::new(f), &p).map_err(|e| {
+            format!("{e}: it may know of erasures this restore must apply; move it away to go on")
+        })?;
+        if h.created_at > created_at {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Makes a restored vault forget what was erased after its backup was taken: applies the
@@ -846,17 +890,26 @@ async fn forget_erased(
     clock: Arc<dyn Clock>,
     db: Option<&datadir::Database>,
     tombstones: &[Tombstone],
+    since: i64,
 ) -> Result<(u64, u64), String> {
     let opened = datadir::open_on(dir, root, clock, db)
         .await
         .map_err(|e| e.to_string())?;
     let result = async {
         let orgs = opened.vault.organizations().await?;
+        // The copy's own tombstones too (an erasure that ran while the stores were copied one
+        // by one), but only erasures from the snapshot's start on: an older tombstone names a
+        // record erased before the backup, and a record with that id in the copy is a new one.
+        let mut all: Vec<Tombstone> = tombstones.to_vec();
+        for org in &orgs {
+            all.extend(opened.vault.tombstones(&operator(org.id.clone())).await?);
+        }
+        all.retain(|t| t.erased_at >= since);
         let mut destroyed = 0;
         if let Some(first) = orgs.first() {
             destroyed = opened
                 .vault
-                .apply_tombstones(&operator(first.id.clone()), tombstones)
+                .apply_tombstones(&operator(first.id.clone()), &all)
                 .await?;
         }
         let mut expired = 0;
@@ -895,22 +948,60 @@ pub async fn restore(
         }
     }
     let scratch = Scratch::new(dir, "phivault-restore")?;
-    let (header, events, records) = unpack_and_check(file, &scratch.0, root, clock.clone()).await?;
-    let mut sources = newer_backups(file, header.created_at);
-    sources.extend(tombstones_from.iter().cloned());
+    let header = unpack(file, &scratch.0, root)?;
+    let target = target_database(&header)?;
+    let mut sources = newer_backups(file, header.created_at)?;
+    for s in tombstones_from {
+        if target.is_some() && s.is_dir() {
+            return Err(format!(
+                "{}: on PostgreSQL, --tombstones-from takes backup files (make a fresh backup \
+                 of the vault whose erasures should be kept)",
+                s.display()
+            ));
+        }
+        sources.push(s.clone());
+    }
     let mut tombstones = Vec::new();
     for source in &sources {
         tombstones.extend(tombstones_of(source, root, clock.clone()).await?);
     }
-    let db = target_database(&header)?;
-    if let Some(db) = &db {
-        load_pg(&scratch.0, &header, db).await?;
-        for t in &header.pg_tables {
-            let _ = std::fs::remove_file(scratch.0.join(t.file_name()));
+    let since = header.started_at;
+    let (events, records, applied, expired) = match &target {
+        None => {
+            let (events, records) = check(&scratch.0, &header, root, clock.clone(), None).await?;
+            let (applied, expired) =
+                forget_erased(&scratch.0, root, clock.clone(), None, &tombstones, since).await?;
+            (events, records, applied, expired)
         }
-    }
-    let (applied, expired) =
-        forget_erased(&scratch.0, root, clock.clone(), db.as_ref(), &tombstones).await?;
+        Some(db) => {
+            // Checked and made to forget in scratch schemas; only the result is loaded into
+            // the target, in one transaction, so no node there ever sees erased records.
+            let tmp = scratch_database(db)?;
+            let result = async {
+                load_pg(&scratch.0, &header, &tmp).await?;
+                let (events, records) =
+                    check(&scratch.0, &header, root, clock.clone(), Some(&tmp)).await?;
+                let (applied, expired) = forget_erased(
+                    &scratch.0,
+                    root,
+                    clock.clone(),
+                    Some(&tmp),
+                    &tombstones,
+                    since,
+                )
+                .await?;
+                let copies = copy_out(&tmp).await?;
+                load_copies(&scratch.0, db, &copies).await?;
+                Ok::<_, String>((events, records, applied, expired))
+            }
+            .await;
+            drop_scratch(&tmp).await;
+            for t in &header.pg_tables {
+                let _ = std::fs::remove_file(scratch.0.join(t.file_name()));
+            }
+            result?
+        }
+    };
     for f in DB_FILES {
         for suffix in ["-wal", "-shm"] {
             let _ = std::fs::remove_file(scratch.0.join(format!("{f}{suffix}")));

@@ -106,6 +106,10 @@ pub async fn run(cmd: BackupCmd) -> Result<ExitCode, String> {
                     .await
                     .map_err(|e| e.to_string())?;
                 let result = async {
+                    // Only a backup of this vault counts for it, dated when it was made.
+                    if opened.vault.fingerprint()? != summary.vault {
+                        return Ok(false);
+                    }
                     for org in opened.vault.organizations().await? {
                         let ctx = Ctx::new(
                             org.id,
@@ -113,13 +117,22 @@ pub async fn run(cmd: BackupCmd) -> Result<ExitCode, String> {
                                 os_user: config::os_user(),
                             },
                         );
-                        opened.vault.record_verified_backup(&ctx).await?;
+                        opened
+                            .vault
+                            .record_verified_backup_made_at(&ctx, summary.created_at)
+                            .await?;
                     }
-                    Ok::<_, phivault_vault::VaultError>(())
+                    Ok::<_, phivault_vault::VaultError>(true)
                 }
                 .await;
                 opened.close().await;
-                result.map_err(|e| e.to_string())?;
+                if !result.map_err(|e| e.to_string())? {
+                    return Err(format!(
+                        "{} verifies, but it is a backup of another vault: not recorded for {}",
+                        file.display(),
+                        dir.data_dir.display()
+                    ));
+                }
             }
             print(&summary, json, "backup verified:");
         }

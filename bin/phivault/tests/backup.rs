@@ -216,8 +216,10 @@ fn a_damaged_backup_or_a_wrong_passphrase_fails_and_writes_nothing() {
     let mut longer = good.clone();
     longer.extend_from_slice(b"trailing");
     cases.push(("bytes appended".into(), longer));
+    let bad_dir = tmp.path().join("bad");
+    std::fs::create_dir(&bad_dir).unwrap();
     for (i, (name, bytes)) in cases.iter().enumerate() {
-        let bad = tmp.path().join(format!("bad{i}.pvbak"));
+        let bad = bad_dir.join(format!("bad{i}.pvbak"));
         std::fs::write(&bad, bytes).unwrap();
         let v = cli(&data, &["backup", "verify", bad.to_str().unwrap()]);
         assert!(!v.status.success(), "verify accepted a backup with {name}");
@@ -229,8 +231,9 @@ fn a_damaged_backup_or_a_wrong_passphrase_fails_and_writes_nothing() {
             "{name}: restore wrote {}",
             target.display()
         );
-        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        let leftovers: Vec<_> = std::fs::read_dir(&bad_dir)
             .unwrap()
+            .chain(std::fs::read_dir(tmp.path()).unwrap())
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().starts_with(".phivault-"))
             .collect();
@@ -256,6 +259,14 @@ fn a_damaged_backup_or_a_wrong_passphrase_fails_and_writes_nothing() {
     );
     assert!(!r.status.success());
     assert_eq!(std::fs::read(&file).unwrap(), good);
+    // A damaged backup beside the good one stops its restore: it may know of erasures.
+    let beside = tmp.path().join("damaged.pvbak");
+    std::fs::write(&beside, &cases[0].1).unwrap();
+    let r = cli(&target, &["backup", "restore", file.to_str().unwrap()]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("move it away"));
+    assert!(!target.exists());
+    std::fs::remove_file(&beside).unwrap();
     // The good one restores.
     ok(&cli(
         &target,
@@ -412,4 +423,73 @@ fn a_restored_older_backup_does_not_resurrect_erased_patients() {
             assert_eq!(found(&r3, m), !erased.contains(&m), "{m} after restore");
         }
     }
+}
+
+/// Tombstones are applied by time: a patient erased and later re-created under the same id
+/// before a backup is kept when that backup is restored (the old tombstone names the erased
+/// record, not the new one). And `verify --data-dir` records only a backup of that vault.
+#[test]
+fn old_tombstones_spare_re_created_records_and_verify_records_only_this_vault() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&cli(&data, &["init"]));
+    let fixture = repo_fixtures()[2].clone();
+    let fixture = fixture.to_str().unwrap();
+    ok(&cli(&data, &["import", fixture]));
+    let pid = resources_in(&repo_fixtures()[2])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&cli(
+        &data,
+        &["erase", "patient", &pid, "--reason", "request"],
+    ));
+    ok(&cli(&data, &["import", fixture]));
+    let present = |dir: &Path| {
+        let out = ok(&cli(
+            dir,
+            &["export", "--out", dir.join("x.json").to_str().unwrap()],
+        ));
+        let _ = out;
+        let v = read_json(&dir.join("x.json"));
+        let found = v["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["resource"]["id"] == pid.as_str());
+        std::fs::remove_file(dir.join("x.json")).unwrap();
+        found
+    };
+    assert!(present(&data), "re-created");
+    let file = tmp.path().join("b.pvbak");
+    ok(&cli(
+        &data,
+        &["backup", "create", "--out", file.to_str().unwrap()],
+    ));
+    let restored = tmp.path().join("restored");
+    ok(&cli(
+        &restored,
+        &["backup", "restore", file.to_str().unwrap()],
+    ));
+    assert!(
+        present(&restored),
+        "the re-created patient survives its own old tombstone"
+    );
+
+    // Another vault's backup verifies, but is not recorded as this vault's.
+    let other = tmp.path().join("other");
+    ok(&cli(&other, &["init"]));
+    let theirs = tmp.path().join("theirs.pvbak");
+    ok(&cli(
+        &other,
+        &["backup", "create", "--out", theirs.to_str().unwrap()],
+    ));
+    let r = cli(&data, &["backup", "verify", theirs.to_str().unwrap()]);
+    assert!(!r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("another vault"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    ok(&cli(&data, &["backup", "verify", file.to_str().unwrap()]));
 }

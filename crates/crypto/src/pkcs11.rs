@@ -396,6 +396,9 @@ fn check_key(session: &Session, key: ObjectHandle, label: &str) -> Result<(), Hs
                 AttributeType::Token,
                 AttributeType::Sensitive,
                 AttributeType::Extractable,
+                AttributeType::Private,
+                AttributeType::NeverExtractable,
+                AttributeType::AlwaysSensitive,
                 AttributeType::Encrypt,
                 AttributeType::Decrypt,
             ],
@@ -407,6 +410,9 @@ fn check_key(session: &Session, key: ObjectHandle, label: &str) -> Result<(), Hs
     };
     let (mut aes, mut len32, mut token, mut sensitive, mut fixed, mut enc, mut dec) =
         (false, false, false, false, false, false, false);
+    // A public object is usable without the PIN; a key once extractable or not sensitive may
+    // have been copied out before it was locked down.
+    let (mut private, mut never_extractable, mut always_sensitive) = (false, false, false);
     for a in &attrs {
         match a {
             Attribute::KeyType(t) => aes = *t == KeyType::AES,
@@ -416,6 +422,9 @@ fn check_key(session: &Session, key: ObjectHandle, label: &str) -> Result<(), Hs
             Attribute::Extractable(x) => fixed = !*x,
             Attribute::Encrypt(e) => enc = *e,
             Attribute::Decrypt(d) => dec = *d,
+            Attribute::Private(p) => private = *p,
+            Attribute::NeverExtractable(n) => never_extractable = *n,
+            Attribute::AlwaysSensitive(a) => always_sensitive = *a,
             _ => {}
         }
     }
@@ -426,6 +435,9 @@ fn check_key(session: &Session, key: ObjectHandle, label: &str) -> Result<(), Hs
         (token, "not a token object"),
         (sensitive, "not sensitive"),
         (fixed, "extractable"),
+        (private, "not private (usable without the PIN)"),
+        (never_extractable, "once extractable"),
+        (always_sensitive, "once not sensitive"),
         (enc, "not allowed to encrypt"),
         (dec, "not allowed to decrypt"),
     ] {

@@ -289,21 +289,7 @@ fn missing_pieces_are_named() {
 fn an_extractable_key_is_not_adopted() {
     in_softhsm("an_extractable_key_is_not_adopted", |module, _| {
         let s = raw_session(module);
-        s.generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::ValueLen(32.into()),
-                Attribute::Token(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(true),
-                Attribute::Encrypt(true),
-                Attribute::Decrypt(true),
-                Attribute::Label(KEY.as_bytes().to_vec()),
-            ],
-        )
-        .unwrap();
+        existing_key(&s, true, true);
         let e = Pkcs11Provider::create(&config(module), ExistingKey::Use).unwrap_err();
         assert!(
             matches!(
@@ -318,4 +304,39 @@ fn an_extractable_key_is_not_adopted() {
         let e = Pkcs11Provider::open(&config(module)).unwrap_err();
         assert!(matches!(e, HsmError::UnsuitableKey { .. }), "{e}");
     });
+}
+
+#[test]
+fn a_public_key_usable_without_the_pin_is_not_adopted() {
+    let test = "a_public_key_usable_without_the_pin_is_not_adopted";
+    in_softhsm(test, |module, _| {
+        existing_key(&raw_session(module), false, false);
+        let e = Pkcs11Provider::create(&config(module), ExistingKey::Use).unwrap_err();
+        let why = "not private (usable without the PIN)";
+        assert!(
+            matches!(e, HsmError::UnsuitableKey { reason, .. } if reason == why),
+            "{e}"
+        );
+    });
+}
+
+/// An AES key with the root key's label, made outside phivault: private or public,
+/// extractable or not.
+fn existing_key(s: &Session, private: bool, extractable: bool) {
+    s.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(true),
+            Attribute::Private(private),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(extractable),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Label(KEY.as_bytes().to_vec()),
+        ],
+    )
+    .unwrap();
 }

@@ -214,6 +214,17 @@ impl Vault {
             .map_err(VaultError::Crypto)
     }
 
+    /// A fingerprint of this vault (hex; derived from its keyring, so the same on every node
+    /// and in every backup of it, and revealing nothing of any key).
+    pub fn fingerprint(&self) -> Result<String, VaultError> {
+        let key = self
+            .keyring
+            .derived_key("fingerprint-v1")
+            .map_err(VaultError::Crypto)?;
+        let tag = phivault_crypto::aead::hmac_sha256(&key, b"phivault.vault-fingerprint");
+        Ok(tag.iter().take(16).map(|b| format!("{b:02x}")).collect())
+    }
+
     /// Records that a backup is being made (`count`: store files), before its snapshot is
     /// taken, so the backup holds its own event. Permissions: the operator.
     pub async fn record_backup(&self, ctx: &Ctx, count: u64) -> Result<(), VaultError> {

@@ -83,10 +83,16 @@ fn column_list(cols: &[String]) -> Result<String, StoreError> {
 pub async fn export(pool: &PgPool, prefix: &str) -> Result<Vec<TableCopy>, StoreError> {
     let ctx = "snapshot";
     let mut conn = pool.acquire().await.map_err(unavailable(ctx))?;
-    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable(ctx))?;
+    // A whole-database copy outlasts the pool's per-statement limit: lifted for this
+    // transaction only.
+    sqlx::raw_sql(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+         SET LOCAL statement_timeout = 0;
+         SET LOCAL idle_in_transaction_session_timeout = 0",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable(ctx))?;
     let mut out = Vec::new();
     let result = async {
         for store in STORES {
@@ -127,6 +133,12 @@ pub async fn export(pool: &PgPool, prefix: &str) -> Result<Vec<TableCopy>, Store
 pub async fn import(pool: &PgPool, prefix: &str, tables: &[TableCopy]) -> Result<(), StoreError> {
     let ctx = "restore";
     let mut tx = pool.begin().await.map_err(unavailable(ctx))?;
+    sqlx::raw_sql(
+        "SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable(ctx))?;
     for store in STORES {
         let schema = format!("{prefix}_{store}");
         let schema = check_schema(&schema)?;

@@ -293,9 +293,25 @@ impl Vault {
     /// Records that a backup was verified now (restored and checked): the backups check
     /// measures its age. For `phivault backup verify` (issue 9). Permissions: the operator.
     pub async fn record_verified_backup(&self, ctx: &Ctx) -> Result<(), VaultError> {
+        self.record_verified_backup_made_at(ctx, self.clock.now_millis())
+            .await
+    }
+
+    /// Records that a backup of this vault made at `made_at` (ms) was verified: the backups
+    /// check then measures the age of that backup, not of the verification. A verification of
+    /// an older backup never makes the record younger. Permissions: the operator.
+    pub async fn record_verified_backup_made_at(
+        &self,
+        ctx: &Ctx,
+        made_at: i64,
+    ) -> Result<(), VaultError> {
         let event = self.event(ctx, "backup-verified");
         self.require_operator(ctx, &event).await?;
-        let now = self.clock.now_millis().to_string();
+        let known = match self.control.get_setting(LAST_VERIFIED_BACKUP_AT).await {
+            Ok(v) => v.and_then(|v| v.trim().parse::<i64>().ok()),
+            Err(e) => return self.audit_failure(event, e.into()).await,
+        };
+        let now = made_at.max(known.unwrap_or(i64::MIN)).to_string();
         if let Err(e) = self
             .control
             .put_setting(LAST_VERIFIED_BACKUP_AT, &now)
