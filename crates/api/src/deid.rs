@@ -46,8 +46,15 @@ pub struct DeidParams {
 pub async fn export_deid(
     State(state): State<AppState>,
     auth: Authenticated,
-    Query(params): Query<DeidParams>,
+    params: Result<Query<DeidParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    // A malformed query string gets the JSON error every other admin call gives.
+    let Query(params) = params.map_err(|_| {
+        ApiError(VaultError::Invalid(
+            "the query string takes method=safe-harbor|pseudonymized and types=T,… once each"
+                .into(),
+        ))
+    })?;
     let method = match params.method.as_deref() {
         None => DeidMethod::SafeHarbor,
         Some(m) => DeidMethod::parse(m).ok_or_else(|| {

@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
 #[openapi(
     info(title = "phivault", description = "FHIR R4 API, authentication and administration of phivault. Every PHI call needs a bearer token (`/auth` or `/oauth/token`) and an `X-Purpose-Of-Use` header."),
     modifiers(&BearerScheme),
+    components(schemas(error::ErrorBody)),
     tags((name = "fhir", description = "FHIR R4, application/fhir+json"), (name = "auth", description = "login, MFA, sessions, OAuth2 client credentials"), (name = "admin", description = "administration and the compliance report"))
 )]
 struct ApiDoc;
