@@ -259,7 +259,7 @@ fn a_safe_harbor_export_holds_none_of_the_identifiers_of_the_input() {
     assert_eq!(events[1]["count"], csv["total"]);
     assert_eq!(events[2]["outcome"], "error");
     assert_eq!(
-        hits(&jsonl, &needles),
+        audit_hits(&jsonl, &needles),
         Vec::<String>::new(),
         "PHI in the audit trail"
     );
