@@ -279,7 +279,10 @@ impl Live {
         }
         for h in headers {
             if *h == "x-http1: 1" {
-                cmd.arg("--http1.1");
+                // Wait for the server's answer to `Expect: 100-continue` however loaded the
+                // machine is (curl's default is 1 s, after which it sends the body anyway and
+                // an early 413 races the upload into a broken pipe).
+                cmd.args(["--http1.1", "--expect100-timeout", "60"]);
                 continue;
             }
             cmd.args(["-H", h]);
