@@ -416,6 +416,18 @@ fn the_api_exports_for_research_and_public_health_roles_only() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
+        // A pseudonymized export keeps full dates, shifted: one may land on another input
+        // date by chance, so dates are not needles there (their shift is tested elsewhere).
+        let is_date = |n: &String| {
+            n.len() == 10
+                && n.as_bytes().get(4) == Some(&b'-')
+                && n.as_bytes().get(7) == Some(&b'-')
+        };
+        let needles: Vec<String> = needles
+            .iter()
+            .filter(|n| !(query.contains("pseudonymized") && is_date(n)))
+            .cloned()
+            .collect();
         assert_eq!(hits(&body, &needles), Vec::<String>::new());
         lines
     };
