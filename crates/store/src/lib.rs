@@ -2,6 +2,7 @@
 //! ids and keyed digests only — never a key, never plaintext PHI.
 #![forbid(unsafe_code)]
 
+mod audit_group;
 pub mod postgres;
 mod rewrap;
 mod rows;

@@ -89,6 +89,23 @@ async fn sqlite_audit_appends_make_one_linked_chain() {
     appends_make_one_linked_chain(vec![audit], 40).await;
 }
 
+/// Two openings of the same files (two processes, such as a CLI command beside the server)
+/// append concurrently: each one's remembered head goes stale under the other's appends, and
+/// its one-statement append must then fall back to reading the head, never forking the chain.
+#[tokio::test]
+async fn sqlite_audit_appends_from_two_openings_make_one_linked_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = phivault_store::SqliteStores::open(dir.path(), true)
+        .await
+        .unwrap();
+    let b = phivault_store::SqliteStores::open(dir.path(), false)
+        .await
+        .unwrap();
+    appends_make_one_linked_chain(vec![a.audit.clone(), b.audit.clone()], 60).await;
+    b.close().await;
+    a.close().await;
+}
+
 #[tokio::test]
 async fn postgres_audit_appends_from_two_nodes_make_one_linked_chain() {
     let Some(pool) = common::pool().await else {

@@ -1,8 +1,10 @@
-//! The append-only audit log on PostgreSQL. One chain for every node: an append takes a
-//! transaction-scoped advisory lock, reads the head, computes the MACs with the caller's
-//! `ChainFn` (the vault holds the key) and inserts, all in one transaction — so appends from
-//! any number of nodes serialize in the database and the chain stays single.
+//! The append-only audit log on PostgreSQL. One chain for every node: a commit takes a
+//! transaction-scoped advisory lock, reads the head, computes the MACs with the callers'
+//! `ChainFn`s (the vault holds the key) and inserts, all in one transaction — so appends from
+//! any number of nodes serialize in the database and the chain stays single. Within a node,
+//! the appends queued while one commit runs are group-committed by the next.
 use super::{check_schema, corrupt, migrate, unavailable};
+use crate::audit_group::{self, AuditJob, Committer, chain_rows};
 use async_trait::async_trait;
 use phivault_core::{AuditRecord, AuditStore, ChainFn, StoreError};
 use sqlx::Row;
@@ -21,6 +23,12 @@ fn chain_lock(schema: &str) -> i64 {
 
 #[derive(Debug, Clone)]
 pub struct PostgresAuditStore {
+    log: Arc<Log>,
+    committer: Arc<Committer>,
+}
+
+#[derive(Debug)]
+struct Log {
     pool: PgPool,
     schema: String,
 }
@@ -42,21 +50,33 @@ impl PostgresAuditStore {
     pub async fn open(pool: PgPool, schema: &str) -> Result<Self, StoreError> {
         let schema = check_schema(schema)?.to_owned();
         migrate::run(&pool, "audit", &schema, migrate::AUDIT).await?;
-        Ok(Self { pool, schema })
+        let log = Arc::new(Log { pool, schema });
+        let committer = {
+            let log = log.clone();
+            Committer::start(move |jobs| {
+                let log = log.clone();
+                async move { log.commit(jobs).await }
+            })
+        };
+        Ok(Self {
+            log,
+            committer: Arc::new(committer),
+        })
     }
 }
 
-#[async_trait]
-impl AuditStore for PostgresAuditStore {
+impl Log {
+    async fn commit(&self, jobs: Vec<AuditJob>) {
+        let (answers, work) = audit_group::split(jobs);
+        let result = self.append(&work).await;
+        audit_group::answer(answers, result);
+    }
+
     async fn append(
         &self,
-        drafts: Vec<(i64, String)>,
-        chain: Arc<ChainFn>,
-    ) -> Result<Vec<u64>, StoreError> {
+        work: &[(Vec<(i64, String)>, Arc<ChainFn>)],
+    ) -> Result<Vec<Vec<u64>>, StoreError> {
         let ctx = "append audit";
-        if drafts.is_empty() {
-            return Ok(Vec::new());
-        }
         let s = &self.schema;
         let mut tx = self.pool.begin().await.map_err(unavailable(ctx))?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -70,7 +90,7 @@ impl AuditStore for PostgresAuditStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable(ctx))?;
-        let (mut seq, mut prev): (u64, Vec<u8>) = match head {
+        let (seq, prev): (u64, Vec<u8>) = match head {
             None => (0, Vec::new()),
             Some(r) => (
                 u64::try_from(r.try_get::<i64, _>(0).map_err(unavailable(ctx))?)
@@ -78,20 +98,7 @@ impl AuditStore for PostgresAuditStore {
                 r.try_get(1).map_err(unavailable(ctx))?,
             ),
         };
-        let mut seqs = Vec::with_capacity(drafts.len());
-        let mut rows: Vec<(i64, i64, String, Vec<u8>)> = Vec::with_capacity(drafts.len());
-        for (at, draft) in &drafts {
-            seq += 1;
-            let (event, mac) = chain(seq, &prev, draft);
-            rows.push((
-                i64::try_from(seq).map_err(|_| corrupt(ctx, "seq overflow"))?,
-                *at,
-                event,
-                mac.clone(),
-            ));
-            prev = mac;
-            seqs.push(seq);
-        }
+        let (rows, seqs, _) = chain_rows(work, seq, prev)?;
         for chunk in rows.chunks(500) {
             let mut sql =
                 format!("INSERT INTO {s}.audit_events (seq, recorded_at, event, mac) VALUES ");
@@ -120,27 +127,38 @@ impl AuditStore for PostgresAuditStore {
         tx.commit().await.map_err(unavailable(ctx))?;
         Ok(seqs)
     }
+}
+
+#[async_trait]
+impl AuditStore for PostgresAuditStore {
+    async fn append(
+        &self,
+        drafts: Vec<(i64, String)>,
+        chain: Arc<ChainFn>,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.committer.append(drafts, chain).await
+    }
 
     async fn read(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
-        let s = &self.schema;
+        let s = &self.log.schema;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT seq, recorded_at, event, mac FROM {s}.audit_events WHERE seq > $1 \
              ORDER BY seq LIMIT $2"
         )))
         .bind(i64::try_from(after).unwrap_or(i64::MAX))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.log.pool)
         .await
         .map_err(unavailable("read audit"))?;
         rows.iter().map(decode).collect()
     }
 
     async fn head(&self) -> Result<Option<AuditRecord>, StoreError> {
-        let s = &self.schema;
+        let s = &self.log.schema;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT seq, recorded_at, event, mac FROM {s}.audit_events ORDER BY seq DESC LIMIT 1"
         )))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.log.pool)
         .await
         .map_err(unavailable("read audit"))?;
         row.as_ref().map(decode).transpose()

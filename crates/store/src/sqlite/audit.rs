@@ -1,32 +1,35 @@
-//! The append-only audit log on SQLite. Appends are group-committed; the chain MAC is computed
-//! by the caller's `ChainFn` (the vault holds the key), inside the transaction that reads the
-//! head, so the chain stays single even with several writers (processes included).
-use super::group::Group;
+//! The append-only audit log on SQLite. Appends are group-committed by one committer task per
+//! opened store: it takes every append queued while the previous commit ran and makes them
+//! durable in one transaction. The chain MAC is computed by the caller's `ChainFn` (the vault
+//! holds the key) for the head read (or guarded) inside that transaction, so the chain stays
+//! single even with several writers (processes included).
 use super::{Db, corrupt, unavailable};
+use crate::audit_group::{self, AuditJob, Committer, Head, chain_rows};
 use async_trait::async_trait;
 use phivault_core::{AuditRecord, AuditStore, ChainFn, StoreError};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{Sqlite, SqliteRow};
 use std::sync::Arc;
-use tokio::sync::oneshot;
-
-type Answer = oneshot::Sender<Result<Vec<u64>, StoreError>>;
-
-struct Job {
-    drafts: Vec<(i64, String)>,
-    chain: Arc<ChainFn>,
-    done: Answer,
-}
 
 pub struct SqliteAuditStore {
+    log: Arc<Log>,
+    committer: Committer,
+}
+
+struct Log {
     db: Db,
-    group: Group<Job>,
+    /// The head this process last appended, so the next append can skip reading it.
+    head: std::sync::Mutex<Option<Head>>,
+    /// The writer connection, held between appends: handing it back to the pool costs a round
+    /// trip to its thread (a ping) that the next append would wait for. Dropped on any error.
+    conn: tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>,
 }
 
 impl std::fmt::Debug for SqliteAuditStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteAuditStore")
-            .field("path", &self.db.path)
+            .field("path", &self.log.db.path)
             .finish()
     }
 }
@@ -44,29 +47,106 @@ fn decode(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
 }
 
 impl SqliteAuditStore {
+    /// Opens the store on `db` and starts its committer task (on the current Tokio runtime).
     pub(crate) fn new(db: Db) -> Self {
-        Self {
+        let log = Arc::new(Log {
             db,
-            group: Group::new(),
-        }
+            head: std::sync::Mutex::new(None),
+            conn: tokio::sync::Mutex::new(None),
+        });
+        let committer = {
+            let log = log.clone();
+            Committer::start(move |jobs| {
+                let log = log.clone();
+                async move { log.commit(jobs).await }
+            })
+        };
+        Self { log, committer }
     }
 
     pub(crate) async fn close(&self) {
-        self.db.close().await;
+        drop(self.log.conn.lock().await.take());
+        self.log.db.close().await;
+    }
+}
+
+impl Log {
+    async fn commit(&self, jobs: Vec<AuditJob>) {
+        let (answers, work) = audit_group::split(jobs);
+        let cached = self.head.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let result = match cached {
+            Some(head) => self.append_after(head, &work).await,
+            None => Ok(None),
+        };
+        let result = match result {
+            Ok(Some(done)) => Ok(done),
+            Ok(None) => self.append_locked(&work).await,
+            Err(e) => Err(e),
+        };
+        let result = result.map(|(seqs, head)| {
+            *self.head.lock().unwrap_or_else(|p| p.into_inner()) = Some(head);
+            seqs
+        });
+        audit_group::answer(answers, result);
     }
 
-    async fn commit(&self, jobs: Vec<Job>) {
+    /// The common case in one statement (one round trip, one implicit transaction): appends
+    /// after the head this process wrote last, guarded so that nothing is written unless that
+    /// head is still the last event. `Ok(None)` when another writer appended in between.
+    async fn append_after(&self, head: Head, work: &[Work]) -> Appended {
         let ctx = "append audit";
-        // Take every answer channel first, so that any failure below reaches every caller.
-        let mut answers: Vec<(Answer, Vec<u64>)> = Vec::with_capacity(jobs.len());
-        let mut work = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            answers.push((job.done, Vec::new()));
-            work.push((job.drafts, job.chain));
+        let (seq, mac) = head;
+        let (rows, seqs, last) = chain_rows(work, seq, mac.clone())?;
+        if rows.len() > FAST_ROWS {
+            return Ok(None);
         }
-        let mut conn = None;
-        let result: Result<(), StoreError> = async {
-            let c = conn.insert(self.db.writer.acquire().await.map_err(unavailable(ctx))?);
+        let mut sql = String::from(
+            "INSERT INTO audit_events (seq, recorded_at, event, mac) \
+             SELECT column1, column2, column3, column4 FROM (VALUES ",
+        );
+        sql.push_str(&vec!["(?, ?, ?, ?)"; rows.len()].join(", "));
+        sql.push_str(
+            ") WHERE NOT EXISTS (SELECT 1 FROM audit_events WHERE seq > ?) \
+             AND EXISTS (SELECT 1 FROM audit_events WHERE seq = ? AND mac = ?)",
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (s, at, event, mac) in &rows {
+            q = q
+                .bind(*s)
+                .bind(*at)
+                .bind(event.as_str())
+                .bind(mac.as_slice());
+        }
+        let s = i64::try_from(seq).map_err(|_| corrupt(ctx, "seq overflow"))?;
+        q = q.bind(s).bind(s).bind(mac);
+        let mut held = self.conn.lock().await;
+        let conn = match held.as_mut() {
+            Some(c) => c,
+            None => held.insert(self.db.writer.acquire().await.map_err(unavailable(ctx))?),
+        };
+        let done = q.execute(&mut **conn).await;
+        match done {
+            Ok(r) if r.rows_affected() == rows.len() as u64 => Ok(Some((seqs, last))),
+            Ok(r) if r.rows_affected() == 0 => Ok(None),
+            Ok(_) => Err(corrupt(ctx, "a guarded append wrote part of its events")),
+            Err(e) => {
+                if let Some(mut c) = held.take() {
+                    c.close_on_drop();
+                }
+                Err(unavailable(ctx)(e))
+            }
+        }
+    }
+
+    /// Appends after whatever head the log has, read inside an immediate transaction.
+    async fn append_locked(&self, work: &[Work]) -> Result<(Vec<Vec<u64>>, Head), StoreError> {
+        let ctx = "append audit";
+        let mut held = self.conn.lock().await;
+        let result = async {
+            let c = match held.as_mut() {
+                Some(c) => c,
+                None => held.insert(self.db.writer.acquire().await.map_err(unavailable(ctx))?),
+            };
             let mut tx = sqlx::Connection::begin_with(&mut **c, "BEGIN IMMEDIATE")
                 .await
                 .map_err(unavailable(ctx))?;
@@ -74,7 +154,7 @@ impl SqliteAuditStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(unavailable(ctx))?;
-            let (mut seq, mut prev): (u64, Vec<u8>) = match head {
+            let (seq, prev): (u64, Vec<u8>) = match head {
                 None => (0, Vec::new()),
                 Some(r) => (
                     u64::try_from(r.try_get::<i64, _>(0).map_err(unavailable(ctx))?)
@@ -82,17 +162,7 @@ impl SqliteAuditStore {
                     r.try_get(1).map_err(unavailable(ctx))?,
                 ),
             };
-            let mut rows: Vec<(i64, i64, String, Vec<u8>)> = Vec::new();
-            for ((drafts, chain), (_, seqs)) in work.iter().zip(answers.iter_mut()) {
-                for (at, draft) in drafts {
-                    seq += 1;
-                    let (event, mac) = chain(seq, &prev, draft);
-                    let s = i64::try_from(seq).map_err(|_| corrupt(ctx, "seq overflow"))?;
-                    rows.push((s, *at, event, mac.clone()));
-                    prev = mac;
-                    seqs.push(seq);
-                }
-            }
+            let (rows, seqs, last) = chain_rows(work, seq, prev)?;
             for chunk in rows.chunks(500) {
                 let mut sql =
                     String::from("INSERT INTO audit_events (seq, recorded_at, event, mac) VALUES ");
@@ -107,30 +177,25 @@ impl SqliteAuditStore {
                 }
                 q.execute(&mut *tx).await.map_err(unavailable(ctx))?;
             }
-            tx.commit().await.map_err(unavailable(ctx))
+            tx.commit().await.map_err(unavailable(ctx))?;
+            Ok((seqs, last))
         }
         .await;
         if result.is_err()
-            && let Some(c) = conn.as_mut()
+            && let Some(mut c) = held.take()
         {
             // Never hand a connection back in an unknown transaction state.
             c.close_on_drop();
         }
-        drop(conn);
-        match result {
-            Ok(()) => {
-                for (done, seqs) in answers {
-                    let _ = done.send(Ok(seqs));
-                }
-            }
-            Err(e) => {
-                for (done, _) in answers {
-                    let _ = done.send(Err(e.clone()));
-                }
-            }
-        }
+        result
     }
 }
+
+type Work = (Vec<(i64, String)>, Arc<ChainFn>);
+type Appended = Result<Option<(Vec<Vec<u64>>, Head)>, StoreError>;
+
+/// The most events the one-statement append takes (4 parameters each).
+const FAST_ROWS: usize = 256;
 
 #[async_trait]
 impl AuditStore for SqliteAuditStore {
@@ -139,18 +204,7 @@ impl AuditStore for SqliteAuditStore {
         drafts: Vec<(i64, String)>,
         chain: Arc<ChainFn>,
     ) -> Result<Vec<u64>, StoreError> {
-        if drafts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (done, answer) = oneshot::channel();
-        let job = Job {
-            drafts,
-            chain,
-            done,
-        };
-        self.group
-            .submit(job, answer, |jobs| self.commit(jobs))
-            .await
+        self.committer.append(drafts, chain).await
     }
 
     async fn read(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
@@ -160,7 +214,7 @@ impl AuditStore for SqliteAuditStore {
         )
         .bind(i64::try_from(after).unwrap_or(i64::MAX))
         .bind(i64::from(limit))
-        .fetch_all(&self.db.reader)
+        .fetch_all(&self.log.db.reader)
         .await
         .map_err(unavailable("read audit"))?;
         rows.iter().map(decode).collect()
@@ -170,7 +224,7 @@ impl AuditStore for SqliteAuditStore {
         let row = sqlx::query(
             "SELECT seq, recorded_at, event, mac FROM audit_events ORDER BY seq DESC LIMIT 1",
         )
-        .fetch_optional(&self.db.reader)
+        .fetch_optional(&self.log.db.reader)
         .await
         .map_err(unavailable("read audit"))?;
         row.as_ref().map(decode).transpose()

@@ -1,0 +1,140 @@
+//! Group commit for audit appends, shared by both backends: callers queue their drafts with a
+//! committer task (one per opened store); it takes every append queued while its previous
+//! commit ran and makes them durable in one transaction, then answers each caller. No caller
+//! waits on a lock or on another caller's wake-up, only on its own answer.
+use phivault_core::{ChainFn, StoreError};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// The most appends one commit takes: more wait for the next.
+const GROUP_MAX: usize = 256;
+
+/// One caller's drafts and where its sequence numbers go.
+pub(crate) struct AuditJob {
+    pub(crate) drafts: Vec<(i64, String)>,
+    pub(crate) chain: Arc<ChainFn>,
+    pub(crate) done: oneshot::Sender<Result<Vec<u64>, StoreError>>,
+}
+
+/// A new row: (seq, recorded_at, event, mac).
+pub(crate) type NewRow = (i64, i64, String, Vec<u8>);
+/// The (sequence number, MAC) of the last event.
+pub(crate) type Head = (u64, Vec<u8>);
+/// The rows to insert, each job's sequence numbers, and the new head.
+pub(crate) type Chained = (Vec<NewRow>, Vec<Vec<u64>>, Head);
+
+/// The sending side of a committer task; the task stops when this is dropped.
+#[derive(Debug)]
+pub(crate) struct Committer {
+    jobs: mpsc::UnboundedSender<AuditJob>,
+}
+
+impl Committer {
+    /// Starts the committer task on the current Tokio runtime. `commit` runs one group and
+    /// answers every job in it: the sequence numbers, or the same error for all.
+    pub(crate) fn start<F, Fut>(mut commit: F) -> Committer
+    where
+        F: FnMut(Vec<AuditJob>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let (jobs, mut queue) = mpsc::unbounded_channel::<AuditJob>();
+        tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut group = vec![first];
+                while group.len() < GROUP_MAX {
+                    match queue.try_recv() {
+                        Ok(job) => group.push(job),
+                        Err(_) => break,
+                    }
+                }
+                commit(group).await;
+            }
+        });
+        Committer { jobs }
+    }
+
+    /// Queues `drafts` and waits until they are durable (or failed).
+    pub(crate) async fn append(
+        &self,
+        drafts: Vec<(i64, String)>,
+        chain: Arc<ChainFn>,
+    ) -> Result<Vec<u64>, StoreError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (done, answer) = oneshot::channel();
+        self.jobs
+            .send(AuditJob {
+                drafts,
+                chain,
+                done,
+            })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable {
+        context: "append audit",
+        detail: "the committing task stopped".into(),
+    }
+}
+
+/// Splits a group into its answer channels and its work.
+pub(crate) fn split(
+    jobs: Vec<AuditJob>,
+) -> (
+    Vec<oneshot::Sender<Result<Vec<u64>, StoreError>>>,
+    Vec<(Vec<(i64, String)>, Arc<ChainFn>)>,
+) {
+    jobs.into_iter()
+        .map(|j| (j.done, (j.drafts, j.chain)))
+        .unzip()
+}
+
+/// Answers every caller of a group.
+pub(crate) fn answer(
+    answers: Vec<oneshot::Sender<Result<Vec<u64>, StoreError>>>,
+    result: Result<Vec<Vec<u64>>, StoreError>,
+) {
+    match result {
+        Ok(seqs) => {
+            for (done, seqs) in answers.into_iter().zip(seqs) {
+                let _ = done.send(Ok(seqs));
+            }
+        }
+        Err(e) => {
+            for done in answers {
+                let _ = done.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Chains every job's drafts after `(seq, prev)`.
+pub(crate) fn chain_rows(
+    work: &[(Vec<(i64, String)>, Arc<ChainFn>)],
+    mut seq: u64,
+    mut prev: Vec<u8>,
+) -> Result<Chained, StoreError> {
+    let mut rows = Vec::new();
+    let mut all = Vec::with_capacity(work.len());
+    for (drafts, chain) in work {
+        let mut seqs = Vec::with_capacity(drafts.len());
+        for (at, draft) in drafts {
+            seq += 1;
+            let (event, mac) = chain(seq, &prev, draft);
+            let s = i64::try_from(seq).map_err(|_| StoreError::Corrupt {
+                context: "append audit",
+                detail: "seq overflow".into(),
+            })?;
+            rows.push((s, *at, event, mac.clone()));
+            prev = mac;
+            seqs.push(seq);
+        }
+        all.push(seqs);
+    }
+    Ok((rows, all, (seq, prev)))
+}
