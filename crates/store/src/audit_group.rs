@@ -14,9 +14,13 @@ const GROUP_MAX: usize = 256;
 pub(crate) struct AuditJob {
     pub(crate) drafts: Vec<(i64, String)>,
     pub(crate) chain: Arc<ChainFn>,
-    pub(crate) done: oneshot::Sender<Result<Vec<u64>, StoreError>>,
+    pub(crate) done: Answer,
 }
 
+/// Where one caller's sequence numbers (or the group's error) go.
+pub(crate) type Answer = oneshot::Sender<Result<Vec<u64>, StoreError>>;
+/// One caller's drafts (recorded_at in ms, event JSON without its seq) and chain function.
+pub(crate) type Work = (Vec<(i64, String)>, Arc<ChainFn>);
 /// A new row: (seq, recorded_at, event, mac).
 pub(crate) type NewRow = (i64, i64, String, Vec<u8>);
 /// The (sequence number, MAC) of the last event.
@@ -83,22 +87,14 @@ fn stopped() -> StoreError {
 }
 
 /// Splits a group into its answer channels and its work.
-pub(crate) fn split(
-    jobs: Vec<AuditJob>,
-) -> (
-    Vec<oneshot::Sender<Result<Vec<u64>, StoreError>>>,
-    Vec<(Vec<(i64, String)>, Arc<ChainFn>)>,
-) {
+pub(crate) fn split(jobs: Vec<AuditJob>) -> (Vec<Answer>, Vec<Work>) {
     jobs.into_iter()
         .map(|j| (j.done, (j.drafts, j.chain)))
         .unzip()
 }
 
 /// Answers every caller of a group.
-pub(crate) fn answer(
-    answers: Vec<oneshot::Sender<Result<Vec<u64>, StoreError>>>,
-    result: Result<Vec<Vec<u64>>, StoreError>,
-) {
+pub(crate) fn answer(answers: Vec<Answer>, result: Result<Vec<Vec<u64>>, StoreError>) {
     match result {
         Ok(seqs) => {
             for (done, seqs) in answers.into_iter().zip(seqs) {
@@ -115,7 +111,7 @@ pub(crate) fn answer(
 
 /// Chains every job's drafts after `(seq, prev)`.
 pub(crate) fn chain_rows(
-    work: &[(Vec<(i64, String)>, Arc<ChainFn>)],
+    work: &[Work],
     mut seq: u64,
     mut prev: Vec<u8>,
 ) -> Result<Chained, StoreError> {

@@ -4,7 +4,7 @@
 //! any number of nodes serialize in the database and the chain stays single. Within a node,
 //! the appends queued while one commit runs are group-committed by the next.
 use super::{check_schema, corrupt, migrate, unavailable};
-use crate::audit_group::{self, AuditJob, Committer, chain_rows};
+use crate::audit_group::{self, AuditJob, Committer, Work, chain_rows};
 use async_trait::async_trait;
 use phivault_core::{AuditRecord, AuditStore, ChainFn, StoreError};
 use sqlx::Row;
@@ -72,10 +72,7 @@ impl Log {
         audit_group::answer(answers, result);
     }
 
-    async fn append(
-        &self,
-        work: &[(Vec<(i64, String)>, Arc<ChainFn>)],
-    ) -> Result<Vec<Vec<u64>>, StoreError> {
+    async fn append(&self, work: &[Work]) -> Result<Vec<Vec<u64>>, StoreError> {
         let ctx = "append audit";
         let s = &self.schema;
         let mut tx = self.pool.begin().await.map_err(unavailable(ctx))?;

@@ -4,7 +4,7 @@
 //! holds the key) for the head read (or guarded) inside that transaction, so the chain stays
 //! single even with several writers (processes included).
 use super::{Db, corrupt, unavailable};
-use crate::audit_group::{self, AuditJob, Committer, Head, chain_rows};
+use crate::audit_group::{self, AuditJob, Committer, Head, Work, chain_rows};
 use async_trait::async_trait;
 use phivault_core::{AuditRecord, AuditStore, ChainFn, StoreError};
 use sqlx::Row;
@@ -191,7 +191,6 @@ impl Log {
     }
 }
 
-type Work = (Vec<(i64, String)>, Arc<ChainFn>);
 type Appended = Result<Option<(Vec<Vec<u64>>, Head)>, StoreError>;
 
 /// The most events the one-statement append takes (4 parameters each).
