@@ -134,3 +134,87 @@ pub(crate) fn chain_rows(
     }
     Ok((rows, all, (seq, prev)))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    use super::*;
+    use std::sync::Mutex;
+
+    fn chain() -> Arc<ChainFn> {
+        Arc::new(|seq: u64, _prev: &[u8], draft: &str| {
+            (draft.to_owned(), seq.to_be_bytes().to_vec())
+        })
+    }
+
+    /// Appends queued while a commit runs go to the next commit together, and every caller
+    /// gets its own sequence numbers back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_queued_during_a_commit_are_committed_together() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let (started_tx, started) = oneshot::channel::<()>();
+        let (release, released) = oneshot::channel::<()>();
+        let gate = Arc::new(Mutex::new(Some((started_tx, released))));
+        let next = Arc::new(Mutex::new(0u64));
+        let committer = {
+            let sizes = sizes.clone();
+            Committer::start(move |jobs: Vec<AuditJob>| {
+                let sizes = sizes.clone();
+                let gate = gate.lock().unwrap().take();
+                let next = next.clone();
+                async move {
+                    sizes.lock().unwrap().push(jobs.len());
+                    if let Some((started, released)) = gate {
+                        started.send(()).unwrap();
+                        released.await.unwrap();
+                    }
+                    let (answers, work) = split(jobs);
+                    let head = *next.lock().unwrap();
+                    let (_, seqs, (last, _)) = chain_rows(&work, head, Vec::new()).unwrap();
+                    *next.lock().unwrap() = last;
+                    answer(answers, Ok(seqs));
+                }
+            })
+        };
+        let committer = Arc::new(committer);
+        let first = {
+            let c = committer.clone();
+            tokio::spawn(async move { c.append(vec![(0, "a".into())], chain()).await })
+        };
+        started.await.unwrap();
+        let mut rest = Vec::new();
+        for i in 0..10 {
+            let c = committer.clone();
+            rest.push(tokio::spawn(async move {
+                c.append(vec![(0, format!("b{i}")), (0, format!("c{i}"))], chain())
+                    .await
+            }));
+        }
+        // Let all ten queue behind the running commit, then let it finish.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), vec![1]);
+        let mut seqs: Vec<u64> = Vec::new();
+        for r in rest {
+            let s = r.await.unwrap().unwrap();
+            assert_eq!(s.len(), 2);
+            assert_eq!(s[1], s[0] + 1, "one caller's drafts stay contiguous");
+            seqs.extend(s);
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (2..=21).collect::<Vec<u64>>());
+        assert_eq!(*sizes.lock().unwrap(), vec![1, 10]);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_committer_fails_closed() {
+        let committer = Committer::start(|jobs: Vec<AuditJob>| async move {
+            drop(jobs);
+        });
+        let e = committer
+            .append(vec![(0, "x".into())], chain())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
+    }
+}
