@@ -79,7 +79,7 @@ impl Db {
             .await
             .map_err(unavailable("open database"))?;
         let reader = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts)
             .await
