@@ -136,8 +136,19 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> String + '_ {
     move |e| format!("{}: {}", path.display(), e.kind())
 }
 
-/// A private (0700) scratch directory, removed with everything in it when dropped.
-struct Scratch(PathBuf);
+/// A private (0700) scratch directory, removed with everything in it when dropped. While in
+/// use it holds a locked `.in-use` file; a scratch directory left behind by a killed process
+/// (its lock released by the kernel) is removed by the next backup command working beside it.
+struct Scratch(PathBuf, Option<std::fs::File>);
+
+/// The names of scratch directories: `.<tag>-<random>`.
+const SCRATCH_TAGS: [&str; 4] = [
+    "phivault-backup",
+    "phivault-verify",
+    "phivault-tombstones",
+    "phivault-restore",
+];
+const SCRATCH_LOCK: &str = ".in-use";
 
 impl Scratch {
     fn new(beside: &Path, tag: &str) -> Result<Scratch, String> {
@@ -145,6 +156,7 @@ impl Scratch {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        sweep_scratch(parent);
         let name = format!(
             ".{tag}-{}",
             phivault_crypto::random_token::<9>().map_err(|e| e.to_string())?
@@ -157,14 +169,59 @@ impl Scratch {
             b.mode(0o700);
         }
         b.create(&path).map_err(io(&path))?;
-        std::fs::create_dir(path.join(KEYS_DIR)).map_err(io(&path))?;
-        Ok(Scratch(path))
+        let mut scratch = Scratch(path, None);
+        // Locked before it takes its name, so no sweeper ever sees it unlocked.
+        let fresh = scratch.0.join(".in-use.new");
+        let lock = create_private(&fresh)?;
+        lock.try_lock()
+            .map_err(|_| format!("{}: cannot lock", fresh.display()))?;
+        std::fs::rename(&fresh, scratch.0.join(SCRATCH_LOCK)).map_err(io(&fresh))?;
+        scratch.1 = Some(lock);
+        std::fs::create_dir(scratch.0.join(KEYS_DIR)).map_err(io(&scratch.0))?;
+        Ok(scratch)
+    }
+
+    /// Removes the lock (before the directory becomes a data dir by rename).
+    fn unlock(&mut self) {
+        if let Some(lock) = self.1.take() {
+            let _ = std::fs::remove_file(self.0.join(SCRATCH_LOCK));
+            drop(lock);
+        }
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes the scratch directories in `dir` that no live process holds: named like ours, a
+/// real directory (not a link), with an `.in-use` file whose lock can be taken. Anything else
+/// is left alone.
+fn sweep_scratch(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in rd.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !SCRATCH_TAGS.iter().any(|t| {
+            name.strip_prefix('.')
+                .is_some_and(|n| n.starts_with(&format!("{t}-")))
+        }) {
+            continue;
+        }
+        let path = entry.path();
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let Ok(lock) = std::fs::File::open(path.join(SCRATCH_LOCK)) else {
+            continue;
+        };
+        if lock.try_lock().is_ok() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
     }
 }
 
@@ -947,7 +1004,7 @@ pub async fn restore(
             ));
         }
     }
-    let scratch = Scratch::new(dir, "phivault-restore")?;
+    let mut scratch = Scratch::new(dir, "phivault-restore")?;
     let header = unpack(file, &scratch.0, root)?;
     let target = target_database(&header)?;
     let mut sources = newer_backups(file, header.created_at)?;
@@ -1010,6 +1067,7 @@ pub async fn restore(
     if dir.exists() {
         std::fs::remove_dir(dir).map_err(io(dir))?;
     }
+    scratch.unlock();
     std::fs::rename(&scratch.0, dir).map_err(io(dir))?;
     if let Some(parent) = dir.parent() {
         sync_dir(parent);

@@ -267,11 +267,13 @@ fn a_damaged_backup_or_a_wrong_passphrase_fails_and_writes_nothing() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("move it away"));
     assert!(!target.exists());
     std::fs::remove_file(&beside).unwrap();
-    // The good one restores.
+    // The good one restores, and its scratch lock does not come along into the data dir.
     ok(&cli(
         &target,
         &["backup", "restore", file.to_str().unwrap()],
     ));
+    assert!(target.join("keys").exists());
+    assert!(!target.join(".in-use").exists());
 }
 
 #[test]
@@ -492,4 +494,63 @@ fn old_tombstones_spare_re_created_records_and_verify_records_only_this_vault() 
         String::from_utf8_lossy(&r.stderr)
     );
     ok(&cli(&data, &["backup", "verify", file.to_str().unwrap()]));
+}
+
+/// A scratch directory left behind by a killed `backup` command (its `.in-use` lock released
+/// by the kernel) is removed by the next one working beside it; a scratch directory some live
+/// process holds, one without a lock file, another program's and a link are all left alone.
+#[test]
+fn scratch_left_by_a_killed_backup_command_is_swept_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&cli(&data, &["init"]));
+    let file = tmp.path().join("b.pvbak");
+    ok(&cli(
+        &data,
+        &["backup", "create", "--out", file.to_str().unwrap()],
+    ));
+    let make = |name: &str, lock: bool| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(d.join("keys")).unwrap();
+        std::fs::write(d.join("identity.db"), b"sealed pages").unwrap();
+        if lock {
+            std::fs::write(d.join(".in-use"), b"").unwrap();
+        }
+        d
+    };
+    let abandoned = make(".phivault-verify-abandoned1", true);
+    let abandoned_restore = make(".phivault-restore-abandoned2", true);
+    let live = make(".phivault-verify-live", true);
+    let held = std::fs::File::open(live.join(".in-use")).unwrap();
+    held.lock().unwrap();
+    let unlocked = make(".phivault-backup-nolock", false);
+    let foreign = make(".phivault-other-thing", true);
+    let elsewhere = make("elsewhere", true);
+    std::os::unix::fs::symlink(&elsewhere, tmp.path().join(".phivault-verify-link")).unwrap();
+
+    ok(&cli(&data, &["backup", "verify", file.to_str().unwrap()]));
+    assert!(!abandoned.exists(), "an abandoned verify scratch stays");
+    assert!(
+        !abandoned_restore.exists(),
+        "an abandoned restore scratch stays"
+    );
+    for kept in [&live, &unlocked, &foreign, &elsewhere] {
+        assert!(
+            kept.join("identity.db").exists(),
+            "{} was removed",
+            kept.display()
+        );
+    }
+    assert!(tmp.path().join(".phivault-verify-link").exists());
+    // Once its holder lets go, the live one is abandoned too; the verify's own scratch is gone.
+    drop(held);
+    ok(&cli(&data, &["backup", "verify", file.to_str().unwrap()]));
+    assert!(!live.exists());
+    let ours: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".phivault-verify-") && n != ".phivault-verify-link")
+        .collect();
+    assert!(ours.is_empty(), "{ours:?}");
 }
