@@ -793,8 +793,18 @@ async fn copy_out(db: &datadir::Database) -> Result<Vec<TableCopy>, String> {
     copies.map_err(|e| e.to_string())
 }
 
-/// A scratch schema prefix in the configured database, for checking a PostgreSQL backup.
-fn scratch_database(db: &datadir::Database) -> Result<datadir::Database, String> {
+/// Scratch schemas in the configured database, for checking a PostgreSQL backup: a fresh
+/// prefix, locked for this process's session. Leftovers of killed processes (unlocked
+/// `pvcheck…` schemas) are dropped first.
+struct ScratchSchemas {
+    db: datadir::Database,
+    pool: phivault_store::postgres::PgPool,
+    lock: Option<phivault_store::postgres::snapshot::ScratchLock>,
+}
+
+const SCRATCH_SCHEMAS: &str = "pvcheck";
+
+async fn scratch_database(db: &datadir::Database) -> Result<ScratchSchemas, String> {
     let tag: String = phivault_crypto::random_token::<12>()
         .map_err(|e| e.to_string())?
         .chars()
@@ -803,16 +813,33 @@ fn scratch_database(db: &datadir::Database) -> Result<datadir::Database, String>
         .take(10)
         .collect();
     let mut scratch = db.clone();
-    scratch.prefix = format!("pvcheck{tag}");
-    Ok(scratch)
+    scratch.prefix = format!("{SCRATCH_SCHEMAS}{tag}");
+    let pool = phivault_store::postgres::connect(&db.url, db.limits)
+        .await
+        .map_err(|e| e.to_string())?;
+    let held = async {
+        phivault_store::postgres::snapshot::sweep_scratch(&pool, SCRATCH_SCHEMAS).await?;
+        phivault_store::postgres::snapshot::hold_scratch(&pool, &scratch.prefix).await
+    }
+    .await;
+    match held {
+        Ok(lock) => Ok(ScratchSchemas {
+            db: scratch,
+            pool,
+            lock: Some(lock),
+        }),
+        Err(e) => {
+            pool.close().await;
+            Err(e.to_string())
+        }
+    }
 }
 
-/// Drops a scratch vault's schemas.
-async fn drop_scratch(db: &datadir::Database) {
-    if let Ok(pool) = phivault_store::postgres::connect(&db.url, db.limits).await {
-        let _ = phivault_store::postgres::snapshot::drop_schemas(&pool, &db.prefix).await;
-        pool.close().await;
-    }
+/// Drops a scratch vault's schemas, then lets go of their lock.
+async fn drop_scratch(mut tmp: ScratchSchemas) {
+    let _ = phivault_store::postgres::snapshot::drop_schemas(&tmp.pool, &tmp.db.prefix).await;
+    drop(tmp.lock.take());
+    tmp.pool.close().await;
 }
 
 /// Unpacks and checks `file` in `scratch` (and, for PostgreSQL, in scratch schemas of the
@@ -827,13 +854,13 @@ async fn unpack_and_check(
     let (events, records) = match target_database(&header)? {
         None => check(scratch, &header, root, clock, None).await?,
         Some(db) => {
-            let tmp = scratch_database(&db)?;
+            let tmp = scratch_database(&db).await?;
             let result = async {
-                load_pg(scratch, &header, &tmp).await?;
-                check(scratch, &header, root, clock, Some(&tmp)).await
+                load_pg(scratch, &header, &tmp.db).await?;
+                check(scratch, &header, root, clock, Some(&tmp.db)).await
             }
             .await;
-            drop_scratch(&tmp).await;
+            drop_scratch(tmp).await;
             result?
         }
     };
@@ -897,16 +924,16 @@ async fn tombstones_of(
             read(opened).await
         }
         Some(db) => {
-            let tmp = scratch_database(&db)?;
+            let tmp = scratch_database(&db).await?;
             let result = async {
-                load_pg(&scratch.0, &header, &tmp).await?;
-                let opened = datadir::open_on(&scratch.0, root, clock, Some(&tmp))
+                load_pg(&scratch.0, &header, &tmp.db).await?;
+                let opened = datadir::open_on(&scratch.0, root, clock, Some(&tmp.db))
                     .await
                     .map_err(|e| e.to_string())?;
                 read(opened).await
             }
             .await;
-            drop_scratch(&tmp).await;
+            drop_scratch(tmp).await;
             result
         }
     }
@@ -1033,26 +1060,26 @@ pub async fn restore(
         Some(db) => {
             // Checked and made to forget in scratch schemas; only the result is loaded into
             // the target, in one transaction, so no node there ever sees erased records.
-            let tmp = scratch_database(db)?;
+            let tmp = scratch_database(db).await?;
             let result = async {
-                load_pg(&scratch.0, &header, &tmp).await?;
+                load_pg(&scratch.0, &header, &tmp.db).await?;
                 let (events, records) =
-                    check(&scratch.0, &header, root, clock.clone(), Some(&tmp)).await?;
+                    check(&scratch.0, &header, root, clock.clone(), Some(&tmp.db)).await?;
                 let (applied, expired) = forget_erased(
                     &scratch.0,
                     root,
                     clock.clone(),
-                    Some(&tmp),
+                    Some(&tmp.db),
                     &tombstones,
                     since,
                 )
                 .await?;
-                let copies = copy_out(&tmp).await?;
+                let copies = copy_out(&tmp.db).await?;
                 load_copies(&scratch.0, db, &copies).await?;
                 Ok::<_, String>((events, records, applied, expired))
             }
             .await;
-            drop_scratch(&tmp).await;
+            drop_scratch(tmp).await;
             for t in &header.pg_tables {
                 let _ = std::fs::remove_file(scratch.0.join(t.file_name()));
             }

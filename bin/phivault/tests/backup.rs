@@ -554,3 +554,76 @@ fn scratch_left_by_a_killed_backup_command_is_swept_and_nothing_else() {
         .collect();
     assert!(ours.is_empty(), "{ours:?}");
 }
+
+/// On PostgreSQL, `verify` checks a backup in scratch schemas (`pvcheck…`) that its session
+/// locks. Scratch schemas a killed process left (no session holds their lock) are dropped by
+/// the next check; those a live session holds are left alone.
+#[tokio::test]
+async fn scratch_schemas_left_by_a_killed_verify_are_dropped_and_live_ones_kept() {
+    if !on_postgres() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&cli(&data, &["init"]));
+    let file = tmp.path().join("b.pvbak");
+    ok(&cli(
+        &data,
+        &["backup", "create", "--out", file.to_str().unwrap()],
+    ));
+    let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+    let abandoned = "pvcheckabandonedt1";
+    let live = "pvchecklivet1";
+    for p in [abandoned, live] {
+        for store in ["identity", "audit"] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {p}_{store} CASCADE; CREATE SCHEMA {p}_{store}; \
+                 CREATE TABLE {p}_{store}.t (x int)"
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    }
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtext('phivault.scratch:' || $1))")
+        .bind(live)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let schemas = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, String>(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'pvcheck%' ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let v = tokio::task::spawn_blocking({
+        let data = data.clone();
+        let file = file.clone();
+        move || cli(&data, &["backup", "verify", file.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    ok(&v);
+    let left = schemas(pool.clone()).await;
+    assert!(
+        !left.iter().any(|s| s.starts_with(abandoned)),
+        "abandoned scratch kept: {left:?}"
+    );
+    assert_eq!(
+        left.iter().filter(|s| s.starts_with(live)).count(),
+        2,
+        "{left:?}"
+    );
+    drop(holder);
+    for store in ["identity", "audit"] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {live}_{store} CASCADE"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+}

@@ -11,9 +11,10 @@ pub mod snapshot;
 pub use audit::PostgresAuditStore;
 pub use control::PostgresControlStore;
 pub use records::PostgresRecordStore;
+pub use sqlx::postgres::PgPool;
 
 use phivault_core::StoreError;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
 use std::time::Duration;
 

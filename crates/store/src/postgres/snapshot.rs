@@ -219,3 +219,65 @@ pub async fn drop_schemas(pool: &PgPool, prefix: &str) -> Result<(), StoreError>
     }
     Ok(())
 }
+
+/// The advisory-lock key of scratch schemas with `prefix`, as SQL: a session holds it while it
+/// uses them, so a sweeper can tell live scratch from what a killed process left.
+const SCRATCH_KEY: &str = "hashtext('phivault.scratch:' || $1)";
+
+/// A connection holding the session lock on a set of scratch schemas.
+pub type ScratchLock = sqlx::pool::PoolConnection<sqlx::Postgres>;
+
+/// Takes the session lock on scratch schemas `prefix` on a connection of its own, held until
+/// that connection is dropped (or its session ends: a killed process releases it).
+pub async fn hold_scratch(pool: &PgPool, prefix: &str) -> Result<ScratchLock, StoreError> {
+    let ctx = "lock scratch schemas";
+    let mut conn = pool.acquire().await.map_err(unavailable(ctx))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_advisory_lock({SCRATCH_KEY})"
+    )))
+    .bind(prefix)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable(ctx))?;
+    Ok(conn)
+}
+
+/// Drops the scratch schemas (`<like>…_<store>`) whose lock no session holds, and says how
+/// many sets it dropped. Schemas some live session holds are left alone.
+pub async fn sweep_scratch(pool: &PgPool, like: &str) -> Result<usize, StoreError> {
+    let ctx = "sweep scratch schemas";
+    check_schema(like)?;
+    let prefixes: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT substring(nspname from '^(.*)_[a-z]+$') FROM pg_namespace \
+         WHERE starts_with(nspname, $1) AND nspname ~ '^[a-z0-9]+_[a-z]+$'",
+    )
+    .bind(like)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable(ctx))?;
+    let mut dropped = 0;
+    let mut conn = pool.acquire().await.map_err(unavailable(ctx))?;
+    for prefix in prefixes {
+        let free: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT pg_try_advisory_lock({SCRATCH_KEY})"
+        )))
+        .bind(&prefix)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(unavailable(ctx))?;
+        if !free {
+            continue;
+        }
+        let result = drop_schemas(pool, &prefix).await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT pg_advisory_unlock({SCRATCH_KEY})"
+        )))
+        .bind(&prefix)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable(ctx))?;
+        result?;
+        dropped += 1;
+    }
+    Ok(dropped)
+}
