@@ -496,11 +496,8 @@ fn old_tombstones_spare_re_created_records_and_verify_records_only_this_vault() 
     ok(&cli(&data, &["backup", "verify", file.to_str().unwrap()]));
 }
 
-/// A scratch directory left behind by a killed `backup` command (its `.in-use` lock released
-/// by the kernel) is removed by the next one working beside it; a scratch directory some live
-/// process holds, one without a lock file, another program's and a link are all left alone.
-#[test]
-fn scratch_left_by_a_killed_backup_command_is_swept_and_nothing_else() {
+/// A new, empty vault in a temp dir (`data`) and a backup of it (`b.pvbak`) beside it.
+fn empty_vault_with_backup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     ok(&cli(&data, &["init"]));
@@ -509,6 +506,15 @@ fn scratch_left_by_a_killed_backup_command_is_swept_and_nothing_else() {
         &data,
         &["backup", "create", "--out", file.to_str().unwrap()],
     ));
+    (tmp, data, file)
+}
+
+/// A scratch directory left behind by a killed `backup` command (its `.in-use` lock released
+/// by the kernel) is removed by the next one working beside it; a scratch directory some live
+/// process holds, one without a lock file, another program's and a link are all left alone.
+#[test]
+fn scratch_left_by_a_killed_backup_command_is_swept_and_nothing_else() {
+    let (tmp, data, file) = empty_vault_with_backup();
     let make = |name: &str, lock: bool| {
         let d = tmp.path().join(name);
         std::fs::create_dir_all(d.join("keys")).unwrap();
@@ -563,14 +569,7 @@ async fn scratch_schemas_left_by_a_killed_verify_are_dropped_and_live_ones_kept(
     if !on_postgres() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    ok(&cli(&data, &["init"]));
-    let file = tmp.path().join("b.pvbak");
-    ok(&cli(
-        &data,
-        &["backup", "create", "--out", file.to_str().unwrap()],
-    ));
+    let (tmp, data, file) = empty_vault_with_backup();
     let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
     let abandoned = "pvcheckabandonedt1";
     let live = "pvchecklivet1";
