@@ -569,7 +569,7 @@ async fn scratch_schemas_left_by_a_killed_verify_are_dropped_and_live_ones_kept(
     if !on_postgres() {
         return;
     }
-    let (tmp, data, file) = empty_vault_with_backup();
+    let (_tmp, data, file) = empty_vault_with_backup();
     let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
     let abandoned = "pvcheckabandonedt1";
     let live = "pvchecklivet1";
