@@ -46,13 +46,19 @@ pub enum KeysCmd {
         json: bool,
     },
     /// Remove an old KEK version from the keyring; refused while it still wraps a data key
-    /// (run `keys rotate` first) and for the current version.
+    /// (run `keys rotate` first), for the current version, and until the newest version is
+    /// `--grace-seconds` old.
     Retire {
         #[command(flatten)]
         dir: DirArgs,
         /// The KEK version to remove.
         #[arg(long)]
         version: u32,
+        /// How old the newest KEK version must be: every process (servers, CLI commands)
+        /// reloads the keyring before a write at least every 10 s, so after this long none is
+        /// still sealing under the old one. Lower it only when no other process is running.
+        #[arg(long, default_value_t = phivault_vault::keys::RETIRE_GRACE.as_secs())]
+        grace_seconds: u64,
     },
     /// Re-seal keys/root.key under a new passphrase (PHIVAULT_NEW_PASSPHRASE_FILE,
     /// PHIVAULT_NEW_PASSPHRASE, or a prompt asked twice). The keyring is unchanged; the old
@@ -93,9 +99,14 @@ pub async fn run(cmd: KeysCmd) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        KeysCmd::Retire { dir, version } => {
+        KeysCmd::Retire {
+            dir,
+            version,
+            grace_seconds,
+        } => {
             let (opened, ctx) = open(&dir).await?;
-            let result = opened.vault.retire_kek(&ctx, version).await;
+            let grace = std::time::Duration::from_secs(grace_seconds);
+            let result = opened.vault.retire_kek(&ctx, version, grace).await;
             opened.close().await;
             result.map_err(|e| e.to_string())?;
             println!("retired KEK version {version}");

@@ -155,7 +155,17 @@ async fn rotate_rewraps_every_key_then_the_old_version_retires_and_everything_st
     assert_eq!(everything(&o).await, before);
     o.close().await;
 
-    stdout_ok(&cli(&data, &["keys", "retire", "--version", "1"]));
+    // Right after the rotation, a process that loaded the keyring before it may still seal
+    // under version 1 for a few seconds: retiring it is refused until the grace has passed.
+    let early = cli(&data, &["keys", "retire", "--version", "1"]);
+    assert!(!early.status.success());
+    let why = String::from_utf8_lossy(&early.stderr);
+    assert!(why.contains("was made") && why.contains("30 s"), "{why}");
+    // No other process runs here, so the operator may waive the wait.
+    stdout_ok(&cli(
+        &data,
+        &["keys", "retire", "--version", "1", "--grace-seconds", "0"],
+    ));
     let s = status(&data);
     assert_eq!(versions(&s), [(2, id1, cl1, rows1)]);
     let o = open_vault(&data).await;
@@ -201,7 +211,7 @@ async fn rotate_rewraps_every_key_then_the_old_version_retires_and_everything_st
         .iter()
         .filter(|e| e["action"] == "keys-retire" && e["outcome"] == "error")
         .count();
-    assert_eq!(refused, 3, "each refused retire is audited");
+    assert_eq!(refused, 4, "each refused retire is audited");
     stdout_ok(&cli(&data, &["audit", "verify"]));
 }
 
@@ -392,7 +402,10 @@ async fn a_rotation_killed_midway_finishes_when_run_again_without_a_third_versio
         "no third version"
     );
     assert_eq!(v[0].3, 0, "nothing left on version 1");
-    stdout_ok(&cli(&data, &["keys", "retire", "--version", "1"]));
+    stdout_ok(&cli(
+        &data,
+        &["keys", "retire", "--version", "1", "--grace-seconds", "0"],
+    ));
     let o = open_vault(&data).await;
     assert_eq!(everything(&o).await, before);
     o.close().await;
@@ -607,4 +620,47 @@ async fn a_rotation_makes_an_overdue_kek_pass_the_compliance_check() {
         [(1, 400, false), (2, 0, true)]
     );
     o.close().await;
+}
+
+/// A process that opened the vault before another process rotated the KEK (a long CLI import
+/// beside the server, say) moves its new writes to the new version within 10 s: it reloads the
+/// keyring before a write when it loaded it longer ago than that.
+#[tokio::test]
+async fn a_process_opened_before_a_rotation_moves_its_writes_to_the_new_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    vault_with(&data, 0).await;
+    let o = open_vault(&data).await;
+    let ctx = ctx(&o).await;
+    let r = json_of(&cli(&data, &["keys", "rotate", "--json"]));
+    assert_eq!(r["target"], 2, "{r}");
+    let identity_on = |v: u64| {
+        versions(&status(&data))
+            .iter()
+            .find(|x| x.0 == v)
+            .map_or(0, |x| x.1)
+    };
+    assert_eq!(identity_on(1), 0);
+    let patient = |i: usize| serde_json::json!({"resourceType": "Patient", "name": [{"family": format!("Late{i}")}]});
+    // Within the window, this process still seals under the version it loaded.
+    o.vault.create(&ctx, patient(1)).await.unwrap();
+    assert_eq!(identity_on(1), 1);
+    tokio::time::sleep(
+        phivault_vault::keys::KEYRING_MAX_AGE + std::time::Duration::from_millis(500),
+    )
+    .await;
+    o.vault.create(&ctx, patient(2)).await.unwrap();
+    assert_eq!(
+        identity_on(1),
+        1,
+        "a write after the window sealed under the old version"
+    );
+    o.close().await;
+    // The straggler keeps version 1 from being retired until a rotation takes it along.
+    let out = cli(
+        &data,
+        &["keys", "retire", "--version", "1", "--grace-seconds", "0"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("still wraps 1"));
 }

@@ -17,6 +17,15 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+/// How long a process seals new writes under the KEK versions it loaded before it looks for a
+/// rotation made elsewhere.
+pub const KEYRING_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// How long after the newest KEK version was made `keys retire` refuses to remove an older
+/// one by default: three times [`KEYRING_MAX_AGE`], so that every process has moved its new
+/// writes off the old version and finished the ones it had sealed.
+pub const RETIRE_GRACE: Duration = Duration::from_secs(30);
+
 /// The keyring's purpose name of KEK entries.
 const KEK: &str = "kek";
 /// Full passes over a store before a rotation reports rows it could not finish (rows a stale
@@ -147,8 +156,29 @@ impl Vault {
         let Some(root) = &self.root else {
             return Ok(self.keyring.current_kek_version());
         };
+        let started = std::time::Instant::now();
         let entries = self.control.keyring().await?;
-        Ok(self.keyring.refresh_keks(root.as_ref(), &entries)?)
+        let current = self.keyring.refresh_keks(root.as_ref(), &entries)?;
+        *self
+            .keyring_loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = started;
+        Ok(current)
+    }
+
+    /// Before sealing: reloads the KEK versions when they were loaded more than
+    /// [`KEYRING_MAX_AGE`] ago, so that every process — a long CLI import beside the server
+    /// too — moves its new writes to a version another process's rotation made within that
+    /// time (`keys retire` waits longer than that after a rotation).
+    pub(crate) async fn fresh_keyring(&self) -> Result<(), VaultError> {
+        let loaded = *self
+            .keyring_loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if loaded.elapsed() > KEYRING_MAX_AGE {
+            self.reload_keyring().await?;
+        }
+        Ok(())
     }
 
     /// Makes sure the keyring knows the KEK version of every record about to be opened: a
@@ -470,18 +500,23 @@ impl Vault {
     /// Retires KEK version `version`: removes it from the keyring, only when no row of either
     /// store names it any more and it is not the current version. Permissions: the operator and
     /// SUPER_ADMIN. Audited (`keys-retire`).
-    pub async fn retire_kek(&self, ctx: &Ctx, version: u32) -> Result<(), VaultError> {
+    pub async fn retire_kek(
+        &self,
+        ctx: &Ctx,
+        version: u32,
+        grace: Duration,
+    ) -> Result<(), VaultError> {
         let mut event = self.event(ctx, "keys-retire");
         event.resource_type = Some("KEK".into());
         event.version = Some(u64::from(version));
         self.require_key_admin(ctx, &event).await?;
-        match self.retire(version).await {
+        match self.retire(version, grace).await {
             Ok(()) => self.audit(event).await,
             Err(e) => self.audit_failure(event, e).await,
         }
     }
 
-    async fn retire(&self, version: u32) -> Result<(), VaultError> {
+    async fn retire(&self, version: u32, grace: Duration) -> Result<(), VaultError> {
         let entries = self.control.keyring().await?;
         let keks: Vec<_> = entries.iter().filter(|e| e.purpose == KEK).collect();
         let Some(entry) = keks.iter().find(|e| e.version == version) else {
@@ -489,7 +524,10 @@ impl Vault {
                 "there is no KEK version {version}"
             )));
         };
-        if keks.iter().all(|e| e.version <= version) {
+        let Some(newest) = keks.iter().max_by_key(|e| e.version) else {
+            return Err(VaultError::Invalid("the keyring holds no KEK".into()));
+        };
+        if newest.version <= version {
             return Err(VaultError::Invalid(format!(
                 "KEK version {version} is the current one: rotate first"
             )));
@@ -506,6 +544,18 @@ impl Vault {
         if rows > 0 {
             return Err(VaultError::Invalid(format!(
                 "KEK version {version} still wraps {rows} stored rows: run `keys rotate` first"
+            )));
+        }
+        let age_ms = (self.clock.now_millis() - newest.created_at).max(0);
+        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        if age_ms < grace_ms {
+            return Err(VaultError::Invalid(format!(
+                "KEK version {} was made {} s ago: processes that loaded the keyring before it \
+                 may still be sealing under version {version}; retire it from {} s after the \
+                 rotation",
+                newest.version,
+                age_ms / 1000,
+                grace_ms / 1000
             )));
         }
         let kept = (*entry).clone();

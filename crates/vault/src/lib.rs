@@ -154,6 +154,8 @@ pub struct Vault {
     pub(crate) transport: Option<Arc<dyn compliance::TransportSource>>,
     /// The root key, to load KEK versions a rotation adds (here or on another node).
     pub(crate) root: Option<Arc<dyn phivault_crypto::RootKeyProvider>>,
+    /// When this process last loaded the KEK versions (writes reload when it is too long ago).
+    pub(crate) keyring_loaded: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 /// The stores a vault runs on.
@@ -179,6 +181,7 @@ impl Vault {
             field_policy: Arc::new(policy::fields::FieldPolicy::default()),
             transport: None,
             root: None,
+            keyring_loaded: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         }
     }
 

@@ -265,6 +265,7 @@ impl Vault {
             Some(h) => (h.next(), Expected::Version(h)),
             None => (Version::FIRST, Expected::Absent),
         };
+        self.fresh_keyring().await?;
         let write = self.seal(ctx, &key, version, exp, &resource, link)?;
         Ok((write, resource))
     }
