@@ -139,7 +139,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> String + '_ {
 /// A private (0700) scratch directory, removed with everything in it when dropped. While in
 /// use it holds a locked `.in-use` file; a scratch directory left behind by a killed process
 /// (its lock released by the kernel) is removed by the next backup command working beside it.
-struct Scratch(PathBuf, Option<std::fs::File>);
+struct Scratch(PathBuf, Option<std::fs::File>, bool);
 
 /// The names of scratch directories: `.<tag>-<random>`.
 const SCRATCH_TAGS: [&str; 4] = [
@@ -169,7 +169,7 @@ impl Scratch {
             b.mode(0o700);
         }
         b.create(&path).map_err(io(&path))?;
-        let mut scratch = Scratch(path, None);
+        let mut scratch = Scratch(path, None, false);
         // Locked before it takes its name, so no sweeper ever sees it unlocked.
         let fresh = scratch.0.join(".in-use.new");
         let lock = create_private(&fresh)?;
@@ -181,18 +181,22 @@ impl Scratch {
         Ok(scratch)
     }
 
-    /// Removes the lock (before the directory becomes a data dir by rename).
-    fn unlock(&mut self) {
-        if let Some(lock) = self.1.take() {
-            let _ = std::fs::remove_file(self.0.join(SCRATCH_LOCK));
-            drop(lock);
-        }
+    /// Moves the scratch dir into place as `dir` (a data dir from then on), still locked
+    /// while it moves, then removes its lock file.
+    fn into_place(mut self, dir: &Path) -> Result<(), String> {
+        std::fs::rename(&self.0, dir).map_err(io(dir))?;
+        self.2 = true;
+        let _ = std::fs::remove_file(dir.join(SCRATCH_LOCK));
+        drop(self.1.take());
+        Ok(())
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if !self.2 {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -216,10 +220,24 @@ fn sweep_scratch(dir: &Path) {
         if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
             continue;
         }
-        let Ok(lock) = std::fs::File::open(path.join(SCRATCH_LOCK)) else {
+        let lock_path = path.join(SCRATCH_LOCK);
+        let Ok(lock) = std::fs::File::open(&lock_path) else {
             continue;
         };
-        if lock.try_lock().is_ok() {
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        // Locked: but is it still that directory's lock file? (Its owner may have moved the
+        // directory into place and removed the file between the open and the lock.)
+        let same = match (lock.metadata(), std::fs::symlink_metadata(&lock_path)) {
+            #[cfg(unix)]
+            (Ok(a), Ok(b)) => {
+                use std::os::unix::fs::MetadataExt;
+                a.dev() == b.dev() && a.ino() == b.ino()
+            }
+            _ => false,
+        };
+        if same {
             let _ = std::fs::remove_dir_all(&path);
         }
     }
@@ -802,27 +820,28 @@ struct ScratchSchemas {
     lock: Option<phivault_store::postgres::snapshot::ScratchLock>,
 }
 
-const SCRATCH_SCHEMAS: &str = "pvcheck";
-
 async fn scratch_database(db: &datadir::Database) -> Result<ScratchSchemas, String> {
-    let tag: String = phivault_crypto::random_token::<12>()
-        .map_err(|e| e.to_string())?
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .take(10)
-        .collect();
+    use phivault_store::postgres::snapshot::{self, SCRATCH_PREFIX, SCRATCH_TAG_LEN};
+    let mut tag = String::new();
+    while tag.len() < SCRATCH_TAG_LEN {
+        let token = phivault_crypto::random_token::<12>().map_err(|e| e.to_string())?;
+        tag.extend(
+            token
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase()),
+        );
+    }
+    tag.truncate(SCRATCH_TAG_LEN);
     let mut scratch = db.clone();
-    scratch.prefix = format!("{SCRATCH_SCHEMAS}{tag}");
+    scratch.prefix = format!("{SCRATCH_PREFIX}{tag}");
+    debug_assert!(snapshot::is_scratch_prefix(&scratch.prefix));
     let pool = phivault_store::postgres::connect(&db.url, db.limits)
         .await
         .map_err(|e| e.to_string())?;
-    let held = async {
-        phivault_store::postgres::snapshot::sweep_scratch(&pool, SCRATCH_SCHEMAS).await?;
-        phivault_store::postgres::snapshot::hold_scratch(&pool, &scratch.prefix).await
-    }
-    .await;
-    match held {
+    // Best effort: a leftover that cannot be dropped must not stop this check.
+    let _ = snapshot::sweep_scratch(&pool).await;
+    match snapshot::hold_scratch(&pool, &scratch.prefix).await {
         Ok(lock) => Ok(ScratchSchemas {
             db: scratch,
             pool,
@@ -831,6 +850,27 @@ async fn scratch_database(db: &datadir::Database) -> Result<ScratchSchemas, Stri
         Err(e) => {
             pool.close().await;
             Err(e.to_string())
+        }
+    }
+}
+
+impl ScratchSchemas {
+    /// Fails unless this process still holds its scratch schemas' lock (a lost session lets
+    /// another check's sweep drop them).
+    async fn still_held(&mut self) -> Result<(), String> {
+        let held = match self.lock.as_mut() {
+            Some(lock) => phivault_store::postgres::snapshot::still_holds(lock)
+                .await
+                .unwrap_or(false),
+            None => false,
+        };
+        if held {
+            Ok(())
+        } else {
+            Err(
+                "lost the lock on the scratch schemas (database session ended): run it again"
+                    .into(),
+            )
         }
     }
 }
@@ -1031,7 +1071,7 @@ pub async fn restore(
             ));
         }
     }
-    let mut scratch = Scratch::new(dir, "phivault-restore")?;
+    let scratch = Scratch::new(dir, "phivault-restore")?;
     let header = unpack(file, &scratch.0, root)?;
     let target = target_database(&header)?;
     let mut sources = newer_backups(file, header.created_at)?;
@@ -1060,7 +1100,7 @@ pub async fn restore(
         Some(db) => {
             // Checked and made to forget in scratch schemas; only the result is loaded into
             // the target, in one transaction, so no node there ever sees erased records.
-            let tmp = scratch_database(db).await?;
+            let mut tmp = scratch_database(db).await?;
             let result = async {
                 load_pg(&scratch.0, &header, &tmp.db).await?;
                 let (events, records) =
@@ -1074,6 +1114,7 @@ pub async fn restore(
                     since,
                 )
                 .await?;
+                tmp.still_held().await?;
                 let copies = copy_out(&tmp.db).await?;
                 load_copies(&scratch.0, db, &copies).await?;
                 Ok::<_, String>((events, records, applied, expired))
@@ -1094,8 +1135,7 @@ pub async fn restore(
     if dir.exists() {
         std::fs::remove_dir(dir).map_err(io(dir))?;
     }
-    scratch.unlock();
-    std::fs::rename(&scratch.0, dir).map_err(io(dir))?;
+    scratch.into_place(dir)?;
     if let Some(parent) = dir.parent() {
         sync_dir(parent);
     }

@@ -79,6 +79,13 @@ impl DatabaseArgs {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err("the database URL must start with postgres:// or postgresql://".into());
         }
+        let scratch = phivault_store::postgres::snapshot::SCRATCH_PREFIX;
+        if self.database_schema.starts_with(scratch) {
+            return Err(format!(
+                "--database-schema must not start with `{scratch}`: backup checks use such \
+                 schemas as scratch and drop them"
+            ));
+        }
         Ok(Some(datadir::Database {
             stores: datadir::Database::store_urls(&url),
             url,

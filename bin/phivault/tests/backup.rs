@@ -571,9 +571,11 @@ async fn scratch_schemas_left_by_a_killed_verify_are_dropped_and_live_ones_kept(
     }
     let (_tmp, data, file) = empty_vault_with_backup();
     let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
-    let abandoned = "pvcheckabandonedt1";
-    let live = "pvchecklivet1";
-    for p in [abandoned, live] {
+    let abandoned = "pvcheckabandon001";
+    let live = "pvcheckliveholder";
+    // Not scratch: another shape (a vault could be named so, were it allowed); never dropped.
+    let lookalike = "pvcheckout";
+    for p in [abandoned, live, lookalike] {
         for store in ["identity", "audit"] {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "DROP SCHEMA IF EXISTS {p}_{store} CASCADE; CREATE SCHEMA {p}_{store}; \
@@ -616,10 +618,33 @@ async fn scratch_schemas_left_by_a_killed_verify_are_dropped_and_live_ones_kept(
         2,
         "{left:?}"
     );
+    assert_eq!(
+        left.iter()
+            .filter(|s| s.starts_with(&format!("{lookalike}_")))
+            .count(),
+        2,
+        "a schema not of the scratch shape was dropped: {left:?}"
+    );
+    // A vault's own prefix may not take the scratch prefix.
+    let refused = cli(
+        &data,
+        &[
+            "--database-schema",
+            "pvcheckmine",
+            "backup",
+            "verify",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("must not start with"));
     drop(holder);
-    for store in ["identity", "audit"] {
+    for (p, store) in [live, lookalike]
+        .into_iter()
+        .flat_map(|p| ["identity", "audit"].map(|s| (p, s)))
+    {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {live}_{store} CASCADE"
+            "DROP SCHEMA IF EXISTS {p}_{store} CASCADE"
         )))
         .execute(&pool)
         .await

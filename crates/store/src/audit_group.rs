@@ -2,8 +2,10 @@
 //! committer task (one per opened store); it takes every append queued while its previous
 //! commit ran and makes them durable in one transaction, then answers each caller. No caller
 //! waits on a lock or on another caller's wake-up, only on its own answer.
+use futures_util::FutureExt;
 use phivault_core::{ChainFn, StoreError};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -52,7 +54,9 @@ impl Committer {
                         Err(_) => break,
                     }
                 }
-                commit(group).await;
+                // A panic in one commit fails that group's callers (their answer channels are
+                // dropped: "stopped"), not every later append.
+                let _ = AssertUnwindSafe(commit(group)).catch_unwind().await;
             }
         });
         Committer { jobs }
@@ -204,6 +208,32 @@ mod tests {
         seqs.sort_unstable();
         assert_eq!(seqs, (2..=21).collect::<Vec<u64>>());
         assert_eq!(*sizes.lock().unwrap(), vec![1, 10]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_commit_fails_its_callers_and_the_next_append_works() {
+        let first = Arc::new(Mutex::new(true));
+        let committer = Committer::start(move |jobs: Vec<AuditJob>| {
+            let first = std::mem::replace(&mut *first.lock().unwrap(), false);
+            async move {
+                assert!(!first, "the first commit panics");
+                let (answers, work) = split(jobs);
+                let (_, seqs, _) = chain_rows(&work, 0, Vec::new()).unwrap();
+                answer(answers, Ok(seqs));
+            }
+        });
+        let e = committer
+            .append(vec![(0, "x".into())], chain())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
+        assert_eq!(
+            committer
+                .append(vec![(0, "y".into())], chain())
+                .await
+                .unwrap(),
+            vec![1]
+        );
     }
 
     #[tokio::test]

@@ -98,7 +98,13 @@ pub async fn export(pool: &PgPool, prefix: &str) -> Result<Vec<TableCopy>, Store
         for store in STORES {
             let schema = format!("{prefix}_{store}");
             let schema = check_schema(&schema)?;
-            for (table, columns) in tables(&mut conn, schema).await? {
+            let found = tables(&mut conn, schema).await?;
+            if found.is_empty() {
+                // Every store has tables once migrated: none means the schema is missing
+                // (dropped under us, or never made), never an empty store.
+                return Err(corrupt(ctx, format!("schema {schema} holds no tables")));
+            }
+            for (table, columns) in found {
                 let sql = format!(
                     "COPY {schema}.{} ({}) TO STDOUT",
                     ident(&table)?,
@@ -232,6 +238,11 @@ pub type ScratchLock = sqlx::pool::PoolConnection<sqlx::Postgres>;
 pub async fn hold_scratch(pool: &PgPool, prefix: &str) -> Result<ScratchLock, StoreError> {
     let ctx = "lock scratch schemas";
     let mut conn = pool.acquire().await.map_err(unavailable(ctx))?;
+    // The lock lives as long as this session: an idle-session limit must not end it.
+    // (PostgreSQL before 14 has no such setting and no such limit.)
+    let _ = sqlx::raw_sql("SET idle_session_timeout = 0")
+        .execute(&mut *conn)
+        .await;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT pg_advisory_lock({SCRATCH_KEY})"
     )))
@@ -242,42 +253,78 @@ pub async fn hold_scratch(pool: &PgPool, prefix: &str) -> Result<ScratchLock, St
     Ok(conn)
 }
 
-/// Drops the scratch schemas (`<like>…_<store>`) whose lock no session holds, and says how
-/// many sets it dropped. Schemas some live session holds are left alone.
-pub async fn sweep_scratch(pool: &PgPool, like: &str) -> Result<usize, StoreError> {
+/// Whether `prefix` names scratch schemas: `pvcheck` and exactly ten lowercase letters or
+/// digits. Vault prefixes of that shape are refused (see [`SCRATCH_PREFIX`]).
+pub fn is_scratch_prefix(prefix: &str) -> bool {
+    prefix.strip_prefix(SCRATCH_PREFIX).is_some_and(|tag| {
+        tag.len() == SCRATCH_TAG_LEN
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    })
+}
+
+/// Scratch schema prefixes start with this; no vault's own prefix may.
+pub const SCRATCH_PREFIX: &str = "pvcheck";
+/// The length of a scratch prefix's random tag.
+pub const SCRATCH_TAG_LEN: usize = 10;
+
+/// Drops the scratch schemas (`pvcheck<tag>_<store>`, exactly that shape) whose lock no
+/// session holds, and says how many sets it dropped. Schemas some live session holds are left
+/// alone; a set that cannot be dropped (another role's, say) is skipped.
+pub async fn sweep_scratch(pool: &PgPool) -> Result<usize, StoreError> {
     let ctx = "sweep scratch schemas";
-    check_schema(like)?;
-    let prefixes: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT substring(nspname from '^(.*)_[a-z]+$') FROM pg_namespace \
-         WHERE starts_with(nspname, $1) AND nspname ~ '^[a-z0-9]+_[a-z]+$'",
-    )
-    .bind(like)
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable(ctx))?;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, $1)")
+            .bind(SCRATCH_PREFIX)
+            .fetch_all(pool)
+            .await
+            .map_err(unavailable(ctx))?;
+    let mut prefixes: Vec<&str> = names
+        .iter()
+        .filter_map(|n| {
+            let (prefix, store) = n.rsplit_once('_')?;
+            (STORES.contains(&store) && is_scratch_prefix(prefix)).then_some(prefix)
+        })
+        .collect();
+    prefixes.sort_unstable();
+    prefixes.dedup();
     let mut dropped = 0;
     let mut conn = pool.acquire().await.map_err(unavailable(ctx))?;
     for prefix in prefixes {
         let free: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT pg_try_advisory_lock({SCRATCH_KEY})"
         )))
-        .bind(&prefix)
+        .bind(prefix)
         .fetch_one(&mut *conn)
         .await
         .map_err(unavailable(ctx))?;
         if !free {
             continue;
         }
-        let result = drop_schemas(pool, &prefix).await;
+        let result = drop_schemas(pool, prefix).await;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT pg_advisory_unlock({SCRATCH_KEY})"
         )))
-        .bind(&prefix)
+        .bind(prefix)
         .execute(&mut *conn)
         .await
         .map_err(unavailable(ctx))?;
-        result?;
-        dropped += 1;
+        if result.is_ok() {
+            dropped += 1;
+        }
     }
     Ok(dropped)
+}
+
+/// Whether `lock` (from [`hold_scratch`]) still holds an advisory lock: its session may have
+/// been lost (a server restart, a network failure), and with it the claim on its schemas.
+pub async fn still_holds(lock: &mut ScratchLock) -> Result<bool, StoreError> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+         AND pid = pg_backend_pid() AND granted)",
+    )
+    .fetch_one(&mut **lock)
+    .await
+    .map_err(unavailable("check scratch lock"))
 }

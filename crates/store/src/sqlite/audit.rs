@@ -65,8 +65,12 @@ impl SqliteAuditStore {
     }
 
     pub(crate) async fn close(&self) {
-        drop(self.log.conn.lock().await.take());
+        // Held while the pool closes, so the committer cannot take a connection back out of
+        // it meanwhile (the pool's close waits for every connection taken out).
+        let mut held = self.log.conn.lock().await;
+        drop(held.take());
         self.log.db.close().await;
+        drop(held);
     }
 }
 
