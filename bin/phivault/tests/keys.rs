@@ -247,6 +247,9 @@ async fn reads_and_writes_keep_working_while_rotation_runs() {
                         .await
                         .map_err(|e| format!("reader {i}: {e}"))?;
                     seen += page.len();
+                    // Counted per page, not per pass: a whole pass over thousands of patients
+                    // can outlast a quick rotation on a loaded machine.
+                    loops.fetch_add(1, Ordering::SeqCst);
                     match next {
                         Some(n) => after = Some(n),
                         None => break,
@@ -260,7 +263,6 @@ async fn reads_and_writes_keep_working_while_rotation_runs() {
                     .read(&c, phivault_core::ResourceType::PATIENT, &some)
                     .await
                     .map_err(|e| format!("reader {i}: {e}"))?;
-                loops.fetch_add(1, Ordering::SeqCst);
             }
             Ok::<(), String>(())
         }));
@@ -306,7 +308,7 @@ async fn reads_and_writes_keep_working_while_rotation_runs() {
     let made = writer.await.unwrap().unwrap();
     eprintln!(
         "rotation: {} of {} rows rewrapped ({} skipped) in {batches} batches, {took:?}; \
-         {during} reader passes and {made} creates meanwhile",
+         {during} reader pages and {made} creates meanwhile",
         report.rewrapped, plan.total, report.skipped
     );
     assert!(plan.total >= 2 * n as u64);
