@@ -209,6 +209,20 @@ async fn reads_concurrent(v: &Vault, ctx: &Ctx, from: usize, tasks: usize, per: 
     rate(tasks * per, t)
 }
 
+/// One round of an audited (`a`) and an unaudited (`q`) write measurement. Whoever writes
+/// second writes into a larger store, so the one that goes first takes turns.
+macro_rules! turns {
+    ($r:expr, $a:ident <- $audited:expr, $q:ident <- $quiet:expr) => {
+        if $r % 2 == 1 {
+            $q.push($quiet);
+            $a.push($audited);
+        } else {
+            $a.push($audited);
+            $q.push($quiet);
+        }
+    };
+}
+
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::var("BENCH_N")
@@ -293,28 +307,14 @@ async fn main() {
     let ctx = &s.ctx;
     let (mut a, mut q) = (Vec::new(), Vec::new());
     for r in 0..ROUNDS {
-        // Whoever writes first writes into the smaller store: take turns.
-        if r % 2 == 1 {
-            q.push(creates_sequential(&quiet, ctx, r * seq, seq).await);
-            a.push(creates_sequential(&s.vault, ctx, r * seq, seq).await);
-        } else {
-            a.push(creates_sequential(&s.vault, ctx, r * seq, seq).await);
-            q.push(creates_sequential(&quiet, ctx, r * seq, seq).await);
-        }
+        turns!(r, a <- creates_sequential(&s.vault, ctx, r * seq, seq).await, q <- creates_sequential(&quiet, ctx, r * seq, seq).await);
     }
     let (create_a, create_q) = (median(&a), median(&q));
     line("creates, 1 caller", create_a, create_q, raw_seq);
     let (mut a, mut q) = (Vec::new(), Vec::new());
     for r in 0..ROUNDS {
         // The first round imports the records the reads below read.
-        // Whoever writes first writes into the smaller store: take turns.
-        if r % 2 == 1 {
-            q.push(creates_batched(&quiet, ctx, (2 * r + 1) * n, n).await);
-            a.push(creates_batched(&s.vault, ctx, 2 * r * n, n).await);
-        } else {
-            a.push(creates_batched(&s.vault, ctx, 2 * r * n, n).await);
-            q.push(creates_batched(&quiet, ctx, (2 * r + 1) * n, n).await);
-        }
+        turns!(r, a <- creates_batched(&s.vault, ctx, 2 * r * n, n).await, q <- creates_batched(&quiet, ctx, (2 * r + 1) * n, n).await);
     }
     line(
         "creates, batched 256 per transaction",
@@ -325,14 +325,7 @@ async fn main() {
     for tasks in CALLERS {
         let (mut a, mut q) = (Vec::new(), Vec::new());
         for r in 0..ROUNDS {
-            // Whoever writes first writes into the smaller store: take turns.
-            if r % 2 == 1 {
-                q.push(creates_concurrent(&quiet, ctx, r * n, tasks, n / tasks).await);
-                a.push(creates_concurrent(&s.vault, ctx, r * n, tasks, n / tasks).await);
-            } else {
-                a.push(creates_concurrent(&s.vault, ctx, r * n, tasks, n / tasks).await);
-                q.push(creates_concurrent(&quiet, ctx, r * n, tasks, n / tasks).await);
-            }
+            turns!(r, a <- creates_concurrent(&s.vault, ctx, r * n, tasks, n / tasks).await, q <- creates_concurrent(&quiet, ctx, r * n, tasks, n / tasks).await);
         }
         let raw = if tasks == 32 { raw_conc } else { f64::NAN };
         line(

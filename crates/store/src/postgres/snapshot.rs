@@ -243,14 +243,27 @@ pub async fn hold_scratch(pool: &PgPool, prefix: &str) -> Result<ScratchLock, St
     let _ = sqlx::raw_sql("SET idle_session_timeout = 0")
         .execute(&mut *conn)
         .await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT pg_advisory_lock({SCRATCH_KEY})"
+    scratch_lock(&mut conn, "pg_advisory_lock", prefix)
+        .await
+        .map_err(unavailable(ctx))?;
+    Ok(conn)
+}
+
+/// Calls the advisory-lock function `func` on the key of scratch schemas `prefix`: true
+/// unless it is `pg_try_advisory_lock` and another session holds the lock.
+async fn scratch_lock(
+    conn: &mut sqlx::PgConnection,
+    func: &'static str,
+    prefix: &str,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT ({func}({SCRATCH_KEY}))::text"
     )))
     .bind(prefix)
-    .execute(&mut *conn)
-    .await
-    .map_err(unavailable(ctx))?;
-    Ok(conn)
+    .fetch_one(conn)
+    .await?;
+    let got: Option<String> = row.try_get(0)?;
+    Ok(got.as_deref() != Some("false"))
 }
 
 /// Whether `prefix` names scratch schemas: `pvcheck` and exactly ten lowercase letters or
@@ -292,24 +305,16 @@ pub async fn sweep_scratch(pool: &PgPool) -> Result<usize, StoreError> {
     let mut dropped = 0;
     let mut conn = pool.acquire().await.map_err(unavailable(ctx))?;
     for prefix in prefixes {
-        let free: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT pg_try_advisory_lock({SCRATCH_KEY})"
-        )))
-        .bind(prefix)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(unavailable(ctx))?;
+        let free = scratch_lock(&mut conn, "pg_try_advisory_lock", prefix)
+            .await
+            .map_err(unavailable(ctx))?;
         if !free {
             continue;
         }
         let result = drop_schemas(pool, prefix).await;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT pg_advisory_unlock({SCRATCH_KEY})"
-        )))
-        .bind(prefix)
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable(ctx))?;
+        scratch_lock(&mut conn, "pg_advisory_unlock", prefix)
+            .await
+            .map_err(unavailable(ctx))?;
         if result.is_ok() {
             dropped += 1;
         }
