@@ -1,6 +1,8 @@
 //! Vault throughput against the raw storage baseline, measured in the same run.
 //!
-//! `cargo bench -p phivault-vault --features bench` (BENCH_N: the record count, default 2000).
+//! `cargo bench -p phivault-vault --features bench` (BENCH_N: the record count, default 2000;
+//! BENCH_ROUNDS: rounds per figure, default 3; BENCH_ONLY=reads: only the read lines, e.g.
+//! under a profiler).
 //! The baseline stores the same plaintext bytes under the same (UUID-shaped) ids in a plain
 //! SQLite table with the same durability (WAL, synchronous=FULL), so the ratios show what
 //! sealing, blind indexes, versioning and pseudonymous ids cost.
@@ -298,21 +300,29 @@ async fn main() {
     }
     let raw_read = rate(n, t);
 
-    // The vault, audited and not: ROUNDS rounds, alternating so drift hits both alike; each
+    // The vault, audited and not: rounds() rounds, alternating so drift hits both alike; each
     // figure is the median of its rounds.
     println!(
-        "each vault figure: median of {ROUNDS} rounds, audited and unaudited runs alternating \
-         (writes: which goes first alternates too)"
+        "each vault figure: median of {} rounds, audited and unaudited runs alternating \
+         (writes: which goes first alternates too)",
+        rounds()
     );
     let ctx = &s.ctx;
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("reads") {
+        // Only the records the reads read, then the read lines (for profiling the read path).
+        creates_batched(&s.vault, ctx, 0, n).await;
+        creates_batched(&quiet, ctx, n, n).await;
+        read_lines(&s.vault, &quiet, ctx, n, raw_read).await;
+        return;
+    }
     let (mut a, mut q) = (Vec::new(), Vec::new());
-    for r in 0..ROUNDS {
+    for r in 0..rounds() {
         turns!(r, a <- creates_sequential(&s.vault, ctx, r * seq, seq).await, q <- creates_sequential(&quiet, ctx, r * seq, seq).await);
     }
     let (create_a, create_q) = (median(&a), median(&q));
     line("creates, 1 caller", create_a, create_q, raw_seq);
     let (mut a, mut q) = (Vec::new(), Vec::new());
-    for r in 0..ROUNDS {
+    for r in 0..rounds() {
         // The first round imports the records the reads below read.
         turns!(r, a <- creates_batched(&s.vault, ctx, 2 * r * n, n).await, q <- creates_batched(&quiet, ctx, (2 * r + 1) * n, n).await);
     }
@@ -324,7 +334,7 @@ async fn main() {
     );
     for tasks in CALLERS {
         let (mut a, mut q) = (Vec::new(), Vec::new());
-        for r in 0..ROUNDS {
+        for r in 0..rounds() {
             turns!(r, a <- creates_concurrent(&s.vault, ctx, r * n, tasks, n / tasks).await, q <- creates_concurrent(&quiet, ctx, r * n, tasks, n / tasks).await);
         }
         let raw = if tasks == 32 { raw_conc } else { f64::NAN };
@@ -335,26 +345,7 @@ async fn main() {
             raw,
         );
     }
-    let (mut a, mut q) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        a.push(reads(&s.vault, ctx, 0, n).await);
-        q.push(reads(&quiet, ctx, n, n).await);
-    }
-    let (read_a, read_q) = (median(&a), median(&q));
-    line("reads by id, 1 caller", read_a, read_q, raw_read);
-    for tasks in CALLERS {
-        let (mut a, mut q) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            a.push(reads_concurrent(&s.vault, ctx, 0, tasks, n / tasks).await);
-            q.push(reads_concurrent(&quiet, ctx, n, tasks, n / tasks).await);
-        }
-        line(
-            &format!("reads by id, {tasks} concurrent callers"),
-            median(&a),
-            median(&q),
-            raw_read,
-        );
-    }
+    let (read_a, read_q) = read_lines(&s.vault, &quiet, ctx, n, raw_read).await;
     // One caller at a time cannot share a durable write with anyone: each audited call waits
     // for its own event's fsync. What the audit adds there is latency, set against one durable
     // one-row commit on the same disk (the raw baseline's sequential inserts).
@@ -368,7 +359,46 @@ async fn main() {
     }
 }
 
-const ROUNDS: usize = 3;
+/// The read lines (1 caller, then each of CALLERS), audited and not; returns the 1-caller
+/// medians.
+async fn read_lines(
+    vault: &Vault,
+    quiet: &Vault,
+    ctx: &Ctx,
+    n: usize,
+    raw_read: f64,
+) -> (f64, f64) {
+    let (mut a, mut q) = (Vec::new(), Vec::new());
+    for _ in 0..rounds() {
+        a.push(reads(vault, ctx, 0, n).await);
+        q.push(reads(quiet, ctx, n, n).await);
+    }
+    let (read_a, read_q) = (median(&a), median(&q));
+    line("reads by id, 1 caller", read_a, read_q, raw_read);
+    for tasks in CALLERS {
+        let (mut a, mut q) = (Vec::new(), Vec::new());
+        for _ in 0..rounds() {
+            a.push(reads_concurrent(vault, ctx, 0, tasks, n / tasks).await);
+            q.push(reads_concurrent(quiet, ctx, n, tasks, n / tasks).await);
+        }
+        line(
+            &format!("reads by id, {tasks} concurrent callers"),
+            median(&a),
+            median(&q),
+            raw_read,
+        );
+    }
+    (read_a, read_q)
+}
+
+/// Rounds per figure (BENCH_ROUNDS, default 3).
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(3)
+}
 /// Concurrent callers for the throughput lines; audit writes are group-committed across them.
 const CALLERS: [usize; 3] = [8, 32, 128];
 
