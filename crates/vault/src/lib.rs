@@ -277,3 +277,58 @@ impl Vault {
         }
     }
 }
+
+#[cfg(test)]
+mod bench_switch_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::path::{Path, PathBuf};
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The audit short-circuit exists for benchmarks only: no source of the shipped code (any
+    /// crate's `src/`, the binary's included) calls it, so no configuration can turn the audit
+    /// off. Benchmarks (`benches/`) are the only callers.
+    #[test]
+    fn the_audit_short_circuit_is_called_by_benchmarks_only() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut files = Vec::new();
+        for top in ["crates", "bin"] {
+            for member in std::fs::read_dir(root.join(top)).unwrap() {
+                let src = member.unwrap().path().join("src");
+                if src.is_dir() {
+                    rust_files(&src, &mut files);
+                }
+            }
+        }
+        assert!(
+            files.len() > 20,
+            "the scan found the sources: {}",
+            files.len()
+        );
+        let name = ["with_audit_short_circuited", "_for_benchmarks"].concat();
+        let callers: Vec<String> = files
+            .iter()
+            .filter(|f| {
+                let text = std::fs::read_to_string(f).unwrap();
+                let uses = text.matches(name.as_str()).count();
+                let defines = text.matches(&format!("pub fn {name}(")).count();
+                uses > defines
+            })
+            .map(|f| f.display().to_string())
+            .collect();
+        assert!(callers.is_empty(), "called outside benchmarks: {callers:?}");
+        let lib = std::fs::read_to_string(root.join("crates/vault/src/lib.rs")).unwrap();
+        assert!(lib.contains(&format!(
+            "#[cfg(feature = \"bench\")]\n    #[doc(hidden)]\n    pub fn {name}("
+        )));
+    }
+}
