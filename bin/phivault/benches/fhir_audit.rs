@@ -18,20 +18,13 @@
 use phivault::datadir;
 use phivault_core::{Role, SystemClock};
 use phivault_crypto::Passphrase;
+use phivault_vault::bench::env_count;
 use phivault_vault::{Actor, Ctx, Vault};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(default)
-}
 
 /// Serves `vault` on a free loopback port over TLS; returns the port.
 async fn serve(vault: Vault, tls: Arc<rustls::ServerConfig>) -> u16 {
@@ -49,8 +42,8 @@ async fn serve(vault: Vault, tls: Arc<rustls::ServerConfig>) -> u16 {
 
 /// One wrk run of `script` (which sets the method, body and headers): requests/s; panics if
 /// any response was not 2xx (a benchmark of errors would measure nothing).
-async fn wrk(port: u16, conns: u64, path: String, script: String) -> f64 {
-    let secs = env_num("BENCH_SECONDS", 5);
+async fn wrk(port: u16, conns: usize, path: String, script: String) -> f64 {
+    let secs = env_count("BENCH_SECONDS", 5);
     let out = tokio::task::spawn_blocking(move || {
         let mut c = Command::new("wrk");
         c.arg(format!("-t{}", conns.min(2)))
@@ -158,11 +151,11 @@ async fn main() {
     let audited = serve(vault.clone(), tls.clone()).await;
     let quiet = serve(vault.with_audit_short_circuited_for_benchmarks(), tls).await;
 
-    let rounds = env_num("BENCH_ROUNDS", 3);
+    let rounds = env_count("BENCH_ROUNDS", 3);
     println!(
         "phivault over HTTPS: wrk, keep-alive TLS, {} s a run, median of {rounds} rounds, audited \
          and unaudited servers alternating (wrk and both servers share this machine's cores)",
-        env_num("BENCH_SECONDS", 5)
+        env_count("BENCH_SECONDS", 5)
     );
     for (what, path, script) in [
         ("Patient read (GET /fhir/Patient/{id})", read, get),

@@ -11,6 +11,7 @@
 use phivault_core::{ControlStore, OrgId, Organization, ResourceId, ResourceType, SystemClock};
 use phivault_crypto::{KeyfileProvider, Keyring, Passphrase};
 use phivault_store::SqliteStores;
+use phivault_vault::bench::env_count;
 use phivault_vault::{Actor, Ctx, ImportOptions, ImportReport, Stores, Vault};
 use serde_json::{Value, json};
 use sqlx::sqlite::{
@@ -227,10 +228,15 @@ macro_rules! turns {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let n = env_count("BENCH_N", 2000);
+    // BENCH_N / 128 records per caller at 128 callers: fewer would divide to none.
+    assert!(n >= 128, "BENCH_N must be at least 128, not {n}");
+    let only_reads = match std::env::var("BENCH_ONLY") {
+        Err(_) => false,
+        Ok(v) if v == "reads" => true,
+        Ok(v) => panic!("BENCH_ONLY takes one value, reads (not {v:?})"),
+    };
+    rounds(); // checks BENCH_ROUNDS before the long setup
     let s = setup().await;
     let quiet = s.vault.clone().with_audit_short_circuited_for_benchmarks();
     let bodies: Vec<Vec<u8>> = (0..n)
@@ -308,7 +314,7 @@ async fn main() {
         rounds()
     );
     let ctx = &s.ctx;
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("reads") {
+    if only_reads {
         // Only the records the reads read, then the read lines (for profiling the read path).
         creates_batched(&s.vault, ctx, 0, n).await;
         creates_batched(&quiet, ctx, n, n).await;
@@ -393,12 +399,9 @@ async fn read_lines(
 
 /// Rounds per figure (BENCH_ROUNDS, default 3).
 fn rounds() -> usize {
-    std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|r| *r > 0)
-        .unwrap_or(3)
+    env_count("BENCH_ROUNDS", 3)
 }
+
 /// Concurrent callers for the throughput lines; audit writes are group-committed across them.
 const CALLERS: [usize; 3] = [8, 32, 128];
 

@@ -7,6 +7,9 @@
 
 pub mod audit;
 pub mod auth;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench;
 pub mod compliance;
 pub mod deid;
 mod error;

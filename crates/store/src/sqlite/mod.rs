@@ -75,7 +75,8 @@ impl Db {
         // No ping before each acquire: an SQLite connection is a thread in this process, so the
         // ping is one more round trip to it per query that tests nothing a query would not (a
         // crashed worker fails the query, and the pool's ping on release closes it). Without it,
-        // the vault benchmark's reads by id ran 10-30% faster, audited and unaudited alike.
+        // the vault benchmark's reads by id at 8-128 callers ran 9-25% faster unaudited and
+        // 6-23% faster audited (2026-12-04; the audit's relative cost rose a little).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
