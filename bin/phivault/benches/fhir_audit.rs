@@ -15,6 +15,10 @@
     clippy::print_stdout
 )]
 
+/// The allocator the shipped binary uses (bin/phivault/src/main.rs), so the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use phivault::datadir;
 use phivault_core::{Role, SystemClock};
 use phivault_crypto::Passphrase;

@@ -12,6 +12,10 @@
     clippy::print_stdout
 )]
 
+/// The allocator the shipped binary uses (bin/phivault/src/main.rs), so the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use phivault::datadir::{self, Database};
 use phivault_core::{ResourceType, SystemClock};
 use phivault_crypto::Passphrase;

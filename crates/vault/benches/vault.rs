@@ -8,10 +8,14 @@
 //! sealing, blind indexes, versioning and pseudonymous ids cost.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+/// The allocator the shipped binary uses (bin/phivault/src/main.rs), so the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use phivault_core::{ControlStore, OrgId, Organization, ResourceId, ResourceType, SystemClock};
 use phivault_crypto::{KeyfileProvider, Keyring, Passphrase};
 use phivault_store::SqliteStores;
-use phivault_vault::bench::env_count;
+use phivault_vault::bench::{cpu_micros, env_count};
 use phivault_vault::{Actor, Ctx, ImportOptions, ImportReport, Stores, Vault};
 use serde_json::{Value, json};
 use sqlx::sqlite::{
@@ -118,6 +122,18 @@ async fn setup() -> Setup {
 
 fn rate(n: usize, start: Instant) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Runs one measurement that returns a rate for `n` calls; returns the rate and the process
+/// CPU time spent per call, in microseconds (NaN where it cannot be read).
+async fn with_cpu(n: usize, run: impl std::future::Future<Output = f64>) -> (f64, f64) {
+    let before = cpu_micros();
+    let r = run.await;
+    let per = match (before, cpu_micros()) {
+        (Some(b), Some(a)) => (a - b) / n as f64,
+        _ => f64::NAN,
+    };
+    (r, per)
 }
 
 /// Vault throughput with audit, without audit (bench-only switch), and the raw baseline.
@@ -374,18 +390,28 @@ async fn read_lines(
     n: usize,
     raw_read: f64,
 ) -> (f64, f64) {
-    let (mut a, mut q) = (Vec::new(), Vec::new());
+    let (mut a, mut q, mut ca, mut cq) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds() {
-        a.push(reads(vault, ctx, 0, n).await);
-        q.push(reads(quiet, ctx, n, n).await);
+        let (r, c) = with_cpu(n, reads(vault, ctx, 0, n)).await;
+        a.push(r);
+        ca.push(c);
+        let (r, c) = with_cpu(n, reads(quiet, ctx, n, n)).await;
+        q.push(r);
+        cq.push(c);
     }
     let (read_a, read_q) = (median(&a), median(&q));
     line("reads by id, 1 caller", read_a, read_q, raw_read);
+    cpu_line(&ca, &cq);
     for tasks in CALLERS {
-        let (mut a, mut q) = (Vec::new(), Vec::new());
+        let (mut a, mut q, mut ca, mut cq) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let per = n / tasks;
         for _ in 0..rounds() {
-            a.push(reads_concurrent(vault, ctx, 0, tasks, n / tasks).await);
-            q.push(reads_concurrent(quiet, ctx, n, tasks, n / tasks).await);
+            let (r, c) = with_cpu(tasks * per, reads_concurrent(vault, ctx, 0, tasks, per)).await;
+            a.push(r);
+            ca.push(c);
+            let (r, c) = with_cpu(tasks * per, reads_concurrent(quiet, ctx, n, tasks, per)).await;
+            q.push(r);
+            cq.push(c);
         }
         line(
             &format!("reads by id, {tasks} concurrent callers"),
@@ -393,8 +419,20 @@ async fn read_lines(
             median(&q),
             raw_read,
         );
+        cpu_line(&ca, &cq);
     }
     (read_a, read_q)
+}
+
+/// The CPU time per call under a throughput line: where the audit's cost goes is CPU (work
+/// the audit adds) or waiting (CPUs idle while callers wait for a durable commit).
+fn cpu_line(audited: &[f64], unaudited: &[f64]) {
+    let (a, q) = (median(audited), median(unaudited));
+    println!(
+        "{:<40} CPU per call {a:>5.0} us  (no audit {q:>5.0} us, audit adds {:>4.1}%)",
+        "",
+        100.0 * (a / q - 1.0)
+    );
 }
 
 /// Rounds per figure (BENCH_ROUNDS, default 3).
