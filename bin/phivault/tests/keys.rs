@@ -636,17 +636,22 @@ async fn a_process_opened_before_a_rotation_moves_its_writes_to_the_new_version(
     let ctx = ctx(&o).await;
     let r = json_of(&cli(&data, &["keys", "rotate", "--json"]));
     assert_eq!(r["target"], 2, "{r}");
+    let patient = |i: usize| serde_json::json!({"resourceType": "Patient", "name": [{"family": format!("Late{i}")}]});
+    // Within the window, this process still seals under the version it loaded. (The write
+    // comes straight after the rotation: every CLI run costs an Argon2, and the window is
+    // counted from the open.)
+    o.vault.create(&ctx, patient(1)).await.unwrap();
     let identity_on = |v: u64| {
         versions(&status(&data))
             .iter()
             .find(|x| x.0 == v)
             .map_or(0, |x| x.1)
     };
-    assert_eq!(identity_on(1), 0);
-    let patient = |i: usize| serde_json::json!({"resourceType": "Patient", "name": [{"family": format!("Late{i}")}]});
-    // Within the window, this process still seals under the version it loaded.
-    o.vault.create(&ctx, patient(1)).await.unwrap();
-    assert_eq!(identity_on(1), 1);
+    assert_eq!(
+        identity_on(1),
+        1,
+        "the rotation moved the rest; this write used version 1"
+    );
     tokio::time::sleep(
         phivault_vault::keys::KEYRING_MAX_AGE + std::time::Duration::from_millis(500),
     )

@@ -480,6 +480,7 @@ mod sessions {
     fn sessions_credential_stuffing_across_users_from_one_address_is_throttled() {
         let live = Live::start(|_| {});
         let mut statuses = Vec::new();
+        let started = std::time::Instant::now();
         for i in 0..16 {
             let b = json!({"username": format!("victim{i}"), "password": "Password123!leaked"})
                 .to_string();
@@ -495,6 +496,7 @@ mod sessions {
             );
             statuses.push((r.status, r.error.clone()));
         }
+        let elapsed = started.elapsed();
         let statuses: Vec<u16> = statuses
             .into_iter()
             .map(|(s, e)| {
@@ -504,12 +506,11 @@ mod sessions {
             .collect();
         // A burst of 10, then 429 (one more attempt per 500 ms as the bucket refills).
         assert!(statuses.iter().take(10).all(|s| *s == 401), "{statuses:?}");
-        let limited = statuses.iter().filter(|s| **s == 429).count();
-        assert!(limited >= 4, "{statuses:?}");
         assert!(
             statuses.iter().all(|s| *s == 401 || *s == 429),
             "{statuses:?}"
         );
+        common::assert_within_the_limit(&statuses, elapsed);
     }
 }
 
@@ -596,6 +597,7 @@ mod leakage {
             "bogus-token-LEAK",
             "walks the amber glacier",
         ];
+        let logs: String = logs.lines().map(|l| common::log_text(l) + "\n").collect();
         for n in needles {
             assert!(!logs.contains(n), "the logs hold {n}");
             assert!(!metrics_text.contains(n), "the metrics hold {n}");

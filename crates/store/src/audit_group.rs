@@ -189,18 +189,28 @@ mod tests {
         let mut rest = Vec::new();
         for i in 0..10 {
             let c = committer.clone();
-            rest.push(tokio::spawn(async move {
+            rest.push(Box::pin(async move {
                 c.append(vec![(0, format!("b{i}")), (0, format!("c{i}"))], chain())
                     .await
             }));
         }
-        // Let all ten queue behind the running commit, then let it finish.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // Poll each of the ten once, which queues its drafts behind the running commit (a
+        // fixed sleep instead would depend on how soon spawned tasks ran); then let it finish.
+        std::future::poll_fn(|cx| {
+            for f in &mut rest {
+                assert!(
+                    f.as_mut().poll(cx).is_pending(),
+                    "answered before the commit"
+                );
+            }
+            std::task::Poll::Ready(())
+        })
+        .await;
         release.send(()).unwrap();
         assert_eq!(first.await.unwrap().unwrap(), vec![1]);
         let mut seqs: Vec<u64> = Vec::new();
         for r in rest {
-            let s = r.await.unwrap().unwrap();
+            let s = r.await.unwrap();
             assert_eq!(s.len(), 2);
             assert_eq!(s[1], s[0] + 1, "one caller's drafts stay contiguous");
             seqs.extend(s);

@@ -318,3 +318,48 @@ pub fn without_meta(mut v: Value) -> Value {
     }
     v
 }
+
+/// What the limiter on the authentication endpoints guarantees, however slow the machine:
+/// no more than its burst plus one attempt per refill were answered in `elapsed`, and at least
+/// one attempt was refused with 429. (A fixed count of 429s would depend on how long each
+/// answered login's Argon2 took.)
+pub fn assert_within_the_limit(statuses: &[u16], elapsed: std::time::Duration) {
+    let answered = statuses.iter().filter(|s| **s == 401).count() as u128;
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    let refills = elapsed.as_millis() / u128::from(phivault_api::AUTH_REPLENISH_MS);
+    let most = u128::from(phivault_api::AUTH_BURST) + refills + 1;
+    assert!(
+        answered <= most,
+        "{answered} answered in {elapsed:?}, at most {most} allowed: {statuses:?}"
+    );
+    assert!(limited >= 1, "nothing limited in {elapsed:?}: {statuses:?}");
+}
+
+/// Every string value in `v`, at any depth, but those under a key in `skip`. Numbers are left
+/// out with the skipped keys: a short all-digit needle (a TOTP code, an MRN) turns up by chance
+/// in times down to the nanosecond and in durations, never a sign of a leak.
+pub fn string_values(v: &Value, skip: &[&str]) -> Vec<String> {
+    fn walk(v: &Value, skip: &[&str], out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, skip, out)),
+            Value::Object(o) => o
+                .iter()
+                .filter(|(k, _)| !skip.contains(&k.as_str()))
+                .for_each(|(_, x)| walk(x, skip, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, skip, &mut out);
+    out
+}
+
+/// A log line's text as a reader would search it for secrets: a JSON line's string values
+/// without its timestamp; any other line whole.
+pub fn log_text(line: &str) -> String {
+    match serde_json::from_str::<Value>(line) {
+        Ok(v) if v.is_object() => string_values(&v, &["timestamp"]).join("\n"),
+        _ => line.to_owned(),
+    }
+}

@@ -120,13 +120,14 @@ pub fn identifying(files: &[PathBuf]) -> Vec<String> {
     out
 }
 
-/// [`hits`] in the audit trail's JSON lines. Short all-digit needles (a 5-digit ZIP, say) are
-/// left out there: the trail is full of millisecond times, counts and hex MACs in which such
-/// digit runs occur by chance, and it never holds a data value of any kind.
+/// [`hits`] in the audit trail's JSON lines. All-digit needles under 10 digits (a 5-digit ZIP,
+/// say) are left out there: the trail is full of times (9-digit fractions of a second), counts
+/// and hex MACs in which such digit runs occur by chance, and it never holds a data value of
+/// any kind.
 pub fn audit_hits(jsonl: &str, needles: &[String]) -> Vec<String> {
     let needles: Vec<String> = needles
         .iter()
-        .filter(|n| n.len() >= 8 || !n.chars().all(|c| c.is_ascii_digit()))
+        .filter(|n| n.len() >= 10 || !n.chars().all(|c| c.is_ascii_digit()))
         .cloned()
         .collect();
     hits(jsonl, &needles)
