@@ -396,6 +396,16 @@ async fn erase_shreds_the_patient_and_its_clinical_records() {
     let before_identity = sealed("identity").await;
     let before_clinical = sealed("clinical").await;
 
+    // Sanity: the scanner finds a sealed record's bytes where they are, on either backend.
+    let found: std::collections::BTreeSet<usize> = scan_vault(&dir, &before_identity)
+        .into_iter()
+        .map(|(_, i)| i)
+        .collect();
+    assert_eq!(
+        found.len(),
+        before_identity.len(),
+        "the scanner missed some"
+    );
     let report = o.vault.erase_patient(&c, &victim).await.unwrap();
     assert_eq!(report.patient_versions, 1);
     assert_eq!(report.clinical_records, 8);

@@ -188,7 +188,8 @@ impl Held {
 }
 
 /// Every byte the store `store` of the vault in `dir` keeps: its SQLite file and write-ahead
-/// log, or a `pg_dump` of its schema.
+/// log, or a `pg_dump` of its schema followed by the bytes of every bytea value in it (the dump
+/// writes them as hex, in which a raw-bytes needle would never be found).
 pub fn store_bytes(dir: &Path, store: &str) -> Vec<u8> {
     match super::test_database(dir) {
         None => {
@@ -212,7 +213,40 @@ pub fn store_bytes(dir: &Path, store: &str) -> Vec<u8> {
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            out.stdout
+            let mut bytes = out.stdout.clone();
+            for value in bytea_values(&out.stdout) {
+                bytes.push(0);
+                bytes.extend(value);
+            }
+            bytes
         }
     }
+}
+
+/// The values of the bytea literals (`\x` and an even run of hex digits) in a `pg_dump`.
+fn bytea_values(dump: &[u8]) -> Vec<Vec<u8>> {
+    let digit = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 1 < dump.len() {
+        if dump[i] != b'\\' || dump[i + 1] != b'x' {
+            i += 1;
+            continue;
+        }
+        let start = i + 2;
+        let mut end = start;
+        while end < dump.len() && digit(dump[end]).is_some() {
+            end += 1;
+        }
+        let run = &dump[start..start + (end - start) / 2 * 2];
+        if !run.is_empty() {
+            out.push(
+                run.chunks(2)
+                    .map(|p| digit(p[0]).unwrap() << 4 | digit(p[1]).unwrap())
+                    .collect(),
+            );
+        }
+        i = end;
+    }
+    out
 }
