@@ -647,10 +647,15 @@ async fn a_process_opened_before_a_rotation_moves_its_writes_to_the_new_version(
             .find(|x| x.0 == v)
             .map_or(0, |x| x.1)
     };
+    assert_eq!(identity_on(1), 1, "this write used version 1");
+    let rows_on_2 = versions(&status(&data))
+        .iter()
+        .find(|x| x.0 == 2)
+        .map_or(0, |x| x.3);
     assert_eq!(
-        identity_on(1),
-        1,
-        "the rotation moved the rest; this write used version 1"
+        Some(rows_on_2),
+        r["rewrapped"].as_u64(),
+        "version 2 holds what the rotation moved, nothing else: {r}"
     );
     tokio::time::sleep(
         phivault_vault::keys::KEYRING_MAX_AGE + std::time::Duration::from_millis(500),

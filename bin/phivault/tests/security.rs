@@ -479,23 +479,31 @@ mod sessions {
     #[test]
     fn sessions_credential_stuffing_across_users_from_one_address_is_throttled() {
         let live = Live::start(|_| {});
-        let mut statuses = Vec::new();
+        // All at once (see `assert_within_the_limit`).
         let started = std::time::Instant::now();
-        for i in 0..16 {
-            let b = json!({"username": format!("victim{i}"), "password": "Password123!leaked"})
-                .to_string();
-            // HTTP/1.1: over HTTP/2, curl 7.88 reports the server's early 429 (sent before the
-            // body is read, then the stream reset) as a transport error.
-            let r = live.call(
-                "POST",
-                "/auth/login",
-                None,
-                None,
-                Some(("application/json", b.as_bytes())),
-                &["x-http1: 1"],
-            );
-            statuses.push((r.status, r.error.clone()));
-        }
+        let statuses: Vec<(u16, String)> = std::thread::scope(|scope| {
+            let live = &live;
+            let calls: Vec<_> = (0..16)
+                .map(|i| {
+                    scope.spawn(move || {
+                        let b = json!({"username": format!("victim{i}"), "password": "Password123!leaked"})
+                            .to_string();
+                        // HTTP/1.1: over HTTP/2, curl 7.88 reports the server's early 429 (sent
+                        // before the body is read, then the stream reset) as a transport error.
+                        let r = live.call(
+                            "POST",
+                            "/auth/login",
+                            None,
+                            None,
+                            Some(("application/json", b.as_bytes())),
+                            &["x-http1: 1"],
+                        );
+                        (r.status, r.error.clone())
+                    })
+                })
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
         let elapsed = started.elapsed();
         let statuses: Vec<u16> = statuses
             .into_iter()
@@ -505,7 +513,10 @@ mod sessions {
             })
             .collect();
         // A burst of 10, then 429 (one more attempt per 500 ms as the bucket refills).
-        assert!(statuses.iter().take(10).all(|s| *s == 401), "{statuses:?}");
+        assert!(
+            statuses.iter().filter(|s| **s == 401).count() >= 10,
+            "{statuses:?}"
+        );
         assert!(
             statuses.iter().all(|s| *s == 401 || *s == 429),
             "{statuses:?}"
@@ -597,9 +608,11 @@ mod leakage {
             "bogus-token-LEAK",
             "walks the amber glacier",
         ];
-        let logs: String = logs.lines().map(|l| common::log_text(l) + "\n").collect();
         for n in needles {
-            assert!(!logs.contains(n), "the logs hold {n}");
+            assert!(
+                !logs.lines().any(|l| common::log_holds(l, n)),
+                "the logs hold {n}"
+            );
             assert!(!metrics_text.contains(n), "the metrics hold {n}");
         }
         for (i, b) in bodies.iter().enumerate().skip(2) {

@@ -440,7 +440,7 @@ fn the_dev_administrator_signs_in_with_password_change_and_totp_over_https() {
     ] {
         for l in &logs {
             assert!(
-                !common::log_text(l).contains(secret),
+                !common::log_holds(l, secret),
                 "a secret reached the log: {l}"
             );
         }
@@ -455,17 +455,22 @@ fn authentication_endpoints_are_rate_limited_per_address() {
     let server = serve(tmp.path(), &["--dev"], &[]).unwrap();
     let cert = tmp.path().join("phivault-data/tls/cert.pem");
     let url = format!("https://localhost:{}/auth/login", server.port);
-    // One curl process, many requests on one connection, as fast as it can.
+    // One curl process, all 30 requests at once (see `assert_within_the_limit`), over HTTP/1.1:
+    // over HTTP/2, curl 7.88 reports an early 429 (sent before the body is read) as an error.
     let mut args = vec![
         "-s".to_owned(),
-        "--cacert".into(),
-        cert.to_str().unwrap().into(),
+        "--parallel".into(),
+        "--parallel-immediate".into(),
     ];
     for i in 0..30 {
         if i > 0 {
             args.push("--next".into());
-            args.extend(["--cacert".into(), cert.to_str().unwrap().into()]);
         }
+        args.extend([
+            "--http1.1".into(),
+            "--cacert".into(),
+            cert.to_str().unwrap().into(),
+        ]);
         args.extend([
             "-o".into(),
             "/dev/null".into(),
@@ -487,7 +492,7 @@ fn authentication_endpoints_are_rate_limited_per_address() {
         .collect();
     assert_eq!(codes.len(), 30, "{codes:?}");
     assert!(
-        codes.iter().take(10).all(|c| *c == 401),
+        codes.iter().filter(|c| **c == 401).count() >= 10,
         "the first burst is answered normally: {codes:?}"
     );
     assert!(codes.iter().all(|c| *c == 401 || *c == 429), "{codes:?}");

@@ -319,10 +319,11 @@ pub fn without_meta(mut v: Value) -> Value {
     v
 }
 
-/// What the limiter on the authentication endpoints guarantees, however slow the machine:
-/// no more than its burst plus one attempt per refill were answered in `elapsed`, and at least
-/// one attempt was refused with 429. (A fixed count of 429s would depend on how long each
-/// answered login's Argon2 took.)
+/// What the limiter on the authentication endpoints guarantees for attempts sent all at once:
+/// no more than its burst plus one per refill in `elapsed` were answered (the `+ 1` is slack),
+/// and at least one was refused with 429. The attempts must be sent together: one after another,
+/// each answered login's Argon2 lets the bucket refill, and on a slow enough machine none is
+/// refused.
 pub fn assert_within_the_limit(statuses: &[u16], elapsed: std::time::Duration) {
     let answered = statuses.iter().filter(|s| **s == 401).count() as u128;
     let limited = statuses.iter().filter(|s| **s == 429).count();
@@ -335,31 +336,54 @@ pub fn assert_within_the_limit(statuses: &[u16], elapsed: std::time::Duration) {
     assert!(limited >= 1, "nothing limited in {elapsed:?}: {statuses:?}");
 }
 
-/// Every string value in `v`, at any depth, but those under a key in `skip`. Numbers are left
-/// out with the skipped keys: a short all-digit needle (a TOTP code, an MRN) turns up by chance
-/// in times down to the nanosecond and in durations, never a sign of a leak.
-pub fn string_values(v: &Value, skip: &[&str]) -> Vec<String> {
-    fn walk(v: &Value, skip: &[&str], out: &mut Vec<String>) {
-        match v {
-            Value::String(s) => out.push(s.clone()),
-            Value::Array(a) => a.iter().for_each(|x| walk(x, skip, out)),
-            Value::Object(o) => o
-                .iter()
-                .filter(|(k, _)| !skip.contains(&k.as_str()))
-                .for_each(|(_, x)| walk(x, skip, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(v, skip, &mut out);
-    out
+/// The values of a JSON document as a search for a leaked secret or identifier sees them: its
+/// strings, searched for the needle anywhere in them, and its integers, compared whole. (A short
+/// all-digit needle, a TOTP code or an MRN, turns up by chance inside times down to the
+/// nanosecond, durations and counts; as the whole of an integer it is a leak.) Floats are left
+/// out, and so is everything under a key in `skip` (`"time"`, `"timestamp"`).
+#[derive(Debug, Default)]
+pub struct Values {
+    pub texts: Vec<String>,
+    pub integers: Vec<String>,
 }
 
-/// A log line's text as a reader would search it for secrets: a JSON line's string values
-/// without its timestamp; any other line whole.
-pub fn log_text(line: &str) -> String {
+impl Values {
+    pub fn of(v: &Value, skip: &[&str]) -> Values {
+        fn walk(v: &Value, skip: &[&str], out: &mut Values) {
+            match v {
+                Value::String(s) => out.texts.push(s.clone()),
+                Value::Number(n) if n.is_i64() || n.is_u64() => out.integers.push(n.to_string()),
+                Value::Array(a) => a.iter().for_each(|x| walk(x, skip, out)),
+                Value::Object(o) => o
+                    .iter()
+                    .filter(|(k, _)| !skip.contains(&k.as_str()))
+                    .for_each(|(_, x)| walk(x, skip, out)),
+                _ => {}
+            }
+        }
+        let mut out = Values::default();
+        walk(v, skip, &mut out);
+        out
+    }
+
+    /// The same without digests (strings of 32 or more hex digits and nothing else), where a
+    /// short run of digits occurs by chance. Only for needles that are not hex themselves.
+    pub fn without_digests(mut self) -> Values {
+        self.texts
+            .retain(|s| !(s.len() >= 32 && s.bytes().all(|b| b.is_ascii_hexdigit())));
+        self
+    }
+
+    pub fn holds(&self, needle: &str) -> bool {
+        self.texts.iter().any(|t| t.contains(needle)) || self.integers.iter().any(|n| n == needle)
+    }
+}
+
+/// Whether a log line holds `needle`: a JSON line in its [`Values`] without its timestamp; any
+/// other line as text.
+pub fn log_holds(line: &str, needle: &str) -> bool {
     match serde_json::from_str::<Value>(line) {
-        Ok(v) if v.is_object() => string_values(&v, &["timestamp"]).join("\n"),
-        _ => line.to_owned(),
+        Ok(v) if v.is_object() => Values::of(&v, &["timestamp"]).holds(needle),
+        _ => line.contains(needle),
     }
 }

@@ -1,6 +1,6 @@
 //! Helpers of the de-identification tests: what in the input identifies someone, and how to
 //! search an export for it.
-use crate::common::{all_files, phi_strings, resources_in};
+use crate::common::{Values, all_files, phi_strings, resources_in};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -120,17 +120,24 @@ pub fn identifying(files: &[PathBuf]) -> Vec<String> {
     out
 }
 
-/// [`hits`] in the audit trail's JSON lines. All-digit needles under 10 digits (a 5-digit ZIP,
-/// say) are left out there: the trail is full of times (9-digit fractions of a second), counts
-/// and hex MACs in which such digit runs occur by chance, and it never holds a data value of
-/// any kind.
+/// [`hits`] in the audit trail's JSON lines, searched in each event's [`Values`] without its
+/// time and digests, where an all-digit needle (a 5-digit ZIP, say) would turn up by chance.
 pub fn audit_hits(jsonl: &str, needles: &[String]) -> Vec<String> {
-    let needles: Vec<String> = needles
-        .iter()
-        .filter(|n| n.len() >= 10 || !n.chars().all(|c| c.is_ascii_digit()))
-        .cloned()
+    let values: Vec<Values> = jsonl
+        .lines()
+        .map(|l| Values::of(&serde_json::from_str(l).unwrap(), &["time"]).without_digests())
         .collect();
-    hits(jsonl, &needles)
+    let texts: Vec<&str> = values
+        .iter()
+        .flat_map(|v| v.texts.iter().map(String::as_str))
+        .collect();
+    let mut found = hits(&texts.join("\n"), needles);
+    for n in needles {
+        if !found.contains(n) && values.iter().any(|v| v.integers.contains(n)) {
+            found.push(n.clone());
+        }
+    }
+    found
 }
 
 /// The needles found in `text`, as written or as JSON escapes them.
