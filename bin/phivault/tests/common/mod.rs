@@ -387,3 +387,15 @@ pub fn log_holds(line: &str, needle: &str) -> bool {
         _ => line.contains(needle),
     }
 }
+
+/// The bytes of an even run of hex digits; `None` for anything else.
+pub fn unhex(digits: &[u8]) -> Option<Vec<u8>> {
+    let digit = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    if !digits.len().is_multiple_of(2) {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}

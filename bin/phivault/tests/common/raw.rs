@@ -225,7 +225,6 @@ pub fn store_bytes(dir: &Path, store: &str) -> Vec<u8> {
 
 /// The values of the bytea literals (`\x` and an even run of hex digits) in a `pg_dump`.
 fn bytea_values(dump: &[u8]) -> Vec<Vec<u8>> {
-    let digit = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
     let mut out = Vec::new();
     let mut i = 0;
     while i + 1 < dump.len() {
@@ -235,16 +234,12 @@ fn bytea_values(dump: &[u8]) -> Vec<Vec<u8>> {
         }
         let start = i + 2;
         let mut end = start;
-        while end < dump.len() && digit(dump[end]).is_some() {
+        while end < dump.len() && dump[end].is_ascii_hexdigit() {
             end += 1;
         }
         let run = &dump[start..start + (end - start) / 2 * 2];
-        if !run.is_empty() {
-            out.push(
-                run.chunks(2)
-                    .map(|p| digit(p[0]).unwrap() << 4 | digit(p[1]).unwrap())
-                    .collect(),
-            );
+        if let Some(value) = super::unhex(run).filter(|v| !v.is_empty()) {
+            out.push(value);
         }
         i = end;
     }
