@@ -75,17 +75,31 @@ mod moved {
             otp = add_user(data, "doc", "CLINICIAN");
         });
         let ehr = live.token(&basic);
-        let post = |body: &Value| created(&live.fhir("POST", "/fhir/Patient", &ehr, "TREAT", Some(body)));
+        let post =
+            |body: &Value| created(&live.fhir("POST", "/fhir/Patient", &ehr, "TREAT", Some(body)));
         let (a, b) = (post(&patient("A-100")), post(&patient("B-200")));
         let first = observation(&format!("Patient/{a}"), &format!("{A_SECRET} one"));
         let obs = created(&live.fhir("POST", "/fhir/Observation", &ehr, "TREAT", Some(&first)));
         let mut second = observation(&format!("Patient/{a}"), &format!("{A_SECRET} two"));
         second["id"] = json!(obs);
-        let r = live.fhir("PUT", &format!("/fhir/Observation/{obs}"), &ehr, "TREAT", Some(&second));
+        let r = live.fhir(
+            "PUT",
+            &format!("/fhir/Observation/{obs}"),
+            &ehr,
+            "TREAT",
+            Some(&second),
+        );
         assert_eq!(r.status, 200, "{}", r.body);
         grant(&live, "doc", &b);
         let doc = live.sign_in("doc", &otp, "127.0.20.1");
-        World { live, ehr, doc, a, b, obs }
+        World {
+            live,
+            ehr,
+            doc,
+            a,
+            b,
+            obs,
+        }
     }
 
     fn moved_to(w: &World, patient: &str) -> Value {
@@ -128,10 +142,15 @@ mod moved {
         }
         let r = live.fhir("DELETE", &path, doc, "TREAT", None);
         assert_eq!(r.status, 403, "delete: {}", r.body);
-        for kind in ["batch", "transaction"] {
-            let bundle = json!({"resourceType": "Bundle", "type": kind, "entry": [
-                {"resource": moved_to(&w, &w.b), "request": {"method": "PUT", "url": format!("Observation/{}", w.obs)}},
-                {"request": {"method": "DELETE", "url": format!("Observation/{}", w.obs)}}]});
+        let url = format!("Observation/{}", w.obs);
+        let put = json!({"resource": moved_to(&w, &w.b), "request": {"method": "PUT", "url": url}});
+        let delete = json!({"request": {"method": "DELETE", "url": url}});
+        // A transaction may name a resource once; a batch takes both.
+        for (kind, entries) in [
+            ("batch", json!([put, delete])),
+            ("transaction", json!([put])),
+        ] {
+            let bundle = json!({"resourceType": "Bundle", "type": kind, "entry": entries});
             let r = live.fhir("POST", "/fhir", doc, "TREAT", Some(&bundle));
             assert_no_secret(&r, kind);
             let ok = r.body.to_string().contains("200 OK") || r.body.to_string().contains("204");
@@ -139,8 +158,16 @@ mod moved {
         }
         // Nothing changed: A's record is as the integration left it.
         let r = live.fhir("GET", &path, &w.ehr, "TREAT", None);
-        assert_eq!((r.status, r.body["meta"]["versionId"].as_str()), (200, Some("2")));
-        assert!(r.body["valueString"].as_str().unwrap().starts_with(A_SECRET));
+        assert_eq!(
+            (r.status, r.body["meta"]["versionId"].as_str()),
+            (200, Some("2"))
+        );
+        assert!(
+            r.body["valueString"]
+                .as_str()
+                .unwrap()
+                .starts_with(A_SECRET)
+        );
         // A's accounting shows every attempt, denied, by the clinician.
         let events = accounting(live, &w.a);
         for action in ["update", "delete", "history", "vread", "transaction"] {
@@ -161,16 +188,25 @@ mod moved {
         let (live, doc) = (&w.live, w.doc.as_str());
         let path = format!("/fhir/Observation/{}", w.obs);
         let r = live.fhir("PUT", &path, &w.ehr, "TREAT", Some(&moved_to(&w, &w.b)));
-        assert_eq!(r.status, 200, "an integration may move a record: {}", r.body);
+        assert_eq!(
+            r.status, 200,
+            "an integration may move a record: {}",
+            r.body
+        );
         let (of_a, of_b) = (accounting(live, &w.a), accounting(live, &w.b));
         let moves = |events: &[Value]| -> Vec<u64> {
             events
                 .iter()
-                .filter(|e| e["actor"] == "client:ehr" && e["action"] == "update" && e["version"] == 3)
+                .filter(|e| {
+                    e["actor"] == "client:ehr" && e["action"] == "update" && e["version"] == 3
+                })
                 .map(|e| e["seq"].as_u64().unwrap())
                 .collect()
         };
-        assert!(!moves(&of_a).is_empty() && moves(&of_a) == moves(&of_b), "the move names both");
+        assert!(
+            !moves(&of_a).is_empty() && moves(&of_a) == moves(&of_b),
+            "the move names both"
+        );
         let r = live.fhir("GET", &format!("{path}/_history"), doc, "TREAT", None);
         assert_eq!(r.status, 200, "{}", r.body);
         assert_no_secret(&r, "history");
@@ -185,12 +221,22 @@ mod moved {
         assert_eq!(r.status, 403, "vread of A's version: {}", r.body);
         assert_no_secret(&r, "vread");
         let events = accounting(live, &w.a);
-        assert!(accounted(&events, "user:doc", "history", "denied"), "{events:?}");
-        assert!(accounted(&events, "user:doc", "vread", "denied"), "{events:?}");
+        assert!(
+            accounted(&events, "user:doc", "history", "denied"),
+            "{events:?}"
+        );
+        assert!(
+            accounted(&events, "user:doc", "vread", "denied"),
+            "{events:?}"
+        );
         // Granted both, a clinician still may not change a record's patient.
         grant(live, "doc", &w.a);
         let r = live.fhir("PUT", &path, doc, "TREAT", Some(&moved_to(&w, &w.a)));
-        assert!(matches!(r.status, 409 | 422), "a clinician moved a record: {}", r.body);
+        assert!(
+            matches!(r.status, 409 | 422),
+            "a clinician moved a record: {}",
+            r.body
+        );
         let r = live.fhir("GET", &path, &w.ehr, "TREAT", None);
         assert_eq!(r.body["meta"]["versionId"], "3", "nothing written");
     }
@@ -210,7 +256,13 @@ fn records_a_reference_never_tells_whether_a_patient_exists() {
         nurse = add_user(data, "a.nurse", "NURSE");
     });
     let ehr = live.token(&basic);
-    let known = created(&live.fhir("POST", "/fhir/Patient", &ehr, "TREAT", Some(&patient("K-777"))));
+    let known = created(&live.fhir(
+        "POST",
+        "/fhir/Patient",
+        &ehr,
+        "TREAT",
+        Some(&patient("K-777")),
+    ));
     let auditor = live.sign_in("the.auditor", &auditor, "127.0.21.1");
     let nurse = live.sign_in("a.nurse", &nurse, "127.0.21.2");
     let answer = |token: &str, purpose: Option<&str>, reference: &str| {
@@ -226,12 +278,24 @@ fn records_a_reference_never_tells_whether_a_patient_exists() {
         (r.status, r.body.to_string())
     };
     let pairs = [
-        ("Patient?identifier=urn:test:mrn|K-777", "Patient?identifier=urn:test:mrn|N-000"),
-        (&*format!("Patient/{known}"), "Patient/0b0c5f3e-1111-4222-8333-944455556666"),
+        (
+            "Patient?identifier=urn:test:mrn|K-777",
+            "Patient?identifier=urn:test:mrn|N-000",
+        ),
+        (
+            &*format!("Patient/{known}"),
+            "Patient/0b0c5f3e-1111-4222-8333-944455556666",
+        ),
     ];
     for (exists, missing) in pairs {
-        for (who, token, purpose) in [("auditor", &auditor, None), ("nurse", &nurse, Some("TREAT"))] {
-            let (a, b) = (answer(token, purpose, exists), answer(token, purpose, missing));
+        for (who, token, purpose) in [
+            ("auditor", &auditor, None),
+            ("nurse", &nurse, Some("TREAT")),
+        ] {
+            let (a, b) = (
+                answer(token, purpose, exists),
+                answer(token, purpose, missing),
+            );
             assert_eq!(a, b, "{who}: a patient's existence shows in the answer");
             assert_eq!(a.0, 403, "{who}: {}", a.1);
         }
@@ -255,16 +319,40 @@ fn records_everything_releases_only_the_types_the_caller_may_read() {
         );
     });
     let ehr = live.token(&basic);
-    let p = created(&live.fhir("POST", "/fhir/Patient", &ehr, "TREAT", Some(&patient("E-1"))));
+    let p = created(&live.fhir(
+        "POST",
+        "/fhir/Patient",
+        &ehr,
+        "TREAT",
+        Some(&patient("E-1")),
+    ));
     let subject = format!("Patient/{p}");
-    created(&live.fhir("POST", "/fhir/Observation", &ehr, "TREAT", Some(&observation(&subject, "seen"))));
+    created(&live.fhir(
+        "POST",
+        "/fhir/Observation",
+        &ehr,
+        "TREAT",
+        Some(&observation(&subject, "seen")),
+    ));
     let condition = json!({"resourceType": "Condition", "subject": {"reference": subject},
         "code": {"text": "Hiddencondition"}});
     let cond = created(&live.fhir("POST", "/fhir/Condition", &ehr, "TREAT", Some(&condition)));
     let narrow = live.token(&narrow);
-    let r = live.fhir("GET", &format!("/fhir/Condition/{cond}"), &narrow, "TREAT", None);
+    let r = live.fhir(
+        "GET",
+        &format!("/fhir/Condition/{cond}"),
+        &narrow,
+        "TREAT",
+        None,
+    );
     assert_eq!(r.status, 403, "the scope check itself: {}", r.body);
-    let r = live.fhir("GET", &format!("/fhir/Patient/{p}/$everything"), &narrow, "TREAT", None);
+    let r = live.fhir(
+        "GET",
+        &format!("/fhir/Patient/{p}/$everything"),
+        &narrow,
+        "TREAT",
+        None,
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let mut types: Vec<&str> = r.body["entry"]
         .as_array()
@@ -290,13 +378,34 @@ fn records_audit_events_cannot_be_written_as_resources() {
         "recorded": "2026-01-01T00:00:00Z", "agent": [{"requestor": true, "who": {"display": "nobody"}}],
         "source": {"observer": {"display": "phivault"}}});
     let r = live.fhir("POST", "/fhir/AuditEvent", &ehr, "TREAT", Some(&fake));
-    assert!((400..500).contains(&r.status), "create: {} {}", r.status, r.body);
-    let r = live.fhir("PUT", "/fhir/AuditEvent/forged-1", &ehr, "TREAT", Some(&fake));
-    assert!((400..500).contains(&r.status), "update: {} {}", r.status, r.body);
+    assert!(
+        (400..500).contains(&r.status),
+        "create: {} {}",
+        r.status,
+        r.body
+    );
+    let r = live.fhir(
+        "PUT",
+        "/fhir/AuditEvent/forged-1",
+        &ehr,
+        "TREAT",
+        Some(&fake),
+    );
+    assert!(
+        (400..500).contains(&r.status),
+        "update: {} {}",
+        r.status,
+        r.body
+    );
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": fake, "request": {"method": "PUT", "url": "AuditEvent/forged-1"}}]});
     let r = live.fhir("POST", "/fhir", &ehr, "TREAT", Some(&bundle));
-    assert!((400..500).contains(&r.status), "transaction: {} {}", r.status, r.body);
+    assert!(
+        (400..500).contains(&r.status),
+        "transaction: {} {}",
+        r.status,
+        r.body
+    );
     let r = live.fhir("GET", "/fhir/AuditEvent/forged-1", &ehr, "TREAT", None);
     assert_eq!(r.status, 404, "a forged AuditEvent was stored: {}", r.body);
 }

@@ -105,6 +105,10 @@ impl ResourceType {
     pub fn is_patient(&self) -> bool {
         self.0 == "Patient"
     }
+    /// `AuditEvent` is only ever the view of the real audit trail, never a stored resource.
+    pub fn is_audit_trail(&self) -> bool {
+        self.0 == "AuditEvent"
+    }
 }
 
 impl fmt::Display for ResourceType {

@@ -231,6 +231,15 @@ fn rewrite_refs(v: &mut Value, map: &HashMap<String, String>, depth: usize) {
     }
 }
 
+/// The policy's verb for a bundle entry's method.
+fn verb(method: Method) -> Action {
+    match method {
+        Method::Post => Action::Create,
+        Method::Delete => Action::Delete,
+        Method::Put | Method::Get => Action::Update,
+    }
+}
+
 /// A write of a transaction, ready to go.
 struct Ready {
     n: usize,
@@ -239,6 +248,8 @@ struct Ready {
     write: RecordWrite,
     resource: Option<Value>,
     patient: Option<Digest32>,
+    /// The patient of the record this write replaces (see `Prepared::prior`).
+    prior: Option<Option<Digest32>>,
     /// The head before this write (for undoing it).
     before: Option<Version>,
 }
@@ -314,24 +325,23 @@ impl Vault {
         planned: Vec<Planned>,
     ) -> Result<Vec<EntryResponse>, VaultError> {
         let event = self.event(ctx, "transaction");
+        // Role, scope and purpose for every entry before any reference or record is looked up.
+        for p in &planned {
+            self.authorize_kind(ctx, verb(p.method), p.rtype.as_str(), &event)
+                .await?;
+        }
         let ready = match self.plan_transaction(ctx, planned).await {
             Ok(r) => r,
-            Err(e) => return self.audit_failure(event, e).await,
+            Err(e) => return self.prepare_failed(event, e).await,
         };
         // Authorize every write before anything is written; a refusal refuses the lot.
         let mut break_glass = false;
         for r in &ready {
-            let verb = match r.method {
-                Method::Post => Action::Create,
-                Method::Delete => Action::Delete,
-                _ => Action::Update,
-            };
-            let mut ev = self
-                .write_event(ctx, "transaction", &r.write)
-                .patient(r.patient);
+            let mut ev = self.write_event(ctx, "transaction", &r.write);
             ev.count = Some(ready.len() as u64);
-            let allowed = self
-                .authorize(ctx, verb, r.write.record.rtype.as_str(), r.patient, &ev)
+            let rtype = r.write.record.rtype;
+            let (allowed, _) = self
+                .authorize_write(ctx, verb(r.method), rtype, r.patient, r.prior, ev)
                 .await?;
             break_glass |= allowed.break_glass;
         }
@@ -434,7 +444,7 @@ impl Vault {
             let store = self.store(store_kind(p.rtype));
             let head = store.head(&ctx.org, &key).await?;
             let before = head.as_ref().map(|h| h.version);
-            let (write, resource) = match p.method {
+            let (write, resource, prior) = match p.method {
                 Method::Delete => {
                     let head = match head {
                         Some(h) if !h.deleted => h,
@@ -446,7 +456,7 @@ impl Vault {
                             current: Some(head.version),
                         });
                     }
-                    (self.tombstone(&head), None)
+                    (self.tombstone(&head), None, None)
                 }
                 _ => {
                     let mut resource = p.resource.unwrap_or(Value::Null);
@@ -467,7 +477,7 @@ impl Vault {
                     {
                         return Err(VaultError::Conflict { current: Some(cur) });
                     }
-                    let (w, r) = self
+                    let prepared = self
                         .prepare(ctx, resource, &id, base, &refs)
                         .await
                         .map_err(|e| match e {
@@ -477,7 +487,7 @@ impl Vault {
                             }
                             other => other,
                         })?;
-                    (w, Some(r))
+                    (prepared.write, Some(prepared.resource), prepared.prior)
                 }
             };
             let patient = if p.rtype.is_patient() {
@@ -500,6 +510,7 @@ impl Vault {
                 write,
                 resource,
                 patient,
+                prior,
                 before,
             });
         }
@@ -588,7 +599,7 @@ impl Vault {
                         &Refs::default(),
                     )
                     .await?
-                    .0
+                    .write
                 };
                 let ev = self
                     .write_event(ctx, "transaction-undo", &write)

@@ -159,7 +159,7 @@ impl Vault {
                     let source = resource.clone();
                     self.prepare(ctx, resource, &key.id, Base::New, &refs)
                         .await
-                        .map(|(w, _)| (w, key, kind, source))
+                        .map(|p| (p.write, key, kind, source))
                 }
                 _ => Err(VaultError::Invalid("entry has no resource".into())),
             };
@@ -296,7 +296,10 @@ impl Vault {
     ) -> Result<bool, VaultError> {
         for _ in 0..3 {
             let base = current.map_or(Base::New, Base::Exactly);
-            let (write, _) = self.prepare(ctx, source.clone(), id, base, refs).await?;
+            let write = self
+                .prepare(ctx, source.clone(), id, base, refs)
+                .await?
+                .write;
             let patient = if write.record.rtype.is_patient() {
                 Some(self.keyring.pseudonym(&ctx.org, id))
             } else {

@@ -352,16 +352,58 @@ impl Vault {
             })
     }
 
+    /// Asks the policy, before anything about a patient is looked up, whether `action` on
+    /// `resource` could be allowed to this caller at all (with the best standing a grant
+    /// gives); a refusal is audited and refused.
+    pub(crate) async fn authorize_kind(
+        &self,
+        ctx: &Ctx,
+        action: Action,
+        resource: &str,
+        event: &crate::audit::AuditEvent,
+    ) -> Result<(), VaultError> {
+        if Self::may_at_all(ctx, action, resource) {
+            return Ok(());
+        }
+        let purpose = ctx.purpose.as_deref().and_then(Purpose::parse);
+        let reason =
+            match super::decide(&ctx.subject, action, resource, purpose, GrantState::Active) {
+                Decision::Deny(r) => r,
+                Decision::Allow { .. } => "no-grant",
+            };
+        self.deny(event, reason).await
+    }
+
+    /// Audits a denial (with its reason code) without failing the call: for the parts of a
+    /// listing that are left out.
+    pub(crate) async fn note_denial(
+        &self,
+        event: &crate::audit::AuditEvent,
+        reason: &'static str,
+    ) -> Result<(), VaultError> {
+        let mut e = event.clone();
+        e.outcome = Outcome::Denied;
+        e.reason = Some(reason.to_owned());
+        self.audit(e).await
+    }
+
+    /// Audits a denial and refuses with `error` (an answer more precise than "forbidden").
+    pub(crate) async fn deny_with<T>(
+        &self,
+        event: &crate::audit::AuditEvent,
+        reason: &'static str,
+        error: VaultError,
+    ) -> Result<T, VaultError> {
+        self.note_denial(event, reason).await?;
+        Err(error)
+    }
+
     pub(crate) async fn deny<T>(
         &self,
         event: &crate::audit::AuditEvent,
         reason: &'static str,
     ) -> Result<T, VaultError> {
-        let mut e = event.clone();
-        e.outcome = Outcome::Denied;
-        e.reason = Some(reason.to_owned());
-        self.audit(e).await?;
-        Err(VaultError::Forbidden)
+        self.deny_with(event, reason, VaultError::Forbidden).await
     }
 
     /// Operator-only operations (bulk import, export, erasure) for now.

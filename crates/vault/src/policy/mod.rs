@@ -154,6 +154,24 @@ pub enum Decision {
     Deny(&'static str),
 }
 
+/// Who may change the patient a clinical record belongs to (a misfiled result corrected, an
+/// HL7 merge): the operator and integrations, which act for the whole organization anyway.
+/// Never a person: a grant on one patient would otherwise reach another patient's record and
+/// its history.
+pub fn may_change_patient(subject: &Subject) -> bool {
+    match subject {
+        Subject::Operator => true,
+        Subject::Client { role, .. } => *role == Role::IntegrationManager,
+        Subject::User(_) => false,
+    }
+}
+
+/// Whether the subject's access to PHI goes patient by patient (grants): then even whether a
+/// patient exists is not for it to learn from a reference it could not follow.
+pub fn access_is_per_patient(subject: &Subject) -> bool {
+    matches!(subject, Subject::User(_))
+}
+
 fn user_allows(role: Role, action: Action, patient: bool) -> bool {
     match role {
         Role::Viewer => patient && matches!(action, Action::Read | Action::Search),

@@ -5,21 +5,20 @@ pub mod fhir;
 pub mod history;
 pub mod search;
 pub mod validate;
+mod write;
 
 use crate::audit::AuditEvent;
 use crate::error::VaultError;
-use crate::policy::Action;
+use crate::policy::{self, Action};
 use crate::{Ctx, Vault};
 use fhir::{FoundRef, PATIENT_ELEMENTS, PatientRef};
 use phivault_core::{
     Digest32, Expected, RecordKey, RecordStore, RecordWrite, ResourceId, ResourceType,
-    SealedRecord, StoreKind, Version, WriteOutcome,
+    SealedRecord, StoreKind, Version,
 };
 use phivault_crypto::{RecordAad, SealedParts};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use zeroize::Zeroizing;
 
 /// A resource as the vault returns it: decrypted, with `meta.versionId`/`meta.lastUpdated`.
@@ -89,6 +88,17 @@ pub(crate) fn store_kind(rtype: ResourceType) -> StoreKind {
     } else {
         StoreKind::Clinical
     }
+}
+
+/// A sealed write ready to go, with what authorizing it needs.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub write: RecordWrite,
+    /// The resource as written (id set, server meta stripped).
+    pub resource: Value,
+    /// When the write replaces an existing clinical record: the patient that record is
+    /// linked to now (`Some(None)`: to no patient).
+    pub prior: Option<Option<Digest32>>,
 }
 
 /// Where a paged listing stopped.
@@ -228,7 +238,7 @@ impl Vault {
         id: &ResourceId,
         base: Base,
         refs: &Refs,
-    ) -> Result<(RecordWrite, Value), VaultError> {
+    ) -> Result<Prepared, VaultError> {
         let rtype = fhir::resource_type(&resource)?;
         validate::validate(rtype, &resource)?;
         match resource.get("id") {
@@ -247,19 +257,38 @@ impl Vault {
         let link = if rtype.is_patient() {
             None
         } else {
-            self.patient_link(ctx, &resource, refs)
-                .await?
-                .map(|p| self.keyring.pseudonym(&ctx.org, &p))
+            match self.patient_link(ctx, &resource, refs).await {
+                Ok(p) => p.map(|p| self.keyring.pseudonym(&ctx.org, &p)),
+                // Whether a patient exists is itself PHI for a caller whose access goes by
+                // patient: an unresolvable reference is answered as a forbidden one.
+                Err(_) if policy::access_is_per_patient(&ctx.subject) => {
+                    return Err(VaultError::Forbidden);
+                }
+                Err(e) => return Err(e),
+            }
         };
         let key = self.row_key(ctx, rtype, id);
-        let head_version = match base {
-            Base::Current => self
-                .store(store_kind(rtype))
-                .head(&ctx.org, &key)
-                .await?
-                .map(|h| h.version),
-            Base::Exactly(v) => Some(v),
+        let head = match base {
             Base::New => None,
+            Base::Current | Base::Exactly(_) => {
+                self.store(store_kind(rtype)).head(&ctx.org, &key).await?
+            }
+        };
+        if let (Base::Exactly(want), Some(h)) = (base, &head)
+            && want != h.version
+        {
+            return Err(VaultError::Conflict {
+                current: Some(h.version),
+            });
+        }
+        // The patient of the version this write replaces: the write must be allowed for it too.
+        let prior = head
+            .as_ref()
+            .filter(|_| !rtype.is_patient())
+            .map(|h| h.link);
+        let head_version = match base {
+            Base::Exactly(v) => Some(v),
+            Base::Current | Base::New => head.map(|h| h.version),
         };
         let (version, exp) = match head_version {
             Some(h) => (h.next(), Expected::Version(h)),
@@ -267,7 +296,11 @@ impl Vault {
         };
         self.fresh_keyring().await?;
         let write = self.seal(ctx, &key, version, exp, &resource, link)?;
-        Ok((write, resource))
+        Ok(Prepared {
+            write,
+            resource,
+            prior,
+        })
     }
 
     /// Which patient a clinical resource belongs to: the first patient named by `subject`,
@@ -347,125 +380,6 @@ impl Vault {
         ))
     }
 
-    /// The audit event of a write: its type, pseudonymous row id and version.
-    pub(crate) fn write_event(&self, ctx: &Ctx, action: &str, write: &RecordWrite) -> AuditEvent {
-        let mut e = self.event(ctx, action);
-        let r = &write.record;
-        e.resource_type = Some(r.rtype.as_str().to_owned());
-        e.resource = Some(r.id.as_str().to_owned());
-        e.version = Some(r.version.0);
-        e.patient(r.link)
-    }
-
-    /// Writes one record with its audit event made durable inside the transaction.
-    pub(crate) async fn write_audited(
-        &self,
-        ctx: &Ctx,
-        write: RecordWrite,
-        event: AuditEvent,
-    ) -> Result<(), VaultError> {
-        let kind = store_kind(write.record.rtype);
-        let ran = Arc::new(AtomicBool::new(false));
-        let hook = self.audit_hook(event.clone(), ran.clone(), |e, outcomes| {
-            match outcomes.first() {
-                Some(WriteOutcome::Written) => e,
-                Some(WriteOutcome::Conflict { current }) => {
-                    e.failed(&VaultError::Conflict { current: *current })
-                }
-                None => e.failed(&VaultError::NotFound),
-            }
-        });
-        let result = self.store(kind).write(&ctx.org, vec![write], hook).await;
-        match result {
-            Ok(outcomes) => match outcomes.first() {
-                Some(WriteOutcome::Written) => Ok(()),
-                Some(WriteOutcome::Conflict { current }) => {
-                    Err(VaultError::Conflict { current: *current })
-                }
-                None => Err(VaultError::Store(phivault_core::StoreError::Corrupt {
-                    context: "write",
-                    detail: "no outcome".into(),
-                })),
-            },
-            // The event was attempted inside the transaction: the failure was the audit
-            // write or the commit, and nothing was written.
-            Err(e) if ran.load(Ordering::SeqCst) => Err(VaultError::Audit(e.to_string())),
-            Err(e) => self.audit_failure(event, VaultError::Store(e)).await,
-        }
-    }
-
-    /// Creates a resource under a new server-assigned id (FHIR `create`).
-    pub async fn create(&self, ctx: &Ctx, resource: Value) -> Result<Stored, VaultError> {
-        let id = ResourceId::parse(&phivault_crypto::random_uuid()?)
-            .map_err(|_| VaultError::Invalid("id".into()))?;
-        let mut resource = resource;
-        if let Some(obj) = resource.as_object_mut() {
-            obj.remove("id");
-        }
-        self.put(ctx, "create", &id, resource, Base::New).await
-    }
-
-    /// Updates (or creates at a client-chosen id) a resource. With `expected`, the update is
-    /// refused unless the current version is exactly that one (optimistic concurrency).
-    pub async fn update(
-        &self,
-        ctx: &Ctx,
-        id: &ResourceId,
-        resource: Value,
-        expected: Option<Version>,
-    ) -> Result<Stored, VaultError> {
-        let base = expected.map_or(Base::Current, Base::Exactly);
-        self.put(ctx, "update", id, resource, base).await
-    }
-
-    async fn put(
-        &self,
-        ctx: &Ctx,
-        action: &str,
-        id: &ResourceId,
-        resource: Value,
-        base: Base,
-    ) -> Result<Stored, VaultError> {
-        let mut event = self.event(ctx, action);
-        if let Ok(t) = fhir::resource_type(&resource) {
-            event.resource_type = Some(t.as_str().to_owned());
-            event.resource = Some(self.row_key(ctx, t, id).id.as_str().to_owned());
-        }
-        let (write, mut resource) = match self
-            .prepare(ctx, resource, id, base, &Refs::default())
-            .await
-        {
-            Ok(x) => x,
-            Err(e) => return self.audit_failure(event, e).await,
-        };
-        let patient = if write.record.rtype.is_patient() {
-            Some(self.keyring.pseudonym(&ctx.org, id))
-        } else {
-            write.record.link
-        };
-        let mut event = self.write_event(ctx, action, &write).patient(patient);
-        let verb = if action == "create" {
-            Action::Create
-        } else {
-            Action::Update
-        };
-        let allowed = self
-            .authorize(ctx, verb, write.record.rtype.as_str(), patient, &event)
-            .await?;
-        event.break_glass = allowed.break_glass;
-        let (version, updated) = (write.record.version, write.record.updated_at);
-        let rtype = write.record.rtype;
-        self.write_audited(ctx, write, event).await?;
-        fhir::set_server_meta(&mut resource, version.0, updated);
-        Ok(Stored {
-            rtype,
-            id: id.clone(),
-            version,
-            resource,
-            patient,
-        })
-    }
-
     /// Reads the current version. The read is audited before anything is returned.
     pub async fn read(
         &self,
@@ -529,66 +443,8 @@ impl Vault {
         }
     }
 
-    /// Deletes a resource (FHIR `delete`): a tombstone version; history stays sealed.
-    pub async fn delete(
-        &self,
-        ctx: &Ctx,
-        rtype: ResourceType,
-        id: &ResourceId,
-        expected: Option<Version>,
-    ) -> Result<Version, VaultError> {
-        let key = self.row_key(ctx, rtype, id);
-        let mut event = self.event(ctx, "delete");
-        event.resource_type = Some(rtype.as_str().to_owned());
-        event.resource = Some(key.id.as_str().to_owned());
-        let head = match self.store(store_kind(rtype)).head(&ctx.org, &key).await {
-            Ok(Some(h)) if !h.deleted => h,
-            Ok(Some(_)) => return self.audit_failure(event, VaultError::Gone).await,
-            Ok(None) => return self.audit_failure(event, VaultError::NotFound).await,
-            Err(e) => return self.audit_failure(event, e.into()).await,
-        };
-        if expected.is_some_and(|e| e != head.version) {
-            let e = VaultError::Conflict {
-                current: Some(head.version),
-            };
-            return self.audit_failure(event, e).await;
-        }
-        let write = self.tombstone(&head);
-        let version = write.record.version;
-        let patient = if rtype.is_patient() {
-            Some(self.keyring.pseudonym(&ctx.org, id))
-        } else {
-            head.link
-        };
-        let mut event = self.write_event(ctx, "delete", &write).patient(patient);
-        let allowed = self
-            .authorize(ctx, Action::Delete, rtype.as_str(), patient, &event)
-            .await?;
-        event.break_glass = allowed.break_glass;
-        self.write_audited(ctx, write, event).await?;
-        Ok(version)
-    }
-
-    /// The write that deletes a record whose head is `head`: a tombstone version.
-    pub(crate) fn tombstone(&self, head: &SealedRecord) -> RecordWrite {
-        RecordWrite {
-            record: SealedRecord {
-                rtype: head.rtype,
-                id: head.id.clone(),
-                version: head.version.next(),
-                deleted: true,
-                link: head.link,
-                kek_version: head.kek_version,
-                wrapped_dek: Vec::new(),
-                ciphertext: Vec::new(),
-                updated_at: self.clock.now_millis(),
-            },
-            expected: Expected::Version(head.version),
-            index: Vec::new(),
-        }
-    }
-
-    /// Every live clinical record of a patient (one audit event for the lot).
+    /// Every live clinical record of a patient, of the types the caller may read (one audit
+    /// event for the lot).
     pub async fn patient_records(
         &self,
         ctx: &Ctx,
@@ -604,8 +460,7 @@ impl Vault {
             if !self.patient_exists(ctx, patient).await? {
                 return Err(VaultError::NotFound);
             }
-            let recs = self.clinical.linked(&ctx.org, &link).await?;
-            self.know_keks(&recs).await?;
+            let recs = self.readable_linked(ctx, &link).await?;
             recs.iter()
                 .map(|r| self.unseal(ctx, r).map(|s| (r.id.clone(), s)))
                 .collect::<Result<Vec<_>, _>>()

@@ -142,6 +142,11 @@ pub fn validate(rtype: ResourceType, resource: &Value) -> Result<(), VaultError>
     let obj = resource
         .as_object()
         .ok_or_else(|| VaultError::Invalid("not a FHIR resource: expected a JSON object".into()))?;
+    if rtype.is_audit_trail() {
+        return Err(VaultError::Invalid(
+            "AuditEvent is the audit trail's own view and is never written".into(),
+        ));
+    }
     walk(resource, rtype.as_str(), 0)?;
     if let Some(id) = obj.get("id") {
         match id {
