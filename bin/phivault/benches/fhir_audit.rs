@@ -22,8 +22,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use phivault::datadir;
 use phivault_core::{Role, SystemClock};
 use phivault_crypto::Passphrase;
+use phivault_vault::Vault;
 use phivault_vault::bench::env_count;
-use phivault_vault::{Actor, Ctx, Vault};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -120,12 +120,7 @@ async fn main() {
         .await
         .unwrap();
     let org = opened.org(None).await.unwrap();
-    let ctx = Ctx::new(
-        org.clone(),
-        Actor::Operator {
-            os_user: "bench".into(),
-        },
-    );
+    let ctx = opened.operator.ctx(org.clone());
     let vault = opened.vault.clone();
     let client = vault
         .add_client(

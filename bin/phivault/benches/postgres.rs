@@ -19,7 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use phivault::datadir::{self, Database};
 use phivault_core::{ResourceType, SystemClock};
 use phivault_crypto::Passphrase;
-use phivault_vault::{Actor, Ctx};
+
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
@@ -78,12 +78,7 @@ async fn main() {
     let o = datadir::open_on(&dir, &pass, Arc::new(SystemClock), Some(&db))
         .await
         .unwrap();
-    let ctx = Ctx::new(
-        o.org(None).await.unwrap(),
-        Actor::Operator {
-            os_user: "bench".into(),
-        },
-    );
+    let ctx = o.operator.ctx(o.org(None).await.unwrap());
     let raw = phivault_store::postgres::connect(
         &url,
         phivault_store::postgres::PoolLimits {

@@ -19,7 +19,7 @@ use phivault_crypto::{KeyfileProvider, Keyring, RootKeyProvider};
 use phivault_store::SqliteStores;
 use phivault_store::postgres::snapshot::TableCopy;
 use phivault_vault::audit::verify::Checkpoint;
-use phivault_vault::{Actor, Ctx};
+
 use serde::{Deserialize, Serialize};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -265,6 +265,7 @@ fn sync_dir(dir: &Path) {
 /// `REPEATABLE READ` snapshot, while the server keeps serving.
 pub async fn create(
     vault: &phivault_vault::Vault,
+    op: &phivault_vault::Operator,
     stores: &datadir::Backend,
     data_dir: &Path,
     out: &Path,
@@ -280,7 +281,7 @@ pub async fn create(
     let started_at = clock.now_millis();
     for org in vault.organizations().await.map_err(|e| e.to_string())? {
         vault
-            .record_backup(&operator(org.id), DB_FILES.len() as u64)
+            .record_backup(&op.ctx(org.id), DB_FILES.len() as u64)
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -436,16 +437,6 @@ pub async fn create(
         tombstones_applied: None,
         retention_erased: None,
     })
-}
-
-/// The operator's context in `org` (the command line's OS user, or the server's schedule).
-fn operator(org: phivault_core::OrgId) -> Ctx {
-    Ctx::new(
-        org,
-        Actor::Operator {
-            os_user: crate::config::os_user(),
-        },
-    )
 }
 
 fn total_size(header: &Header) -> u64 {
@@ -714,7 +705,7 @@ async fn check(
             .await
             .map_err(|e| e.to_string())?
         {
-            let ctx = operator(org.id);
+            let ctx = opened.operator.ctx(org.id);
             for kind in [StoreKind::Identity, StoreKind::Clinical] {
                 let mut after = None;
                 loop {
@@ -940,7 +931,12 @@ async fn tombstones_of(
         let mut all = Vec::new();
         let result = async {
             for org in opened.vault.organizations().await? {
-                all.extend(opened.vault.tombstones(&operator(org.id)).await?);
+                all.extend(
+                    opened
+                        .vault
+                        .tombstones(&opened.operator.ctx(org.id))
+                        .await?,
+                );
             }
             Ok::<_, phivault_vault::VaultError>(())
         }
@@ -1026,19 +1022,21 @@ async fn forget_erased(
         // record erased before the backup, and a record with that id in the copy is a new one.
         let mut all: Vec<Tombstone> = tombstones.to_vec();
         for org in &orgs {
-            all.extend(opened.vault.tombstones(&operator(org.id.clone())).await?);
+            let ctx = opened.operator.ctx(org.id.clone());
+            all.extend(opened.vault.tombstones(&ctx).await?);
         }
         all.retain(|t| t.erased_at >= since);
         let mut destroyed = 0;
         if let Some(first) = orgs.first() {
             destroyed = opened
                 .vault
-                .apply_tombstones(&operator(first.id.clone()), &all)
+                .apply_tombstones(&opened.operator.ctx(first.id.clone()), &all)
                 .await?;
         }
         let mut expired = 0;
         for org in orgs {
-            let report = opened.vault.retention_run(&operator(org.id)).await?;
+            let ctx = opened.operator.ctx(org.id);
+            let report = opened.vault.retention_run(&ctx).await?;
             expired += report.patients + report.records;
         }
         Ok::<_, phivault_vault::VaultError>((destroyed, expired))
@@ -1214,6 +1212,7 @@ impl Schedule {
     pub async fn run(
         self,
         vault: phivault_vault::Vault,
+        op: Arc<phivault_vault::Operator>,
         stores: datadir::Backend,
         data_dir: PathBuf,
         clock: Arc<dyn Clock>,
@@ -1222,7 +1221,7 @@ impl Schedule {
             tokio::time::sleep(self.interval).await;
             let name = format!("phivault-{}.{EXTENSION}", stamp(clock.now_millis()));
             let out = self.dir.join(name);
-            match create(&vault, &stores, &data_dir, &out, clock.as_ref()).await {
+            match create(&vault, &op, &stores, &data_dir, &out, clock.as_ref()).await {
                 Ok(s) => {
                     tracing::info!(file = %s.file, bytes = s.bytes, "scheduled backup written")
                 }

@@ -5,7 +5,7 @@ use crate::config;
 use crate::datadir;
 use clap::Subcommand;
 use phivault_core::{Clock, SystemClock};
-use phivault_vault::{Actor, Ctx};
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -90,6 +90,7 @@ pub async fn run(cmd: BackupCmd) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
             let result = backup::create(
                 &opened.vault,
+                &opened.operator,
                 &opened.stores,
                 &dir.data_dir,
                 &out,
@@ -111,12 +112,7 @@ pub async fn run(cmd: BackupCmd) -> Result<ExitCode, String> {
                         return Ok(false);
                     }
                     for org in opened.vault.organizations().await? {
-                        let ctx = Ctx::new(
-                            org.id,
-                            Actor::Operator {
-                                os_user: config::os_user(),
-                            },
-                        );
+                        let ctx = opened.operator.ctx(org.id);
                         opened
                             .vault
                             .record_verified_backup_made_at(&ctx, summary.created_at)

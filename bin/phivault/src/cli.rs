@@ -3,9 +3,7 @@ use crate::config;
 use crate::datadir::{self, Opened};
 use clap::{Args, Parser, Subcommand};
 use phivault_core::{Clock, ResourceId, StoreKind, SystemClock};
-use phivault_vault::{
-    Actor, Ctx, ImportOptions, ImportReport, PageCursor, PatientQuery, VaultError,
-};
+use phivault_vault::{Ctx, ImportOptions, ImportReport, PageCursor, PatientQuery, VaultError};
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -560,15 +558,11 @@ pub(crate) async fn open(dir: &Path) -> Result<Opened, String> {
 }
 
 pub(crate) async fn ctx(opened: &Opened, org: &OrgArgs) -> Result<Ctx, String> {
-    Ok(Ctx::new(
-        opened
-            .org(org.org.as_deref())
-            .await
-            .map_err(|e| e.to_string())?,
-        Actor::Operator {
-            os_user: config::os_user(),
-        },
-    ))
+    let org = opened
+        .org(org.org.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(opened.operator.ctx(org))
 }
 
 async fn run(cmd: Command) -> Result<ExitCode, String> {
@@ -741,12 +735,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
                 match what {
                     OrgCmd::Add { id, name, .. } => {
                         let org = phivault_core::OrgId::parse(&id).map_err(|e| e.to_string())?;
-                        let c = Ctx::new(
-                            org.clone(),
-                            Actor::Operator {
-                                os_user: config::os_user(),
-                            },
-                        );
+                        let c = opened.operator.ctx(org.clone());
                         opened
                             .vault
                             .create_organization(&c, &org, name.as_deref().unwrap_or(&id))
@@ -787,7 +776,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
             let opened = open(&dir.data_dir).await?;
             let result = async {
                 let c = ctx(&opened, &org).await?;
-                let o = c.org.clone();
+                let o = c.org().clone();
                 opened
                     .vault
                     .add_client(&c, &o, &name, role, &scopes, purposes.as_deref())
@@ -1200,7 +1189,7 @@ async fn user_cmd(what: UserCmd) -> Result<ExitCode, String> {
                 username, role, json, ..
             } => {
                 let role = parse_role(&role)?;
-                let org = c.org.clone();
+                let org = c.org().clone();
                 let n = v.add_user(&c, &org, &username, role, false).await.map_err(e)?;
                 if json {
                     println!(
@@ -1295,7 +1284,7 @@ async fn dev_bootstrap_admin(opened: &Opened) -> Result<Option<String>, String> 
     if !existing.is_empty() {
         return Ok(None);
     }
-    let org = c.org.clone();
+    let org = c.org().clone();
     let n = opened
         .vault
         .add_user(&c, &org, "admin", phivault_core::Role::SuperAdmin, true)
@@ -1384,13 +1373,14 @@ async fn serve_cmd(
     if let Some(schedule) = backups {
         tokio::spawn(schedule.run(
             opened.vault.clone(),
+            opened.operator.clone(),
             opened.stores.clone(),
             dir.clone(),
             clock(),
         ));
     }
     if let Some(schedule) = retention {
-        tokio::spawn(schedule.run(opened.vault.clone()));
+        tokio::spawn(schedule.run(opened.vault.clone(), opened.operator.clone()));
     }
     let (cert, key) = crate::tls::paths(&dir, tls.tls_cert.as_deref(), tls.tls_key.as_deref());
     let config = match crate::tls::server_config(&cert, &key) {
@@ -1437,7 +1427,15 @@ async fn serve_cmd(
                     return Err(e);
                 }
             };
-            match crate::mllp::bind(opened.vault.clone(), settings, mllp_tls, clock()).await {
+            match crate::mllp::bind(
+                opened.vault.clone(),
+                opened.operator.interfaces(),
+                settings,
+                mllp_tls,
+                clock(),
+            )
+            .await
+            {
                 Ok((addr, serving)) => {
                     tokio::spawn(serving);
                     Some(format!(

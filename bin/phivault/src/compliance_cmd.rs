@@ -2,12 +2,12 @@
 //! thresholds it measures against. The vault does the measuring; this file opens the vault,
 //! hands it what the binary knows of its TLS listener, and prints.
 use crate::cli::{DirArgs, TlsArgs};
-use crate::config;
+
 use crate::datadir::Opened;
 use crate::tls_probe::{ListenerTls, Target};
 use clap::Subcommand;
 use phivault_core::OrgId;
-use phivault_vault::{Actor, Ctx};
+use phivault_vault::Ctx;
 use serde_json::json;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -53,10 +53,8 @@ pub(crate) async fn open(dir: &DirArgs) -> Result<(Opened, Ctx), String> {
     // The passphrase, or the PKCS#11 token when the root key is there.
     let opened = crate::cli::open(&dir.data_dir).await?;
     let org = opened.org(None).await.unwrap_or_else(|_| OrgId::unknown());
-    let actor = Actor::Operator {
-        os_user: config::os_user(),
-    };
-    Ok((opened, Ctx::new(org, actor)))
+    let ctx = opened.operator.ctx(org);
+    Ok((opened, ctx))
 }
 
 pub async fn run(cmd: ComplianceCmd) -> Result<ExitCode, String> {

@@ -420,6 +420,8 @@ impl Backend {
 pub struct Opened {
     pub vault: Vault,
     pub stores: Backend,
+    /// The operator's authority: this process opened the vault with its root key.
+    pub operator: Arc<phivault_vault::Operator>,
 }
 
 impl Opened {
@@ -516,6 +518,10 @@ pub async fn open_on<'a>(
             return Err(e.into());
         }
     };
+    let operator = Arc::new(phivault_vault::Operator::new(
+        &keyring,
+        &crate::config::os_user(),
+    ));
     let vault = Vault::new(
         Arc::new(keyring),
         phivault_vault::Stores {
@@ -546,7 +552,11 @@ pub async fn open_on<'a>(
             }
         }
     };
-    Ok(Opened { vault, stores })
+    Ok(Opened {
+        vault,
+        stores,
+        operator,
+    })
 }
 
 /// Re-seals `keys/root.key` under `new` (after opening it with `old`), atomically; the root

@@ -205,6 +205,7 @@ fn hl7_ts(t: time::OffsetDateTime) -> String {
 /// Binds the listener; the returned future serves until the process ends.
 pub async fn bind(
     vault: Vault,
+    authority: phivault_vault::InterfaceAuthority,
     settings: Settings,
     tls: Arc<rustls::ServerConfig>,
     clock: Arc<dyn phivault_core::Clock>,
@@ -227,6 +228,7 @@ pub async fn bind(
         org: org.clone(),
         name: "default".into(),
         purpose: settings.purpose,
+        authority: authority.clone(),
     });
     let named: Arc<Vec<(String, Arc<Interface>)>> = Arc::new(
         settings
@@ -237,6 +239,7 @@ pub async fn bind(
                     org: org.clone(),
                     name: name.clone(),
                     purpose: settings.purpose,
+                    authority: authority.clone(),
                 };
                 (dns.clone(), Arc::new(i))
             })

@@ -4,14 +4,15 @@
 //! The vault decides and does the work; this file parses, opens the vault and prints. Output
 //! names records by type and pseudonymous row id only.
 use crate::cli::{DirArgs, OrgArgs};
-use crate::config;
+use std::sync::Arc;
+
 use crate::datadir::Opened;
 use clap::{Args, Subcommand};
 use phivault_core::{OrgId, ResourceType};
+use phivault_vault::Vault;
 use phivault_vault::ops::retention::{
     RetentionAnchor, RetentionItem, RetentionReport, RetentionRule,
 };
-use phivault_vault::{Actor, Ctx, Vault};
 use serde_json::{Value, json};
 use std::process::ExitCode;
 
@@ -75,15 +76,6 @@ pub struct RuleTarget {
     /// A FHIR resource type, e.g. Patient or Observation.
     #[arg(long = "type")]
     rtype: String,
-}
-
-fn operator(org: OrgId) -> Ctx {
-    Ctx::new(
-        org,
-        Actor::Operator {
-            os_user: config::os_user(),
-        },
-    )
 }
 
 fn parse_type(s: &str) -> Result<ResourceType, String> {
@@ -155,7 +147,7 @@ async fn run_on(opened: &Opened, cmd: RetentionCmd) -> Result<ExitCode, String> 
                 .set_retention_rule(&ctx, rule)
                 .await
                 .map_err(|e| e.to_string())?;
-            println!("{}: {}", ctx.org, rule.label());
+            println!("{}: {}", ctx.org(), rule.label());
             Ok(ExitCode::SUCCESS)
         }
         RetentionCmd::Remove { target } => {
@@ -166,16 +158,16 @@ async fn run_on(opened: &Opened, cmd: RetentionCmd) -> Result<ExitCode, String> 
                 .await
                 .map_err(|e| e.to_string())?;
             if !removed {
-                return Err(format!("{} has no retention rule for {rtype}", ctx.org));
+                return Err(format!("{} has no retention rule for {rtype}", ctx.org()));
             }
-            println!("{}: removed the rule for {rtype}", ctx.org);
+            println!("{}: removed the rule for {rtype}", ctx.org());
             Ok(ExitCode::SUCCESS)
         }
         RetentionCmd::List { org, json, .. } => {
             let mut rows = Vec::new();
             for org in orgs(opened, org.as_deref()).await? {
                 let rules = vault
-                    .retention_rules(&operator(org.clone()))
+                    .retention_rules(&opened.operator.ctx(org.clone()))
                     .await
                     .map_err(|e| e.to_string())?;
                 rows.extend(rules.into_iter().map(|r| (org.clone(), r)));
@@ -205,7 +197,7 @@ async fn run_on(opened: &Opened, cmd: RetentionCmd) -> Result<ExitCode, String> 
             let mut items: Vec<(OrgId, RetentionItem)> = Vec::new();
             let mut total = RetentionReport::default();
             for org in orgs(opened, org.as_deref()).await? {
-                let ctx = operator(org.clone());
+                let ctx = opened.operator.ctx(org.clone());
                 let listed = if dry_run {
                     vault.retention_plan(&ctx).await
                 } else {
@@ -273,7 +265,7 @@ impl Schedule {
 
     /// Runs forever: every `interval`, the retention run of every organization, as the
     /// operator who started the server. Logs counts only.
-    pub async fn run(self, vault: Vault) {
+    pub async fn run(self, vault: Vault, op: Arc<phivault_vault::Operator>) {
         loop {
             tokio::time::sleep(self.interval).await;
             let orgs = match vault.organizations().await {
@@ -284,7 +276,7 @@ impl Schedule {
                 }
             };
             for org in orgs {
-                let ctx = operator(org.id.clone());
+                let ctx = op.ctx(org.id.clone());
                 match vault.retention_run(&ctx).await {
                     Ok(r) => tracing::info!(
                         org = %org.id,

@@ -9,7 +9,7 @@ use phivault_core::{Clock, FakeClock, Role, SecretString};
 use phivault_crypto::totp;
 use phivault_vault::audit::export::AuditFilter;
 use phivault_vault::auth::NextStep;
-use phivault_vault::{Actor, Ctx, VaultError};
+use phivault_vault::{Ctx, VaultError};
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
@@ -39,8 +39,8 @@ async fn password_mfa_sessions_lockout_and_timeouts() {
     let clock = Arc::new(FakeClock::new(start));
     let o = open_with_clock(&dir, clock.clone()).await;
     let admin = ctx(&o).await;
-    let org = admin.org.clone();
-    let anon = Ctx::new(org.clone(), Actor::Anonymous);
+    let org = admin.org().clone();
+    let anon = Ctx::anonymous(org.clone());
     let v = &o.vault;
 
     let new = v
@@ -100,8 +100,8 @@ async fn password_mfa_sessions_lockout_and_timeouts() {
         .await
         .unwrap();
     let p = v.authenticate(session.token.expose()).await.unwrap();
-    assert_eq!((p.role, p.org.clone()), (Role::Nurse, org.clone()));
-    assert_eq!(p.actor.audit_name(), "user:nurse.jones");
+    assert_eq!((p.role(), p.org().clone()), (Role::Nurse, org.clone()));
+    assert_eq!(p.actor().audit_name(), "user:nurse.jones");
     // The challenge is spent.
     unauth(v.complete_mfa(&anon, c.token.expose(), &code).await);
 
@@ -160,7 +160,7 @@ async fn password_mfa_sessions_lockout_and_timeouts() {
         )
         .await
         .unwrap();
-    let user_ctx = Ctx::new(org.clone(), p.actor.clone());
+    let user_ctx = Ctx::for_principal(&p, None);
     v.logout(&user_ctx, s5.token.expose()).await.unwrap();
     unauth(v.authenticate(s5.token.expose()).await);
 
@@ -266,8 +266,8 @@ async fn administrators_passwords_expire_after_90_days() {
     ));
     let o = open_with_clock(&dir, clock.clone()).await;
     let admin = ctx(&o).await;
-    let org = admin.org.clone();
-    let anon = Ctx::new(org.clone(), Actor::Anonymous);
+    let org = admin.org().clone();
+    let anon = Ctx::anonymous(org.clone());
     let v = &o.vault;
     for (name, role) in [("org.admin", Role::OrgAdmin), ("viewer.one", Role::Viewer)] {
         let n = v.add_user(&admin, &org, name, role, false).await.unwrap();

@@ -15,25 +15,17 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 async fn person(o: &Opened, org: &OrgId, name: &str, role: Role, purpose: Option<&str>) -> Ctx {
-    let admin = Ctx::new(
-        org.clone(),
-        Actor::Operator {
-            os_user: "test".into(),
-        },
-    );
+    let admin = o.operator.ctx(org.clone());
     let n = o
         .vault
         .add_user(&admin, org, name, role, false)
         .await
         .unwrap();
-    let mut c = Ctx::new(
-        org.clone(),
-        Actor::User {
-            id: n.user.id.clone(),
-            username: name.into(),
-        },
-    );
-    c.subject = Subject::User(role);
+    let actor = Actor::User {
+        id: n.user.id.clone(),
+        username: name.into(),
+    };
+    let mut c = o.operator.ctx_as(org.clone(), actor, Subject::User(role));
     c.purpose = purpose.map(str::to_owned);
     c
 }
@@ -64,12 +56,7 @@ async fn grants_fields_purposes_break_glass_lockdown_and_tenancy() {
     import_files(&o, &repo_fixtures(), true).await;
     let v = &o.vault;
     let org = OrgId::parse("default").unwrap();
-    let operator = Ctx::new(
-        org.clone(),
-        Actor::Operator {
-            os_user: "test".into(),
-        },
-    );
+    let operator = o.operator.ctx(org.clone());
     let maribel = pid("01-synthea-style-transaction.json");
     let rosalind = pid("03-single-patient.json");
 
@@ -77,7 +64,7 @@ async fn grants_fields_purposes_break_glass_lockdown_and_tenancy() {
     let doc = person(&o, &org, "doctor.d", Role::Clinician, Some("TREAT")).await;
     let viewer = person(&o, &org, "viewer.v", Role::Viewer, Some("TREAT")).await;
     let auditor = person(&o, &org, "auditor.a", Role::Auditor, Some("TREAT")).await;
-    let mut orgadmin = person(&o, &org, "orgadmin.o", Role::OrgAdmin, Some("TREAT")).await;
+    let orgadmin = person(&o, &org, "orgadmin.o", Role::OrgAdmin, Some("TREAT")).await;
     let superadmin = person(&o, &org, "super.s", Role::SuperAdmin, Some("TREAT")).await;
 
     // Without a grant: nothing for nurse and clinician.
@@ -115,7 +102,6 @@ async fn grants_fields_purposes_break_glass_lockdown_and_tenancy() {
     forbidden(v.patient_records(&viewer, &maribel).await);
 
     // The org admin grants the nurse an hour for TREAT.
-    orgadmin.subject = Subject::User(Role::OrgAdmin);
     forbidden(
         v.grant_access(&nurse, "nurse.n", &maribel, Purpose::Treat, None)
             .await,
@@ -299,8 +285,7 @@ async fn grants_fields_purposes_break_glass_lockdown_and_tenancy() {
             Err(e) => assert!(matches!(e, VaultError::Forbidden), "{e}"),
         }
     }
-    let mut other_admin = person(&o, &other, "outsider.admin", Role::OrgAdmin, Some("TREAT")).await;
-    other_admin.subject = Subject::User(Role::OrgAdmin);
+    let other_admin = person(&o, &other, "outsider.admin", Role::OrgAdmin, Some("TREAT")).await;
     assert!(
         v.grant_access(&other_admin, "outsider.doc", &maribel, Purpose::Treat, None)
             .await
@@ -389,15 +374,7 @@ async fn a_policy_file_decides_which_fields_are_released() {
     // The released fields are what the audit event lists.
     let events = o
         .vault
-        .audit_events(
-            &Ctx::new(
-                org.clone(),
-                Actor::Operator {
-                    os_user: "t".into(),
-                },
-            ),
-            &AuditFilter::default(),
-        )
+        .audit_events(&o.operator.ctx(org.clone()), &AuditFilter::default())
         .await
         .unwrap();
     let last = events.iter().rev().find(|e| e.action == "read").unwrap();
@@ -416,27 +393,22 @@ async fn an_integration_grants_the_attending_clinician_only_where_the_rule_is_on
     let o = new_vault(&dir).await;
     import_files(&o, &repo_fixtures(), true).await;
     let org = OrgId::parse("default").unwrap();
-    let operator = Ctx::new(
-        org.clone(),
-        Actor::Operator {
-            os_user: "t".into(),
-        },
-    );
+    let operator = o.operator.ctx(org.clone());
     let doc = person(&o, &org, "attending.a", Role::Clinician, Some("TREAT")).await;
-    let mut orgadmin = person(&o, &org, "orgadmin.r", Role::OrgAdmin, Some("TREAT")).await;
-    orgadmin.subject = Subject::User(Role::OrgAdmin);
-    let mut feed = Ctx::new(
+    let orgadmin = person(&o, &org, "orgadmin.r", Role::OrgAdmin, Some("TREAT")).await;
+    let feed_actor = Actor::Client {
+        id: "pvc-adt".into(),
+        name: "adt-feed".into(),
+    };
+    let mut feed = o.operator.ctx_as(
         org.clone(),
-        Actor::Client {
-            id: "pvc-adt".into(),
-            name: "adt-feed".into(),
+        feed_actor,
+        Subject::Client {
+            role: Role::IntegrationManager,
+            scopes: vec!["system/*.cruds".into()],
+            purposes: vec![Purpose::Treat],
         },
     );
-    feed.subject = Subject::Client {
-        role: Role::IntegrationManager,
-        scopes: vec!["system/*.cruds".into()],
-        purposes: vec![Purpose::Treat],
-    };
     feed.purpose = Some("TREAT".into());
     let maribel = pid("01-synthea-style-transaction.json");
     forbidden(

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use phivault_core::{Clock, FakeClock, Role, SecretString};
 use phivault_vault::auth::scopes_allow;
-use phivault_vault::{Actor, Ctx, VaultError};
+use phivault_vault::{Ctx, VaultError};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -285,7 +285,7 @@ async fn service_tokens_expire_and_carry_only_their_scopes() {
     ));
     let o = open_with_clock(&dir, clock.clone()).await;
     let admin = ctx(&o).await;
-    let org = admin.org.clone();
+    let org = admin.org().clone();
     let n = o
         .vault
         .add_client(
@@ -304,7 +304,7 @@ async fn service_tokens_expire_and_carry_only_their_scopes() {
             .await,
         Err(VaultError::Invalid(_))
     ));
-    let anon = Ctx::new(org.clone(), Actor::Anonymous);
+    let anon = Ctx::anonymous(org.clone());
     let (t, scope) = o
         .vault
         .issue_client_token(&anon, &n.client_id, &n.client_secret, None)
@@ -312,8 +312,8 @@ async fn service_tokens_expire_and_carry_only_their_scopes() {
         .unwrap();
     assert_eq!(scope, "system/Patient.rs");
     let p = o.vault.authenticate(t.token.expose()).await.unwrap();
-    assert_eq!(p.role, Role::Viewer);
-    assert_eq!(p.purposes, ["TREAT", "HOPERAT"], "the default purposes");
+    assert_eq!(p.role(), Role::Viewer);
+    assert_eq!(p.purposes(), ["TREAT", "HOPERAT"], "the default purposes");
     assert!(matches!(
         o.vault
             .add_client(
@@ -327,9 +327,9 @@ async fn service_tokens_expire_and_carry_only_their_scopes() {
             .await,
         Err(VaultError::Invalid(_))
     ));
-    assert!(scopes_allow(&p.scopes, "Patient", 'r'));
-    assert!(!scopes_allow(&p.scopes, "Patient", 'u'));
-    assert!(!scopes_allow(&p.scopes, "Observation", 'r'));
+    assert!(scopes_allow(p.scopes(), "Patient", 'r'));
+    assert!(!scopes_allow(p.scopes(), "Patient", 'u'));
+    assert!(!scopes_allow(p.scopes(), "Observation", 'r'));
     clock.advance(Duration::minutes(14));
     o.vault.authenticate(t.token.expose()).await.unwrap();
     clock.advance(Duration::minutes(1));

@@ -336,7 +336,7 @@ async fn retention_erases_exactly_the_expired_records() {
         .unwrap()
         .into_iter()
         .map(|t| {
-            assert_eq!(t.org, c.org);
+            assert_eq!(&t.org, c.org());
             assert_eq!(t.erased_at, clock.now_millis());
             (
                 t.store.as_str(),
@@ -475,8 +475,11 @@ async fn tombstones_erase_the_same_records_from_an_older_copy() {
     assert!(b.vault.tombstones(&cb).await.unwrap().is_empty());
 
     // Only the operator may apply tombstones.
-    let mut admin = cb.clone();
-    admin.subject = phivault_vault::policy::Subject::User(phivault_core::Role::OrgAdmin);
+    let admin = b.operator.ctx_as(
+        cb.org().clone(),
+        cb.actor().clone(),
+        phivault_vault::policy::Subject::User(phivault_core::Role::OrgAdmin),
+    );
     assert!(matches!(
         b.vault.apply_tombstones(&admin, &tombstones).await,
         Err(VaultError::Forbidden)

@@ -43,7 +43,7 @@ async fn compliance(
 
 /// The administrators' gate: ORG_ADMIN or SUPER_ADMIN, else 403.
 fn require_admin(auth: &Authenticated) -> Result<(), ApiError> {
-    match auth.principal.role {
+    match auth.principal.role() {
         Role::SuperAdmin | Role::OrgAdmin => Ok(()),
         Role::IntegrationManager | Role::Viewer | Role::Auditor | Role::Clinician | Role::Nurse => {
             Err(ApiError(VaultError::Forbidden))
@@ -84,7 +84,7 @@ async fn add(
     let ctx = auth.ctx();
     let n = state
         .vault
-        .add_user(&ctx, &ctx.org, &body.username, role, false)
+        .add_user(&ctx, ctx.org(), &body.username, role, false)
         .await?;
     Ok(Json(json!({
         "username": n.user.username,

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use phivault_core::SecretString;
 use phivault_vault::auth::Principal;
-use phivault_vault::{Actor, Ctx, VaultError};
+use phivault_vault::{Ctx, VaultError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -71,8 +71,9 @@ fn request_id() -> String {
 }
 
 impl RequestInfo {
-    pub fn ctx(&self, org: phivault_core::OrgId, actor: Actor) -> Ctx {
-        let mut c = Ctx::new(org, actor);
+    /// A context for a caller not signed in (login steps, token requests): no rights.
+    pub fn anonymous_ctx(&self, org: phivault_core::OrgId) -> Ctx {
+        let mut c = Ctx::anonymous(org);
         c.source = self.source.clone();
         c.user_agent = self.user_agent.clone();
         c.request_id = Some(self.request_id.clone());
@@ -138,7 +139,7 @@ async fn login_ctx(state: &AppState, info: &RequestInfo) -> Ctx {
     }
     .or_else(|| phivault_core::OrgId::parse("default").ok());
     let org = org.unwrap_or_else(phivault_core::OrgId::unknown);
-    info.ctx(org, Actor::Anonymous)
+    info.anonymous_ctx(org)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -260,10 +261,10 @@ async fn logout(
 async fn whoami(auth: Authenticated) -> Json<Value> {
     let p = &auth.principal;
     Json(json!({
-        "actor": p.actor.audit_name(),
-        "organization": p.org.as_str(),
-        "role": p.role.as_str(),
-        "scopes": p.scopes,
+        "actor": p.actor().audit_name(),
+        "organization": p.org().as_str(),
+        "role": p.role().as_str(),
+        "scopes": p.scopes(),
     }))
 }
 

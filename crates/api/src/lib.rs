@@ -154,7 +154,7 @@ async fn metrics_text(
     auth: auth::Authenticated,
 ) -> Result<String, error::ApiError> {
     use phivault_core::Role;
-    match auth.principal.role {
+    match auth.principal.role() {
         Role::SuperAdmin | Role::Auditor => Ok(state.metrics.render()),
         Role::OrgAdmin
         | Role::IntegrationManager

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use base64::Engine;
 use phivault_core::SecretString;
-use phivault_vault::{Actor, VaultError};
+use phivault_vault::VaultError;
 use serde::Deserialize;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -136,7 +136,7 @@ async fn token(
                 .flatten()
         })
         .unwrap_or_else(phivault_core::OrgId::unknown);
-    let ctx = info.ctx(org, Actor::Anonymous);
+    let ctx = info.anonymous_ctx(org);
     match state
         .vault
         .issue_client_token(&ctx, &creds.0, &creds.1, form.scope.as_deref())

@@ -18,6 +18,8 @@ pub struct Interface {
     pub org: OrgId,
     pub name: String,
     pub purpose: Purpose,
+    /// The operator's leave to act as an interface (only the operator's authority makes one).
+    pub authority: phivault_vault::InterfaceAuthority,
 }
 
 /// What became of a message (for logs and metrics: no content).
@@ -120,7 +122,12 @@ pub async fn handle(
     ack_id: &str,
     now_ts: &str,
 ) -> (String, Outcome) {
-    let mut ctx = Ctx::for_interface(iface.org.clone(), &iface.name, iface.purpose);
+    let mut ctx = Ctx::for_interface(
+        &iface.authority,
+        iface.org.clone(),
+        &iface.name,
+        iface.purpose,
+    );
     ctx.source = source;
     let answer = |msg: Option<&Message>, code: AckCode, err: Option<&AckError>, duplicate| {
         (

@@ -16,7 +16,7 @@ use phivault_core::{ControlStore, OrgId, Organization, ResourceId, ResourceType,
 use phivault_crypto::{KeyfileProvider, Keyring, Passphrase};
 use phivault_store::SqliteStores;
 use phivault_vault::bench::{cpu_micros, env_count};
-use phivault_vault::{Actor, Ctx, ImportOptions, ImportReport, Stores, Vault};
+use phivault_vault::{Ctx, ImportOptions, ImportReport, Stores, Vault};
 use serde_json::{Value, json};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -83,6 +83,7 @@ async fn setup() -> Setup {
         })
         .await
         .unwrap();
+    let operator = phivault_vault::Operator::new(&keyring, "bench");
     let vault = Vault::new(
         Arc::new(keyring),
         Stores {
@@ -111,12 +112,7 @@ async fn setup() -> Setup {
         _dir: dir,
         vault,
         raw,
-        ctx: Ctx::new(
-            org,
-            Actor::Operator {
-                os_user: "bench".into(),
-            },
-        ),
+        ctx: operator.ctx(org),
     }
 }
 

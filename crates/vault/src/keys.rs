@@ -200,7 +200,9 @@ impl Vault {
     async fn require_key_admin(&self, ctx: &Ctx, event: &AuditEvent) -> Result<(), VaultError> {
         match ctx.subject {
             Subject::Operator | Subject::User(Role::SuperAdmin) => Ok(()),
-            Subject::User(_) | Subject::Client { .. } => self.deny(event, "role").await,
+            Subject::User(_) | Subject::Client { .. } | Subject::Nobody => {
+                self.deny(event, "role").await
+            }
         }
     }
 

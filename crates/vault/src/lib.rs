@@ -59,26 +59,87 @@ impl Actor {
     }
 }
 
+/// The operator's authority: proof that this process opened the vault with its root key (the
+/// passphrase, or the key in the HSM). Only [`Operator::new`] makes one, and it takes the
+/// unsealed keyring, which adapters (`api`, `hl7`) cannot reach: they depend on neither the
+/// crypto crate nor the stores. Not `Clone`: the command line holds the one it was given.
+///
+/// ```compile_fail,E0451
+/// // An adapter cannot make one up:
+/// let forged = phivault_vault::Operator { os_user: "x".into() };
+/// ```
+#[derive(Debug)]
+pub struct Operator {
+    os_user: String,
+}
+
+impl Operator {
+    /// The operator's authority, for whoever holds the vault's unsealed keyring.
+    pub fn new(_keyring: &Keyring, os_user: &str) -> Self {
+        Self {
+            os_user: os_user.to_owned(),
+        }
+    }
+
+    /// A context for the operator in `org`: everything, audited as `cli:<os user>`.
+    pub fn ctx(&self, org: OrgId) -> Ctx {
+        let actor = Actor::Operator {
+            os_user: self.os_user.clone(),
+        };
+        Ctx::with_subject(org, actor, policy::Subject::Operator)
+    }
+
+    /// A context in `org` for `actor` with the rights of `subject` only: the operator may act
+    /// with less than its own authority (to try the policy as a role would), never more.
+    pub fn ctx_as(&self, org: OrgId, actor: Actor, subject: policy::Subject) -> Ctx {
+        Ctx::with_subject(org, actor, subject)
+    }
+
+    /// Leave for the HL7 listener that this operator starts to act as the organization's
+    /// interfaces (see [`Ctx::for_interface`]).
+    pub fn interfaces(&self) -> InterfaceAuthority {
+        InterfaceAuthority { _private: () }
+    }
+}
+
+/// The operator's leave for an HL7 v2 listener to act as the configured interfaces. Only
+/// [`Operator::interfaces`] makes one.
+///
+/// ```compile_fail,E0451
+/// let forged = phivault_vault::InterfaceAuthority { _private: () };
+/// ```
+#[derive(Debug, Clone)]
+pub struct InterfaceAuthority {
+    _private: (),
+}
+
 /// The context of one vault call: the organization it is scoped to, who acts, and what is
-/// known of the request (all of it goes into the audit event).
+/// known of the request (all of it goes into the audit event). Who acts, and with which
+/// rights, is fixed when it is made — from an authenticated principal, an interface the
+/// operator allowed, or the operator's own authority — and cannot be changed afterwards;
+/// anything else is [`Ctx::anonymous`], which has no rights at all.
+///
+/// ```compile_fail,E0616
+/// fn escalate(ctx: &mut phivault_vault::Ctx) {
+///     ctx.subject = phivault_vault::policy::Subject::Operator;
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Ctx {
-    pub org: OrgId,
-    pub actor: Actor,
+    pub(crate) org: OrgId,
+    pub(crate) actor: Actor,
     /// HL7 PurposeOfUse code of the request.
     pub purpose: Option<String>,
     /// Network address of the client.
     pub source: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
-    /// Who is asking, for the policy: the operator (the default) unless the caller
-    /// authenticated someone.
-    pub subject: policy::Subject,
+    /// Who is asking, for the policy.
+    pub(crate) subject: policy::Subject,
 }
 
 impl Ctx {
-    /// A context for the local operator (command line).
-    pub fn new(org: OrgId, actor: Actor) -> Self {
+    fn with_subject(org: OrgId, actor: Actor, subject: policy::Subject) -> Self {
         Self {
             org,
             actor,
@@ -86,32 +147,39 @@ impl Ctx {
             source: None,
             user_agent: None,
             request_id: None,
-            subject: policy::Subject::Operator,
+            subject,
         }
+    }
+
+    /// A context for someone not signed in (login steps, token requests): audited as
+    /// `anonymous`, allowed nothing.
+    pub fn anonymous(org: OrgId) -> Self {
+        Self::with_subject(org, Actor::Anonymous, policy::Subject::Nobody)
     }
 
     /// A context for an HL7 v2 interface of `org`: an integration acting for `purpose`, that may
     /// create, read, update and search (never delete). Every type: an ADT^A40 merge moves all of
     /// the old patient's clinical records (Conditions, Encounters, …), not only Observations.
-    pub fn for_interface(org: OrgId, name: &str, purpose: policy::Purpose) -> Self {
-        Self {
-            org,
-            actor: Actor::Interface {
-                name: name.to_owned(),
-            },
-            purpose: Some(purpose.as_str().to_owned()),
-            source: None,
-            user_agent: None,
-            request_id: None,
-            subject: policy::Subject::Client {
-                role: phivault_core::Role::IntegrationManager,
-                scopes: vec!["system/*.crus".to_owned()],
-                purposes: vec![purpose],
-            },
-        }
+    pub fn for_interface(
+        _leave: &InterfaceAuthority,
+        org: OrgId,
+        name: &str,
+        purpose: policy::Purpose,
+    ) -> Self {
+        let actor = Actor::Interface {
+            name: name.to_owned(),
+        };
+        let subject = policy::Subject::Client {
+            role: phivault_core::Role::IntegrationManager,
+            scopes: vec!["system/*.crus".to_owned()],
+            purposes: vec![purpose],
+        };
+        let mut c = Self::with_subject(org, actor, subject);
+        c.purpose = Some(purpose.as_str().to_owned());
+        c
     }
 
-    /// A context for an authenticated principal, with its purpose of use.
+    /// A context for an authenticated principal (only the vault makes one), with its purpose.
     pub fn for_principal(p: &auth::Principal, purpose: Option<String>) -> Self {
         let subject = match &p.actor {
             Actor::Client { .. } => policy::Subject::Client {
@@ -123,20 +191,30 @@ impl Ctx {
                     .filter_map(|x| policy::Purpose::parse(x))
                     .collect(),
             },
-            Actor::User { .. }
-            | Actor::Operator { .. }
-            | Actor::Interface { .. }
-            | Actor::Anonymous => policy::Subject::User(p.role),
+            Actor::User { .. } => policy::Subject::User(p.role),
+            // The vault authenticates people and clients only; anything else has no rights.
+            Actor::Operator { .. } | Actor::Interface { .. } | Actor::Anonymous => {
+                policy::Subject::Nobody
+            }
         };
-        Self {
-            org: p.org.clone(),
-            actor: p.actor.clone(),
-            purpose,
-            source: None,
-            user_agent: None,
-            request_id: None,
-            subject,
-        }
+        let mut c = Self::with_subject(p.org.clone(), p.actor.clone(), subject);
+        c.purpose = purpose;
+        c
+    }
+
+    /// The organization the call is scoped to.
+    pub fn org(&self) -> &OrgId {
+        &self.org
+    }
+
+    /// Who acts.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// Who is asking, for the policy.
+    pub fn subject(&self) -> &policy::Subject {
+        &self.subject
     }
 }
 
@@ -282,11 +360,86 @@ impl Vault {
 }
 
 #[cfg(test)]
+mod ctx_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use policy::{Action, Decision, GrantState, Purpose, Subject, decide};
+
+    /// Deny by default, in the type (issue 20, finding 13): a context nobody authenticated —
+    /// and a principal the vault never makes, such as an operator or an interface presented
+    /// as one — is allowed nothing, whatever it claims as purpose and standing.
+    #[test]
+    fn a_context_that_authenticated_nobody_has_no_rights() {
+        let org = OrgId::parse("default").unwrap();
+        let odd = auth::Principal {
+            actor: Actor::Operator {
+                os_user: "root".into(),
+            },
+            org: org.clone(),
+            role: phivault_core::Role::SuperAdmin,
+            scopes: vec!["system/*.cruds".into()],
+            purposes: vec!["TREAT".into()],
+        };
+        for ctx in [
+            Ctx::anonymous(org.clone()),
+            Ctx::for_principal(&odd, Some("TREAT".into())),
+        ] {
+            assert_eq!(ctx.subject(), &Subject::Nobody);
+            let purposes = Purpose::ALL.map(Some);
+            for (action, purpose, grant) in Action::ALL.iter().flat_map(|a| {
+                purposes.iter().chain(&[None]).flat_map(move |p| {
+                    [GrantState::None, GrantState::Active, GrantState::BreakGlass]
+                        .map(|g| (*a, *p, g))
+                })
+            }) {
+                for rtype in ["Patient", "Observation", "AuditEvent"] {
+                    let d = decide(ctx.subject(), action, rtype, purpose, grant);
+                    assert_eq!(d, Decision::Deny("unauthenticated"), "{action:?} {rtype}");
+                }
+            }
+            assert!(!policy::may_change_patient(ctx.subject()));
+        }
+    }
+
+    /// The operator's authority needs the unsealed keyring ([`Operator::new`]): the adapters
+    /// cannot reach one because they depend on neither the crypto crate nor the stores, and
+    /// no adapter source names the operator's authority or builds a context around it.
+    #[test]
+    fn adapters_can_neither_reach_the_keyring_nor_name_the_operator() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for adapter in ["crates/api", "crates/hl7"] {
+            let manifest = std::fs::read_to_string(root.join(adapter).join("Cargo.toml")).unwrap();
+            assert!(
+                manifest.contains("phivault-vault"),
+                "{adapter}: the scan read it"
+            );
+            for dep in ["phivault-crypto", "phivault-store"] {
+                assert!(!manifest.contains(dep), "{adapter} depends on {dep}");
+            }
+            let mut files = Vec::new();
+            bench_switch_tests::rust_files(&root.join(adapter).join("src"), &mut files);
+            assert!(!files.is_empty());
+            for f in files {
+                let text = std::fs::read_to_string(&f).unwrap();
+                for name in [
+                    "Subject::Operator",
+                    "Operator::new",
+                    ".ctx_as(",
+                    ".interfaces()",
+                ] {
+                    assert!(!text.contains(name), "{} names {name}", f.display());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod bench_switch_tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use std::path::{Path, PathBuf};
 
-    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    pub(super) fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {

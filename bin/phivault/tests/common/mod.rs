@@ -13,7 +13,7 @@ pub mod raw;
 use phivault::datadir::{self, Opened};
 use phivault_core::SystemClock;
 use phivault_crypto::Passphrase;
-use phivault_vault::{Actor, Ctx, ImportOptions, ImportReport};
+use phivault_vault::{Ctx, ImportOptions, ImportReport};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -169,12 +169,7 @@ pub async fn try_open_vault(dir: &Path) -> Result<Opened, datadir::DataDirError>
 }
 
 pub async fn ctx(o: &Opened) -> Ctx {
-    Ctx::new(
-        o.org(None).await.unwrap(),
-        Actor::Operator {
-            os_user: "test".into(),
-        },
-    )
+    o.operator.ctx(o.org(None).await.unwrap())
 }
 
 pub async fn import_files(o: &Opened, files: &[PathBuf], strict: bool) -> ImportReport {

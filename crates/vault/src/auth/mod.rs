@@ -44,12 +44,38 @@ impl Default for AuthPolicy {
 /// Who a valid token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub actor: Actor,
-    pub org: OrgId,
-    pub role: Role,
-    pub scopes: Vec<String>,
+    pub(crate) actor: Actor,
+    pub(crate) org: OrgId,
+    pub(crate) role: Role,
+    pub(crate) scopes: Vec<String>,
     /// The purposes of use a service client acts for (empty for people: they state theirs).
-    pub purposes: Vec<String>,
+    pub(crate) purposes: Vec<String>,
+}
+
+/// Only the vault makes a principal (by authenticating a session or token), so its fields are
+/// read-only outside: no adapter can fill in an authority of its own.
+///
+/// ```compile_fail,E0616
+/// fn forge(p: &mut phivault_vault::auth::Principal) {
+///     p.role = phivault_core::Role::SuperAdmin;
+/// }
+/// ```
+impl Principal {
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+    pub fn org(&self) -> &OrgId {
+        &self.org
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+    pub fn purposes(&self) -> &[String] {
+        &self.purposes
+    }
 }
 
 /// What the client must do after a correct password.

@@ -88,6 +88,7 @@ fn may_manage(ctx: &Ctx, target: Role) -> bool {
         Subject::Operator => return true,
         Subject::User(r) => *r,
         Subject::Client { role, .. } => *role,
+        Subject::Nobody => return false,
     };
     match role {
         Role::SuperAdmin => true,

@@ -191,6 +191,7 @@ fn scope_of(ctx: &Ctx) -> Result<Option<OrgId>, ()> {
     let role = match &ctx.subject {
         Subject::Operator => return Ok(None),
         Subject::User(role) | Subject::Client { role, .. } => *role,
+        Subject::Nobody => return Err(()),
     };
     match role {
         Role::SuperAdmin => Ok(None),

@@ -162,7 +162,10 @@ impl Vault {
         let store = self.store(kind);
         review_schema(&store.columns().await?, tally);
         for org in orgs {
-            let octx = Ctx::new(org.clone(), ctx.actor.clone());
+            let octx = Ctx {
+                org: org.clone(),
+                ..ctx.clone()
+            };
             let mut after: Option<RecordKey> = None;
             while tally.sampled < cap {
                 let limit = u32::try_from((cap - tally.sampled).min(500)).unwrap_or(500);

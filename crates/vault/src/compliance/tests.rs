@@ -1,7 +1,7 @@
 //! Each check flips when the system changes: a fake clock ages keys, checkpoints, backups,
 //! passwords and accounts; the stores are changed directly for the rest.
 use super::*;
-use crate::{Actor, Stores};
+use crate::Stores;
 use phivault_core::{Clock, FakeClock, GrantRecord, UserRecord};
 use phivault_crypto::{KeyfileProvider, Keyring, Passphrase, RootKeyProvider};
 use phivault_store::SqliteStores;
@@ -39,14 +39,10 @@ async fn env() -> Env {
         .put_setting(ROOT_KEY_PROVIDER, root.describe())
         .await
         .unwrap();
+    let operator = crate::Operator::new(&keyring, "test");
     let vault = Vault::new(Arc::new(keyring), stores, clock.clone());
     let org = OrgId::parse("default").unwrap();
-    let ctx = Ctx::new(
-        org.clone(),
-        Actor::Operator {
-            os_user: "test".into(),
-        },
-    );
+    let ctx = operator.ctx(org.clone());
     vault
         .create_organization(&ctx, &org, "default")
         .await

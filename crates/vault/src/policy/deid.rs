@@ -52,6 +52,7 @@ pub fn decide(
         Some(p) => Purpose::parse(p).ok_or("purpose-unknown")?,
     };
     match subject {
+        Subject::Nobody => Err("unauthenticated"),
         Subject::Operator => Ok(()),
         Subject::User(role) => {
             if !role_may(*role, false) {

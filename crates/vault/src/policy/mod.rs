@@ -128,6 +128,8 @@ pub enum GrantState {
 /// Who is asking, for the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
+    /// No one authenticated (login steps): nothing.
+    Nobody,
     /// The local operator (command line, holding the passphrase): everything, audited.
     Operator,
     /// A person.
@@ -162,7 +164,7 @@ pub fn may_change_patient(subject: &Subject) -> bool {
     match subject {
         Subject::Operator => true,
         Subject::Client { role, .. } => *role == Role::IntegrationManager,
-        Subject::User(_) => false,
+        Subject::User(_) | Subject::Nobody => false,
     }
 }
 
@@ -228,6 +230,9 @@ pub fn decide_with(
     if grant == GrantState::OtherOrganization {
         return Decision::Deny("other-organization");
     }
+    if *subject == Subject::Nobody {
+        return Decision::Deny("unauthenticated");
+    }
     let Some(purpose) = purpose else {
         return match subject {
             Subject::Operator => Decision::Allow {
@@ -238,6 +243,7 @@ pub fn decide_with(
         };
     };
     match subject {
+        Subject::Nobody => Decision::Deny("unauthenticated"),
         Subject::Operator => Decision::Allow {
             release: Release::All,
             break_glass: false,
