@@ -53,7 +53,7 @@ async fn every_vault_call_leaves_exactly_one_event_and_no_phi() {
         (e.action.as_str(), e.outcome, e.count),
         ("import", Outcome::Success, Some(1))
     );
-    assert_eq!(e.actor, "cli:test");
+    assert_eq!(e.actor, format!("cli:{}", phivault::config::os_user()));
     let pid = ResourceId::parse(resources_in(&files[2])[0]["id"].as_str().unwrap()).unwrap();
     let pseudonym = o.vault.patient_pseudonym(&c, &pid);
     assert_eq!(e.patients, vec![pseudonym.clone()]);
