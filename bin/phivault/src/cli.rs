@@ -1339,22 +1339,32 @@ async fn serve_cmd(
         );
     }
     if dev && !datadir::holds_vault(&dir) {
-        let pass = phivault_crypto::Passphrase::new(
-            phivault_crypto::random_passphrase().map_err(|e| e.to_string())?,
-        );
-        let mut f = PrivateFile::create(&dev_pass, false)?;
-        f.write(pass.expose().as_bytes())?;
-        f.write(b"\n")?;
-        f.finish()?;
+        // The operator's passphrase when one is given (the vault is then opened with it
+        // below), else a generated one kept beside the data dir.
+        let (pass, kept_in) = match config::given_passphrase()? {
+            Some(pass) => (pass, "PHIVAULT_PASSPHRASE(_FILE)".to_owned()),
+            None => {
+                let pass = phivault_crypto::Passphrase::new(
+                    phivault_crypto::random_passphrase().map_err(|e| e.to_string())?,
+                );
+                let mut f = PrivateFile::create(&dev_pass, false)?;
+                f.write(pass.expose().as_bytes())?;
+                f.write(b"\n")?;
+                f.finish()?;
+                (
+                    pass,
+                    format!("{} (a generated one, mode 0600)", dev_pass.display()),
+                )
+            }
+        };
         datadir::init(&dir, &pass, clock().as_ref())
             .await
             .map_err(|e| e.to_string())?;
         crate::tls::write_dev_cert(&dir)?;
         eprintln!(
-            "DEVELOPMENT MODE: created {} with a generated passphrase in {} (mode 0600). \
+            "DEVELOPMENT MODE: created {} with the passphrase from {kept_in}. \
              Not for real patient data.",
             dir.display(),
-            dev_pass.display()
         );
     }
     let root = if dev

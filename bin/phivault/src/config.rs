@@ -75,6 +75,18 @@ pub fn passphrase(confirm: bool) -> Result<Passphrase, String> {
     passphrase_from("PHIVAULT_PASSPHRASE", "phivault passphrase", confirm)
 }
 
+/// The passphrase the operator gave (`PHIVAULT_PASSPHRASE_FILE` or `PHIVAULT_PASSPHRASE`),
+/// if any; never a prompt.
+pub fn given_passphrase() -> Result<Option<Passphrase>, String> {
+    let given = std::env::var_os("PHIVAULT_PASSPHRASE_FILE").is_some()
+        || std::env::var_os("PHIVAULT_PASSPHRASE").is_some();
+    if given {
+        passphrase(false).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// The new passphrase of `keys change-passphrase`: `PHIVAULT_NEW_PASSPHRASE_FILE`,
 /// `PHIVAULT_NEW_PASSPHRASE`, else a prompt on a terminal, asked twice.
 pub fn new_passphrase() -> Result<Passphrase, String> {
