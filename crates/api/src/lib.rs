@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod deid;
+pub mod edge;
 pub mod error;
 pub mod fhir;
 pub mod headers;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
             metrics.clone(),
             observe::observe_route,
         ));
+    let app = app.layer(axum::middleware::from_fn(edge::gate));
     let app = headers::secure(app);
     app.layer(axum::middleware::from_fn_with_state(
         metrics,
