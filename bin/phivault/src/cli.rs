@@ -1328,6 +1328,7 @@ async fn serve_cmd(
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     crate::config::init_logging()?;
     let mllp = crate::mllp::Settings::from_env(mllp_listen)?;
+    let edge = crate::serve::edge_from_env()?;
     let retention = crate::retention_cmd::Schedule::from_env()?;
     let backups = crate::backup::Schedule::from_env()?;
     let dev_pass = dev_passphrase_path(&dir);
@@ -1466,7 +1467,7 @@ async fn serve_cmd(
             }
         }
     };
-    let result = crate::serve::run(&opened, listen, config, |addr| {
+    let result = crate::serve::run(&opened, listen, config, edge, |addr| {
         tracing::info!(target: "phivault::serve", address = %addr, "listening");
         // Never println!: a closed standard output must not bring the server down.
         let mut out = std::io::stdout().lock();

@@ -10,6 +10,7 @@ use std::path::Path;
 
 /// Every variable phivault reads. `PHIVAULT_TEST_*` is reserved for test harnesses.
 pub const KNOWN_VARS: &[&str] = &[
+    "PHIVAULT_ADMIN_ALLOW",
     "PHIVAULT_DATABASE_ACQUIRE_TIMEOUT_MS",
     "PHIVAULT_DATABASE_POOL_SIZE",
     "PHIVAULT_DATABASE_SCHEMA",
@@ -23,6 +24,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "PHIVAULT_BACKUP_INTERVAL",
     "PHIVAULT_BACKUP_KEEP",
     "PHIVAULT_DATA_DIR",
+    "PHIVAULT_HSTS_PRELOAD",
+    "PHIVAULT_HTTP_ALLOW",
     "PHIVAULT_LISTEN",
     "PHIVAULT_LOG",
     "PHIVAULT_MLLP_ALLOW",

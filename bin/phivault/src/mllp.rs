@@ -5,60 +5,12 @@
 use phivault_hl7::conn::{Limits, serve};
 use phivault_hl7::ingest::Interface;
 use phivault_vault::Vault;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// An address block, e.g. `10.0.0.0/8` or `::1/128`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    net: IpAddr,
-    bits: u8,
-}
-
-impl Cidr {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let (addr, bits) = match s.split_once('/') {
-            Some((a, b)) => (a, Some(b)),
-            None => (s, None),
-        };
-        let net: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("'{s}' is not an address block (a.b.c.d/n or an IPv6 /n)"))?;
-        let max = if net.is_ipv4() { 32 } else { 128 };
-        let bits = match bits {
-            None => max,
-            Some(b) => b
-                .parse::<u8>()
-                .ok()
-                .filter(|b| *b <= max)
-                .ok_or_else(|| format!("'{s}': the prefix length must be 0 to {max}"))?,
-        };
-        Ok(Self { net, bits })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.bits))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
+pub use phivault_core::net::Cidr;
 
 /// The listener's settings, from `PHIVAULT_MLLP_*` (and `--mllp-listen`).
 #[derive(Debug, Clone)]
@@ -100,12 +52,10 @@ impl Settings {
                 ));
             }
         };
-        let allow = env("PHIVAULT_MLLP_ALLOW")
-            .unwrap_or_else(|| "127.0.0.1/32".into())
-            .split([',', ' '])
-            .filter(|s| !s.is_empty())
-            .map(Cidr::parse)
-            .collect::<Result<Vec<_>, _>>()?;
+        let allow = Cidr::parse_list(
+            "PHIVAULT_MLLP_ALLOW",
+            &env("PHIVAULT_MLLP_ALLOW").unwrap_or_else(|| "127.0.0.1/32".into()),
+        )?;
         let purpose = match env("PHIVAULT_MLLP_PURPOSE") {
             None => phivault_vault::policy::Purpose::Treat,
             Some(p) => phivault_vault::policy::Purpose::parse(&p).ok_or_else(|| {
@@ -337,34 +287,4 @@ fn interface_for(
             .ok()
             .map(|()| iface.clone())
     })
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cidr_blocks() {
-        let c = Cidr::parse("10.1.0.0/16").unwrap();
-        assert!(c.contains("10.1.200.3".parse().unwrap()));
-        assert!(!c.contains("10.2.0.1".parse().unwrap()));
-        assert!(c.contains("::ffff:10.1.0.9".parse().unwrap()));
-        let one = Cidr::parse("127.0.0.1").unwrap();
-        assert!(one.contains("127.0.0.1".parse().unwrap()));
-        assert!(!one.contains("127.0.0.2".parse().unwrap()));
-        assert!(
-            Cidr::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-        assert!(
-            Cidr::parse("::1/128")
-                .unwrap()
-                .contains("::1".parse().unwrap())
-        );
-        for bad in ["10.0.0.0/33", "x/8", "10.0.0/8", ""] {
-            assert!(Cidr::parse(bad).is_err(), "{bad}");
-        }
-    }
 }
