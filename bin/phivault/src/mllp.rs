@@ -2,6 +2,7 @@
 //! certificate, plain MLLP only when set explicitly; a source allow-list in CIDR form checked
 //! before a byte is read; each connection served by `phivault_hl7::conn` as the interface of
 //! one organization.
+use phivault_hl7::ParseLimits;
 use phivault_hl7::conn::{Limits, serve};
 use phivault_hl7::ingest::Interface;
 use phivault_vault::Vault;
@@ -21,6 +22,8 @@ pub struct Settings {
     pub org: Option<String>,
     pub purpose: phivault_vault::policy::Purpose,
     pub limits: Limits,
+    /// Connections served at once; more are closed as they come.
+    pub max_connections: usize,
     /// CA file for sending systems' client certificates (asked for when set).
     pub client_ca: Option<std::path::PathBuf>,
     /// Refuse connections without a client certificate.
@@ -31,6 +34,93 @@ pub struct Settings {
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A whole number from `var` within `range`, else `default` when unset.
+fn bounded(
+    var: &str,
+    range: std::ops::RangeInclusive<usize>,
+    default: usize,
+) -> Result<usize, String> {
+    match env(var) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "{var} is a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                )
+            }),
+    }
+}
+
+/// `PHIVAULT_MLLP_INTERFACES`: `name=dns.name,…`.
+fn interfaces_from_env() -> Result<Vec<(String, String)>, String> {
+    env("PHIVAULT_MLLP_INTERFACES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|pair| {
+            let (name, dns) = pair.split_once('=').ok_or_else(|| {
+                format!("PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name")
+            })?;
+            let (name, dns) = (name.trim(), dns.trim());
+            let name_ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !name_ok || rustls::pki_types::DnsName::try_from(dns).is_err() {
+                return Err(format!(
+                    "PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name"
+                ));
+            }
+            Ok((name.to_owned(), dns.to_owned()))
+        })
+        .collect::<Result<Vec<_>, String>>()
+}
+
+/// A connection's limits from `PHIVAULT_MLLP_MAX_FRAME` (bytes), `_READ_TIMEOUT` and
+/// `_FRAME_TIMEOUT` (seconds), `_MAX_REPETITIONS` and `_MAX_COMPONENTS` (per field) and
+/// `_MAX_ELEMENTS` (per message).
+fn limits_from_env() -> Result<Limits, String> {
+    let d = Limits::default();
+    let secs = |var: &str, default: Duration| {
+        let default = usize::try_from(default.as_secs()).unwrap_or(60);
+        bounded(var, 1..=3600, default).map(|n| Duration::from_secs(n as u64))
+    };
+    let parse = ParseLimits {
+        max_repetitions: bounded(
+            "PHIVAULT_MLLP_MAX_REPETITIONS",
+            1..=100_000,
+            d.parse.max_repetitions,
+        )?,
+        max_field_elements: bounded(
+            "PHIVAULT_MLLP_MAX_COMPONENTS",
+            1..=1_000_000,
+            d.parse.max_field_elements,
+        )?,
+        max_message_elements: bounded(
+            "PHIVAULT_MLLP_MAX_ELEMENTS",
+            1..=10_000_000,
+            d.parse.max_message_elements,
+        )?,
+    };
+    Ok(Limits {
+        max_frame: bounded(
+            "PHIVAULT_MLLP_MAX_FRAME",
+            1024..=64 * 1024 * 1024,
+            d.max_frame,
+        )?,
+        read_timeout: secs("PHIVAULT_MLLP_READ_TIMEOUT", d.read_timeout)?,
+        frame_timeout: secs("PHIVAULT_MLLP_FRAME_TIMEOUT", d.frame_timeout)?,
+        parse,
+    })
 }
 
 impl Settings {
@@ -62,23 +152,8 @@ impl Settings {
                 format!("PHIVAULT_MLLP_PURPOSE '{p}' is not an HL7 PurposeOfUse code")
             })?,
         };
-        let max_frame = match env("PHIVAULT_MLLP_MAX_FRAME") {
-            None => Limits::default().max_frame,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1024..=64 * 1024 * 1024).contains(n))
-                .ok_or("PHIVAULT_MLLP_MAX_FRAME is a byte count from 1024 to 67108864")?,
-        };
-        let read_timeout = match env("PHIVAULT_MLLP_READ_TIMEOUT") {
-            None => Limits::default().read_timeout,
-            Some(v) => Duration::from_secs(
-                v.parse::<u64>()
-                    .ok()
-                    .filter(|n| (1..=3600).contains(n))
-                    .ok_or("PHIVAULT_MLLP_READ_TIMEOUT is seconds from 1 to 3600")?,
-            ),
-        };
+        let limits = limits_from_env()?;
+        let max_connections = bounded("PHIVAULT_MLLP_MAX_CONNECTIONS", 1..=100_000, 64)?;
         let client_ca = env("PHIVAULT_MLLP_CLIENT_CA").map(std::path::PathBuf::from);
         let client_cert_required = match env("PHIVAULT_MLLP_CLIENT_CERT").as_deref() {
             None | Some("optional") => false,
@@ -89,28 +164,7 @@ impl Settings {
                 ));
             }
         };
-        let interfaces = env("PHIVAULT_MLLP_INTERFACES")
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(|pair| {
-                let (name, dns) = pair.split_once('=').ok_or_else(|| {
-                    format!("PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name")
-                })?;
-                let (name, dns) = (name.trim(), dns.trim());
-                let name_ok = !name.is_empty()
-                    && name.len() <= 64
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-                if !name_ok || rustls::pki_types::DnsName::try_from(dns).is_err() {
-                    return Err(format!(
-                        "PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name"
-                    ));
-                }
-                Ok((name.to_owned(), dns.to_owned()))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let interfaces = interfaces_from_env()?;
         if (client_cert_required || !interfaces.is_empty()) && client_ca.is_none() {
             return Err(
                 "client certificates (PHIVAULT_MLLP_CLIENT_CERT, PHIVAULT_MLLP_INTERFACES) need \
@@ -127,10 +181,8 @@ impl Settings {
             allow,
             org: env("PHIVAULT_MLLP_ORG"),
             purpose,
-            limits: Limits {
-                max_frame,
-                read_timeout,
-            },
+            limits,
+            max_connections,
             client_ca,
             client_cert_required,
             interfaces,
@@ -205,74 +257,110 @@ pub async fn bind(
     let mut tls = (*tls).clone();
     tls.alpn_protocols.clear();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let serving = async move {
-        loop {
-            let Ok((tcp, peer)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            if !settings.allow.iter().any(|c| c.contains(peer.ip())) {
-                // Not a byte read, not a byte written.
-                tracing::warn!(source = %peer.ip(), "MLLP: connection from outside the allow-list refused");
-                drop(tcp);
-                continue;
-            }
-            let (vault, iface, named, acceptor, limits, use_tls) = (
-                vault.clone(),
-                iface.clone(),
-                named.clone(),
-                acceptor.clone(),
-                settings.limits,
-                settings.tls,
+    let shared = Arc::new(Shared {
+        vault,
+        iface,
+        named,
+        acceptor,
+        limits: settings.limits,
+        tls: settings.tls,
+        clock,
+    });
+    Ok((bound, accept_loop(listener, settings, shared)))
+}
+
+/// Accepts connections until the process ends: sources outside the allow-list and
+/// connections beyond the limit are closed before a byte is read.
+async fn accept_loop(listener: TcpListener, settings: Settings, shared: Arc<Shared>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        if !settings.allow.iter().any(|c| c.contains(peer.ip())) {
+            // Not a byte read, not a byte written.
+            tracing::warn!(source = %peer.ip(), "MLLP: connection from outside the allow-list refused");
+            drop(tcp);
+            continue;
+        }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                source = %peer.ip(),
+                max = settings.max_connections,
+                "MLLP: connection limit reached; connection refused"
             );
-            let clock = clock.clone();
-            tokio::spawn(async move {
-                let hl7_now = move || hl7_ts(clock.now());
-                let source = Some(peer.ip().to_string());
-                let summary = if use_tls {
-                    let handshake =
-                        tokio::time::timeout(limits.read_timeout, acceptor.accept(tcp)).await;
-                    match handshake {
-                        Ok(Ok(stream)) => {
-                            let peer_cert = stream
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| c.first())
-                                .cloned();
-                            let iface = match peer_cert {
-                                // Without a certificate (allowed unless required): the default.
-                                None => iface,
-                                Some(cert) => match interface_for(&cert, &named) {
-                                    Some(i) => i,
-                                    None => {
-                                        tracing::warn!(source = %peer.ip(), "MLLP: the client certificate names no configured interface; refused");
-                                        return;
-                                    }
-                                },
-                            };
-                            serve(stream, &vault, &iface, source, limits, &hl7_now).await
-                        }
-                        _ => {
-                            tracing::warn!(source = %peer.ip(), "MLLP: TLS handshake failed (plain MLLP is refused while TLS is required)");
-                            return;
-                        }
-                    }
-                } else {
-                    serve(tcp, &vault, &iface, source, limits, &hl7_now).await
-                };
+            drop(tcp);
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let summary = connection(&shared, tcp, peer).await;
+            // The slot is free before the end is logged.
+            drop(slot);
+            if let Some(summary) = summary {
                 tracing::info!(
                     messages = summary.messages,
                     junk_bytes = summary.junk_bytes,
                     oversized = summary.oversized,
                     timed_out = summary.timed_out,
+                    frame_late = summary.frame_late,
                     partial = summary.partial_at_end,
                     "MLLP connection closed"
                 );
-            });
-        }
+            }
+        });
+    }
+}
+
+/// What every connection's task shares.
+struct Shared {
+    vault: Vault,
+    iface: Arc<Interface>,
+    named: Arc<Vec<(String, Arc<Interface>)>>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    limits: Limits,
+    tls: bool,
+    clock: Arc<dyn phivault_core::Clock>,
+}
+
+/// Serves one accepted connection (after the TLS handshake, when TLS is on); `None` when it
+/// was refused before serving.
+async fn connection(
+    shared: &Shared,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<phivault_hl7::conn::Summary> {
+    let clock = shared.clock.clone();
+    let hl7_now = move || hl7_ts(clock.now());
+    let source = Some(peer.ip().to_string());
+    let limits = shared.limits;
+    if !shared.tls {
+        return Some(serve(tcp, &shared.vault, &shared.iface, source, limits, &hl7_now).await);
+    }
+    let handshake = tokio::time::timeout(limits.read_timeout, shared.acceptor.accept(tcp)).await;
+    let Ok(Ok(stream)) = handshake else {
+        tracing::warn!(source = %peer.ip(), "MLLP: TLS handshake failed (plain MLLP is refused while TLS is required)");
+        return None;
     };
-    Ok((bound, serving))
+    let peer_cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .cloned();
+    let iface = match peer_cert {
+        // Without a certificate (allowed unless required): the default.
+        None => shared.iface.clone(),
+        Some(cert) => match interface_for(&cert, &shared.named) {
+            Some(i) => i,
+            None => {
+                tracing::warn!(source = %peer.ip(), "MLLP: the client certificate names no configured interface; refused");
+                return None;
+            }
+        },
+    };
+    Some(serve(stream, &shared.vault, &iface, source, limits, &hl7_now).await)
 }
 
 /// The configured interface a (verified) client certificate is valid for, if any.
