@@ -231,20 +231,17 @@ fn transport_hsts_preload_only_when_turned_on_and_bad_settings_stop_the_start() 
         ),
         ("PHIVAULT_HTTP_ALLOW", "10.0.0.0/33", "prefix length"),
         ("PHIVAULT_ADMIN_ALLOW", "localhost", "not an address block"),
+        ("PHIVAULT_MLLP_FRAME_TIMEOUT", "0", "from 1 to 3600"),
+        ("PHIVAULT_MLLP_MAX_CONNECTIONS", "many", "a whole number"),
+        ("PHIVAULT_MLLP_MAX_REPETITIONS", "-1", "a whole number"),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("phivault-data");
         let out = Command::new("timeout")
             .arg("60")
             .arg(env!("CARGO_BIN_EXE_phivault"))
-            .args([
-                "serve",
-                "--dev",
-                "--listen",
-                "127.0.0.1:0",
-                "--mllp-listen",
-                "off",
-            ])
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .args(["--mllp-listen", "127.0.0.1:0"])
             .env("PHIVAULT_DATA_DIR", &data)
             .envs(backend_env(&data))
             .env(var, bad)
