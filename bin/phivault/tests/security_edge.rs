@@ -354,6 +354,13 @@ fn peak_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// A server with plain MLLP and the settings `env`, its logs written to `log`.
+fn plain_mllp(env: &[(&str, &str)], log: &Path) -> Live {
+    let mut all = vec![("PHIVAULT_MLLP_TLS", "off")];
+    all.extend_from_slice(env);
+    Live::start_logged(&all, log, |_| {})
+}
+
 const GOOD: &str = "04-adt-a28-add-person-v24.hl7";
 
 fn good_message(control_id: &str) -> Vec<u8> {
@@ -368,7 +375,7 @@ fn good_message(control_id: &str) -> Vec<u8> {
 #[test]
 fn dos_hl7_separator_floods_are_refused_without_amplification() {
     let log = tempfile::NamedTempFile::new().unwrap();
-    let live = Live::start_logged(&[("PHIVAULT_MLLP_TLS", "off")], log.path(), |_| {});
+    let live = plain_mllp(&[], log.path());
     let pid = server_pid(&live.data);
     let before = peak_kib(pid);
     let head = "MSH|^~\\&|A|B|C|D|2026||ADT^A08|FLOOD-1|P|2.5\rPID|1||";
@@ -413,14 +420,7 @@ fn dos_hl7_separator_floods_are_refused_without_amplification() {
 #[test]
 fn dos_hl7_slow_loris_frame_is_cut_off_at_the_frame_deadline() {
     let log = tempfile::NamedTempFile::new().unwrap();
-    let live = Live::start_logged(
-        &[
-            ("PHIVAULT_MLLP_TLS", "off"),
-            ("PHIVAULT_MLLP_FRAME_TIMEOUT", "2"),
-        ],
-        log.path(),
-        |_| {},
-    );
+    let live = plain_mllp(&[("PHIVAULT_MLLP_FRAME_TIMEOUT", "2")], log.path());
     let mut s = connect(live.mllp);
     // The pace of the dribble: one byte, then up to 200 ms waiting for the server to answer.
     s.set_read_timeout(Some(Duration::from_millis(200)))
@@ -472,14 +472,7 @@ fn await_log(log: &Path, what: &str, n: usize) {
 #[test]
 fn dos_hl7_connections_beyond_the_limit_are_refused() {
     let log = tempfile::NamedTempFile::new().unwrap();
-    let live = Live::start_logged(
-        &[
-            ("PHIVAULT_MLLP_TLS", "off"),
-            ("PHIVAULT_MLLP_MAX_CONNECTIONS", "2"),
-        ],
-        log.path(),
-        |_| {},
-    );
+    let live = plain_mllp(&[("PHIVAULT_MLLP_MAX_CONNECTIONS", "2")], log.path());
     let ack = |out: Vec<u8>| ack_parts(&String::from_utf8_lossy(&out).replace('\r', "\n")).0;
     let mut a = connect(live.mllp);
     let mut b = connect(live.mllp);
