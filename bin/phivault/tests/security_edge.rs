@@ -111,6 +111,11 @@ fn dos_invented_http_methods_and_paths_leave_metrics_small_with_fixed_labels() {
         "invented methods are answered 405 or 501: {codes:?}"
     );
 
+    // A standard method a route does not serve: 405, saying what it serves.
+    let trace = live.call("TRACE", "/healthz", None, None, None, &[]);
+    assert_eq!(trace.status, 405);
+    assert!(trace.header("allow").is_some(), "{}", trace.headers);
+
     let text = metrics(&live, "127.0.0.1", &live.token(&prom));
     assert!(
         text.len() < 16 * 1024,
@@ -120,7 +125,7 @@ fn dos_invented_http_methods_and_paths_leave_metrics_small_with_fixed_labels() {
     let series = text.lines().filter(|l| !l.starts_with('#')).count();
     assert!(series < 100, "{series} series:\n{text}");
     let fixed = [
-        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other",
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "other",
     ];
     for label in text.split("method=\"").skip(1) {
         let m = label.split('"').next().unwrap();

@@ -1,6 +1,6 @@
 //! What every request meets before routing and authentication: a source address the
 //! listener's allow-list holds (`PHIVAULT_HTTP_ALLOW`), for `/admin` and `/metrics` also the
-//! administration's (`PHIVAULT_ADMIN_ALLOW`), and a method the API serves. Refusals carry a
+//! administration's (`PHIVAULT_ADMIN_ALLOW`), and a standard method. Refusals carry a
 //! small body without detail and a [`Refused`] mark, so they are counted under a fixed label.
 use crate::observe::{Refusal, Refused, method_label};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -65,7 +65,8 @@ fn refuse(why: Refusal, fhir: bool) -> Response {
 
 /// Outer gate, before anything else looks at the request: a source the listener allows
 /// (else 403), for an administration path one the administration allows (else 403), and a
-/// method the API serves (else 501).
+/// standard method (else 501; the router answers 405 for a standard one a route does not
+/// serve).
 pub async fn gate(State(policy): State<Arc<EdgePolicy>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let fhir = path.starts_with("/fhir");
