@@ -1307,6 +1307,38 @@ async fn dev_bootstrap_admin(opened: &Opened) -> Result<Option<String>, String> 
     Ok(Some(text))
 }
 
+/// `serve --dev` on a dir without a vault: creates one with the operator's passphrase when one
+/// is given (the vault is then opened with it), else with a generated one kept in `dev_pass`;
+/// and the development certificate.
+async fn dev_first_run(dir: &Path, dev_pass: &Path) -> Result<(), String> {
+    let (pass, kept_in) = match config::given_passphrase()? {
+        Some(pass) => (pass, "PHIVAULT_PASSPHRASE(_FILE)".to_owned()),
+        None => {
+            let pass = phivault_crypto::Passphrase::new(
+                phivault_crypto::random_passphrase().map_err(|e| e.to_string())?,
+            );
+            let mut f = PrivateFile::create(dev_pass, false)?;
+            f.write(pass.expose().as_bytes())?;
+            f.write(b"\n")?;
+            f.finish()?;
+            (
+                pass,
+                format!("{} (a generated one, mode 0600)", dev_pass.display()),
+            )
+        }
+    };
+    datadir::init(dir, &pass, clock().as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::tls::write_dev_cert(dir)?;
+    eprintln!(
+        "DEVELOPMENT MODE: created {} with the passphrase from {kept_in}. \
+         Not for real patient data.",
+        dir.display(),
+    );
+    Ok(())
+}
+
 async fn serve_cmd(
     dir: PathBuf,
     listen: std::net::SocketAddr,
@@ -1317,6 +1349,7 @@ async fn serve_cmd(
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     crate::config::init_logging()?;
     let mllp = crate::mllp::Settings::from_env(mllp_listen)?;
+    let edge = crate::serve::edge_from_env()?;
     let retention = crate::retention_cmd::Schedule::from_env()?;
     let backups = crate::backup::Schedule::from_env()?;
     let dev_pass = dev_passphrase_path(&dir);
@@ -1328,23 +1361,7 @@ async fn serve_cmd(
         );
     }
     if dev && !datadir::holds_vault(&dir) {
-        let pass = phivault_crypto::Passphrase::new(
-            phivault_crypto::random_passphrase().map_err(|e| e.to_string())?,
-        );
-        let mut f = PrivateFile::create(&dev_pass, false)?;
-        f.write(pass.expose().as_bytes())?;
-        f.write(b"\n")?;
-        f.finish()?;
-        datadir::init(&dir, &pass, clock().as_ref())
-            .await
-            .map_err(|e| e.to_string())?;
-        crate::tls::write_dev_cert(&dir)?;
-        eprintln!(
-            "DEVELOPMENT MODE: created {} with a generated passphrase in {} (mode 0600). \
-             Not for real patient data.",
-            dir.display(),
-            dev_pass.display()
-        );
+        dev_first_run(&dir, &dev_pass).await?;
     }
     let root = if dev
         && std::env::var_os("PHIVAULT_PASSPHRASE_FILE").is_none()
@@ -1454,7 +1471,7 @@ async fn serve_cmd(
             }
         }
     };
-    let result = crate::serve::run(&opened, listen, config, |addr| {
+    let result = crate::serve::run(&opened, listen, config, edge, |addr| {
         tracing::info!(target: "phivault::serve", address = %addr, "listening");
         // Never println!: a closed standard output must not bring the server down.
         let mut out = std::io::stdout().lock();

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod clock;
 pub mod error;
 pub mod ids;
+pub mod net;
 pub mod ports;
 pub mod resource_types;
 pub mod secret;
