@@ -243,12 +243,13 @@ pub enum Command {
         #[command(subcommand)]
         what: OrgCmd,
     },
-    /// Manage service clients (OAuth2 client credentials for integrations).
+    /// Manage service clients (OAuth2 client credentials for integrations): add, list,
+    /// disable, enable, rotate-secret, revoke-tokens.
     Client {
         #[command(subcommand)]
         what: ClientCmd,
     },
-    /// Need-to-know grants: add (or renew) one, or lock every one down.
+    /// Need-to-know grants: add (or renew) one, list them, or lock every one down.
     Grants {
         #[command(subcommand)]
         what: GrantsCmd,
@@ -308,6 +309,8 @@ pub enum ClientCmd {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Manage(crate::admin_cmd::ClientAdminCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,6 +358,18 @@ pub enum GrantsCmd {
         dir: DirArgs,
         #[command(flatten)]
         org: OrgArgs,
+    },
+    /// List every live grant and break-glass access: who, which patient (by pseudonym only),
+    /// for what, until when.
+    List {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        /// `[{id, organization, username, patient_pseudonym, purpose, kind, granted_by,
+        /// created_at, expires_at}]`.
+        #[arg(long)]
+        json: bool,
     },
     /// Let integrations grant the clinician a message names (e.g. an ADT's attending doctor).
     CareTeamRule {
@@ -717,6 +732,9 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Backup { what } => crate::backup_cmd::run(what).await,
         Command::User { what } => user_cmd(what).await,
         Command::Grants { what } => grants_cmd(what).await,
+        Command::Client {
+            what: ClientCmd::Manage(cmd),
+        } => crate::admin_cmd::client(cmd).await,
         Command::Migrate { dir } => {
             let db = datadir::Database::from_env();
             if db.is_none() && !datadir::holds_vault(&dir.data_dir) {
@@ -1124,6 +1142,7 @@ async fn audit_cmd(what: AuditCmd) -> Result<ExitCode, String> {
 async fn grants_cmd(what: GrantsCmd) -> Result<ExitCode, String> {
     let (dir, org) = match &what {
         GrantsCmd::Add { dir, org, .. }
+        | GrantsCmd::List { dir, org, .. }
         | GrantsCmd::Lockdown { dir, org }
         | GrantsCmd::CareTeamRule { dir, org, .. } => (dir.data_dir.clone(), org.org.clone()),
     };
@@ -1150,6 +1169,9 @@ async fn grants_cmd(what: GrantsCmd) -> Result<ExitCode, String> {
                     "{} may access Patient/{} for {} until {} (unix time)",
                     g.username, patient, g.purpose, g.expires_at
                 );
+            }
+            GrantsCmd::List { json, .. } => {
+                crate::admin_cmd::print_grants(&opened.vault, &c, json).await?;
             }
             GrantsCmd::Lockdown { .. } => {
                 let n = opened.vault.lockdown(&c).await.map_err(|e| vault_err(&e))?;
@@ -1243,27 +1265,7 @@ async fn user_cmd(what: UserCmd) -> Result<ExitCode, String> {
                 println!("MFA reset for {username}: it enrolls again at next login");
             }
             UserCmd::List { json, .. } => {
-                let users = v.list_users(&c).await.map_err(e)?;
-                if json {
-                    let list: Vec<Value> = users
-                        .iter()
-                        .map(|u| json!({"username": u.username, "role": u.role.as_str(),
-                                        "disabled": u.disabled, "mfa_enrolled": u.mfa_enrolled,
-                                        "must_change_password": u.must_change_password}))
-                        .collect();
-                    println!("{}", Value::Array(list));
-                } else {
-                    for u in users {
-                        println!(
-                            "{:<24} {:<20} {}{}{}",
-                            u.username,
-                            u.role.as_str(),
-                            if u.disabled { "disabled " } else { "" },
-                            if u.mfa_enrolled { "mfa " } else { "no-mfa " },
-                            if u.must_change_password { "must-change-password" } else { "" }
-                        );
-                    }
-                }
+                crate::admin_cmd::print_users(&v.list_users(&c).await.map_err(e)?, json);
             }
         }
         Ok::<(), String>(())

@@ -28,8 +28,14 @@ fn admin(live: &Live, method: &str, path: &str, token: Option<&str>) -> (u16, Va
 
 /// A FHIR search the client's token may do: 200 while the token is good, 401 after.
 fn search_status(live: &Live, token: &str) -> u16 {
-    live.fhir("GET", "/fhir/Patient?_count=1", token, "TREAT", None)
-        .status
+    live.fhir(
+        "GET",
+        "/fhir/Patient?identifier=nobody",
+        token,
+        "TREAT",
+        None,
+    )
+    .status
 }
 
 /// The audit events (JSON lines) of organization `org` with action `action`.
@@ -108,8 +114,16 @@ mod clients {
             Some(&root),
         );
         assert_eq!(s, 200, "{body}");
-        assert_eq!(search_status(&a, &before), 401, "node A still takes the token");
-        assert_eq!(search_status(&b, &before), 401, "node B still takes the token");
+        assert_eq!(
+            search_status(&a, &before),
+            401,
+            "node A still takes the token"
+        );
+        assert_eq!(
+            search_status(&b, &before),
+            401,
+            "node B still takes the token"
+        );
         assert!(a.try_token(&ehr).is_none(), "a disabled client got a token");
         let listed = json_of(&cli(&a.data, &["client", "list", "--json"]));
         assert_eq!(listed[0]["disabled"], true, "{listed}");
@@ -193,7 +207,10 @@ mod clients {
         );
         let trail = stdout_ok(&cli(&live.data, &["audit", "export", "--format", "jsonl"]));
         for secret in [&api_secret, &cli_secret] {
-            assert!(!trail.contains(secret.as_str()), "a secret in the audit trail");
+            assert!(
+                !trail.contains(secret.as_str()),
+                "a secret in the audit trail"
+            );
         }
     }
 
@@ -317,7 +334,10 @@ mod clients {
         assert_eq!(listed, json!([]), "a client was created");
         let events = audit_events(&data, "default", "client-add");
         assert_eq!(events.len(), 2);
-        assert!(events.iter().all(|e| e["outcome"] == "denied"), "{events:?}");
+        assert!(
+            events.iter().all(|e| e["outcome"] == "denied"),
+            "{events:?}"
+        );
     }
 }
 
@@ -332,7 +352,8 @@ mod listings {
     /// none of them, others get 403. Every listing is audited.
     #[test]
     fn listings_grants_show_who_may_see_which_patient_by_pseudonym_only() {
-        let (mut boss_otp, mut er_otp, mut rival_otp) = (String::new(), String::new(), String::new());
+        let (mut boss_otp, mut er_otp, mut rival_otp) =
+            (String::new(), String::new(), String::new());
         let fixture = common::repo_fixtures()[2].clone();
         let pid = common::resources_in(&fixture)[0]["id"]
             .as_str()
@@ -349,8 +370,18 @@ mod listings {
         stdout_ok(&cli(
             &live.data,
             &[
-                "grants", "add", "--org", "default", "--username", "a.doc", "--patient", &pid,
-                "--purpose", "TREAT", "--minutes", "30",
+                "grants",
+                "add",
+                "--org",
+                "default",
+                "--username",
+                "a.doc",
+                "--patient",
+                &pid,
+                "--purpose",
+                "TREAT",
+                "--minutes",
+                "30",
             ],
         ));
         let er = live.sign_in("er.doc", &er_otp, "127.0.7.5");
@@ -365,7 +396,10 @@ mod listings {
         );
         assert_eq!(r.status, 200, "{}", r.body);
 
-        let out = cli(&live.data, &["grants", "list", "--org", "default", "--json"]);
+        let out = cli(
+            &live.data,
+            &["grants", "list", "--org", "default", "--json"],
+        );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let listed = json_of(&out);
         assert!(!text.contains(&pid), "the patient id is listed: {text}");
@@ -373,14 +407,20 @@ mod listings {
         assert_eq!(rows.len(), 2, "{listed}");
         let find = |user: &str| rows.iter().find(|g| g["username"] == user).unwrap();
         let (g, b) = (find("a.doc"), find("er.doc"));
-        assert_eq!((g["kind"].as_str(), g["purpose"].as_str()), (Some("grant"), Some("TREAT")));
+        assert_eq!(
+            (g["kind"].as_str(), g["purpose"].as_str()),
+            (Some("grant"), Some("TREAT"))
+        );
         assert_eq!(
             (b["kind"].as_str(), b["purpose"].as_str()),
             (Some("break-glass"), Some("ETREAT"))
         );
         let pseudonym = g["patient_pseudonym"].as_str().unwrap();
         assert_eq!(pseudonym.len(), 64, "{g}");
-        assert_eq!(b["patient_pseudonym"], pseudonym, "one patient, one pseudonym");
+        assert_eq!(
+            b["patient_pseudonym"], pseudonym,
+            "one patient, one pseudonym"
+        );
         assert!(g["expires_at"].is_string() && b["expires_at"].is_string());
         let human = stdout_ok(&cli(&live.data, &["grants", "list", "--org", "default"]));
         assert!(human.contains("a.doc") && human.contains("break-glass") && !human.contains(&pid));
@@ -397,9 +437,20 @@ mod listings {
         assert_eq!(admin(&live, "GET", "/admin/grants", Some(&er)).0, 403);
         assert_eq!(admin(&live, "GET", "/admin/grants", None).0, 401);
         let events = audit_events(&live.data, "default", "grants-list");
-        let outcomes: Vec<&str> = events.iter().filter_map(|e| e["outcome"].as_str()).collect();
-        assert_eq!(outcomes.iter().filter(|o| **o == "success").count(), 3, "{events:?}");
-        assert_eq!(outcomes.iter().filter(|o| **o == "denied").count(), 1, "{events:?}");
+        let outcomes: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e["outcome"].as_str())
+            .collect();
+        assert_eq!(
+            outcomes.iter().filter(|o| **o == "success").count(),
+            3,
+            "{events:?}"
+        );
+        assert_eq!(
+            outcomes.iter().filter(|o| **o == "denied").count(),
+            1,
+            "{events:?}"
+        );
     }
 
     /// Threat: accounts that never enrolled MFA or have not signed in for months go unnoticed
@@ -422,13 +473,20 @@ mod listings {
         };
         let before = json_of(&cli(&live.data, &["user", "list", "--json"]));
         let n = user(&before, "a.nurse");
-        assert_eq!((&n["last_sign_in"], &n["mfa"]), (&Value::Null, &json!("none")), "{n}");
+        assert_eq!(
+            (&n["last_sign_in"], &n["mfa"]),
+            (&Value::Null, &json!("none")),
+            "{n}"
+        );
         let boss = live.sign_in("org.admin", &boss_otp, "127.0.7.8");
         let after = json_of(&cli(&live.data, &["user", "list", "--json"]));
         let b = user(&after, "org.admin");
         assert_eq!(b["mfa"], "enrolled", "{b}");
         let when = b["last_sign_in"].as_str().unwrap_or_else(|| panic!("{b}"));
-        assert!(when.len() >= 20 && when.ends_with('Z'), "not RFC 3339 UTC: {when}");
+        assert!(
+            when.len() >= 20 && when.ends_with('Z'),
+            "not RFC 3339 UTC: {when}"
+        );
         let text = stdout_ok(&cli(&live.data, &["user", "list"]));
         let line = text.lines().find(|l| l.contains("org.admin")).unwrap();
         assert!(line.contains(when) && line.contains("mfa"), "{line}");
@@ -437,6 +495,9 @@ mod listings {
         let (s, api) = admin(&live, "GET", "/admin/users", Some(&boss));
         assert_eq!(s, 200, "{api}");
         let b = user(&api, "org.admin");
-        assert_eq!((b["last_sign_in"].as_str(), b["mfa"].as_str()), (Some(when), Some("enrolled")));
+        assert_eq!(
+            (b["last_sign_in"].as_str(), b["mfa"].as_str()),
+            (Some(when), Some("enrolled"))
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! Decoding control rows once for both backends: a row of either kind answers the typed
 //! column reads these decoders need.
 use phivault_core::{
-    ClientRecord, ColumnInfo, GrantRecord, OrgId, RecordKey, ResourceId, ResourceType, Role,
-    SessionRecord, StoreError, StoreKind, Tombstone, UserRecord,
+    ClientChange, ClientRecord, ColumnInfo, GrantRecord, OrgId, RecordKey, ResourceId,
+    ResourceType, Role, SessionRecord, StoreError, StoreKind, Tombstone, UserRecord,
 };
 use sqlx::Row;
 
@@ -144,6 +144,37 @@ pub(crate) fn client(r: &impl Cols) -> Result<ClientRecord, StoreError> {
         disabled: r.flag("disabled").map_err(&g)?,
         created_at: r.int("created_at").map_err(&g)?,
     })
+}
+
+/// The statements both backends run, with `{s}.` before each table name (the schema on
+/// PostgreSQL, nothing on SQLite) and `?` placeholders.
+pub(crate) mod sql {
+    /// The clients, optionally of one organization: bind the organization twice (or NULL).
+    pub(crate) const CLIENTS: &str = "SELECT id, org, name, role, scopes, purposes, \
+         secret_hash, disabled, created_at FROM {s}.clients \
+         WHERE (? IS NULL OR org = ?) ORDER BY org, name, id";
+    /// Live grants of one organization: bind the organization and now.
+    pub(crate) const LIVE_GRANTS_IN: &str = "SELECT id, org, user_id, patient, purpose, kind, \
+         reason_sealed, granted_by, created_at, expires_at, revoked FROM {s}.grants \
+         WHERE org = ? AND revoked = ? AND expires_at > ? ORDER BY created_at, id";
+    /// A client's change: bind [`super::client_change`]'s disabled flag and secret hash (NULL
+    /// keeps the column), then the id.
+    pub(crate) const CHANGE_CLIENT: &str = "UPDATE {s}.clients \
+         SET disabled = COALESCE(?, disabled), secret_hash = COALESCE(?, secret_hash) \
+         WHERE id = ?";
+    /// Ends a client's tokens: bind true, the client id, false.
+    pub(crate) const REVOKE_CLIENT_TOKENS: &str = "UPDATE {s}.sessions SET revoked = ? \
+         WHERE subject = ? AND kind = 'bearer' AND revoked = ?";
+}
+
+/// What [`sql::CHANGE_CLIENT`] sets: the disabled flag and the secret hash (`None` keeps it).
+pub(crate) fn client_change(c: &ClientChange) -> (Option<bool>, Option<&[u8]>) {
+    match c {
+        ClientChange::Disable => (Some(true), None),
+        ClientChange::Enable => (Some(false), None),
+        ClientChange::Secret(hash) => (None, Some(hash.as_slice())),
+        ClientChange::RevokeTokens => (None, None),
+    }
 }
 
 /// A row of a catalogue query selecting `tbl`, `col` and `ty`.

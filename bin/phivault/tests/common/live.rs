@@ -228,8 +228,12 @@ impl Live {
 
     /// A bearer token for client credentials `id:secret`.
     pub fn token(&self, basic: &str) -> String {
-        self.try_token(basic)
-            .unwrap_or_else(|| panic!("no token for client {}", basic.split(':').next().unwrap_or("")))
+        self.try_token(basic).unwrap_or_else(|| {
+            panic!(
+                "no token for client {}",
+                basic.split(':').next().unwrap_or("")
+            )
+        })
     }
 
     /// A bearer token for client credentials `id:secret`, or `None` when refused.

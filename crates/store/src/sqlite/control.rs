@@ -2,10 +2,15 @@
 use super::{Db, corrupt, unavailable};
 use async_trait::async_trait;
 use phivault_core::{
-    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, SessionRecord,
-    StoreError, Tombstone, UserRecord,
+    ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
+    SessionRecord, StoreError, Tombstone, UserRecord,
 };
 use sqlx::Row;
+
+/// A shared statement ([`crate::rows::sql`]) without the schema prefix SQLite has no use for.
+fn sql(statement: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(statement.replace("{s}.", ""))
+}
 
 #[derive(Debug)]
 pub struct SqliteControlStore {
@@ -459,6 +464,61 @@ impl ControlStore for SqliteControlStore {
         .await
         .map_err(unavailable("read client"))?;
         row.as_ref().map(crate::rows::client).transpose()
+    }
+
+    async fn live_grants_in(&self, org: &OrgId, now: i64) -> Result<Vec<GrantRecord>, StoreError> {
+        let rows = sqlx::query(sql(crate::rows::sql::LIVE_GRANTS_IN))
+            .bind(org.as_str())
+            .bind(false)
+            .bind(now)
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(unavailable("list grants"))?;
+        rows.iter().map(crate::rows::grant).collect()
+    }
+
+    async fn clients(&self, org: Option<&OrgId>) -> Result<Vec<ClientRecord>, StoreError> {
+        let org = org.map(OrgId::as_str);
+        let rows = sqlx::query(sql(crate::rows::sql::CLIENTS))
+            .bind(org)
+            .bind(org)
+            .fetch_all(&self.db.reader)
+            .await
+            .map_err(unavailable("list clients"))?;
+        rows.iter().map(crate::rows::client).collect()
+    }
+
+    async fn change_client(
+        &self,
+        id: &str,
+        change: &ClientChange,
+    ) -> Result<Option<u64>, StoreError> {
+        let ctx = "change client";
+        let (disabled, secret) = crate::rows::client_change(change);
+        let mut tx = self.db.writer.begin().await.map_err(unavailable(ctx))?;
+        let found = sqlx::query(sql(crate::rows::sql::CHANGE_CLIENT))
+            .bind(disabled)
+            .bind(secret)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+        if found.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let mut revoked = 0;
+        if change.revokes_tokens() {
+            revoked = sqlx::query(sql(crate::rows::sql::REVOKE_CLIENT_TOKENS))
+                .bind(true)
+                .bind(id)
+                .bind(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(unavailable(ctx))?;
+        Ok(Some(revoked))
     }
 
     async fn add_tombstones(&self, t: &[Tombstone]) -> Result<(), StoreError> {

@@ -11,6 +11,7 @@
 //! | AUDITOR | none | the audit trail and reports |
 //! | NURSE | read, search, create, update | with an active grant (or break-glass) |
 //! | CLINICIAN | read, search, create, update, delete | with an active grant (or break-glass) |
+pub mod admin;
 pub mod deid;
 pub mod fields;
 pub mod grants;
