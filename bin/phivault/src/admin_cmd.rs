@@ -2,71 +2,65 @@
 //! and the `user list` output. The vault decides and audits (the operator acts in the
 //! organization it chose with `--org`); this file opens the vault as the operator and prints.
 use crate::cli::{DirArgs, OrgArgs, ctx, open};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use phivault_vault::policy::grants::GrantListing;
 use phivault_vault::{ClientAction, ClientInfo, Ctx, Vault, views};
 use serde_json::Value;
 use std::process::ExitCode;
 
+/// Where a listing looks, and how it prints.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    #[command(flatten)]
+    pub org: OrgArgs,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The client a command acts on, and where.
+#[derive(Debug, Args)]
+pub struct ClientTarget {
+    #[command(flatten)]
+    dir: DirArgs,
+    #[command(flatten)]
+    org: OrgArgs,
+    client_id: String,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ClientAdminCmd {
     /// List the organization's clients: id, name, role, scopes, enabled or disabled (never a
-    /// secret).
-    List {
-        #[command(flatten)]
-        dir: DirArgs,
-        #[command(flatten)]
-        org: OrgArgs,
-        /// `[{client_id, organization, name, role, scopes, purposes, disabled, created_at}]`.
-        #[arg(long)]
-        json: bool,
-    },
+    /// secret). JSON: `[{client_id, organization, name, role, scopes, purposes, disabled,
+    /// created_at}]`.
+    List(ListArgs),
     /// Disable a client: its secret is refused and every token it holds ends at once, on
     /// every node.
-    Disable {
-        #[command(flatten)]
-        dir: DirArgs,
-        #[command(flatten)]
-        org: OrgArgs,
-        client_id: String,
-    },
+    Disable(ClientTarget),
     /// Enable a client again (tokens ended by the disable stay ended).
-    Enable {
-        #[command(flatten)]
-        dir: DirArgs,
-        #[command(flatten)]
-        org: OrgArgs,
-        client_id: String,
-    },
+    Enable(ClientTarget),
     /// A new secret, printed once; the old secret and every token it got stop working at once.
     RotateSecret {
         #[command(flatten)]
-        dir: DirArgs,
-        #[command(flatten)]
-        org: OrgArgs,
-        client_id: String,
+        target: ClientTarget,
         /// `{client_id, client_secret, tokens_revoked}`.
         #[arg(long)]
         json: bool,
     },
     /// End every token the client holds; its secret keeps working.
-    RevokeTokens {
-        #[command(flatten)]
-        dir: DirArgs,
-        #[command(flatten)]
-        org: OrgArgs,
-        client_id: String,
-    },
+    RevokeTokens(ClientTarget),
 }
 
 impl ClientAdminCmd {
     fn place(&self) -> (&DirArgs, &OrgArgs) {
         match self {
-            ClientAdminCmd::List { dir, org, .. }
-            | ClientAdminCmd::Disable { dir, org, .. }
-            | ClientAdminCmd::Enable { dir, org, .. }
-            | ClientAdminCmd::RotateSecret { dir, org, .. }
-            | ClientAdminCmd::RevokeTokens { dir, org, .. } => (dir, org),
+            ClientAdminCmd::List(l) => (&l.dir, &l.org),
+            ClientAdminCmd::Disable(t)
+            | ClientAdminCmd::Enable(t)
+            | ClientAdminCmd::RotateSecret { target: t, .. }
+            | ClientAdminCmd::RevokeTokens(t) => (&t.dir, &t.org),
         }
     }
 }
@@ -78,17 +72,16 @@ pub async fn client(cmd: ClientAdminCmd) -> Result<ExitCode, String> {
     let result = async {
         let c = ctx(&opened, org).await?;
         let v = &opened.vault;
-        let (id, action, json) = match &cmd {
-            ClientAdminCmd::List { json, .. } => return list_clients(v, &c, *json).await,
-            ClientAdminCmd::Disable { client_id, .. } => (client_id, ClientAction::Disable, false),
-            ClientAdminCmd::Enable { client_id, .. } => (client_id, ClientAction::Enable, false),
-            ClientAdminCmd::RotateSecret {
-                client_id, json, ..
-            } => (client_id, ClientAction::RotateSecret, *json),
-            ClientAdminCmd::RevokeTokens { client_id, .. } => {
-                (client_id, ClientAction::RevokeTokens, false)
+        let (t, action, json) = match &cmd {
+            ClientAdminCmd::List(l) => return list_clients(v, &c, l.json).await,
+            ClientAdminCmd::Disable(t) => (t, ClientAction::Disable, false),
+            ClientAdminCmd::Enable(t) => (t, ClientAction::Enable, false),
+            ClientAdminCmd::RotateSecret { target, json } => {
+                (target, ClientAction::RotateSecret, *json)
             }
+            ClientAdminCmd::RevokeTokens(t) => (t, ClientAction::RevokeTokens, false),
         };
+        let id = &t.client_id;
         let done = v
             .change_client(&c, id, action)
             .await

@@ -360,17 +360,9 @@ pub enum GrantsCmd {
         org: OrgArgs,
     },
     /// List every live grant and break-glass access: who, which patient (by pseudonym only),
-    /// for what, until when.
-    List {
-        #[command(flatten)]
-        dir: DirArgs,
-        #[command(flatten)]
-        org: OrgArgs,
-        /// `[{id, organization, username, patient_pseudonym, purpose, kind, granted_by,
-        /// created_at, expires_at}]`.
-        #[arg(long)]
-        json: bool,
-    },
+    /// for what, until when. JSON: `[{id, organization, username, patient_pseudonym, purpose,
+    /// kind, granted_by, created_at, expires_at}]`.
+    List(crate::admin_cmd::ListArgs),
     /// Let integrations grant the clinician a message names (e.g. an ADT's attending doctor).
     CareTeamRule {
         #[command(flatten)]
@@ -433,15 +425,9 @@ pub enum UserCmd {
         org: OrgArgs,
         username: String,
     },
-    /// List the organization's users.
-    List {
-        #[command(flatten)]
-        dir: DirArgs,
-        #[command(flatten)]
-        org: OrgArgs,
-        #[arg(long)]
-        json: bool,
-    },
+    /// List the organization's users: role, MFA state, last sign-in. JSON: `[{username, role,
+    /// organization, disabled, mfa, mfa_enrolled, must_change_password, last_sign_in}]`.
+    List(crate::admin_cmd::ListArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -1142,7 +1128,7 @@ async fn audit_cmd(what: AuditCmd) -> Result<ExitCode, String> {
 async fn grants_cmd(what: GrantsCmd) -> Result<ExitCode, String> {
     let (dir, org) = match &what {
         GrantsCmd::Add { dir, org, .. }
-        | GrantsCmd::List { dir, org, .. }
+        | GrantsCmd::List(crate::admin_cmd::ListArgs { dir, org, .. })
         | GrantsCmd::Lockdown { dir, org }
         | GrantsCmd::CareTeamRule { dir, org, .. } => (dir.data_dir.clone(), org.org.clone()),
     };
@@ -1170,7 +1156,7 @@ async fn grants_cmd(what: GrantsCmd) -> Result<ExitCode, String> {
                     g.username, patient, g.purpose, g.expires_at
                 );
             }
-            GrantsCmd::List { json, .. } => {
+            GrantsCmd::List(crate::admin_cmd::ListArgs { json, .. }) => {
                 crate::admin_cmd::print_grants(&opened.vault, &c, json).await?;
             }
             GrantsCmd::Lockdown { .. } => {
@@ -1210,7 +1196,9 @@ async fn user_cmd(what: UserCmd) -> Result<ExitCode, String> {
         | UserCmd::Enable { dir, org, .. }
         | UserCmd::ResetPassword { dir, org, .. }
         | UserCmd::ResetMfa { dir, org, .. }
-        | UserCmd::List { dir, org, .. } => (dir.data_dir.clone(), org.org.clone()),
+        | UserCmd::List(crate::admin_cmd::ListArgs { dir, org, .. }) => {
+            (dir.data_dir.clone(), org.org.clone())
+        }
     };
     let opened = open(&dir).await?;
     let result = async {
@@ -1264,7 +1252,7 @@ async fn user_cmd(what: UserCmd) -> Result<ExitCode, String> {
                 v.reset_mfa(&c, &username).await.map_err(e)?;
                 println!("MFA reset for {username}: it enrolls again at next login");
             }
-            UserCmd::List { json, .. } => {
+            UserCmd::List(crate::admin_cmd::ListArgs { json, .. }) => {
                 crate::admin_cmd::print_users(&v.list_users(&c).await.map_err(e)?, json);
             }
         }

@@ -229,14 +229,8 @@ mod clients {
             nurse_otp = add_user(data, "a.nurse", "NURSE");
             stdout_ok(&cli(data, &["org", "add", "rival"]));
             rival_otp = add_user_in(data, "rival", "rival.admin", "ORG_ADMIN");
-            rival_ehr = Live::client_in(
-                data,
-                Some("rival"),
-                "rival-ehr",
-                INTEGRATION.0,
-                INTEGRATION.1,
-                INTEGRATION.2,
-            );
+            let (role, scopes, purposes) = INTEGRATION;
+            rival_ehr = Live::client_in(data, Some("rival"), "rival-ehr", role, scopes, purposes);
         });
         let id = client_id(&ehr);
         let token = live.token(&ehr);
@@ -297,6 +291,24 @@ mod clients {
             .filter(|e| e["actor"] == "user:a.nurse" && e["outcome"] == "denied")
             .count();
         assert_eq!(denied, 1, "the nurse's listing attempt is audited");
+        let doc = live
+            .call("GET", "/openapi.json", None, None, None, &[])
+            .body;
+        for (path, method) in [
+            ("/admin/clients", "get"),
+            ("/admin/clients/{client_id}/{action}", "post"),
+            ("/admin/grants", "get"),
+        ] {
+            let responses = doc["paths"][path][method]["responses"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{method} {path} is not documented"));
+            for status in ["401", "403"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path}: no {status}"
+                );
+            }
+        }
     }
 
     /// Threat: a service client with an administrator role administers people without MFA

@@ -70,10 +70,11 @@ async fn change_client(
         .vault
         .change_client(&auth.ctx(), &client_id, action)
         .await?;
+    let secret = done.new_secret.as_ref().map(|s| s.expose().as_str());
     let mut body = json!({"client_id": done.client.id, "disabled": done.client.disabled,
         "tokens_revoked": done.tokens_revoked});
-    if let Some(secret) = &done.new_secret {
-        body["client_secret"] = json!(secret.expose());
+    if let (Some(secret), Some(fields)) = (secret, body.as_object_mut()) {
+        fields.insert("client_secret".into(), json!(secret));
     }
     Ok(Json(body))
 }

@@ -167,6 +167,55 @@ pub(crate) mod sql {
          WHERE subject = ? AND kind = 'bearer' AND revoked = ?";
 }
 
+/// `ControlStore::change_client` for either backend, in one transaction from `$begin` (a
+/// pool's `begin()`), `$sql` turning a shared statement of [`sql`] into the backend's, and
+/// the backend's `unavailable` in scope.
+macro_rules! change_client {
+    ($begin:expr, $sql:expr, $id:expr, $change:expr) => {{
+        let ctx = "change client";
+        let (disabled, secret) = $crate::rows::client_change($change);
+        let mut tx = $begin.await.map_err(unavailable(ctx))?;
+        let found = sqlx::query($sql($crate::rows::sql::CHANGE_CLIENT))
+            .bind(disabled)
+            .bind(secret)
+            .bind($id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+        if found.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let mut revoked = 0;
+        if $change.revokes_tokens() {
+            revoked = sqlx::query($sql($crate::rows::sql::REVOKE_CLIENT_TOKENS))
+                .bind(true)
+                .bind($id)
+                .bind(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(unavailable(ctx))?;
+        Ok(Some(revoked))
+    }};
+}
+pub(crate) use change_client;
+
+/// Runs a shared listing statement on `$pool` with the binds and decodes every row with
+/// `$decode`; the backend's `unavailable` in scope.
+macro_rules! fetch_all {
+    ($pool:expr, $statement:expr, $decode:path, $ctx:literal $(, $bind:expr)*) => {{
+        let rows = sqlx::query($statement)
+            $(.bind($bind))*
+            .fetch_all($pool)
+            .await
+            .map_err(unavailable($ctx))?;
+        rows.iter().map($decode).collect()
+    }};
+}
+pub(crate) use fetch_all;
+
 /// What [`sql::CHANGE_CLIENT`] sets: the disabled flag and the secret hash (`None` keeps it).
 pub(crate) fn client_change(c: &ClientChange) -> (Option<bool>, Option<&[u8]>) {
     match c {

@@ -1,6 +1,7 @@
 //! Control data on PostgreSQL: settings, organizations, the wrapped keyring, users,
 //! sessions, grants, clients (a port of the SQLite store, same behaviour).
 use super::{check_schema, corrupt, migrate, unavailable};
+use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
     ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
@@ -488,25 +489,13 @@ impl ControlStore for PostgresControlStore {
     }
 
     async fn live_grants_in(&self, org: &OrgId, now: i64) -> Result<Vec<GrantRecord>, StoreError> {
-        let rows = sqlx::query(self.q(crate::rows::sql::LIVE_GRANTS_IN))
-            .bind(org.as_str())
-            .bind(false)
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable("list grants"))?;
-        rows.iter().map(crate::rows::grant).collect()
+        let (st, org) = (self.q(rows::sql::LIVE_GRANTS_IN), org.as_str());
+        rows::fetch_all!(&self.pool, st, rows::grant, "list grants", org, false, now)
     }
 
     async fn clients(&self, org: Option<&OrgId>) -> Result<Vec<ClientRecord>, StoreError> {
-        let org = org.map(OrgId::as_str);
-        let rows = sqlx::query(self.q(crate::rows::sql::CLIENTS))
-            .bind(org)
-            .bind(org)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable("list clients"))?;
-        rows.iter().map(crate::rows::client).collect()
+        let (st, org) = (self.q(rows::sql::CLIENTS), org.map(OrgId::as_str));
+        rows::fetch_all!(&self.pool, st, rows::client, "list clients", org, org)
     }
 
     async fn change_client(
@@ -514,32 +503,7 @@ impl ControlStore for PostgresControlStore {
         id: &str,
         change: &ClientChange,
     ) -> Result<Option<u64>, StoreError> {
-        let ctx = "change client";
-        let (disabled, secret) = crate::rows::client_change(change);
-        let mut tx = self.pool.begin().await.map_err(unavailable(ctx))?;
-        let found = sqlx::query(self.q(crate::rows::sql::CHANGE_CLIENT))
-            .bind(disabled)
-            .bind(secret)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(ctx))?;
-        if found.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let mut revoked = 0;
-        if change.revokes_tokens() {
-            revoked = sqlx::query(self.q(crate::rows::sql::REVOKE_CLIENT_TOKENS))
-                .bind(true)
-                .bind(id)
-                .bind(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable(ctx))?
-                .rows_affected();
-        }
-        tx.commit().await.map_err(unavailable(ctx))?;
-        Ok(Some(revoked))
+        rows::change_client!(self.pool.begin(), |s: &str| self.q(s), id, change)
     }
 
     async fn add_tombstones(&self, t: &[Tombstone]) -> Result<(), StoreError> {

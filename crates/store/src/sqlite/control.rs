@@ -1,5 +1,6 @@
 //! Control data on SQLite: settings, organizations, the wrapped keyring.
 use super::{Db, corrupt, unavailable};
+use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
     ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
@@ -467,25 +468,21 @@ impl ControlStore for SqliteControlStore {
     }
 
     async fn live_grants_in(&self, org: &OrgId, now: i64) -> Result<Vec<GrantRecord>, StoreError> {
-        let rows = sqlx::query(sql(crate::rows::sql::LIVE_GRANTS_IN))
-            .bind(org.as_str())
-            .bind(false)
-            .bind(now)
-            .fetch_all(&self.db.reader)
-            .await
-            .map_err(unavailable("list grants"))?;
-        rows.iter().map(crate::rows::grant).collect()
+        let (st, org) = (sql(rows::sql::LIVE_GRANTS_IN), org.as_str());
+        rows::fetch_all!(
+            &self.db.reader,
+            st,
+            rows::grant,
+            "list grants",
+            org,
+            false,
+            now
+        )
     }
 
     async fn clients(&self, org: Option<&OrgId>) -> Result<Vec<ClientRecord>, StoreError> {
-        let org = org.map(OrgId::as_str);
-        let rows = sqlx::query(sql(crate::rows::sql::CLIENTS))
-            .bind(org)
-            .bind(org)
-            .fetch_all(&self.db.reader)
-            .await
-            .map_err(unavailable("list clients"))?;
-        rows.iter().map(crate::rows::client).collect()
+        let (st, org) = (sql(rows::sql::CLIENTS), org.map(OrgId::as_str));
+        rows::fetch_all!(&self.db.reader, st, rows::client, "list clients", org, org)
     }
 
     async fn change_client(
@@ -493,32 +490,7 @@ impl ControlStore for SqliteControlStore {
         id: &str,
         change: &ClientChange,
     ) -> Result<Option<u64>, StoreError> {
-        let ctx = "change client";
-        let (disabled, secret) = crate::rows::client_change(change);
-        let mut tx = self.db.writer.begin().await.map_err(unavailable(ctx))?;
-        let found = sqlx::query(sql(crate::rows::sql::CHANGE_CLIENT))
-            .bind(disabled)
-            .bind(secret)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(ctx))?;
-        if found.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let mut revoked = 0;
-        if change.revokes_tokens() {
-            revoked = sqlx::query(sql(crate::rows::sql::REVOKE_CLIENT_TOKENS))
-                .bind(true)
-                .bind(id)
-                .bind(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable(ctx))?
-                .rows_affected();
-        }
-        tx.commit().await.map_err(unavailable(ctx))?;
-        Ok(Some(revoked))
+        rows::change_client!(self.db.writer.begin(), sql, id, change)
     }
 
     async fn add_tombstones(&self, t: &[Tombstone]) -> Result<(), StoreError> {

@@ -140,18 +140,16 @@ impl Vault {
             _ => return self.audit_failure(event, VaultError::NotFound).await,
         };
         event.org = client.org.as_str().to_owned();
-        let new_secret = match action {
-            ClientAction::RotateSecret => Some(SecretString::new(random_token::<32>()?)),
-            ClientAction::Disable | ClientAction::Enable | ClientAction::RevokeTokens => None,
-        };
-        let change = match (&new_secret, action) {
-            (Some(s), _) => {
-                ClientChange::Secret(self.keyring.token_hash("client", s.expose()).to_vec())
-            }
-            (None, ClientAction::Disable) => ClientChange::Disable,
-            (None, ClientAction::Enable) => ClientChange::Enable,
-            (None, ClientAction::RotateSecret | ClientAction::RevokeTokens) => {
-                ClientChange::RevokeTokens
+        let mut new_secret = None;
+        let change = match action {
+            ClientAction::Disable => ClientChange::Disable,
+            ClientAction::Enable => ClientChange::Enable,
+            ClientAction::RevokeTokens => ClientChange::RevokeTokens,
+            ClientAction::RotateSecret => {
+                let secret = SecretString::new(random_token::<32>()?);
+                let hash = self.keyring.token_hash("client", secret.expose()).to_vec();
+                new_secret = Some(secret);
+                ClientChange::Secret(hash)
             }
         };
         let revoked = match self.control.change_client(&client.id, &change).await {
