@@ -32,6 +32,23 @@ fn user(id: &str, name: &str, org: &OrgId) -> UserRecord {
     }
 }
 
+/// A live TREAT grant of user `u1` to one patient, from 100 to 200.
+fn grant(id: &str, org: &OrgId) -> GrantRecord {
+    GrantRecord {
+        id: id.into(),
+        org: org.clone(),
+        user_id: "u1".into(),
+        patient: "p-pseudonym".into(),
+        purpose: "TREAT".into(),
+        kind: "grant".into(),
+        reason_sealed: None,
+        granted_by: "admin".into(),
+        created_at: 100,
+        expires_at: 200,
+        revoked: false,
+    }
+}
+
 async fn behaves(c: Arc<dyn ControlStore>) {
     let org = OrgId::parse("default").unwrap();
     let other = OrgId::parse("other").unwrap();
@@ -154,19 +171,7 @@ async fn behaves(c: Arc<dyn ControlStore>) {
     assert_eq!(c.revoke_sessions_of("u1").await.unwrap(), 1);
     assert!(c.session(&s2.token_hash).await.unwrap().unwrap().revoked);
     // Grants.
-    let g = GrantRecord {
-        id: "g1".into(),
-        org: org.clone(),
-        user_id: "u1".into(),
-        patient: "p-pseudonym".into(),
-        purpose: "TREAT".into(),
-        kind: "grant".into(),
-        reason_sealed: None,
-        granted_by: "admin".into(),
-        created_at: 100,
-        expires_at: 200,
-        revoked: false,
-    };
+    let g = grant("g1", &org);
     c.put_grant(&g).await.unwrap();
     assert!(c.extend_grant("g1", 300).await.unwrap());
     assert_eq!(
@@ -196,23 +201,14 @@ async fn behaves(c: Arc<dyn ControlStore>) {
         "a revoked grant is not renewed"
     );
     // Clients.
-    let cl = ClientRecord {
-        id: "pvc-1".into(),
-        org: org.clone(),
-        name: "lab".into(),
-        role: Role::IntegrationManager,
-        scopes: "system/Patient.rs".into(),
-        purposes: "TREAT".into(),
-        secret_hash: vec![3; 32],
-        disabled: false,
-        created_at: 1,
-    };
+    let cl = new_client("pvc-1", &org, "lab");
     assert!(c.create_client(&cl).await.unwrap());
     assert!(!c.create_client(&cl).await.unwrap());
     assert_eq!(c.client("pvc-1").await.unwrap().unwrap(), cl);
     assert!(c.client("nope").await.unwrap().is_none());
 }
 
+/// An enabled INTEGRATION_MANAGER client.
 fn new_client(id: &str, org: &OrgId, name: &str) -> ClientRecord {
     ClientRecord {
         id: id.into(),
@@ -330,17 +326,9 @@ async fn administers_clients(c: Arc<dyn ControlStore>) {
         ("ga4", &away, 300, false),
     ] {
         let g = GrantRecord {
-            id: id.into(),
-            org: org.clone(),
-            user_id: "u1".into(),
-            patient: "p-pseudonym".into(),
-            purpose: "TREAT".into(),
-            kind: "grant".into(),
-            reason_sealed: None,
-            granted_by: "admin".into(),
-            created_at: 50,
             expires_at,
             revoked,
+            ..grant(id, org)
         };
         c.put_grant(&g).await.unwrap();
     }
