@@ -134,10 +134,11 @@ impl Vault {
         let scope = self
             .admin_scope_or_deny(ctx, AdminAction::ChangeClient, &event)
             .await?;
-        let client = match self.control.client(client_id).await? {
-            Some(c) if scope == AdminScope::Everywhere || c.org == ctx.org => c,
+        let client = match self.control.client(client_id).await {
+            Ok(Some(c)) if scope == AdminScope::Everywhere || c.org == ctx.org => c,
             // Another organization's client: the same answer as a missing one.
-            _ => return self.audit_failure(event, VaultError::NotFound).await,
+            Ok(_) => return self.audit_failure(event, VaultError::NotFound).await,
+            Err(e) => return self.audit_failure(event, e.into()).await,
         };
         event.org = client.org.as_str().to_owned();
         let mut new_secret = None;
