@@ -241,12 +241,13 @@ pub enum Command {
         #[command(subcommand)]
         what: OrgCmd,
     },
-    /// Manage service clients (OAuth2 client credentials for integrations).
+    /// Manage service clients (OAuth2 client credentials for integrations): add, list,
+    /// disable, enable, rotate-secret, revoke-tokens.
     Client {
         #[command(subcommand)]
         what: ClientCmd,
     },
-    /// Need-to-know grants: add (or renew) one, or lock every one down.
+    /// Need-to-know grants: add (or renew) one, list them, or lock every one down.
     Grants {
         #[command(subcommand)]
         what: GrantsCmd,
@@ -306,6 +307,8 @@ pub enum ClientCmd {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Manage(crate::admin_cmd::ClientAdminCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -354,6 +357,10 @@ pub enum GrantsCmd {
         #[command(flatten)]
         org: OrgArgs,
     },
+    /// List every live grant and break-glass access: who, which patient (by pseudonym only),
+    /// for what, until when. JSON: `[{id, organization, username, patient_pseudonym, purpose,
+    /// kind, granted_by, created_at, expires_at}]`.
+    List(crate::admin_cmd::ListArgs),
     /// Let integrations grant the clinician a message names (e.g. an ADT's attending doctor).
     CareTeamRule {
         #[command(flatten)]
@@ -416,15 +423,9 @@ pub enum UserCmd {
         org: OrgArgs,
         username: String,
     },
-    /// List the organization's users.
-    List {
-        #[command(flatten)]
-        dir: DirArgs,
-        #[command(flatten)]
-        org: OrgArgs,
-        #[arg(long)]
-        json: bool,
-    },
+    /// List the organization's users: role, MFA state, last sign-in. JSON: `[{username, role,
+    /// organization, disabled, mfa, mfa_enrolled, must_change_password, last_sign_in}]`.
+    List(crate::admin_cmd::ListArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -711,6 +712,9 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Backup { what } => crate::backup_cmd::run(what).await,
         Command::User { what } => user_cmd(what).await,
         Command::Grants { what } => grants_cmd(what).await,
+        Command::Client {
+            what: ClientCmd::Manage(cmd),
+        } => crate::admin_cmd::client(cmd).await,
         Command::Migrate { dir } => {
             let db = datadir::Database::from_env();
             if db.is_none() && !datadir::holds_vault(&dir.data_dir) {
@@ -1113,6 +1117,7 @@ async fn audit_cmd(what: AuditCmd) -> Result<ExitCode, String> {
 async fn grants_cmd(what: GrantsCmd) -> Result<ExitCode, String> {
     let (dir, org) = match &what {
         GrantsCmd::Add { dir, org, .. }
+        | GrantsCmd::List(crate::admin_cmd::ListArgs { dir, org, .. })
         | GrantsCmd::Lockdown { dir, org }
         | GrantsCmd::CareTeamRule { dir, org, .. } => (dir.data_dir.clone(), org.org.clone()),
     };
@@ -1139,6 +1144,9 @@ async fn grants_cmd(what: GrantsCmd) -> Result<ExitCode, String> {
                     "{} may access Patient/{} for {} until {} (unix time)",
                     g.username, patient, g.purpose, g.expires_at
                 );
+            }
+            GrantsCmd::List(crate::admin_cmd::ListArgs { json, .. }) => {
+                crate::admin_cmd::print_grants(&opened.vault, &c, json).await?;
             }
             GrantsCmd::Lockdown { .. } => {
                 let n = opened.vault.lockdown(&c).await.map_err(|e| vault_err(&e))?;
@@ -1177,7 +1185,9 @@ async fn user_cmd(what: UserCmd) -> Result<ExitCode, String> {
         | UserCmd::Enable { dir, org, .. }
         | UserCmd::ResetPassword { dir, org, .. }
         | UserCmd::ResetMfa { dir, org, .. }
-        | UserCmd::List { dir, org, .. } => (dir.data_dir.clone(), org.org.clone()),
+        | UserCmd::List(crate::admin_cmd::ListArgs { dir, org, .. }) => {
+            (dir.data_dir.clone(), org.org.clone())
+        }
     };
     let opened = open(&dir).await?;
     let result = async {
@@ -1231,28 +1241,8 @@ async fn user_cmd(what: UserCmd) -> Result<ExitCode, String> {
                 v.reset_mfa(&c, &username).await.map_err(e)?;
                 println!("MFA reset for {username}: it enrolls again at next login");
             }
-            UserCmd::List { json, .. } => {
-                let users = v.list_users(&c).await.map_err(e)?;
-                if json {
-                    let list: Vec<Value> = users
-                        .iter()
-                        .map(|u| json!({"username": u.username, "role": u.role.as_str(),
-                                        "disabled": u.disabled, "mfa_enrolled": u.mfa_enrolled,
-                                        "must_change_password": u.must_change_password}))
-                        .collect();
-                    println!("{}", Value::Array(list));
-                } else {
-                    for u in users {
-                        println!(
-                            "{:<24} {:<20} {}{}{}",
-                            u.username,
-                            u.role.as_str(),
-                            if u.disabled { "disabled " } else { "" },
-                            if u.mfa_enrolled { "mfa " } else { "no-mfa " },
-                            if u.must_change_password { "must-change-password" } else { "" }
-                        );
-                    }
-                }
+            UserCmd::List(crate::admin_cmd::ListArgs { json, .. }) => {
+                crate::admin_cmd::print_users(&v.list_users(&c).await.map_err(e)?, json);
             }
         }
         Ok::<(), String>(())

@@ -275,8 +275,28 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     /// expired at `now` (seconds).
     async fn live_grants(&self, now: i64) -> Result<Vec<crate::GrantRecord>, StoreError>;
 
+    /// The unrevoked grants and break-glass accesses of one organization that have not
+    /// expired at `now` (seconds), oldest first.
+    async fn live_grants_in(
+        &self,
+        org: &OrgId,
+        now: i64,
+    ) -> Result<Vec<crate::GrantRecord>, StoreError>;
+
     async fn create_client(&self, c: &crate::ClientRecord) -> Result<bool, StoreError>;
     async fn client(&self, id: &str) -> Result<Option<crate::ClientRecord>, StoreError>;
+    /// The clients of one organization (of every organization when `None`), by organization
+    /// and name.
+    async fn clients(&self, org: Option<&OrgId>) -> Result<Vec<crate::ClientRecord>, StoreError>;
+    /// Applies an administrator's change to a client in one transaction: the client row and,
+    /// when the change [revokes tokens](crate::ClientChange::revokes_tokens), every unrevoked
+    /// bearer token of the client. `None` if there is no such client, else how many tokens
+    /// were revoked.
+    async fn change_client(
+        &self,
+        id: &str,
+        change: &crate::ClientChange,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Records tombstones of erased records. Idempotent: a tombstone already recorded (same
     /// organization, store and key) is kept as it is.

@@ -1,13 +1,14 @@
 //! The control store's behaviour, one set of checks run against both backends (SQLite files;
 //! a real PostgreSQL, skipped outside CI when none answers): organizations, the wrapped
-//! keyring, settings, users, TOTP steps, backup codes, sessions, grants, clients.
+//! keyring, settings, users, TOTP steps, backup codes, sessions, grants, clients and their
+//! administration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 
 use phivault_core::{
-    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, RecordKey,
-    ResourceId, ResourceType, Role, SessionRecord, StoreKind, Tombstone, UserRecord,
+    ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
+    RecordKey, ResourceId, ResourceType, Role, SessionRecord, StoreKind, Tombstone, UserRecord,
 };
 use std::sync::Arc;
 
@@ -28,6 +29,23 @@ fn user(id: &str, name: &str, org: &OrgId) -> UserRecord {
         locked_until: None,
         last_login_at: None,
         created_at: 1,
+    }
+}
+
+/// A live TREAT grant of user `u1` to one patient, from 100 to 200.
+fn grant(id: &str, org: &OrgId) -> GrantRecord {
+    GrantRecord {
+        id: id.into(),
+        org: org.clone(),
+        user_id: "u1".into(),
+        patient: "p-pseudonym".into(),
+        purpose: "TREAT".into(),
+        kind: "grant".into(),
+        reason_sealed: None,
+        granted_by: "admin".into(),
+        created_at: 100,
+        expires_at: 200,
+        revoked: false,
     }
 }
 
@@ -153,19 +171,7 @@ async fn behaves(c: Arc<dyn ControlStore>) {
     assert_eq!(c.revoke_sessions_of("u1").await.unwrap(), 1);
     assert!(c.session(&s2.token_hash).await.unwrap().unwrap().revoked);
     // Grants.
-    let g = GrantRecord {
-        id: "g1".into(),
-        org: org.clone(),
-        user_id: "u1".into(),
-        patient: "p-pseudonym".into(),
-        purpose: "TREAT".into(),
-        kind: "grant".into(),
-        reason_sealed: None,
-        granted_by: "admin".into(),
-        created_at: 100,
-        expires_at: 200,
-        revoked: false,
-    };
+    let g = grant("g1", &org);
     c.put_grant(&g).await.unwrap();
     assert!(c.extend_grant("g1", 300).await.unwrap());
     assert_eq!(
@@ -195,21 +201,145 @@ async fn behaves(c: Arc<dyn ControlStore>) {
         "a revoked grant is not renewed"
     );
     // Clients.
-    let cl = ClientRecord {
-        id: "pvc-1".into(),
+    let cl = new_client("pvc-1", &org, "lab");
+    assert!(c.create_client(&cl).await.unwrap());
+    assert!(!c.create_client(&cl).await.unwrap());
+    assert_eq!(c.client("pvc-1").await.unwrap().unwrap(), cl);
+    assert!(c.client("nope").await.unwrap().is_none());
+}
+
+/// An enabled INTEGRATION_MANAGER client.
+fn new_client(id: &str, org: &OrgId, name: &str) -> ClientRecord {
+    ClientRecord {
+        id: id.into(),
         org: org.clone(),
-        name: "lab".into(),
+        name: name.into(),
         role: Role::IntegrationManager,
         scopes: "system/Patient.rs".into(),
         purposes: "TREAT".into(),
         secret_hash: vec![3; 32],
         disabled: false,
         created_at: 1,
-    };
-    assert!(c.create_client(&cl).await.unwrap());
-    assert!(!c.create_client(&cl).await.unwrap());
-    assert_eq!(c.client("pvc-1").await.unwrap().unwrap(), cl);
-    assert!(c.client("nope").await.unwrap().is_none());
+    }
+}
+
+fn token(byte: u8, kind: &str, subject: &str, org: &OrgId) -> SessionRecord {
+    SessionRecord {
+        token_hash: vec![byte; 32],
+        kind: kind.into(),
+        subject: subject.into(),
+        org: org.clone(),
+        created_at: 1,
+        last_seen_at: 1,
+        expires_at: 1_000,
+        revoked: false,
+        scopes: String::new(),
+    }
+}
+
+async fn revoked(c: &dyn ControlStore, byte: u8) -> bool {
+    c.session(&[byte; 32]).await.unwrap().unwrap().revoked
+}
+
+/// Administering service clients: listing by organization, disable / enable / new secret /
+/// revoke-tokens, each committed with the revocation of that client's bearer tokens only, and
+/// live grants by organization.
+async fn administers_clients(c: Arc<dyn ControlStore>) {
+    let (home, away) = (OrgId::parse("home").unwrap(), OrgId::parse("away").unwrap());
+    for cl in [
+        new_client("pvc-b", &home, "lab"),
+        new_client("pvc-a", &home, "ehr"),
+        new_client("pvc-c", &away, "rival"),
+    ] {
+        assert!(c.create_client(&cl).await.unwrap());
+    }
+    let names = |v: Vec<ClientRecord>| v.into_iter().map(|c| c.name).collect::<Vec<_>>();
+    assert_eq!(names(c.clients(Some(&home)).await.unwrap()), ["ehr", "lab"]);
+    let all = c.clients(None).await.unwrap();
+    let keys: Vec<(&str, &str)> = all
+        .iter()
+        .map(|c| (c.org.as_str(), c.name.as_str()))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted, "by organization and name");
+    assert!(
+        ["pvc-a", "pvc-b", "pvc-c"]
+            .iter()
+            .all(|id| all.iter().any(|c| c.id == *id))
+    );
+    // Two tokens of pvc-a, one of pvc-b, and a (hypothetical) non-bearer record naming pvc-a.
+    for s in [
+        token(101, "bearer", "pvc-a", &home),
+        token(102, "bearer", "pvc-a", &home),
+        token(103, "bearer", "pvc-b", &home),
+        token(104, "session", "pvc-a", &home),
+    ] {
+        c.put_session(&s).await.unwrap();
+    }
+    assert_eq!(
+        c.change_client("pvc-a", &ClientChange::Disable)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert!(c.client("pvc-a").await.unwrap().unwrap().disabled);
+    assert!(revoked(&*c, 101).await && revoked(&*c, 102).await);
+    assert!(!revoked(&*c, 103).await, "another client's token");
+    assert!(!revoked(&*c, 104).await, "not a bearer token");
+    assert_eq!(
+        c.change_client("pvc-a", &ClientChange::Enable)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert!(!c.client("pvc-a").await.unwrap().unwrap().disabled);
+    assert!(revoked(&*c, 101).await, "enabling revives no token");
+    let new = ClientChange::Secret(vec![9; 32]);
+    assert_eq!(c.change_client("pvc-b", &new).await.unwrap(), Some(1));
+    let b = c.client("pvc-b").await.unwrap().unwrap();
+    assert_eq!((b.secret_hash, b.disabled), (vec![9; 32], false));
+    c.put_session(&token(105, "bearer", "pvc-b", &home))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.change_client("pvc-b", &ClientChange::RevokeTokens)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        c.client("pvc-b").await.unwrap().unwrap().secret_hash,
+        vec![9; 32]
+    );
+    assert_eq!(
+        c.change_client("nope", &ClientChange::Disable)
+            .await
+            .unwrap(),
+        None
+    );
+    // Live grants, by organization.
+    for (id, org, expires_at, revoked) in [
+        ("ga1", &home, 300, false),
+        ("ga2", &home, 100, false),
+        ("ga3", &home, 300, true),
+        ("ga4", &away, 300, false),
+    ] {
+        let g = GrantRecord {
+            expires_at,
+            revoked,
+            ..grant(id, org)
+        };
+        c.put_grant(&g).await.unwrap();
+    }
+    let live: Vec<String> = c
+        .live_grants_in(&home, 200)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(live, ["ga1"], "live, unrevoked, this organization's");
 }
 
 /// Tombstones of crypto-shredded records: recorded once (idempotent, the first erasure time
@@ -284,6 +414,7 @@ async fn sqlite_control_store_behaves() {
         .await
         .unwrap();
     behaves(stores.control.clone()).await;
+    administers_clients(stores.control.clone()).await;
 }
 
 #[tokio::test]
@@ -295,6 +426,8 @@ async fn postgres_control_store_behaves() {
     let store = phivault_store::postgres::PostgresControlStore::open(pool.clone(), &schema)
         .await
         .unwrap();
-    behaves(Arc::new(store)).await;
+    let store = Arc::new(store);
+    behaves(store.clone()).await;
+    administers_clients(store).await;
     common::drop_schema(&pool, &schema).await;
 }

@@ -228,6 +228,16 @@ impl Live {
 
     /// A bearer token for client credentials `id:secret`.
     pub fn token(&self, basic: &str) -> String {
+        self.try_token(basic).unwrap_or_else(|| {
+            panic!(
+                "no token for client {}",
+                basic.split(':').next().unwrap_or("")
+            )
+        })
+    }
+
+    /// A bearer token for client credentials `id:secret`, or `None` when refused.
+    pub fn try_token(&self, basic: &str) -> Option<String> {
         let out = Command::new("curl")
             .args([
                 "-s",
@@ -244,7 +254,7 @@ impl Live {
             .output()
             .unwrap();
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["access_token"].as_str().unwrap().to_owned()
+        v["access_token"].as_str().map(str::to_owned)
     }
 
     /// One request. `body` is (content type, bytes).

@@ -1,10 +1,11 @@
 //! Control data on PostgreSQL: settings, organizations, the wrapped keyring, users,
 //! sessions, grants, clients (a port of the SQLite store, same behaviour).
 use super::{check_schema, corrupt, migrate, unavailable};
+use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
-    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, SessionRecord,
-    StoreError, Tombstone, UserRecord,
+    ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
+    SessionRecord, StoreError, Tombstone, UserRecord,
 };
 use sqlx::Row;
 use sqlx::postgres::PgPool;
@@ -485,6 +486,24 @@ impl ControlStore for PostgresControlStore {
         .await
         .map_err(unavailable("read client"))?;
         row.as_ref().map(crate::rows::client).transpose()
+    }
+
+    async fn live_grants_in(&self, org: &OrgId, now: i64) -> Result<Vec<GrantRecord>, StoreError> {
+        let (st, org) = (self.q(rows::sql::LIVE_GRANTS_IN), org.as_str());
+        rows::fetch_all!(&self.pool, st, rows::grant, "list grants", org, false, now)
+    }
+
+    async fn clients(&self, org: Option<&OrgId>) -> Result<Vec<ClientRecord>, StoreError> {
+        let (st, org) = (self.q(rows::sql::CLIENTS), org.map(OrgId::as_str));
+        rows::fetch_all!(&self.pool, st, rows::client, "list clients", org, org)
+    }
+
+    async fn change_client(
+        &self,
+        id: &str,
+        change: &ClientChange,
+    ) -> Result<Option<u64>, StoreError> {
+        rows::change_client!(self.pool.begin(), |s: &str| self.q(s), id, change)
     }
 
     async fn add_tombstones(&self, t: &[Tombstone]) -> Result<(), StoreError> {

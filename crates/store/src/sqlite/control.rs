@@ -1,11 +1,17 @@
 //! Control data on SQLite: settings, organizations, the wrapped keyring.
 use super::{Db, corrupt, unavailable};
+use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
-    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, SessionRecord,
-    StoreError, Tombstone, UserRecord,
+    ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
+    SessionRecord, StoreError, Tombstone, UserRecord,
 };
 use sqlx::Row;
+
+/// A shared statement ([`crate::rows::sql`]) without the schema prefix SQLite has no use for.
+fn sql(statement: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(statement.replace("{s}.", ""))
+}
 
 #[derive(Debug)]
 pub struct SqliteControlStore {
@@ -459,6 +465,32 @@ impl ControlStore for SqliteControlStore {
         .await
         .map_err(unavailable("read client"))?;
         row.as_ref().map(crate::rows::client).transpose()
+    }
+
+    async fn live_grants_in(&self, org: &OrgId, now: i64) -> Result<Vec<GrantRecord>, StoreError> {
+        let (st, org) = (sql(rows::sql::LIVE_GRANTS_IN), org.as_str());
+        rows::fetch_all!(
+            &self.db.reader,
+            st,
+            rows::grant,
+            "list grants",
+            org,
+            false,
+            now
+        )
+    }
+
+    async fn clients(&self, org: Option<&OrgId>) -> Result<Vec<ClientRecord>, StoreError> {
+        let (st, org) = (sql(rows::sql::CLIENTS), org.map(OrgId::as_str));
+        rows::fetch_all!(&self.db.reader, st, rows::client, "list clients", org, org)
+    }
+
+    async fn change_client(
+        &self,
+        id: &str,
+        change: &ClientChange,
+    ) -> Result<Option<u64>, StoreError> {
+        rows::change_client!(self.db.writer.begin(), sql, id, change)
     }
 
     async fn add_tombstones(&self, t: &[Tombstone]) -> Result<(), StoreError> {

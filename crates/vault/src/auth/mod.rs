@@ -2,9 +2,11 @@
 //! codes, opaque session tokens stored hashed with idle and absolute timeouts, lockout after
 //! repeated failures. Every step is an audit event. Failures all look alike to the client:
 //! nothing tells whether a username exists.
+mod client_admin;
 pub mod clients;
 mod users;
 
+pub use client_admin::{ClientAction, ClientChanged, ClientInfo};
 pub use clients::{NewClient, Scope, parse_scopes, scopes_allow};
 pub use users::{NewUser, UserInfo};
 
