@@ -1,0 +1,235 @@
+//! The security regression suite, authentication and user administration (issue 20, findings
+//! 4, 5, 12 and 14): each test replays an attack against a real `phivault serve` over HTTPS
+//! (and the command line) and names the threat it answers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::live::{Live, Resp, SIGNED_IN_PASSWORD, add_user, cli, json_of, stdout_ok};
+use serde_json::{Value, json};
+
+/// A JSON POST without a token, from loopback address `from` (each address has its own
+/// rate-limit bucket: the attacks below need more than one burst).
+fn post(live: &Live, from: &str, path: &str, body: &Value) -> Resp {
+    let b = body.to_string();
+    live.call(
+        "POST",
+        path,
+        None,
+        None,
+        Some(("application/json", b.as_bytes())),
+        &[&format!("x-from: {from}")],
+    )
+}
+
+fn login(live: &Live, from: &str, username: &str, password: &str) -> Resp {
+    post(
+        live,
+        from,
+        "/auth/login",
+        &json!({"username": username, "password": password}),
+    )
+}
+
+/// Status and body: what tells two refusals apart.
+fn answer(r: &Resp) -> (u16, String) {
+    (r.status, r.body.to_string())
+}
+
+fn whoami(live: &Live, token: &str) -> u16 {
+    live.call("GET", "/auth/whoami", Some(token), None, None, &[])
+        .status
+}
+
+/// `phivault audit report --json` of the live vault's organization `org` (the only one if
+/// `None`).
+fn audit_report(live: &Live, org: Option<&str>) -> Value {
+    let mut args = vec!["audit", "report", "--since", "2000-01-01", "--json"];
+    if let Some(o) = org {
+        args.extend(["--org", o]);
+    }
+    json_of(&cli(&live.data, &args))
+}
+
+/// Six-digit codes that the TOTP secret does not accept anywhere near now.
+fn wrong_codes(secret: &str, n: usize) -> Vec<String> {
+    let seed = phivault_crypto::totp::seed_from_base32(secret).unwrap();
+    let now = u64::try_from(phivault_core::Clock::now_secs(&phivault_core::SystemClock)).unwrap();
+    let near: Vec<String> = (0..9u64)
+        .map(|i| phivault_crypto::totp::code_at(&seed, now + i * 30 - 120).unwrap())
+        .collect();
+    (0..)
+        .map(|i: u32| format!("{:06}", i * 137_731 % 1_000_000))
+        .filter(|c| !near.contains(c))
+        .take(n)
+        .collect()
+}
+
+mod sessions {
+    use super::*;
+
+    /// Threat: a password change with half the credentials (issue 20, finding 4; OWASP ASVS
+    /// V2.1.6 / V3.3.3; HIPAA §164.312(d)). Someone who has only the password (a challenge
+    /// whose next step is `mfa`) must not change it: the answer is exactly that of an invalid
+    /// challenge and nothing changes. A password change ends every other session and
+    /// challenge of the user (a second challenge opened with the one-time password cannot
+    /// enroll MFA once the owner changed it); an administrator's reset ends its sessions.
+    #[test]
+    fn sessions_a_password_change_needs_the_change_step_and_ends_every_session() {
+        let (mut otp, mut otp2) = (String::new(), String::new());
+        let live = Live::start(|d| {
+            otp = add_user(d, "half.creds", "VIEWER");
+            otp2 = add_user(d, "fresh.user", "VIEWER");
+        });
+        let owner = live.sign_in("half.creds", &otp, "127.0.40.1");
+
+        // The attacker has the password, not the second factor.
+        let r = login(&live, "127.0.40.2", "half.creds", SIGNED_IN_PASSWORD);
+        assert_eq!(r.body["next"], "mfa", "{}", r.body);
+        let challenge = r.body["challenge"].as_str().unwrap().to_owned();
+        let stolen = "an attacker picked this passphrase 7781";
+        let change = |c: &str| {
+            post(
+                &live,
+                "127.0.40.3",
+                "/auth/password",
+                &json!({"challenge": c, "new_password": stolen}),
+            )
+        };
+        let refused = change(&challenge);
+        let invalid = change("not-a-challenge-at-all-0123456789abcdef");
+        assert_eq!(invalid.status, 401);
+        assert_eq!(
+            answer(&refused),
+            answer(&invalid),
+            "a challenge at the mfa step changed the password"
+        );
+        // Nothing changed: the owner's password still works, the attacker's does not, and
+        // the owner's session lives.
+        assert_eq!(
+            login(&live, "127.0.40.4", "half.creds", stolen).status,
+            401
+        );
+        let again = login(&live, "127.0.40.4", "half.creds", SIGNED_IN_PASSWORD);
+        assert_eq!(again.body["next"], "mfa", "{}", again.body);
+        assert_eq!(whoami(&live, &owner), 200);
+
+        // Two challenges opened with the one-time password (the owner's, and one kept by
+        // whoever else saw it). The owner's change ends the other one.
+        let c1 = login(&live, "127.0.40.5", "fresh.user", &otp2);
+        let c2 = login(&live, "127.0.40.5", "fresh.user", &otp2);
+        let (c1, c2) = (
+            c1.body["challenge"].as_str().unwrap().to_owned(),
+            c2.body["challenge"].as_str().unwrap().to_owned(),
+        );
+        let r = post(
+            &live,
+            "127.0.40.6",
+            "/auth/password",
+            &json!({"challenge": c1, "new_password": SIGNED_IN_PASSWORD}),
+        );
+        assert_eq!(r.body["next"], "enroll_mfa", "{}", r.body);
+        let hijack = post(
+            &live,
+            "127.0.40.6",
+            "/auth/mfa/enroll",
+            &json!({"challenge": c2}),
+        );
+        assert_eq!(
+            hijack.status, 401,
+            "a challenge older than the password change enrolled MFA: {}",
+            hijack.body
+        );
+        // The owner's own challenge goes on.
+        let r = post(
+            &live,
+            "127.0.40.6",
+            "/auth/mfa/enroll",
+            &json!({"challenge": c1}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+
+        // An administrator's reset (the command line here) ends the user's sessions.
+        stdout_ok(&cli(&live.data, &["user", "reset-password", "half.creds"]));
+        assert_eq!(whoami(&live, &owner), 401);
+    }
+
+    /// Threat: sessions opened with an old password outlive its change (issue 20, finding 4,
+    /// the self-service side; OWASP ASVS V3.3.3). An administrator whose password expired
+    /// changes it at sign-in: the sessions opened before end at once. On the vault with a fake
+    /// clock, so that the 90 days pass within the test.
+    #[tokio::test]
+    async fn sessions_a_self_service_password_change_ends_the_older_sessions() {
+        use phivault_core::{Clock, FakeClock, Role, SecretString};
+        use phivault_vault::auth::NextStep;
+        use phivault_vault::{Actor, Ctx, VaultError};
+        use time::Duration;
+        let s = |x: &str| SecretString::new(x.to_owned());
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        common::init_vault(&dir).await;
+        let start = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+        let clock = std::sync::Arc::new(FakeClock::new(start));
+        let o = common::open_with_clock(&dir, clock.clone()).await;
+        let op = common::ctx(&o).await;
+        let anon = Ctx::new(op.org.clone(), Actor::Anonymous);
+        let v = &o.vault;
+        let n = v
+            .add_user(&op, &op.org, "org.admin", Role::OrgAdmin, false)
+            .await
+            .unwrap();
+        let c = v
+            .login(&anon, "org.admin", n.one_time_password)
+            .await
+            .unwrap();
+        v.change_password(&anon, c.token.expose(), s(SIGNED_IN_PASSWORD))
+            .await
+            .unwrap();
+        let e = v.enroll_mfa(&anon, c.token.expose()).await.unwrap();
+        let seed = phivault_crypto::totp::seed_from_base32(e.secret_base32.expose()).unwrap();
+        let code = |c: &FakeClock| {
+            phivault_crypto::totp::code_at(&seed, c.now().unix_timestamp() as u64).unwrap()
+        };
+        v.complete_mfa(&anon, c.token.expose(), &code(&clock))
+            .await
+            .unwrap();
+        // An hour before the password expires, a session is opened and kept busy.
+        clock.advance(Duration::days(90) - Duration::hours(1));
+        let c = v
+            .login(&anon, "org.admin", s(SIGNED_IN_PASSWORD))
+            .await
+            .unwrap();
+        assert_eq!(c.next, NextStep::Mfa);
+        let old = v
+            .complete_mfa(&anon, c.token.expose(), &code(&clock))
+            .await
+            .unwrap();
+        for _ in 0..12 {
+            clock.advance(Duration::minutes(10));
+            v.authenticate(old.token.expose()).await.unwrap();
+        }
+        // The password expired: the sign-in changes it, and the old session ends.
+        let c = v
+            .login(&anon, "org.admin", s(SIGNED_IN_PASSWORD))
+            .await
+            .unwrap();
+        assert_eq!(c.next, NextStep::ChangePassword);
+        v.change_password(&anon, c.token.expose(), s("a fresh quartz lantern 2043 hums"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                v.authenticate(old.token.expose()).await,
+                Err(VaultError::Unauthenticated(_))
+            ),
+            "a session opened before the password change lives on"
+        );
+        o.close().await;
+    }
+
+}
+
+mod admin {
+    use super::*;
+
+}
