@@ -227,6 +227,90 @@ mod sessions {
         o.close().await;
     }
 
+    /// Threat: TOTP brute force (issue 20, finding 5; OWASP ASVS V2.2.1, V2.8.x; HIPAA
+    /// §164.312(d)). Wrong codes count toward the account's lockout like wrong passwords; a
+    /// challenge dies after 5 wrong codes (even the right code then gets the invalid-challenge
+    /// answer); a correct password alone does not reset the count, a completed sign-in does;
+    /// every lockout is an audit event, counted per user in `phivault audit report`.
+    #[test]
+    fn sessions_totp_brute_force_kills_the_challenge_and_locks_the_account() {
+        let (mut otp, mut otp2) = (String::new(), String::new());
+        let live = Live::start(|d| {
+            otp = add_user(d, "totp.victim", "VIEWER");
+            otp2 = add_user(d, "slow.guesser", "VIEWER");
+        });
+        let victim = live.enroll("totp.victim", &otp, "127.0.41.1");
+
+        // The attacker has the password and guesses codes on one challenge.
+        let r = login(&live, "127.0.41.2", "totp.victim", SIGNED_IN_PASSWORD);
+        let challenge = r.body["challenge"].as_str().unwrap().to_owned();
+        for code in wrong_codes(&victim.secret, 5) {
+            let r = post(
+                &live,
+                "127.0.41.3",
+                "/auth/mfa",
+                &json!({"challenge": challenge, "code": code}),
+            );
+            assert_eq!(r.status, 401, "{}", r.body);
+        }
+        // Five wrong codes: the challenge is dead, even for a right (backup) code…
+        let mfa = |c: &str, code: &str| {
+            post(
+                &live,
+                "127.0.41.4",
+                "/auth/mfa",
+                &json!({"challenge": c, "code": code}),
+            )
+        };
+        let late = mfa(&challenge, &victim.backup_codes[0]);
+        let invalid = mfa("not-a-challenge-at-all-0123456789abcdef", "123456");
+        assert_eq!(
+            answer(&late),
+            answer(&invalid),
+            "a challenge outlived 5 wrong codes: {}",
+            late.body
+        );
+        // …and the account is locked: the right password is refused for now.
+        assert_eq!(
+            login(&live, "127.0.41.5", "totp.victim", SIGNED_IN_PASSWORD).status,
+            401,
+            "5 wrong codes did not lock the account"
+        );
+
+        // A slower guesser: only a completed sign-in resets the count, a right password not.
+        let guesser = live.enroll("slow.guesser", &otp2, "127.0.42.1");
+        let wrong = "not the password of this user 1";
+        for _ in 0..2 {
+            assert_eq!(login(&live, "127.0.42.2", "slow.guesser", wrong).status, 401);
+        }
+        let r = login(&live, "127.0.42.3", "slow.guesser", SIGNED_IN_PASSWORD);
+        let c = r.body["challenge"].as_str().unwrap().to_owned();
+        let r = mfa(&c, &guesser.backup_codes[0]);
+        assert_eq!(r.status, 200, "the owner signs in: {}", r.body);
+        for _ in 0..4 {
+            assert_eq!(login(&live, "127.0.42.4", "slow.guesser", wrong).status, 401);
+        }
+        // 4 failures since the last sign-in: the right password still opens a challenge…
+        let r = login(&live, "127.0.42.5", "slow.guesser", SIGNED_IN_PASSWORD);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let c = r.body["challenge"].as_str().unwrap().to_owned();
+        // …but does not reset the count: one wrong code is the fifth failure.
+        let code = wrong_codes(&guesser.secret, 1).remove(0);
+        assert_eq!(mfa(&c, &code).status, 401);
+        assert_eq!(
+            login(&live, "127.0.42.6", "slow.guesser", SIGNED_IN_PASSWORD).status,
+            401,
+            "a right password reset the failure count"
+        );
+
+        // Both lockouts are in the audit report, per user.
+        let report = audit_report(&live, None);
+        assert_eq!(
+            report["lockouts"],
+            json!({"user:totp.victim": 1, "user:slow.guesser": 1}),
+            "{report:#}"
+        );
+    }
 }
 
 mod admin {
