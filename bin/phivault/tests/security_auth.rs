@@ -316,4 +316,113 @@ mod sessions {
 mod admin {
     use super::*;
 
+    /// Threat: an ORG_ADMIN becomes a clinician (issue 20, finding 12; HIPAA §164.308(a)(3)
+    /// workforce security, §164.312(b) audit controls; OWASP ASVS V2.5). An administrator's
+    /// reset clears the person's MFA, so the next sign-in must change the password and enroll
+    /// TOTP again; and `phivault audit report` flags the same administrator's reset followed
+    /// by PHI reads of that account within 24 hours.
+    #[test]
+    fn admin_reset_then_sign_in_as_the_clinician_is_flagged() {
+        let (mut boss, mut dr, mut ehr) = (String::new(), String::new(), String::new());
+        let live = Live::start(|d| {
+            boss = add_user(d, "org.boss", "ORG_ADMIN");
+            dr = add_user(d, "dr.target", "CLINICIAN");
+            ehr = Live::client(d, "ehr", "INTEGRATION_MANAGER", "system/*.cruds", "TREAT");
+        });
+        let admin = live.sign_in("org.boss", &boss, "127.0.43.1");
+        let clinician = live.sign_in("dr.target", &dr, "127.0.43.2");
+        let p = live.fhir(
+            "POST",
+            "/fhir/Patient",
+            &live.token(&ehr),
+            "TREAT",
+            Some(&json!({"resourceType": "Patient",
+                "identifier": [{"system": "urn:test:mrn", "value": "TAKEOVER-1"}],
+                "name": [{"family": "Takeoverfamily"}]})),
+        );
+        let pid = p.body["id"].as_str().unwrap().to_owned();
+
+        // The administrator resets the clinician's password only: the clinician's session
+        // ends and its MFA goes with the password.
+        let r = live.call(
+            "POST",
+            "/admin/users/dr.target/reset-password",
+            Some(&admin),
+            None,
+            None,
+            &[],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(whoami(&live, &clinician), 401);
+        let reset_otp = r.body["one_time_password"].as_str().unwrap().to_owned();
+        let r = login(&live, "127.0.43.3", "dr.target", &reset_otp);
+        assert_eq!(r.body["next"], "change_password", "{}", r.body);
+        let c = r.body["challenge"].as_str().unwrap().to_owned();
+        let r = post(
+            &live,
+            "127.0.43.3",
+            "/auth/password",
+            &json!({"challenge": c, "new_password": "the boss now knows this one 4411"}),
+        );
+        assert_eq!(
+            r.body["next"], "enroll_mfa",
+            "a reset kept the old MFA: {}",
+            r.body
+        );
+
+        // The takeover: the administrator finishes the sign-in with its own authenticator,
+        // grants the account access and reads the patient as the clinician.
+        let r = post(
+            &live,
+            "127.0.43.4",
+            "/auth/mfa/enroll",
+            &json!({"challenge": c}),
+        );
+        let seed = phivault_crypto::totp::seed_from_base32(r.body["secret"].as_str().unwrap())
+            .unwrap();
+        let now =
+            u64::try_from(phivault_core::Clock::now_secs(&phivault_core::SystemClock)).unwrap();
+        let code = phivault_crypto::totp::code_at(&seed, now).unwrap();
+        let r = post(
+            &live,
+            "127.0.43.4",
+            "/auth/mfa",
+            &json!({"challenge": c, "code": code}),
+        );
+        let as_dr = r.body["token"].as_str().unwrap().to_owned();
+        let g = live.call(
+            "POST",
+            "/admin/grants",
+            Some(&admin),
+            None,
+            Some((
+                "application/json",
+                json!({"username": "dr.target", "patient": pid, "purpose": "TREAT"})
+                    .to_string()
+                    .as_bytes(),
+            )),
+            &[],
+        );
+        assert_eq!(g.status, 200, "{}", g.body);
+        let read = live.fhir("GET", &format!("/fhir/Patient/{pid}"), &as_dr, "TREAT", None);
+        assert_eq!(read.status, 200, "{}", read.body);
+
+        let report = audit_report(&live, None);
+        let flags = report["reset_then_reads"].as_array().cloned().unwrap_or_default();
+        assert!(
+            flags.iter().any(|f| f["admin"] == "user:org.boss"
+                && f["account"] == "user:dr.target"
+                && f["reads"].as_u64().unwrap_or(0) >= 1),
+            "the reset followed by reads is not flagged: {report:#}"
+        );
+        let text = stdout_ok(&cli(
+            &live.data,
+            &["audit", "report", "--since", "2000-01-01"],
+        ));
+        assert!(
+            text.contains("user:org.boss") && text.contains("reset"),
+            "{text}"
+        );
+    }
+
 }
