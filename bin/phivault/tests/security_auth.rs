@@ -425,4 +425,97 @@ mod admin {
         );
     }
 
+    /// Threat: usernames as a cross-organization oracle (issue 20, finding 14; OWASP API3
+    /// excessive data exposure; HIPAA §164.308(a)(4) isolating organizations). An ORG_ADMIN
+    /// of organization B creating a user whose name exists only in organization A gets the
+    /// same answer as for a fresh name. Both people then sign in: a name held in several
+    /// organizations needs the `organization` field, and without it is answered exactly like
+    /// a wrong password.
+    #[test]
+    fn admin_usernames_of_other_organizations_are_not_revealed() {
+        let (mut a_otp, mut b_admin) = (String::new(), String::new());
+        let live = Live::start(|d| {
+            a_otp = add_user(d, "shared.name", "VIEWER");
+            stdout_ok(&cli(d, &["org", "add", "clinic-b"]));
+            let out = cli(
+                d,
+                &[
+                    "user",
+                    "add",
+                    "--org",
+                    "clinic-b",
+                    "--username",
+                    "b.admin",
+                    "--role",
+                    "ORG_ADMIN",
+                    "--json",
+                ],
+            );
+            b_admin = json_of(&out)["one_time_password"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        });
+        // A name unique across organizations signs in as before, with no organization given.
+        let admin = live.sign_in("b.admin", &b_admin, "127.0.44.1");
+        let add = |name: &str| {
+            live.call(
+                "POST",
+                "/admin/users",
+                Some(&admin),
+                None,
+                Some((
+                    "application/json",
+                    json!({"username": name, "role": "VIEWER"})
+                        .to_string()
+                        .as_bytes(),
+                )),
+                &[],
+            )
+        };
+        let taken_elsewhere = add("shared.name");
+        let fresh = add("fresh.name");
+        assert_eq!(
+            (taken_elsewhere.status, fresh.status),
+            (200, 200),
+            "another organization's username was revealed: {}",
+            taken_elsewhere.body
+        );
+        let keys = |v: &Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&taken_elsewhere.body), keys(&fresh.body));
+        // Its own organization's names are still refused.
+        assert_eq!(add("fresh.name").status, 400);
+
+        // Two people named shared.name: without an organization the name is ambiguous and
+        // answered like a wrong password; with it, each signs in.
+        let b_otp = taken_elsewhere.body["one_time_password"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let ambiguous = login(&live, "127.0.44.2", "shared.name", &b_otp);
+        let wrong = login(&live, "127.0.44.2", "b.admin", "certainly not the password 1");
+        assert_eq!(answer(&ambiguous), answer(&wrong));
+        for (org, otp) in [("clinic-b", &b_otp), ("default", &a_otp)] {
+            let r = post(
+                &live,
+                "127.0.44.3",
+                "/auth/login",
+                &json!({"username": "shared.name", "password": otp, "organization": org}),
+            );
+            assert_eq!(r.body["next"], "change_password", "{org}: {}", r.body);
+        }
+        // The wrong organization is a wrong password too.
+        let r = post(
+            &live,
+            "127.0.44.4",
+            "/auth/login",
+            &json!({"username": "b.admin", "password": SIGNED_IN_PASSWORD,
+                "organization": "default"}),
+        );
+        assert_eq!(answer(&r), answer(&wrong));
+    }
 }
