@@ -106,10 +106,7 @@ mod sessions {
         );
         // Nothing changed: the owner's password still works, the attacker's does not, and
         // the owner's session lives.
-        assert_eq!(
-            login(&live, "127.0.40.4", "half.creds", stolen).status,
-            401
-        );
+        assert_eq!(login(&live, "127.0.40.4", "half.creds", stolen).status, 401);
         let again = login(&live, "127.0.40.4", "half.creds", SIGNED_IN_PASSWORD);
         assert_eq!(again.body["next"], "mfa", "{}", again.body);
         assert_eq!(whoami(&live, &owner), 200);
@@ -214,9 +211,13 @@ mod sessions {
             .await
             .unwrap();
         assert_eq!(c.next, NextStep::ChangePassword);
-        v.change_password(&anon, c.token.expose(), s("a fresh quartz lantern 2043 hums"))
-            .await
-            .unwrap();
+        v.change_password(
+            &anon,
+            c.token.expose(),
+            s("a fresh quartz lantern 2043 hums"),
+        )
+        .await
+        .unwrap();
         assert!(
             matches!(
                 v.authenticate(old.token.expose()).await,
@@ -281,14 +282,20 @@ mod sessions {
         let guesser = live.enroll("slow.guesser", &otp2, "127.0.42.1");
         let wrong = "not the password of this user 1";
         for _ in 0..2 {
-            assert_eq!(login(&live, "127.0.42.2", "slow.guesser", wrong).status, 401);
+            assert_eq!(
+                login(&live, "127.0.42.2", "slow.guesser", wrong).status,
+                401
+            );
         }
         let r = login(&live, "127.0.42.3", "slow.guesser", SIGNED_IN_PASSWORD);
         let c = r.body["challenge"].as_str().unwrap().to_owned();
         let r = mfa(&c, &guesser.backup_codes[0]);
         assert_eq!(r.status, 200, "the owner signs in: {}", r.body);
         for _ in 0..4 {
-            assert_eq!(login(&live, "127.0.42.4", "slow.guesser", wrong).status, 401);
+            assert_eq!(
+                login(&live, "127.0.42.4", "slow.guesser", wrong).status,
+                401
+            );
         }
         // 4 failures since the last sign-in: the right password still opens a challenge…
         let r = login(&live, "127.0.42.5", "slow.guesser", SIGNED_IN_PASSWORD);
@@ -378,8 +385,8 @@ mod admin {
             "/auth/mfa/enroll",
             &json!({"challenge": c}),
         );
-        let seed = phivault_crypto::totp::seed_from_base32(r.body["secret"].as_str().unwrap())
-            .unwrap();
+        let seed =
+            phivault_crypto::totp::seed_from_base32(r.body["secret"].as_str().unwrap()).unwrap();
         let now =
             u64::try_from(phivault_core::Clock::now_secs(&phivault_core::SystemClock)).unwrap();
         let code = phivault_crypto::totp::code_at(&seed, now).unwrap();
@@ -404,11 +411,20 @@ mod admin {
             &[],
         );
         assert_eq!(g.status, 200, "{}", g.body);
-        let read = live.fhir("GET", &format!("/fhir/Patient/{pid}"), &as_dr, "TREAT", None);
+        let read = live.fhir(
+            "GET",
+            &format!("/fhir/Patient/{pid}"),
+            &as_dr,
+            "TREAT",
+            None,
+        );
         assert_eq!(read.status, 200, "{}", read.body);
 
         let report = audit_report(&live, None);
-        let flags = report["reset_then_reads"].as_array().cloned().unwrap_or_default();
+        let flags = report["reset_then_reads"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert!(
             flags.iter().any(|f| f["admin"] == "user:org.boss"
                 && f["account"] == "user:dr.target"
@@ -497,7 +513,12 @@ mod admin {
             .unwrap()
             .to_owned();
         let ambiguous = login(&live, "127.0.44.2", "shared.name", &b_otp);
-        let wrong = login(&live, "127.0.44.2", "b.admin", "certainly not the password 1");
+        let wrong = login(
+            &live,
+            "127.0.44.2",
+            "b.admin",
+            "certainly not the password 1",
+        );
         assert_eq!(answer(&ambiguous), answer(&wrong));
         for (org, otp) in [("clinic-b", &b_otp), ("default", &a_otp)] {
             let r = post(

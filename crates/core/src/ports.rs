@@ -258,6 +258,9 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn revoke_session(&self, token_hash: &[u8]) -> Result<bool, StoreError>;
     /// Revokes every session of a subject (disable, password reset).
     async fn revoke_sessions_of(&self, subject: &str) -> Result<u64, StoreError>;
+    /// Revokes every session and challenge of a subject but the one whose hash is `keep` (a
+    /// password changed during sign-in ends everything else).
+    async fn revoke_sessions_except(&self, subject: &str, keep: &[u8]) -> Result<u64, StoreError>;
 
     async fn put_grant(&self, g: &crate::GrantRecord) -> Result<(), StoreError>;
     /// Extends a live grant's expiry.

@@ -370,6 +370,17 @@ impl ControlStore for PostgresControlStore {
         Ok(done.rows_affected())
     }
 
+    async fn revoke_sessions_except(&self, subject: &str, keep: &[u8]) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.q("UPDATE {s}.sessions SET revoked = true \
+             WHERE subject = ? AND revoked = false AND token_hash <> ?"))
+        .bind(subject)
+        .bind(keep)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("revoke sessions"))?;
+        Ok(done.rows_affected())
+    }
+
     async fn put_grant(&self, g: &GrantRecord) -> Result<(), StoreError> {
         sqlx::query(self.q(
             "INSERT INTO {s}.grants (id, org, user_id, patient, purpose, kind, reason_sealed, \

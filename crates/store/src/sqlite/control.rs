@@ -346,6 +346,19 @@ impl ControlStore for SqliteControlStore {
         Ok(done.rows_affected())
     }
 
+    async fn revoke_sessions_except(&self, subject: &str, keep: &[u8]) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked = 1 \
+             WHERE subject = ? AND revoked = 0 AND token_hash <> ?",
+        )
+        .bind(subject)
+        .bind(keep)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable("revoke sessions"))?;
+        Ok(done.rows_affected())
+    }
+
     async fn put_grant(&self, g: &GrantRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO grants (id, org, user_id, patient, purpose, kind, reason_sealed, \

@@ -300,17 +300,25 @@ impl Vault {
         Ok(Challenge { token, next })
     }
 
-    /// Forced password change during login.
+    /// Forced password change during login: only a challenge at the `change_password` step
+    /// (a one-time or expired password) may change it; any other challenge (one at the `mfa`
+    /// step needs only the password) gets the invalid-challenge answer. The change ends every
+    /// other session and challenge of the user.
     pub async fn change_password(
         &self,
         ctx: &Ctx,
         challenge: &str,
         new_password: SecretString,
     ) -> Result<NextStep, VaultError> {
-        let (_, mut u) = self
+        let (chal, mut u) = self
             .challenge_or_audit(ctx, "password-change", challenge)
             .await?;
-        let event = self.auth_event(ctx, "password-change", format!("user:{}", u.username));
+        let mut event = self.auth_event(ctx, "password-change", format!("user:{}", u.username));
+        event.org = u.org.as_str().to_owned();
+        if self.next_step(&u) != NextStep::ChangePassword {
+            let e = unauthenticated("challenge not at the password step");
+            return self.audit_failure(event, e).await;
+        }
         if let Err(e) = users::check_password_policy(&new_password, &u.username) {
             return self.audit_failure(event, e).await;
         }
@@ -328,6 +336,9 @@ impl Vault {
         u.password_changed_at = self.clock.now_millis();
         u.must_change_password = false;
         self.control.update_user(&u).await?;
+        self.control
+            .revoke_sessions_except(&u.id, &chal.token_hash)
+            .await?;
         self.audit(event).await?;
         Ok(self.next_step(&u))
     }
