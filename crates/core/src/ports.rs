@@ -244,6 +244,13 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     /// (atomic: a code is accepted once, even by two racing logins).
     async fn accept_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
     async fn set_backup_codes(&self, user_id: &str, hashes: &[Vec<u8>]) -> Result<(), StoreError>;
+    /// Counts one failed sign-in step (a wrong password or code) of a user, atomically, and
+    /// sets `locked_until` to `lock(count)` when that is `Some`. Returns the new count and lock.
+    async fn count_login_failure(
+        &self,
+        user_id: &str,
+        lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
+    ) -> Result<(i64, Option<i64>), StoreError>;
     /// Marks an unused backup code used; `false` if there is no such unused code.
     async fn use_backup_code(
         &self,
@@ -256,6 +263,9 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn session(&self, token_hash: &[u8]) -> Result<Option<crate::SessionRecord>, StoreError>;
     async fn touch_session(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError>;
     async fn revoke_session(&self, token_hash: &[u8]) -> Result<bool, StoreError>;
+    /// Counts one second-factor attempt on a challenge, atomically; returns the attempts so far
+    /// (0 if there is no such token).
+    async fn count_challenge_attempt(&self, token_hash: &[u8]) -> Result<i64, StoreError>;
     /// Revokes every session of a subject (disable, password reset).
     async fn revoke_sessions_of(&self, subject: &str) -> Result<u64, StoreError>;
     /// Revokes every session and challenge of a subject but the one whose hash is `keep` (a

@@ -102,6 +102,30 @@ async fn behaves(c: Arc<dyn ControlStore>) {
     u.mfa_enrolled = true;
     c.update_user(&u).await.unwrap();
     assert_eq!(c.user_by_id("u1").await.unwrap().unwrap(), u);
+    // Failed sign-in steps are counted atomically, and lock the account when asked to.
+    let lock = |n: i64| (n >= 5).then_some(n * 100);
+    assert_eq!(c.count_login_failure("u1", &lock).await.unwrap(), (4, None));
+    assert_eq!(
+        c.count_login_failure("u1", &lock).await.unwrap(),
+        (5, Some(500))
+    );
+    let racing: Vec<_> = (0..10)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let (n, _) = c.count_login_failure("u1", &|_| None).await.unwrap();
+                n
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for r in racing {
+        counts.push(r.await.unwrap());
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (6..=15).collect::<Vec<i64>>(), "no failure is lost");
+    let locked = c.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!((locked.failed_logins, locked.locked_until), (15, Some(500)));
     assert!(c.accept_totp_step("u1", 100).await.unwrap());
     assert!(
         !c.accept_totp_step("u1", 100).await.unwrap(),
@@ -152,6 +176,29 @@ async fn behaves(c: Arc<dyn ControlStore>) {
     c.put_session(&s2).await.unwrap();
     assert_eq!(c.revoke_sessions_of("u1").await.unwrap(), 1);
     assert!(c.session(&s2.token_hash).await.unwrap().unwrap().revoked);
+    // A challenge counts its second-factor attempts; a password change revokes all but it.
+    let ch = SessionRecord {
+        token_hash: vec![7; 32],
+        kind: "challenge".into(),
+        ..s.clone()
+    };
+    c.put_session(&ch).await.unwrap();
+    assert_eq!(c.count_challenge_attempt(&ch.token_hash).await.unwrap(), 1);
+    assert_eq!(c.count_challenge_attempt(&ch.token_hash).await.unwrap(), 2);
+    assert_eq!(c.count_challenge_attempt(&[6; 32]).await.unwrap(), 0);
+    let s3 = SessionRecord {
+        token_hash: vec![5; 32],
+        ..s.clone()
+    };
+    c.put_session(&s3).await.unwrap();
+    assert_eq!(
+        c.revoke_sessions_except("u1", &ch.token_hash)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!c.session(&ch.token_hash).await.unwrap().unwrap().revoked);
+    assert!(c.session(&s3.token_hash).await.unwrap().unwrap().revoked);
     // Grants.
     let g = GrantRecord {
         id: "g1".into(),

@@ -34,6 +34,11 @@ pub(crate) const CONTROL: &[Migration] = &[
         name: "0002_tombstones",
         sql: include_str!("../../migrations/postgres/control/0002_tombstones.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_challenge_attempts",
+        sql: include_str!("../../migrations/postgres/control/0003_challenge_attempts.sql"),
+    },
 ];
 
 /// The advisory-lock key of schema migrations (any fixed number, shared by all nodes).

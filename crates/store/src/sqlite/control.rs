@@ -266,6 +266,34 @@ impl ControlStore for SqliteControlStore {
         tx.commit().await.map_err(unavailable(ctx))
     }
 
+    async fn count_login_failure(
+        &self,
+        user_id: &str,
+        lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let ctx = "count login failure";
+        let mut tx = self.db.writer.begin().await.map_err(unavailable(ctx))?;
+        let n: i64 = sqlx::query_scalar(
+            "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ? \
+             RETURNING failed_logins",
+        )
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable(ctx))?;
+        let until = lock(n);
+        if until.is_some() {
+            sqlx::query("UPDATE users SET locked_until = ? WHERE id = ?")
+                .bind(until)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?;
+        }
+        tx.commit().await.map_err(unavailable(ctx))?;
+        Ok((n, until))
+    }
+
     async fn use_backup_code(
         &self,
         user_id: &str,
@@ -335,6 +363,17 @@ impl ControlStore for SqliteControlStore {
                 .await
                 .map_err(unavailable("revoke session"))?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_challenge_attempt(&self, token_hash: &[u8]) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "UPDATE sessions SET attempts = attempts + 1 WHERE token_hash = ? RETURNING attempts",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.db.writer)
+        .await
+        .map_err(unavailable("count challenge attempt"))?;
+        Ok(n.unwrap_or(0))
     }
 
     async fn revoke_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {

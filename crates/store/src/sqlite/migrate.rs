@@ -43,6 +43,11 @@ pub(crate) const CONTROL: &[Migration] = &[
         name: "0005_tombstones",
         sql: include_str!("../../migrations/sqlite/control/0005_tombstones.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_challenge_attempts",
+        sql: include_str!("../../migrations/sqlite/control/0006_challenge_attempts.sql"),
+    },
 ];
 
 pub(crate) const AUDIT: &[Migration] = &[Migration {

@@ -32,6 +32,8 @@ pub struct Report {
     pub since: String,
     pub events: u64,
     pub logins: BTreeMap<String, LoginCounts>,
+    /// How many times each user's account was locked (wrong passwords or codes).
+    pub lockouts: BTreeMap<String, u64>,
     pub denials: Vec<Notable>,
     pub errors: BTreeMap<String, u64>,
     pub break_glass: Vec<Notable>,
@@ -78,6 +80,7 @@ pub fn build(since: &str, events: &[AuditEvent]) -> Report {
         since: since.to_owned(),
         events: events.len() as u64,
         logins: BTreeMap::new(),
+        lockouts: BTreeMap::new(),
         denials: Vec::new(),
         errors: BTreeMap::new(),
         break_glass: Vec::new(),
@@ -94,6 +97,12 @@ pub fn build(since: &str, events: &[AuditEvent]) -> Report {
                 Outcome::Success => c.success += 1,
                 _ => c.failed += 1,
             }
+        }
+        if e.reason
+            .as_deref()
+            .is_some_and(|r| crate::auth::lockout::LOCKOUT_REASONS.contains(&r))
+        {
+            *r.lockouts.entry(e.actor.clone()).or_default() += 1;
         }
         match e.outcome {
             Outcome::Denied => r.denials.push(notable(e)),
@@ -144,6 +153,16 @@ pub fn build(since: &str, events: &[AuditEvent]) -> Report {
     r
 }
 
+/// Items separated by commas, or `none`.
+fn joined(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
 fn days_flag(n: u64, median: f64) -> bool {
     n >= 20 && (n as f64) > 3.0 * median
 }
@@ -155,18 +174,16 @@ impl Report {
             "audit report since {}: {} events\n",
             self.since, self.events
         );
-        s.push_str(&format!("logins (user: ok/failed): {}\n", {
-            let v: Vec<String> = self
-                .logins
-                .iter()
-                .map(|(u, c)| format!("{u}: {}/{}", c.success, c.failed))
-                .collect();
-            if v.is_empty() {
-                "none".into()
-            } else {
-                v.join(", ")
-            }
-        }));
+        let logins = self
+            .logins
+            .iter()
+            .map(|(u, c)| format!("{u}: {}/{}", c.success, c.failed));
+        s.push_str(&format!("logins (user: ok/failed): {}\n", joined(logins)));
+        let lockouts = self.lockouts.iter().map(|(u, n)| format!("{u}: {n}"));
+        s.push_str(&format!(
+            "account lockouts (user: times): {}\n",
+            joined(lockouts)
+        ));
         let list = |title: &str, items: &[Notable], s: &mut String| {
             s.push_str(&format!("{title}: {}\n", items.len()));
             for n in items.iter().take(50) {
@@ -190,18 +207,8 @@ impl Report {
         list("break-glass uses", &self.break_glass, &mut s);
         list("exports", &self.exports, &mut s);
         list("erasures", &self.erasures, &mut s);
-        s.push_str(&format!(
-            "errors by reason: {}\n",
-            if self.errors.is_empty() {
-                "none".into()
-            } else {
-                self.errors
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        ));
+        let errors = self.errors.iter().map(|(k, v)| format!("{k}: {v}"));
+        s.push_str(&format!("errors by reason: {}\n", joined(errors)));
         s.push_str(&format!("unusual volume: {}\n", self.unusual_volume.len()));
         for u in &self.unusual_volume {
             s.push_str(&format!(
