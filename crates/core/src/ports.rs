@@ -233,9 +233,17 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     /// Removes one keyring entry (a retired KEK version); `false` if there was none.
     async fn remove_keyring_entry(&self, purpose: &str, version: u32) -> Result<bool, StoreError>;
 
-    /// Creates a user; `false` if the username is taken.
+    /// Creates a user; `false` if its organization already has a user of that name (or the id
+    /// is taken). Usernames are unique within an organization, not across organizations.
     async fn create_user(&self, user: &crate::UserRecord) -> Result<bool, StoreError>;
-    async fn user_by_name(&self, username: &str) -> Result<Option<crate::UserRecord>, StoreError>;
+    /// The user of that name in `org`.
+    async fn user_by_name(
+        &self,
+        org: &OrgId,
+        username: &str,
+    ) -> Result<Option<crate::UserRecord>, StoreError>;
+    /// Every user of that name, whatever the organization (for a sign-in that names none).
+    async fn users_named(&self, username: &str) -> Result<Vec<crate::UserRecord>, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<crate::UserRecord>, StoreError>;
     async fn users(&self, org: Option<&OrgId>) -> Result<Vec<crate::UserRecord>, StoreError>;
     /// Replaces a user's mutable fields (everything but id, org, username, created_at).

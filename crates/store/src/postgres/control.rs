@@ -196,16 +196,33 @@ impl ControlStore for PostgresControlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+    async fn user_by_name(
+        &self,
+        org: &OrgId,
+        username: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(self.q(&format!(
-            "{} WHERE username = ?",
+            "{} WHERE org = ? AND username = ?",
             crate::rows::user_columns("{s}.users")
         )))
+        .bind(org.as_str())
         .bind(username)
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable("read user"))?;
         row.as_ref().map(crate::rows::user).transpose()
+    }
+
+    async fn users_named(&self, username: &str) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query(self.q(&format!(
+            "{} WHERE username = ? ORDER BY org",
+            crate::rows::user_columns("{s}.users")
+        )))
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("read user"))?;
+        rows.iter().map(crate::rows::user).collect()
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {

@@ -172,16 +172,33 @@ impl ControlStore for SqliteControlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+    async fn user_by_name(
+        &self,
+        org: &OrgId,
+        username: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} WHERE username = ?",
+            "{} WHERE org = ? AND username = ?",
             crate::rows::user_columns("users")
         )))
+        .bind(org.as_str())
         .bind(username)
         .fetch_optional(&self.db.reader)
         .await
         .map_err(unavailable("read user"))?;
         row.as_ref().map(crate::rows::user).transpose()
+    }
+
+    async fn users_named(&self, username: &str) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE username = ? ORDER BY org",
+            crate::rows::user_columns("users")
+        )))
+        .bind(username)
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable("read user"))?;
+        rows.iter().map(crate::rows::user).collect()
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {

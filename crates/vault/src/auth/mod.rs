@@ -232,15 +232,37 @@ impl Vault {
         }
     }
 
-    /// Step 1: username and password. Wrong password, unknown user, disabled or locked account
-    /// all fail alike (same error, same Argon2 work).
+    /// Step 1 with no organization named: see [`Vault::login_in`].
     pub async fn login(
         &self,
         ctx: &Ctx,
         username: &str,
         password: SecretString,
     ) -> Result<Challenge, VaultError> {
-        let user = self.control.user_by_name(username).await?;
+        self.login_in(ctx, None, username, password).await
+    }
+
+    /// Step 1: username and password, and the organization (its id) when the caller names
+    /// one. Usernames are unique within an organization only: without `org`, a name held in
+    /// several organizations is ambiguous. Wrong password, unknown or ambiguous user, wrong or
+    /// malformed organization, disabled or locked account all fail alike (same error, same
+    /// Argon2 work).
+    pub async fn login_in(
+        &self,
+        ctx: &Ctx,
+        org: Option<&str>,
+        username: &str,
+        password: SecretString,
+    ) -> Result<Challenge, VaultError> {
+        let user = match org.map(OrgId::parse) {
+            Some(Ok(org)) => self.control.user_by_name(&org, username).await?,
+            Some(Err(_)) => None,
+            None => {
+                let mut named = self.control.users_named(username).await?;
+                // One match, or none (ambiguous is answered as unknown).
+                named.pop().filter(|_| named.is_empty())
+            }
+        };
         let actor = match &user {
             Some(u) => format!("user:{}", u.username),
             None => "user:(unknown)".to_owned(),

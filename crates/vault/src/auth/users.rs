@@ -160,6 +160,8 @@ impl Vault {
             last_login_at: None,
             created_at: now,
         };
+        // Taken means taken in this organization: usernames are unique within one only, so
+        // the answer tells nothing of other organizations' users.
         if !self.control.create_user(&u).await? {
             let e = VaultError::Invalid("that username is taken".into());
             return self.audit_failure(event, e).await;
@@ -186,13 +188,10 @@ impl Vault {
     ) -> Result<UserRecord, VaultError> {
         let mut event = self.event(ctx, action);
         event.reason = Some(format!("user:{username}"));
-        let Some(mut u) = self.control.user_by_name(username).await? else {
+        // Only the caller's organization is searched: another's user is missing here.
+        let Some(mut u) = self.control.user_by_name(&ctx.org, username).await? else {
             return self.audit_failure(event, VaultError::NotFound).await;
         };
-        if u.org != ctx.org {
-            // Another organization's user: the same answer as a missing one.
-            return self.audit_failure(event, VaultError::NotFound).await;
-        }
         if !may_manage(ctx, u.role) {
             return self.deny(&event, "role").await;
         }
