@@ -8,18 +8,17 @@ mod common;
 use common::live::{Live, Resp, SIGNED_IN_PASSWORD, add_user, cli, json_of, stdout_ok};
 use serde_json::{Value, json};
 
-/// A JSON POST without a token, from loopback address `from` (each address has its own
+/// A JSON POST without a token from loopback address `from` (each address has its own
 /// rate-limit bucket: the attacks below need more than one burst).
 fn post(live: &Live, from: &str, path: &str, body: &Value) -> Resp {
-    let b = body.to_string();
-    live.call(
-        "POST",
-        path,
-        None,
-        None,
-        Some(("application/json", b.as_bytes())),
-        &[&format!("x-from: {from}")],
-    )
+    live.post_from(from, path, None, body)
+}
+
+/// A server whose vault has VIEWER users of these names; their one-time passwords.
+fn live_with_viewers(names: &[&str]) -> (Live, Vec<String>) {
+    let mut otps = Vec::new();
+    let live = Live::start(|d| otps = names.iter().map(|n| add_user(d, n, "VIEWER")).collect());
+    (live, otps)
 }
 
 fn login(live: &Live, from: &str, username: &str, password: &str) -> Resp {
@@ -76,12 +75,9 @@ mod sessions {
     /// enroll MFA once the owner changed it); an administrator's reset ends its sessions.
     #[test]
     fn sessions_a_password_change_needs_the_change_step_and_ends_every_session() {
-        let (mut otp, mut otp2) = (String::new(), String::new());
-        let live = Live::start(|d| {
-            otp = add_user(d, "half.creds", "VIEWER");
-            otp2 = add_user(d, "fresh.user", "VIEWER");
-        });
-        let owner = live.sign_in("half.creds", &otp, "127.0.40.1");
+        let (live, otps) = live_with_viewers(&["half.creds", "fresh.user"]);
+        let (otp, otp2) = (&otps[0], &otps[1]);
+        let owner = live.sign_in("half.creds", otp, "127.0.40.1");
 
         // The attacker has the password, not the second factor.
         let r = login(&live, "127.0.40.2", "half.creds", SIGNED_IN_PASSWORD);
@@ -113,8 +109,8 @@ mod sessions {
 
         // Two challenges opened with the one-time password (the owner's, and one kept by
         // whoever else saw it). The owner's change ends the other one.
-        let c1 = login(&live, "127.0.40.5", "fresh.user", &otp2);
-        let c2 = login(&live, "127.0.40.5", "fresh.user", &otp2);
+        let c1 = login(&live, "127.0.40.5", "fresh.user", otp2);
+        let c2 = login(&live, "127.0.40.5", "fresh.user", otp2);
         let (c1, c2) = (
             c1.body["challenge"].as_str().unwrap().to_owned(),
             c2.body["challenge"].as_str().unwrap().to_owned(),
@@ -235,12 +231,9 @@ mod sessions {
     /// every lockout is an audit event, counted per user in `phivault audit report`.
     #[test]
     fn sessions_totp_brute_force_kills_the_challenge_and_locks_the_account() {
-        let (mut otp, mut otp2) = (String::new(), String::new());
-        let live = Live::start(|d| {
-            otp = add_user(d, "totp.victim", "VIEWER");
-            otp2 = add_user(d, "slow.guesser", "VIEWER");
-        });
-        let victim = live.enroll("totp.victim", &otp, "127.0.41.1");
+        let (live, otps) = live_with_viewers(&["totp.victim", "slow.guesser"]);
+        let (otp, otp2) = (&otps[0], &otps[1]);
+        let victim = live.enroll("totp.victim", otp, "127.0.41.1");
 
         // The attacker has the password and guesses codes on one challenge.
         let r = login(&live, "127.0.41.2", "totp.victim", SIGNED_IN_PASSWORD);
@@ -279,7 +272,7 @@ mod sessions {
         );
 
         // A slower guesser: only a completed sign-in resets the count, a right password not.
-        let guesser = live.enroll("slow.guesser", &otp2, "127.0.42.1");
+        let guesser = live.enroll("slow.guesser", otp2, "127.0.42.1");
         let wrong = "not the password of this user 1";
         for _ in 0..2 {
             assert_eq!(
@@ -397,18 +390,11 @@ mod admin {
             &json!({"challenge": c, "code": code}),
         );
         let as_dr = r.body["token"].as_str().unwrap().to_owned();
-        let g = live.call(
-            "POST",
+        let g = live.post_from(
+            "127.0.43.5",
             "/admin/grants",
             Some(&admin),
-            None,
-            Some((
-                "application/json",
-                json!({"username": "dr.target", "patient": pid, "purpose": "TREAT"})
-                    .to_string()
-                    .as_bytes(),
-            )),
-            &[],
+            &json!({"username": "dr.target", "patient": pid, "purpose": "TREAT"}),
         );
         assert_eq!(g.status, 200, "{}", g.body);
         let read = live.fhir(
@@ -475,19 +461,8 @@ mod admin {
         // A name unique across organizations signs in as before, with no organization given.
         let admin = live.sign_in("b.admin", &b_admin, "127.0.44.1");
         let add = |name: &str| {
-            live.call(
-                "POST",
-                "/admin/users",
-                Some(&admin),
-                None,
-                Some((
-                    "application/json",
-                    json!({"username": name, "role": "VIEWER"})
-                        .to_string()
-                        .as_bytes(),
-                )),
-                &[],
-            )
+            let body = json!({"username": name, "role": "VIEWER"});
+            live.post_from("127.0.44.5", "/admin/users", Some(&admin), &body)
         };
         let taken_elsewhere = add("shared.name");
         let fresh = add("fresh.name");

@@ -450,21 +450,25 @@ impl Live {
         self.enroll(username, one_time_password, from).token
     }
 
+    /// A JSON POST, with a bearer token or none, from loopback address `from` (its own
+    /// rate-limit bucket).
+    pub fn post_from(&self, from: &str, path: &str, token: Option<&str>, body: &Value) -> Resp {
+        let b = body.to_string();
+        let r = self.call(
+            "POST",
+            path,
+            token,
+            None,
+            Some(("application/json", b.as_bytes())),
+            &[&format!("x-from: {from}")],
+        );
+        assert!(r.error.is_empty(), "{path}: {}", r.error);
+        r
+    }
+
     /// [`Live::sign_in`], returning what the enrollment showed as well.
     pub fn enroll(&self, username: &str, one_time_password: &str, from: &str) -> Enrolled {
-        let post = |path: &str, body: Value| -> Value {
-            let b = body.to_string();
-            let r = self.call(
-                "POST",
-                path,
-                None,
-                None,
-                Some(("application/json", b.as_bytes())),
-                &[&format!("x-from: {from}")],
-            );
-            assert!(r.error.is_empty(), "{path}: {}", r.error);
-            r.body
-        };
+        let post = |path: &str, body: Value| self.post_from(from, path, None, &body).body;
         let r = post(
             "/auth/login",
             serde_json::json!({"username": username, "password": one_time_password}),
