@@ -100,7 +100,7 @@ pub fn build(since: &str, events: &[AuditEvent]) -> Report {
         since: since.to_owned(),
         events: events.len() as u64,
         logins: BTreeMap::new(),
-        lockouts: BTreeMap::new(),
+        lockouts: lockouts(events),
         denials: Vec::new(),
         errors: BTreeMap::new(),
         break_glass: Vec::new(),
@@ -118,12 +118,6 @@ pub fn build(since: &str, events: &[AuditEvent]) -> Report {
                 Outcome::Success => c.success += 1,
                 _ => c.failed += 1,
             }
-        }
-        if e.reason
-            .as_deref()
-            .is_some_and(|r| crate::auth::lockout::LOCKOUT_REASONS.contains(&r))
-        {
-            *r.lockouts.entry(e.actor.clone()).or_default() += 1;
         }
         match e.outcome {
             Outcome::Denied => r.denials.push(notable(e)),
@@ -172,6 +166,19 @@ pub fn build(since: &str, events: &[AuditEvent]) -> Report {
     r.logins = logins;
     r.errors = errors;
     r
+}
+
+/// How many times each actor's account was locked: the failing sign-in steps that locked it
+/// carry a lockout reason.
+fn lockouts(events: &[AuditEvent]) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for e in events {
+        let reason = e.reason.as_deref().unwrap_or("");
+        if crate::auth::lockout::LOCKOUT_REASONS.contains(&reason) {
+            *out.entry(e.actor.clone()).or_default() += 1;
+        }
+    }
+    out
 }
 
 /// Administrators' resets of an account.
