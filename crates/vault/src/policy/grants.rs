@@ -79,7 +79,7 @@ impl Vault {
             );
             return self.audit_failure(event, e).await;
         }
-        let user = match self.control.user_by_name(username).await? {
+        let user = match self.control.user_by_name(&ctx.org, username).await? {
             Some(u) if u.org == ctx.org && matches!(u.role, Role::Nurse | Role::Clinician) => u,
             _ => {
                 let e = VaultError::Invalid("no nurse or clinician of that name here".into());
