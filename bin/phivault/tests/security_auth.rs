@@ -155,7 +155,7 @@ mod sessions {
     async fn sessions_a_self_service_password_change_ends_the_older_sessions() {
         use phivault_core::{Clock, FakeClock, Role, SecretString};
         use phivault_vault::auth::NextStep;
-        use phivault_vault::{Actor, Ctx, VaultError};
+        use phivault_vault::{Ctx, VaultError};
         use time::Duration;
         let s = |x: &str| SecretString::new(x.to_owned());
         let tmp = tempfile::tempdir().unwrap();
@@ -165,10 +165,10 @@ mod sessions {
         let clock = std::sync::Arc::new(FakeClock::new(start));
         let o = common::open_with_clock(&dir, clock.clone()).await;
         let op = common::ctx(&o).await;
-        let anon = Ctx::new(op.org.clone(), Actor::Anonymous);
+        let anon = Ctx::anonymous(op.org().clone());
         let v = &o.vault;
         let n = v
-            .add_user(&op, &op.org, "org.admin", Role::OrgAdmin, false)
+            .add_user(&op, op.org(), "org.admin", Role::OrgAdmin, false)
             .await
             .unwrap();
         let c = v

@@ -45,7 +45,8 @@ pub fn admin_scope(subject: &Subject, action: AdminAction) -> Option<AdminScope>
         Subject::User(
             Role::IntegrationManager | Role::Viewer | Role::Auditor | Role::Clinician | Role::Nurse,
         )
-        | Subject::Client { .. } => None,
+        | Subject::Client { .. }
+        | Subject::Nobody => None,
     }
 }
 
