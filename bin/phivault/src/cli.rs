@@ -241,12 +241,13 @@ pub enum Command {
         #[command(subcommand)]
         what: OrgCmd,
     },
-    /// Manage service clients (OAuth2 client credentials for integrations).
+    /// Manage service clients (OAuth2 client credentials for integrations): add, list,
+    /// disable, enable, rotate-secret, revoke-tokens.
     Client {
         #[command(subcommand)]
         what: ClientCmd,
     },
-    /// Need-to-know grants: add (or renew) one, or lock every one down.
+    /// Need-to-know grants: add (or renew) one, list them, or lock every one down.
     Grants {
         #[command(subcommand)]
         what: GrantsCmd,
@@ -306,6 +307,8 @@ pub enum ClientCmd {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Manage(crate::admin_cmd::ClientAdminCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -354,6 +357,10 @@ pub enum GrantsCmd {
         #[command(flatten)]
         org: OrgArgs,
     },
+    /// List every live grant and break-glass access: who, which patient (by pseudonym only),
+    /// for what, until when. JSON: `[{id, organization, username, patient_pseudonym, purpose,
+    /// kind, granted_by, created_at, expires_at}]`.
+    List(crate::admin_cmd::ListArgs),
     /// Let integrations grant the clinician a message names (e.g. an ADT's attending doctor).
     CareTeamRule {
         #[command(flatten)]
@@ -416,15 +423,9 @@ pub enum UserCmd {
         org: OrgArgs,
         username: String,
     },
-    /// List the organization's users.
-    List {
-        #[command(flatten)]
-        dir: DirArgs,
-        #[command(flatten)]
-        org: OrgArgs,
-        #[arg(long)]
-        json: bool,
-    },
+    /// List the organization's users: role, MFA state, last sign-in. JSON: `[{username, role,
+    /// organization, disabled, mfa, mfa_enrolled, must_change_password, last_sign_in}]`.
+    List(crate::admin_cmd::ListArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -711,6 +712,9 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Backup { what } => crate::backup_cmd::run(what).await,
         Command::User { what } => user_cmd(what).await,
         Command::Grants { what } => grants_cmd(what).await,
+        Command::Client {
+            what: ClientCmd::Manage(cmd),
+        } => crate::admin_cmd::client(cmd).await,
         Command::Migrate { dir } => {
             let db = datadir::Database::from_env();
             if db.is_none() && !datadir::holds_vault(&dir.data_dir) {
@@ -1113,6 +1117,7 @@ async fn audit_cmd(what: AuditCmd) -> Result<ExitCode, String> {
 async fn grants_cmd(what: GrantsCmd) -> Result<ExitCode, String> {
     let (dir, org) = match &what {
         GrantsCmd::Add { dir, org, .. }
+        | GrantsCmd::List(crate::admin_cmd::ListArgs { dir, org, .. })
         | GrantsCmd::Lockdown { dir, org }
         | GrantsCmd::CareTeamRule { dir, org, .. } => (dir.data_dir.clone(), org.org.clone()),
     };
@@ -1139,6 +1144,9 @@ async fn grants_cmd(what: GrantsCmd) -> Result<ExitCode, String> {
                     "{} may access Patient/{} for {} until {} (unix time)",
                     g.username, patient, g.purpose, g.expires_at
                 );
+            }
+            GrantsCmd::List(crate::admin_cmd::ListArgs { json, .. }) => {
+                crate::admin_cmd::print_grants(&opened.vault, &c, json).await?;
             }
             GrantsCmd::Lockdown { .. } => {
                 let n = opened.vault.lockdown(&c).await.map_err(|e| vault_err(&e))?;
@@ -1177,7 +1185,9 @@ async fn user_cmd(what: UserCmd) -> Result<ExitCode, String> {
         | UserCmd::Enable { dir, org, .. }
         | UserCmd::ResetPassword { dir, org, .. }
         | UserCmd::ResetMfa { dir, org, .. }
-        | UserCmd::List { dir, org, .. } => (dir.data_dir.clone(), org.org.clone()),
+        | UserCmd::List(crate::admin_cmd::ListArgs { dir, org, .. }) => {
+            (dir.data_dir.clone(), org.org.clone())
+        }
     };
     let opened = open(&dir).await?;
     let result = async {
@@ -1231,28 +1241,8 @@ async fn user_cmd(what: UserCmd) -> Result<ExitCode, String> {
                 v.reset_mfa(&c, &username).await.map_err(e)?;
                 println!("MFA reset for {username}: it enrolls again at next login");
             }
-            UserCmd::List { json, .. } => {
-                let users = v.list_users(&c).await.map_err(e)?;
-                if json {
-                    let list: Vec<Value> = users
-                        .iter()
-                        .map(|u| json!({"username": u.username, "role": u.role.as_str(),
-                                        "disabled": u.disabled, "mfa_enrolled": u.mfa_enrolled,
-                                        "must_change_password": u.must_change_password}))
-                        .collect();
-                    println!("{}", Value::Array(list));
-                } else {
-                    for u in users {
-                        println!(
-                            "{:<24} {:<20} {}{}{}",
-                            u.username,
-                            u.role.as_str(),
-                            if u.disabled { "disabled " } else { "" },
-                            if u.mfa_enrolled { "mfa " } else { "no-mfa " },
-                            if u.must_change_password { "must-change-password" } else { "" }
-                        );
-                    }
-                }
+            UserCmd::List(crate::admin_cmd::ListArgs { json, .. }) => {
+                crate::admin_cmd::print_users(&v.list_users(&c).await.map_err(e)?, json);
             }
         }
         Ok::<(), String>(())
@@ -1307,6 +1297,38 @@ async fn dev_bootstrap_admin(opened: &Opened) -> Result<Option<String>, String> 
     Ok(Some(text))
 }
 
+/// `serve --dev` on a dir without a vault: creates one with the operator's passphrase when one
+/// is given (the vault is then opened with it), else with a generated one kept in `dev_pass`;
+/// and the development certificate.
+async fn dev_first_run(dir: &Path, dev_pass: &Path) -> Result<(), String> {
+    let (pass, kept_in) = match config::given_passphrase()? {
+        Some(pass) => (pass, "PHIVAULT_PASSPHRASE(_FILE)".to_owned()),
+        None => {
+            let pass = phivault_crypto::Passphrase::new(
+                phivault_crypto::random_passphrase().map_err(|e| e.to_string())?,
+            );
+            let mut f = PrivateFile::create(dev_pass, false)?;
+            f.write(pass.expose().as_bytes())?;
+            f.write(b"\n")?;
+            f.finish()?;
+            (
+                pass,
+                format!("{} (a generated one, mode 0600)", dev_pass.display()),
+            )
+        }
+    };
+    datadir::init(dir, &pass, clock().as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::tls::write_dev_cert(dir)?;
+    eprintln!(
+        "DEVELOPMENT MODE: created {} with the passphrase from {kept_in}. \
+         Not for real patient data.",
+        dir.display(),
+    );
+    Ok(())
+}
+
 async fn serve_cmd(
     dir: PathBuf,
     listen: std::net::SocketAddr,
@@ -1317,6 +1339,7 @@ async fn serve_cmd(
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     crate::config::init_logging()?;
     let mllp = crate::mllp::Settings::from_env(mllp_listen)?;
+    let edge = crate::serve::edge_from_env()?;
     let retention = crate::retention_cmd::Schedule::from_env()?;
     let backups = crate::backup::Schedule::from_env()?;
     let dev_pass = dev_passphrase_path(&dir);
@@ -1328,23 +1351,7 @@ async fn serve_cmd(
         );
     }
     if dev && !datadir::holds_vault(&dir) {
-        let pass = phivault_crypto::Passphrase::new(
-            phivault_crypto::random_passphrase().map_err(|e| e.to_string())?,
-        );
-        let mut f = PrivateFile::create(&dev_pass, false)?;
-        f.write(pass.expose().as_bytes())?;
-        f.write(b"\n")?;
-        f.finish()?;
-        datadir::init(&dir, &pass, clock().as_ref())
-            .await
-            .map_err(|e| e.to_string())?;
-        crate::tls::write_dev_cert(&dir)?;
-        eprintln!(
-            "DEVELOPMENT MODE: created {} with a generated passphrase in {} (mode 0600). \
-             Not for real patient data.",
-            dir.display(),
-            dev_pass.display()
-        );
+        dev_first_run(&dir, &dev_pass).await?;
     }
     let root = if dev
         && std::env::var_os("PHIVAULT_PASSPHRASE_FILE").is_none()
@@ -1454,7 +1461,7 @@ async fn serve_cmd(
             }
         }
     };
-    let result = crate::serve::run(&opened, listen, config, |addr| {
+    let result = crate::serve::run(&opened, listen, config, edge, |addr| {
         tracing::info!(target: "phivault::serve", address = %addr, "listening");
         // Never println!: a closed standard output must not bring the server down.
         let mut out = std::io::stdout().lock();

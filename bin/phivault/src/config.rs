@@ -10,6 +10,7 @@ use std::path::Path;
 
 /// Every variable phivault reads. `PHIVAULT_TEST_*` is reserved for test harnesses.
 pub const KNOWN_VARS: &[&str] = &[
+    "PHIVAULT_ADMIN_ALLOW",
     "PHIVAULT_DATABASE_ACQUIRE_TIMEOUT_MS",
     "PHIVAULT_DATABASE_POOL_SIZE",
     "PHIVAULT_DATABASE_SCHEMA",
@@ -23,14 +24,21 @@ pub const KNOWN_VARS: &[&str] = &[
     "PHIVAULT_BACKUP_INTERVAL",
     "PHIVAULT_BACKUP_KEEP",
     "PHIVAULT_DATA_DIR",
+    "PHIVAULT_HSTS_PRELOAD",
+    "PHIVAULT_HTTP_ALLOW",
     "PHIVAULT_LISTEN",
     "PHIVAULT_LOG",
     "PHIVAULT_MLLP_ALLOW",
     "PHIVAULT_MLLP_CLIENT_CA",
     "PHIVAULT_MLLP_CLIENT_CERT",
+    "PHIVAULT_MLLP_FRAME_TIMEOUT",
     "PHIVAULT_MLLP_INTERFACES",
     "PHIVAULT_MLLP_LISTEN",
+    "PHIVAULT_MLLP_MAX_COMPONENTS",
+    "PHIVAULT_MLLP_MAX_CONNECTIONS",
+    "PHIVAULT_MLLP_MAX_ELEMENTS",
     "PHIVAULT_MLLP_MAX_FRAME",
+    "PHIVAULT_MLLP_MAX_REPETITIONS",
     "PHIVAULT_MLLP_ORG",
     "PHIVAULT_MLLP_PURPOSE",
     "PHIVAULT_MLLP_READ_TIMEOUT",
@@ -73,6 +81,18 @@ pub fn check_env() -> Result<(), String> {
 /// `PHIVAULT_PASSPHRASE`, else a prompt on a terminal. `confirm` asks twice (for `init`).
 pub fn passphrase(confirm: bool) -> Result<Passphrase, String> {
     passphrase_from("PHIVAULT_PASSPHRASE", "phivault passphrase", confirm)
+}
+
+/// The passphrase the operator gave (`PHIVAULT_PASSPHRASE_FILE` or `PHIVAULT_PASSPHRASE`),
+/// if any; never a prompt.
+pub fn given_passphrase() -> Result<Option<Passphrase>, String> {
+    let given = std::env::var_os("PHIVAULT_PASSPHRASE_FILE").is_some()
+        || std::env::var_os("PHIVAULT_PASSPHRASE").is_some();
+    if given {
+        passphrase(false).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// The new passphrase of `keys change-passphrase`: `PHIVAULT_NEW_PASSPHRASE_FILE`,

@@ -2,6 +2,7 @@
 //! stores and vault for a data dir.
 #![forbid(unsafe_code)]
 
+pub mod admin_cmd;
 pub mod backup;
 pub mod backup_cmd;
 pub mod cli;

@@ -2,63 +2,16 @@
 //! certificate, plain MLLP only when set explicitly; a source allow-list in CIDR form checked
 //! before a byte is read; each connection served by `phivault_hl7::conn` as the interface of
 //! one organization.
+use phivault_hl7::ParseLimits;
 use phivault_hl7::conn::{Limits, serve};
 use phivault_hl7::ingest::Interface;
 use phivault_vault::Vault;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// An address block, e.g. `10.0.0.0/8` or `::1/128`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    net: IpAddr,
-    bits: u8,
-}
-
-impl Cidr {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let (addr, bits) = match s.split_once('/') {
-            Some((a, b)) => (a, Some(b)),
-            None => (s, None),
-        };
-        let net: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("'{s}' is not an address block (a.b.c.d/n or an IPv6 /n)"))?;
-        let max = if net.is_ipv4() { 32 } else { 128 };
-        let bits = match bits {
-            None => max,
-            Some(b) => b
-                .parse::<u8>()
-                .ok()
-                .filter(|b| *b <= max)
-                .ok_or_else(|| format!("'{s}': the prefix length must be 0 to {max}"))?,
-        };
-        Ok(Self { net, bits })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.bits))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
+pub use phivault_core::net::Cidr;
 
 /// The listener's settings, from `PHIVAULT_MLLP_*` (and `--mllp-listen`).
 #[derive(Debug, Clone)]
@@ -69,6 +22,8 @@ pub struct Settings {
     pub org: Option<String>,
     pub purpose: phivault_vault::policy::Purpose,
     pub limits: Limits,
+    /// Connections served at once; more are closed as they come.
+    pub max_connections: usize,
     /// CA file for sending systems' client certificates (asked for when set).
     pub client_ca: Option<std::path::PathBuf>,
     /// Refuse connections without a client certificate.
@@ -79,6 +34,93 @@ pub struct Settings {
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A whole number from `var` within `range`, else `default` when unset.
+fn bounded(
+    var: &str,
+    range: std::ops::RangeInclusive<usize>,
+    default: usize,
+) -> Result<usize, String> {
+    match env(var) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "{var} is a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                )
+            }),
+    }
+}
+
+/// `PHIVAULT_MLLP_INTERFACES`: `name=dns.name,…`.
+fn interfaces_from_env() -> Result<Vec<(String, String)>, String> {
+    env("PHIVAULT_MLLP_INTERFACES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|pair| {
+            let (name, dns) = pair.split_once('=').ok_or_else(|| {
+                format!("PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name")
+            })?;
+            let (name, dns) = (name.trim(), dns.trim());
+            let name_ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !name_ok || rustls::pki_types::DnsName::try_from(dns).is_err() {
+                return Err(format!(
+                    "PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name"
+                ));
+            }
+            Ok((name.to_owned(), dns.to_owned()))
+        })
+        .collect::<Result<Vec<_>, String>>()
+}
+
+/// A connection's limits from `PHIVAULT_MLLP_MAX_FRAME` (bytes), `_READ_TIMEOUT` and
+/// `_FRAME_TIMEOUT` (seconds), `_MAX_REPETITIONS` and `_MAX_COMPONENTS` (per field) and
+/// `_MAX_ELEMENTS` (per message).
+fn limits_from_env() -> Result<Limits, String> {
+    let d = Limits::default();
+    let secs = |var: &str, default: Duration| {
+        let default = usize::try_from(default.as_secs()).unwrap_or(60);
+        bounded(var, 1..=3600, default).map(|n| Duration::from_secs(n as u64))
+    };
+    let parse = ParseLimits {
+        max_repetitions: bounded(
+            "PHIVAULT_MLLP_MAX_REPETITIONS",
+            1..=100_000,
+            d.parse.max_repetitions,
+        )?,
+        max_field_elements: bounded(
+            "PHIVAULT_MLLP_MAX_COMPONENTS",
+            1..=1_000_000,
+            d.parse.max_field_elements,
+        )?,
+        max_message_elements: bounded(
+            "PHIVAULT_MLLP_MAX_ELEMENTS",
+            1..=10_000_000,
+            d.parse.max_message_elements,
+        )?,
+    };
+    Ok(Limits {
+        max_frame: bounded(
+            "PHIVAULT_MLLP_MAX_FRAME",
+            1024..=64 * 1024 * 1024,
+            d.max_frame,
+        )?,
+        read_timeout: secs("PHIVAULT_MLLP_READ_TIMEOUT", d.read_timeout)?,
+        frame_timeout: secs("PHIVAULT_MLLP_FRAME_TIMEOUT", d.frame_timeout)?,
+        parse,
+    })
 }
 
 impl Settings {
@@ -100,35 +142,18 @@ impl Settings {
                 ));
             }
         };
-        let allow = env("PHIVAULT_MLLP_ALLOW")
-            .unwrap_or_else(|| "127.0.0.1/32".into())
-            .split([',', ' '])
-            .filter(|s| !s.is_empty())
-            .map(Cidr::parse)
-            .collect::<Result<Vec<_>, _>>()?;
+        let allow = Cidr::parse_list(
+            "PHIVAULT_MLLP_ALLOW",
+            &env("PHIVAULT_MLLP_ALLOW").unwrap_or_else(|| "127.0.0.1/32".into()),
+        )?;
         let purpose = match env("PHIVAULT_MLLP_PURPOSE") {
             None => phivault_vault::policy::Purpose::Treat,
             Some(p) => phivault_vault::policy::Purpose::parse(&p).ok_or_else(|| {
                 format!("PHIVAULT_MLLP_PURPOSE '{p}' is not an HL7 PurposeOfUse code")
             })?,
         };
-        let max_frame = match env("PHIVAULT_MLLP_MAX_FRAME") {
-            None => Limits::default().max_frame,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1024..=64 * 1024 * 1024).contains(n))
-                .ok_or("PHIVAULT_MLLP_MAX_FRAME is a byte count from 1024 to 67108864")?,
-        };
-        let read_timeout = match env("PHIVAULT_MLLP_READ_TIMEOUT") {
-            None => Limits::default().read_timeout,
-            Some(v) => Duration::from_secs(
-                v.parse::<u64>()
-                    .ok()
-                    .filter(|n| (1..=3600).contains(n))
-                    .ok_or("PHIVAULT_MLLP_READ_TIMEOUT is seconds from 1 to 3600")?,
-            ),
-        };
+        let limits = limits_from_env()?;
+        let max_connections = bounded("PHIVAULT_MLLP_MAX_CONNECTIONS", 1..=100_000, 64)?;
         let client_ca = env("PHIVAULT_MLLP_CLIENT_CA").map(std::path::PathBuf::from);
         let client_cert_required = match env("PHIVAULT_MLLP_CLIENT_CERT").as_deref() {
             None | Some("optional") => false,
@@ -139,28 +164,7 @@ impl Settings {
                 ));
             }
         };
-        let interfaces = env("PHIVAULT_MLLP_INTERFACES")
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(|pair| {
-                let (name, dns) = pair.split_once('=').ok_or_else(|| {
-                    format!("PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name")
-                })?;
-                let (name, dns) = (name.trim(), dns.trim());
-                let name_ok = !name.is_empty()
-                    && name.len() <= 64
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-                if !name_ok || rustls::pki_types::DnsName::try_from(dns).is_err() {
-                    return Err(format!(
-                        "PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name"
-                    ));
-                }
-                Ok((name.to_owned(), dns.to_owned()))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let interfaces = interfaces_from_env()?;
         if (client_cert_required || !interfaces.is_empty()) && client_ca.is_none() {
             return Err(
                 "client certificates (PHIVAULT_MLLP_CLIENT_CERT, PHIVAULT_MLLP_INTERFACES) need \
@@ -177,10 +181,8 @@ impl Settings {
             allow,
             org: env("PHIVAULT_MLLP_ORG"),
             purpose,
-            limits: Limits {
-                max_frame,
-                read_timeout,
-            },
+            limits,
+            max_connections,
             client_ca,
             client_cert_required,
             interfaces,
@@ -258,74 +260,110 @@ pub async fn bind(
     let mut tls = (*tls).clone();
     tls.alpn_protocols.clear();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let serving = async move {
-        loop {
-            let Ok((tcp, peer)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            if !settings.allow.iter().any(|c| c.contains(peer.ip())) {
-                // Not a byte read, not a byte written.
-                tracing::warn!(source = %peer.ip(), "MLLP: connection from outside the allow-list refused");
-                drop(tcp);
-                continue;
-            }
-            let (vault, iface, named, acceptor, limits, use_tls) = (
-                vault.clone(),
-                iface.clone(),
-                named.clone(),
-                acceptor.clone(),
-                settings.limits,
-                settings.tls,
+    let shared = Arc::new(Shared {
+        vault,
+        iface,
+        named,
+        acceptor,
+        limits: settings.limits,
+        tls: settings.tls,
+        clock,
+    });
+    Ok((bound, accept_loop(listener, settings, shared)))
+}
+
+/// Accepts connections until the process ends: sources outside the allow-list and
+/// connections beyond the limit are closed before a byte is read.
+async fn accept_loop(listener: TcpListener, settings: Settings, shared: Arc<Shared>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        if !settings.allow.iter().any(|c| c.contains(peer.ip())) {
+            // Not a byte read, not a byte written.
+            tracing::warn!(source = %peer.ip(), "MLLP: connection from outside the allow-list refused");
+            drop(tcp);
+            continue;
+        }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                source = %peer.ip(),
+                max = settings.max_connections,
+                "MLLP: connection limit reached; connection refused"
             );
-            let clock = clock.clone();
-            tokio::spawn(async move {
-                let hl7_now = move || hl7_ts(clock.now());
-                let source = Some(peer.ip().to_string());
-                let summary = if use_tls {
-                    let handshake =
-                        tokio::time::timeout(limits.read_timeout, acceptor.accept(tcp)).await;
-                    match handshake {
-                        Ok(Ok(stream)) => {
-                            let peer_cert = stream
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| c.first())
-                                .cloned();
-                            let iface = match peer_cert {
-                                // Without a certificate (allowed unless required): the default.
-                                None => iface,
-                                Some(cert) => match interface_for(&cert, &named) {
-                                    Some(i) => i,
-                                    None => {
-                                        tracing::warn!(source = %peer.ip(), "MLLP: the client certificate names no configured interface; refused");
-                                        return;
-                                    }
-                                },
-                            };
-                            serve(stream, &vault, &iface, source, limits, &hl7_now).await
-                        }
-                        _ => {
-                            tracing::warn!(source = %peer.ip(), "MLLP: TLS handshake failed (plain MLLP is refused while TLS is required)");
-                            return;
-                        }
-                    }
-                } else {
-                    serve(tcp, &vault, &iface, source, limits, &hl7_now).await
-                };
+            drop(tcp);
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let summary = connection(&shared, tcp, peer).await;
+            // The slot is free before the end is logged.
+            drop(slot);
+            if let Some(summary) = summary {
                 tracing::info!(
                     messages = summary.messages,
                     junk_bytes = summary.junk_bytes,
                     oversized = summary.oversized,
                     timed_out = summary.timed_out,
+                    frame_late = summary.frame_late,
                     partial = summary.partial_at_end,
                     "MLLP connection closed"
                 );
-            });
-        }
+            }
+        });
+    }
+}
+
+/// What every connection's task shares.
+struct Shared {
+    vault: Vault,
+    iface: Arc<Interface>,
+    named: Arc<Vec<(String, Arc<Interface>)>>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    limits: Limits,
+    tls: bool,
+    clock: Arc<dyn phivault_core::Clock>,
+}
+
+/// Serves one accepted connection (after the TLS handshake, when TLS is on); `None` when it
+/// was refused before serving.
+async fn connection(
+    shared: &Shared,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<phivault_hl7::conn::Summary> {
+    let clock = shared.clock.clone();
+    let hl7_now = move || hl7_ts(clock.now());
+    let source = Some(peer.ip().to_string());
+    let limits = shared.limits;
+    if !shared.tls {
+        return Some(serve(tcp, &shared.vault, &shared.iface, source, limits, &hl7_now).await);
+    }
+    let handshake = tokio::time::timeout(limits.read_timeout, shared.acceptor.accept(tcp)).await;
+    let Ok(Ok(stream)) = handshake else {
+        tracing::warn!(source = %peer.ip(), "MLLP: TLS handshake failed (plain MLLP is refused while TLS is required)");
+        return None;
     };
-    Ok((bound, serving))
+    let peer_cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .cloned();
+    let iface = match peer_cert {
+        // Without a certificate (allowed unless required): the default.
+        None => shared.iface.clone(),
+        Some(cert) => match interface_for(&cert, &shared.named) {
+            Some(i) => i,
+            None => {
+                tracing::warn!(source = %peer.ip(), "MLLP: the client certificate names no configured interface; refused");
+                return None;
+            }
+        },
+    };
+    Some(serve(stream, &shared.vault, &iface, source, limits, &hl7_now).await)
 }
 
 /// The configured interface a (verified) client certificate is valid for, if any.
@@ -340,34 +378,4 @@ fn interface_for(
             .ok()
             .map(|()| iface.clone())
     })
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cidr_blocks() {
-        let c = Cidr::parse("10.1.0.0/16").unwrap();
-        assert!(c.contains("10.1.200.3".parse().unwrap()));
-        assert!(!c.contains("10.2.0.1".parse().unwrap()));
-        assert!(c.contains("::ffff:10.1.0.9".parse().unwrap()));
-        let one = Cidr::parse("127.0.0.1").unwrap();
-        assert!(one.contains("127.0.0.1".parse().unwrap()));
-        assert!(!one.contains("127.0.0.2".parse().unwrap()));
-        assert!(
-            Cidr::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-        assert!(
-            Cidr::parse("::1/128")
-                .unwrap()
-                .contains("::1".parse().unwrap())
-        );
-        for bad in ["10.0.0.0/33", "x/8", "10.0.0/8", ""] {
-            assert!(Cidr::parse(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -1,9 +1,32 @@
 //! `phivault serve`: the HTTPS listener over the vault.
 use crate::datadir::Opened;
 use axum_server::tls_rustls::RustlsConfig;
+use phivault_api::edge::EdgePolicy;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The HTTPS listener's edge settings: `PHIVAULT_HTTP_ALLOW` (address blocks that may
+/// connect at all; default every source), `PHIVAULT_ADMIN_ALLOW` (those that may also use
+/// `/admin` and `/metrics`; default every allowed source) and `PHIVAULT_HSTS_PRELOAD`
+/// (`on` or `off`, default off). A value that does not parse stops the start.
+pub fn edge_from_env() -> Result<EdgePolicy, String> {
+    let list = |var: &str| match std::env::var(var) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("{var} is not text")),
+        Ok(v) => phivault_core::net::Cidr::parse_list(var, &v).map(Some),
+    };
+    let hsts_preload = match std::env::var("PHIVAULT_HSTS_PRELOAD").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("off") => false,
+        Ok("on") => true,
+        _ => return Err("PHIVAULT_HSTS_PRELOAD is on or off".into()),
+    };
+    Ok(EdgePolicy {
+        http_allow: list("PHIVAULT_HTTP_ALLOW")?,
+        admin_allow: list("PHIVAULT_ADMIN_ALLOW")?,
+        hsts_preload,
+    })
+}
 
 /// Serves until SIGINT or SIGTERM, then shuts down gracefully. `ready` is told the bound
 /// address once the listener accepts connections.
@@ -11,6 +34,7 @@ pub async fn run(
     opened: &Opened,
     listen: SocketAddr,
     tls: Arc<rustls::ServerConfig>,
+    edge: EdgePolicy,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), String> {
     // The compliance report measures this listener: its configuration, and the bound address.
@@ -18,7 +42,7 @@ pub async fn run(
     let bound_cell = listener.bound();
     let vault = opened.vault.clone().with_transport(Arc::new(listener));
     tokio::spawn(refresh_keyring(vault.clone()));
-    let app = phivault_api::router(phivault_api::AppState::new(vault));
+    let app = phivault_api::router(phivault_api::AppState::new(vault).with_edge(edge));
     let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {

@@ -385,7 +385,17 @@ async fn person_authentication_flips_on_missing_mfa_expired_admin_passwords_and_
         evidence.contains("Expired administrator passwords: default/admin.lee"),
         "{evidence}"
     );
-    run_ok(&data, &["user", "reset-password", "admin.lee"]);
+    // A reset clears the MFA as well: the check fails until the administrator has signed in
+    // again, changed the password and enrolled a new authenticator.
+    let reset = run_ok(&data, &["user", "reset-password", "admin.lee", "--json"]);
+    let reset: Value = serde_json::from_str(&reset).unwrap();
+    let evidence = assert_status(&data, "person-authentication", "fail");
+    assert!(
+        evidence.contains("Without MFA: default/admin.lee") && !evidence.contains("Expired"),
+        "{evidence}"
+    );
+    let otp = reset["one_time_password"].as_str().unwrap();
+    live.sign_in("admin.lee", otp, "127.0.9.3");
     assert_status(&data, "person-authentication", "pass");
 
     // The nurse has not signed in for 91 days (policy: 90) and is still enabled.

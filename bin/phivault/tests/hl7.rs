@@ -6,13 +6,11 @@
 mod common;
 
 use common::live::{Live, cli};
+use common::mllp::{ack_parts, exchange, framed};
 use common::*;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 fn hl7_dir() -> PathBuf {
     repo_root().join("testdata/hl7v2")
@@ -43,45 +41,6 @@ fn python() -> String {
     })
 }
 
-/// MSA-1 and the ERR location (`SEG^n^field`) of an ACK as text (segments on lines).
-fn ack_parts(ack: &str) -> (String, Option<String>) {
-    let seg = |id: &str| {
-        ack.lines()
-            .map(|l| l.trim_matches(['\x0b', '\x1c', '\r']))
-            .find(|l| l.starts_with(id))
-            .map(str::to_owned)
-    };
-    let msa = seg("MSA|").unwrap_or_default();
-    let code = msa.split('|').nth(1).unwrap_or("").to_owned();
-    let err = seg("ERR|").map(|e| e.split('|').nth(2).unwrap_or("").to_owned());
-    (code, err)
-}
-
-/// Sends a raw framed exchange over plain TCP; returns what came back before close/timeout.
-fn exchange(port: u16, bytes: &[u8]) -> Vec<u8> {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = s.write_all(bytes);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                out.extend_from_slice(&buf[..n]);
-                if out.ends_with(b"\x1c\x0d")
-                    && out.iter().filter(|b| **b == 0x0b).count()
-                        >= bytes.iter().filter(|b| **b == 0x0b).count()
-                {
-                    break;
-                }
-            }
-        }
-    }
-    out
-}
-
 /// The same exchange from a given source address (Python binds before connecting).
 fn python_from(src: &str, port: u16, bytes: &[u8]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
@@ -97,13 +56,6 @@ fn python_from(src: &str, port: u16, bytes: &[u8]) -> Vec<u8> {
         .output()
         .unwrap();
     out.stdout
-}
-
-fn framed(msg: &str) -> Vec<u8> {
-    let mut v = vec![0x0b];
-    v.extend_from_slice(msg.as_bytes());
-    v.extend_from_slice(b"\x1c\x0d");
-    v
 }
 
 fn integration(live: &Live, data_client: &str) -> String {

@@ -1,5 +1,7 @@
 //! `/admin/users`: the same user administration as `phivault user`, for ORG_ADMIN and
 //! SUPER_ADMIN, within their own organization. Only a SUPER_ADMIN creates administrators.
+//! `/admin/clients` and `/admin/grants`: the same as `phivault client` and `phivault grants`;
+//! who may is the vault's policy (`phivault_vault::policy::admin`), not these handlers.
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -8,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use phivault_core::Role;
-use phivault_vault::VaultError;
+use phivault_vault::{ClientAction, VaultError, views};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
@@ -18,13 +20,80 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/users", get(list).post(add))
         .route("/admin/users/{username}/{action}", post(act))
-        .route("/admin/grants", post(grant))
         .route("/admin/grants/lockdown", post(lockdown))
 }
 
 /// The documented administration routes (in the OpenAPI document).
 pub fn documented() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(compliance))
+    OpenApiRouter::new()
+        .routes(routes!(compliance))
+        .routes(routes!(list_clients))
+        .routes(routes!(change_client))
+        .routes(routes!(list_grants, grant))
+}
+
+/// `GET /admin/clients` → `[{client_id, organization, name, role, scopes, purposes, disabled,
+/// created_at}]`, never a secret. Permissions: ORG_ADMIN (its organization), SUPER_ADMIN
+/// (every organization); the vault's policy decides.
+#[utoipa::path(get, path = "/admin/clients", tag = "admin",
+    responses((status = 200, description = "`[{client_id, organization, name, role, scopes, purposes, disabled, created_at}]`", body = Object), JsonErrors),
+    security(("bearer" = [])))]
+async fn list_clients(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    let clients = state.vault.list_clients(&auth.ctx()).await?;
+    Ok(Json(Value::Array(
+        clients.iter().map(views::client).collect(),
+    )))
+}
+
+/// `POST /admin/clients/{client_id}/disable|enable|rotate-secret|revoke-tokens`: disable
+/// (its tokens end at once), enable (ended tokens stay ended), rotate the secret (the new one
+/// is in the answer, once; the old secret and its tokens stop working at once), end every
+/// token. Permissions: ORG_ADMIN of the client's organization, SUPER_ADMIN; the vault's
+/// policy decides. Another organization's client gets the answer a missing one gets (404).
+#[utoipa::path(post, path = "/admin/clients/{client_id}/{action}", tag = "admin",
+    params(("client_id" = String, Path, description = "the client's id (`pvc-…`)"),
+        ("action" = String, Path, description = "`disable`, `enable`, `rotate-secret` or `revoke-tokens`")),
+    responses((status = 200, description = "`{client_id, disabled, tokens_revoked}`, and `client_secret` (shown once) for rotate-secret", body = Object),
+        (status = 404, description = "no such client in the caller's organization, or no such action", body = crate::error::ErrorBody),
+        JsonErrors),
+    security(("bearer" = [])))]
+async fn change_client(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((client_id, action)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let action = ClientAction::parse(&action).ok_or(ApiError(VaultError::NotFound))?;
+    let done = state
+        .vault
+        .change_client(&auth.ctx(), &client_id, action)
+        .await?;
+    let secret = done.new_secret.as_ref().map(|s| s.expose().as_str());
+    let mut body = json!({"client_id": done.client.id, "disabled": done.client.disabled,
+        "tokens_revoked": done.tokens_revoked});
+    if let (Some(secret), Some(fields)) = (secret, body.as_object_mut()) {
+        fields.insert("client_secret".into(), json!(secret));
+    }
+    Ok(Json(body))
+}
+
+/// `GET /admin/grants` → `[{id, organization, username, patient_pseudonym, purpose, kind,
+/// granted_by, created_at, expires_at}]`: every live grant and break-glass access, the
+/// patient by its pseudonym only. Permissions: ORG_ADMIN (its organization), SUPER_ADMIN
+/// (every organization); the vault's policy decides.
+#[utoipa::path(get, path = "/admin/grants", tag = "admin",
+    responses((status = 200, description = "`[{id, organization, username, patient_pseudonym, purpose, kind: grant|break-glass, granted_by, created_at, expires_at}]`", body = Object), JsonErrors),
+    security(("bearer" = [])))]
+async fn list_grants(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    let grants = state.vault.list_grants(&auth.ctx()).await?;
+    Ok(Json(Value::Array(
+        grants.iter().map(views::grant).collect(),
+    )))
 }
 
 /// `GET /admin/compliance` → `{"checks": [{id, safeguard, status, evidence}, …]}`, each
@@ -51,18 +120,12 @@ fn require_admin(auth: &Authenticated) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /admin/users`. Permissions: ORG_ADMIN, SUPER_ADMIN.
+/// `GET /admin/users` → `[{username, role, organization, disabled, mfa, mfa_enrolled,
+/// must_change_password, last_sign_in}]`. Permissions: ORG_ADMIN, SUPER_ADMIN.
 async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<Json<Value>, ApiError> {
     require_admin(&auth)?;
     let users = state.vault.list_users(&auth.ctx()).await?;
-    let list: Vec<Value> = users
-        .iter()
-        .map(|u| {
-            json!({"username": u.username, "role": u.role.as_str(), "disabled": u.disabled,
-                   "mfa_enrolled": u.mfa_enrolled, "must_change_password": u.must_change_password})
-        })
-        .collect();
-    Ok(Json(Value::Array(list)))
+    Ok(Json(Value::Array(users.iter().map(views::user).collect())))
 }
 
 #[derive(Deserialize)]
@@ -120,7 +183,7 @@ async fn act(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct GrantBody {
     username: String,
     patient: String,
@@ -130,6 +193,10 @@ struct GrantBody {
 
 /// `POST /admin/grants {username, patient, purpose, minutes}`: give or renew need-to-know
 /// access. Permissions: ORG_ADMIN.
+#[utoipa::path(post, path = "/admin/grants", tag = "admin", request_body = GrantBody,
+    responses((status = 200, description = "`{id, username, purpose, expires_at}`", body = Object),
+        (status = 404, description = "no such patient", body = crate::error::ErrorBody), JsonErrors),
+    security(("bearer" = [])))]
 async fn grant(
     State(state): State<AppState>,
     auth: Authenticated,

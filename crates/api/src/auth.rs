@@ -146,9 +146,13 @@ async fn login_ctx(state: &AppState, info: &RequestInfo) -> Ctx {
 struct LoginBody {
     username: String,
     password: String,
+    /// The organization's id: needed only when the username exists in several organizations
+    /// (usernames are unique within an organization, not across them).
+    organization: Option<String>,
 }
 
-/// `POST /auth/login {username, password}` → `{challenge, next}`. Permissions: none.
+/// `POST /auth/login {username, password, organization?}` → `{challenge, next}`.
+/// Permissions: none.
 #[utoipa::path(post, path = "/auth/login", tag = "auth",
     request_body = LoginBody,
     responses((status = 200, description = "`{challenge, next}`: the next step (password, enroll or mfa)", body = Object), JsonErrors))]
@@ -160,7 +164,12 @@ async fn login(
     let ctx = login_ctx(&state, &info).await;
     let c = state
         .vault
-        .login(&ctx, &body.username, SecretString::new(body.password))
+        .login_in(
+            &ctx,
+            body.organization.as_deref(),
+            &body.username,
+            SecretString::new(body.password),
+        )
         .await?;
     Ok(Json(
         json!({"challenge": c.token.expose(), "next": c.next.as_str()}),

@@ -1,4 +1,5 @@
-//! Security headers on every response: HSTS (two years, subdomains), no MIME sniffing, no
+//! Security headers on every response: HSTS (two years, subdomains; `preload` only when
+//! configured), no MIME sniffing, no
 //! caching anywhere (every response may carry PHI or a token), no referrer, a strict CSP that
 //! loads nothing, no framing; and a request body limit.
 use axum::Router;
@@ -10,6 +11,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 pub const HSTS: &str = "max-age=63072000; includeSubDomains";
+/// HSTS for a domain submitted to the browsers' preload list (`PHIVAULT_HSTS_PRELOAD=on`).
+pub const HSTS_PRELOAD: &str = "max-age=63072000; includeSubDomains; preload";
 pub const CSP: &str =
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
@@ -17,11 +20,12 @@ fn always(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<Heade
     SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
 }
 
-/// Wraps a router with the headers and the body limit.
-pub fn secure<S: Clone + Send + Sync + 'static>(app: Router<S>) -> Router<S> {
+/// Wraps a router with the headers and the body limit; HSTS with `preload` when asked.
+pub fn secure<S: Clone + Send + Sync + 'static>(app: Router<S>, preload: bool) -> Router<S> {
+    let hsts = if preload { HSTS_PRELOAD } else { HSTS };
     app.layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(too_large_in_kind))
-        .layer(always(header::STRICT_TRANSPORT_SECURITY, HSTS))
+        .layer(always(header::STRICT_TRANSPORT_SECURITY, hsts))
         .layer(always(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(always(header::CACHE_CONTROL, "no-store"))
         .layer(always(header::PRAGMA, "no-cache"))
@@ -73,7 +77,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_response_carries_the_headers_even_errors() {
-        let app = secure(Router::new().route("/x", get(|| async { "ok" })));
+        let app = secure(Router::new().route("/x", get(|| async { "ok" })), false);
         for (uri, status) in [("/x", StatusCode::OK), ("/nope", StatusCode::NOT_FOUND)] {
             let res = app
                 .clone()
@@ -91,11 +95,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hsts_preload_only_when_asked() {
+        for (preload, want) in [(false, HSTS), (true, HSTS_PRELOAD)] {
+            let app = secure(Router::new().route("/x", get(|| async { "ok" })), preload);
+            let res = app
+                .oneshot(Request::get("/x").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(res.headers()[header::STRICT_TRANSPORT_SECURITY], want);
+        }
+    }
+
+    #[tokio::test]
     async fn oversized_bodies_are_refused() {
-        let app = secure(Router::new().route(
-            "/x",
-            axum::routing::post(|b: String| async move { b.len().to_string() }),
-        ));
+        let app = secure(
+            Router::new().route(
+                "/x",
+                axum::routing::post(|b: String| async move { b.len().to_string() }),
+            ),
+            false,
+        );
         let big = vec![b'a'; MAX_BODY_BYTES + 1];
         let res = app
             .oneshot(Request::post("/x").body(Body::from(big)).unwrap())

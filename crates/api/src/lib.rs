@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod deid;
+pub mod edge;
 pub mod error;
 pub mod fhir;
 pub mod headers;
@@ -22,6 +23,8 @@ use serde_json::json;
 pub struct AppState {
     pub vault: Vault,
     pub metrics: std::sync::Arc<observe::Metrics>,
+    /// Source allow-lists and HSTS preload.
+    pub edge: std::sync::Arc<edge::EdgePolicy>,
 }
 
 impl AppState {
@@ -29,13 +32,21 @@ impl AppState {
         Self {
             vault,
             metrics: std::sync::Arc::new(observe::Metrics::default()),
+            edge: std::sync::Arc::new(edge::EdgePolicy::default()),
         }
+    }
+
+    /// The same state under another edge policy.
+    pub fn with_edge(mut self, edge: edge::EdgePolicy) -> Self {
+        self.edge = std::sync::Arc::new(edge);
+        self
     }
 }
 
 /// The application: every route, with the security headers on every response.
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
+    let edge = state.edge.clone();
     let (documented, doc) = documented_routes().split_for_parts();
     let doc =
         std::sync::Arc::new(refine(serde_json::to_value(&doc).unwrap_or_default()).to_string());
@@ -59,10 +70,18 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state)
         .route_layer(axum::middleware::from_fn_with_state(
+            edge.clone(),
+            edge::admin_gate,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
             metrics.clone(),
             observe::observe_route,
         ));
-    let app = headers::secure(app);
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        edge.clone(),
+        edge::gate,
+    ));
+    let app = headers::secure(app, edge.hsts_preload);
     app.layer(axum::middleware::from_fn_with_state(
         metrics,
         observe::observe_outer,

@@ -135,6 +135,37 @@ impl fmt::Debug for ClientRecord {
     }
 }
 
+/// An administrator's change to a service client (`ControlStore::change_client`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum ClientChange {
+    /// Refuse its secret and end every token it holds.
+    Disable,
+    /// Accept its secret again (tokens ended by a disable stay ended).
+    Enable,
+    /// Replace the secret's keyed hash and end every token issued under the old one.
+    Secret(Vec<u8>),
+    /// End every token it holds; the secret keeps working.
+    RevokeTokens,
+}
+
+impl ClientChange {
+    /// Whether the change ends the client's tokens.
+    pub fn revokes_tokens(&self) -> bool {
+        !matches!(self, ClientChange::Enable)
+    }
+}
+
+impl fmt::Debug for ClientChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClientChange::Disable => "Disable",
+            ClientChange::Enable => "Enable",
+            ClientChange::Secret(_) => "Secret(..)",
+            ClientChange::RevokeTokens => "RevokeTokens",
+        })
+    }
+}
+
 /// A need-to-know grant (or a break-glass access) of a person to a patient.
 #[derive(Clone, PartialEq, Eq)]
 pub struct GrantRecord {

@@ -6,11 +6,12 @@ pub mod auth;
 pub mod clock;
 pub mod error;
 pub mod ids;
+pub mod net;
 pub mod ports;
 pub mod resource_types;
 pub mod secret;
 
-pub use auth::{ClientRecord, GrantRecord, Role, SessionRecord, UserRecord};
+pub use auth::{ClientChange, ClientRecord, GrantRecord, Role, SessionRecord, UserRecord};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::StoreError;
 pub use ids::{Digest32, IndexKind, OrgId, ResourceId, ResourceType, StoreKind, Version};

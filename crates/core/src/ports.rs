@@ -233,9 +233,17 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     /// Removes one keyring entry (a retired KEK version); `false` if there was none.
     async fn remove_keyring_entry(&self, purpose: &str, version: u32) -> Result<bool, StoreError>;
 
-    /// Creates a user; `false` if the username is taken.
+    /// Creates a user; `false` if its organization already has a user of that name (or the id
+    /// is taken). Usernames are unique within an organization, not across organizations.
     async fn create_user(&self, user: &crate::UserRecord) -> Result<bool, StoreError>;
-    async fn user_by_name(&self, username: &str) -> Result<Option<crate::UserRecord>, StoreError>;
+    /// The user of that name in `org`.
+    async fn user_by_name(
+        &self,
+        org: &OrgId,
+        username: &str,
+    ) -> Result<Option<crate::UserRecord>, StoreError>;
+    /// Every user of that name, whatever the organization (for a sign-in that names none).
+    async fn users_named(&self, username: &str) -> Result<Vec<crate::UserRecord>, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<crate::UserRecord>, StoreError>;
     async fn users(&self, org: Option<&OrgId>) -> Result<Vec<crate::UserRecord>, StoreError>;
     /// Replaces a user's mutable fields (everything but id, org, username, created_at).
@@ -244,6 +252,13 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     /// (atomic: a code is accepted once, even by two racing logins).
     async fn accept_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
     async fn set_backup_codes(&self, user_id: &str, hashes: &[Vec<u8>]) -> Result<(), StoreError>;
+    /// Counts one failed sign-in step (a wrong password or code) of a user, atomically, and
+    /// sets `locked_until` to `lock(count)` when that is `Some`. Returns the new count and lock.
+    async fn count_login_failure(
+        &self,
+        user_id: &str,
+        lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
+    ) -> Result<(i64, Option<i64>), StoreError>;
     /// Marks an unused backup code used; `false` if there is no such unused code.
     async fn use_backup_code(
         &self,
@@ -256,8 +271,14 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn session(&self, token_hash: &[u8]) -> Result<Option<crate::SessionRecord>, StoreError>;
     async fn touch_session(&self, token_hash: &[u8], now: i64) -> Result<(), StoreError>;
     async fn revoke_session(&self, token_hash: &[u8]) -> Result<bool, StoreError>;
+    /// Counts one second-factor attempt on a challenge, atomically; returns the attempts so far
+    /// (0 if there is no such token).
+    async fn count_challenge_attempt(&self, token_hash: &[u8]) -> Result<i64, StoreError>;
     /// Revokes every session of a subject (disable, password reset).
     async fn revoke_sessions_of(&self, subject: &str) -> Result<u64, StoreError>;
+    /// Revokes every session and challenge of a subject but the one whose hash is `keep` (a
+    /// password changed during sign-in ends everything else).
+    async fn revoke_sessions_except(&self, subject: &str, keep: &[u8]) -> Result<u64, StoreError>;
 
     async fn put_grant(&self, g: &crate::GrantRecord) -> Result<(), StoreError>;
     /// Extends a live grant's expiry.
@@ -275,8 +296,28 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     /// expired at `now` (seconds).
     async fn live_grants(&self, now: i64) -> Result<Vec<crate::GrantRecord>, StoreError>;
 
+    /// The unrevoked grants and break-glass accesses of one organization that have not
+    /// expired at `now` (seconds), oldest first.
+    async fn live_grants_in(
+        &self,
+        org: &OrgId,
+        now: i64,
+    ) -> Result<Vec<crate::GrantRecord>, StoreError>;
+
     async fn create_client(&self, c: &crate::ClientRecord) -> Result<bool, StoreError>;
     async fn client(&self, id: &str) -> Result<Option<crate::ClientRecord>, StoreError>;
+    /// The clients of one organization (of every organization when `None`), by organization
+    /// and name.
+    async fn clients(&self, org: Option<&OrgId>) -> Result<Vec<crate::ClientRecord>, StoreError>;
+    /// Applies an administrator's change to a client in one transaction: the client row and,
+    /// when the change [revokes tokens](crate::ClientChange::revokes_tokens), every unrevoked
+    /// bearer token of the client. `None` if there is no such client, else how many tokens
+    /// were revoked.
+    async fn change_client(
+        &self,
+        id: &str,
+        change: &crate::ClientChange,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Records tombstones of erased records. Idempotent: a tombstone already recorded (same
     /// organization, store and key) is kept as it is.

@@ -128,6 +128,14 @@ impl AckError {
                 "a required MSH field is missing",
             ),
             ParseErrorKind::TooLarge => (ErrorCode::DataType, "too many segments or fields"),
+            ParseErrorKind::FieldTooComplex => (
+                ErrorCode::DataType,
+                "a field has too many repetitions or components",
+            ),
+            ParseErrorKind::MessageTooComplex => (
+                ErrorCode::DataType,
+                "the message has too many repetitions or components",
+            ),
         };
         Self {
             code,

@@ -1,21 +1,30 @@
 //! One MLLP connection: frames in, one ACK out per message, in order. A read timeout ends an
-//! idle connection; an oversized frame ends it (there is no whole message to answer); bytes
-//! outside frames are skipped and counted; a frame cut off by the end is never processed.
-//! Nothing of a message's content is logged.
+//! idle connection; a frame deadline ends one whose frame (or bytes between frames) does not
+//! complete in time, however the bytes trickle in; an oversized frame ends it (there is no
+//! whole message to answer); bytes outside frames are skipped and counted; a frame cut off by
+//! the end is never processed. Nothing of a message's content is logged.
 use crate::ingest::{Interface, handle};
 use crate::mllp::{Event, Framer, frame};
+use crate::parse::ParseLimits;
 use phivault_vault::Vault;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 /// Limits of one connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// The largest frame accepted.
     pub max_frame: usize,
-    /// How long a connection may stay silent (also bounds a slow half-sent frame).
+    /// How long a connection may stay silent.
     pub read_timeout: Duration,
+    /// How long a frame may take from its first byte to its last (bytes between frames
+    /// count as the start of the next one): a slow sender cannot hold a connection open by
+    /// dribbling bytes.
+    pub frame_timeout: Duration,
+    /// What one message may make the parser build.
+    pub parse: ParseLimits,
 }
 
 impl Default for Limits {
@@ -23,6 +32,8 @@ impl Default for Limits {
         Self {
             max_frame: 1024 * 1024,
             read_timeout: Duration::from_secs(60),
+            frame_timeout: Duration::from_secs(30),
+            parse: ParseLimits::default(),
         }
     }
 }
@@ -34,6 +45,8 @@ pub struct Summary {
     pub junk_bytes: u64,
     pub oversized: bool,
     pub timed_out: bool,
+    /// A frame was not complete by its deadline.
+    pub frame_late: bool,
     pub partial_at_end: bool,
 }
 
@@ -46,6 +59,32 @@ fn ack_id() -> String {
         std::process::id(),
         ACKS.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// What one read brought.
+enum Read {
+    Bytes(usize),
+    /// End of stream or an error.
+    Closed,
+    Idle,
+    Late,
+}
+
+/// Reads once, until the idle timeout or the pending frame's deadline, whichever is first.
+async fn read_until<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut [u8],
+    limits: &Limits,
+    deadline: Option<Instant>,
+) -> Read {
+    let idle = Instant::now() + limits.read_timeout;
+    let until = deadline.map_or(idle, |d| d.min(idle));
+    match tokio::time::timeout_at(until, stream.read(buf)).await {
+        Err(_) if deadline.is_some_and(|d| d <= idle) => Read::Late,
+        Err(_) => Read::Idle,
+        Ok(Err(_)) | Ok(Ok(0)) => Read::Closed,
+        Ok(Ok(n)) => Read::Bytes(n),
+    }
 }
 
 /// Serves one connection until it ends. `now` gives the HL7 timestamp for ACKs.
@@ -63,19 +102,31 @@ where
     let mut framer = Framer::new(limits.max_frame);
     let mut summary = Summary::default();
     let mut buf = vec![0u8; 16 * 1024];
+    // When the bytes received since the last whole frame must have made one.
+    let mut deadline: Option<Instant> = None;
     loop {
-        let n = match tokio::time::timeout(limits.read_timeout, stream.read(&mut buf)).await {
-            Err(_) => {
+        let n = match read_until(&mut stream, &mut buf, &limits, deadline).await {
+            Read::Bytes(n) => n,
+            Read::Closed => break,
+            Read::Idle => {
                 summary.timed_out = true;
                 break;
             }
-            Ok(Err(_)) | Ok(Ok(0)) => break,
-            Ok(Ok(n)) => n,
+            Read::Late => {
+                summary.frame_late = true;
+                tracing::warn!(
+                    seconds = limits.frame_timeout.as_secs(),
+                    "MLLP: frame not complete by the frame deadline; connection closed"
+                );
+                break;
+            }
         };
+        let (mut framed_one, mut loose) = (false, false);
         for event in framer.push(buf.get(..n).unwrap_or_default()) {
             match event {
                 Event::Junk(k) => {
                     summary.junk_bytes += k as u64;
+                    loose = true;
                     tracing::warn!(bytes = k, "MLLP: bytes outside any frame skipped");
                 }
                 Event::TooLarge => {
@@ -88,22 +139,23 @@ where
                     return summary;
                 }
                 Event::Frame(message) => {
-                    let (ack, outcome) =
-                        handle(vault, iface, source.clone(), &message, &ack_id(), &now()).await;
+                    (framed_one, loose) = (true, false);
                     summary.messages += 1;
-                    tracing::info!(
-                        ack = outcome.code.as_str(),
-                        duplicate = outcome.duplicate,
-                        "HL7 message"
-                    );
-                    if stream.write_all(&frame(ack.as_bytes())).await.is_err()
-                        || stream.flush().await.is_err()
-                    {
+                    if !answer(&mut stream, vault, iface, &source, &message, &limits, now).await {
                         return summary;
                     }
                 }
             }
         }
+        if framed_one {
+            deadline = None;
+        }
+        let pending = framer.partial() || loose;
+        deadline = match (pending, deadline) {
+            (false, _) => None,
+            (true, Some(d)) => Some(d),
+            (true, None) => Some(Instant::now() + limits.frame_timeout),
+        };
     }
     summary.partial_at_end = framer.partial();
     if summary.partial_at_end {
@@ -113,4 +165,32 @@ where
     }
     let _ = stream.shutdown().await;
     summary
+}
+
+/// Handles one message and sends its ACK; false when the ACK could not be sent.
+async fn answer<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    vault: &Vault,
+    iface: &Interface,
+    source: &Option<String>,
+    message: &[u8],
+    limits: &Limits,
+    now: &(dyn Fn() -> String + Sync),
+) -> bool {
+    let (ack, outcome) = handle(
+        vault,
+        iface,
+        source.clone(),
+        message,
+        &limits.parse,
+        &ack_id(),
+        &now(),
+    )
+    .await;
+    tracing::info!(
+        ack = outcome.code.as_str(),
+        duplicate = outcome.duplicate,
+        "HL7 message"
+    );
+    stream.write_all(&frame(ack.as_bytes())).await.is_ok() && stream.flush().await.is_ok()
 }

@@ -6,7 +6,7 @@
 //! after the data and its audit events are durable. Every message is one audit event.
 use crate::ack::{AckCode, AckError, ErrorCode, build_ack};
 use crate::map;
-use crate::parse::{Message, parse};
+use crate::parse::{Message, ParseLimits, parse_with};
 use phivault_core::{OrgId, ResourceId};
 use phivault_vault::policy::Purpose;
 use phivault_vault::{Ctx, PatientQuery, Stored, Vault, VaultError};
@@ -113,12 +113,14 @@ fn failed(
     )
 }
 
-/// Handles one message; returns the ACK to send (unframed) and what happened.
+/// Handles one message, parsed under `limits`; returns the ACK to send (unframed) and what
+/// happened.
 pub async fn handle(
     vault: &Vault,
     iface: &Interface,
     source: Option<String>,
     raw: &[u8],
+    limits: &ParseLimits,
     ack_id: &str,
     now_ts: &str,
 ) -> (String, Outcome) {
@@ -135,14 +137,22 @@ pub async fn handle(
             Outcome { code, duplicate },
         )
     };
-    let msg = match parse(raw) {
+    let msg = match parse_with(raw, limits) {
         Ok(m) => m,
         Err(e) => {
+            // Where and why, never what.
+            tracing::warn!(
+                kind = ?e.kind,
+                segment = e.segment,
+                field = e.field,
+                bytes = raw.len(),
+                "HL7: message refused by the parser"
+            );
             // Answer from whatever header can be read; audit the refusal.
             let header = raw
                 .split(|b| *b == b'\r' || *b == b'\n')
                 .next()
-                .and_then(|h| parse(h).ok());
+                .and_then(|h| parse_with(h, limits).ok());
             let code = if header.is_some() {
                 AckCode::Error
             } else {

@@ -8,10 +8,14 @@
 pub mod ack;
 pub mod conn;
 pub mod ingest;
+pub mod limits;
 pub mod map;
 pub mod mllp;
 pub mod parse;
 
 pub use ack::{AckCode, AckError, ErrorCode, build_ack};
 pub use mllp::{Event, Framer, frame};
-pub use parse::{Charset, Delimiters, Message, ParseError, ParseErrorKind, Segment, parse};
+pub use parse::{
+    Charset, Delimiters, Message, ParseError, ParseErrorKind, ParseLimits, Segment, parse,
+    parse_with,
+};

@@ -72,6 +72,12 @@ pub enum ParseErrorKind {
     MissingRequired,
     /// Too many segments or fields.
     TooLarge,
+    /// A field with more repetitions, or components and subcomponents, than [`ParseLimits`]
+    /// allows.
+    FieldTooComplex,
+    /// A message with more elements (subcomponents, all fields together) than
+    /// [`ParseLimits`] allows.
+    MessageTooComplex,
 }
 
 /// What went wrong and where (1-based segment number; field number within it, 0 if none).
@@ -83,7 +89,7 @@ pub struct ParseError {
     pub field: usize,
 }
 
-fn err(kind: ParseErrorKind, segment: usize, field: usize) -> ParseError {
+pub(crate) fn err(kind: ParseErrorKind, segment: usize, field: usize) -> ParseError {
     ParseError {
         kind,
         segment,
@@ -135,6 +141,9 @@ impl Segment {
         self.get(n, 1, 1, 1) == Some("\"\"")
     }
 }
+
+pub use crate::limits::ParseLimits;
+use crate::limits::within;
 
 /// A parsed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +199,7 @@ pub const MAX_FIELDS: usize = 1_000;
 fn split_segments(raw: &[u8]) -> Vec<&[u8]> {
     raw.split(|b| *b == b'\r' || *b == b'\n')
         .filter(|s| !s.iter().all(|b| b.is_ascii_whitespace()))
+        .take(MAX_SEGMENTS + 1)
         .collect()
 }
 
@@ -331,8 +341,13 @@ fn delimiters(msh: &[u8]) -> Result<Delimiters, ParseError> {
     Ok(d)
 }
 
-/// Parses one message (the bytes inside an MLLP frame).
+/// Parses one message (the bytes inside an MLLP frame) under the default [`ParseLimits`].
 pub fn parse(raw: &[u8]) -> Result<Message, ParseError> {
+    parse_with(raw, &ParseLimits::default())
+}
+
+/// Parses one message under `limits`.
+pub fn parse_with(raw: &[u8], limits: &ParseLimits) -> Result<Message, ParseError> {
     let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
     let lines = split_segments(raw);
     if lines.len() > MAX_SEGMENTS {
@@ -358,10 +373,11 @@ pub fn parse(raw: &[u8]) -> Result<Message, ParseError> {
     let charset =
         charset_of(&charset_name).ok_or_else(|| err(ParseErrorKind::UnsupportedCharset, 1, 18))?;
     let mut segments = Vec::with_capacity(lines.len());
+    let mut total = 0usize;
     for (i, line) in lines.iter().enumerate() {
         let seg_no = i + 1;
         let line = if i == 0 { first } else { line };
-        let parts: Vec<&[u8]> = line.split(|b| *b == d.field).collect();
+        let parts: Vec<&[u8]> = line.split(|b| *b == d.field).take(MAX_FIELDS + 1).collect();
         if parts.len() > MAX_FIELDS {
             return Err(err(ParseErrorKind::TooLarge, seg_no, MAX_FIELDS));
         }
@@ -382,6 +398,7 @@ pub fn parse(raw: &[u8]) -> Result<Message, ParseError> {
             fields.push(vec![vec![vec![(d.field as char).to_string()]]]);
             fields.push(vec![vec![vec![d.encoding_characters()]]]);
             for (n, part) in parts.iter().enumerate().skip(2) {
+                within(part, &d, limits, &mut total, (seg_no, n + 1))?;
                 fields.push(split_field(part, &d, charset, seg_no, n + 1)?);
             }
         } else {
@@ -389,6 +406,7 @@ pub fn parse(raw: &[u8]) -> Result<Message, ParseError> {
                 return Err(err(ParseErrorKind::NoMsh, 1, 0));
             }
             for (n, part) in parts.iter().enumerate().skip(1) {
+                within(part, &d, limits, &mut total, (seg_no, n))?;
                 fields.push(split_field(part, &d, charset, seg_no, n)?);
             }
         }

@@ -1,8 +1,8 @@
 //! Decoding control rows once for both backends: a row of either kind answers the typed
 //! column reads these decoders need.
 use phivault_core::{
-    ClientRecord, ColumnInfo, GrantRecord, OrgId, RecordKey, ResourceId, ResourceType, Role,
-    SessionRecord, StoreError, StoreKind, Tombstone, UserRecord,
+    ClientChange, ClientRecord, ColumnInfo, GrantRecord, OrgId, RecordKey, ResourceId,
+    ResourceType, Role, SessionRecord, StoreError, StoreKind, Tombstone, UserRecord,
 };
 use sqlx::Row;
 
@@ -144,6 +144,86 @@ pub(crate) fn client(r: &impl Cols) -> Result<ClientRecord, StoreError> {
         disabled: r.flag("disabled").map_err(&g)?,
         created_at: r.int("created_at").map_err(&g)?,
     })
+}
+
+/// The statements both backends run, with `{s}.` before each table name (the schema on
+/// PostgreSQL, nothing on SQLite) and `?` placeholders.
+pub(crate) mod sql {
+    /// The clients, optionally of one organization: bind the organization twice (or NULL).
+    pub(crate) const CLIENTS: &str = "SELECT id, org, name, role, scopes, purposes, \
+         secret_hash, disabled, created_at FROM {s}.clients \
+         WHERE (? IS NULL OR org = ?) ORDER BY org, name, id";
+    /// Live grants of one organization: bind the organization and now.
+    pub(crate) const LIVE_GRANTS_IN: &str = "SELECT id, org, user_id, patient, purpose, kind, \
+         reason_sealed, granted_by, created_at, expires_at, revoked FROM {s}.grants \
+         WHERE org = ? AND revoked = ? AND expires_at > ? ORDER BY created_at, id";
+    /// A client's change: bind [`super::client_change`]'s disabled flag and secret hash (NULL
+    /// keeps the column), then the id.
+    pub(crate) const CHANGE_CLIENT: &str = "UPDATE {s}.clients \
+         SET disabled = COALESCE(?, disabled), secret_hash = COALESCE(?, secret_hash) \
+         WHERE id = ?";
+    /// Ends a client's tokens: bind true, the client id, false.
+    pub(crate) const REVOKE_CLIENT_TOKENS: &str = "UPDATE {s}.sessions SET revoked = ? \
+         WHERE subject = ? AND kind = 'bearer' AND revoked = ?";
+}
+
+/// `ControlStore::change_client` for either backend, in one transaction from `$begin` (a
+/// pool's `begin()`), `$sql` turning a shared statement of [`sql`] into the backend's, and
+/// the backend's `unavailable` in scope.
+macro_rules! change_client {
+    ($begin:expr, $sql:expr, $id:expr, $change:expr) => {{
+        let ctx = "change client";
+        let (disabled, secret) = $crate::rows::client_change($change);
+        let mut tx = $begin.await.map_err(unavailable(ctx))?;
+        let found = sqlx::query($sql($crate::rows::sql::CHANGE_CLIENT))
+            .bind(disabled)
+            .bind(secret)
+            .bind($id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+        if found.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let mut revoked = 0;
+        if $change.revokes_tokens() {
+            revoked = sqlx::query($sql($crate::rows::sql::REVOKE_CLIENT_TOKENS))
+                .bind(true)
+                .bind($id)
+                .bind(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(unavailable(ctx))?;
+        Ok(Some(revoked))
+    }};
+}
+pub(crate) use change_client;
+
+/// Runs a shared listing statement on `$pool` with the binds and decodes every row with
+/// `$decode`; the backend's `unavailable` in scope.
+macro_rules! fetch_all {
+    ($pool:expr, $statement:expr, $decode:path, $ctx:literal $(, $bind:expr)*) => {{
+        let rows = sqlx::query($statement)
+            $(.bind($bind))*
+            .fetch_all($pool)
+            .await
+            .map_err(unavailable($ctx))?;
+        rows.iter().map($decode).collect()
+    }};
+}
+pub(crate) use fetch_all;
+
+/// What [`sql::CHANGE_CLIENT`] sets: the disabled flag and the secret hash (`None` keeps it).
+pub(crate) fn client_change(c: &ClientChange) -> (Option<bool>, Option<&[u8]>) {
+    match c {
+        ClientChange::Disable => (Some(true), None),
+        ClientChange::Enable => (Some(false), None),
+        ClientChange::Secret(hash) => (None, Some(hash.as_slice())),
+        ClientChange::RevokeTokens => (None, None),
+    }
 }
 
 /// A row of a catalogue query selecting `tbl`, `col` and `ty`.

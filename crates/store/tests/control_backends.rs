@@ -1,13 +1,14 @@
 //! The control store's behaviour, one set of checks run against both backends (SQLite files;
 //! a real PostgreSQL, skipped outside CI when none answers): organizations, the wrapped
-//! keyring, settings, users, TOTP steps, backup codes, sessions, grants, clients.
+//! keyring, settings, users, TOTP steps, backup codes, sessions, grants, clients and their
+//! administration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 
 use phivault_core::{
-    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, RecordKey,
-    ResourceId, ResourceType, Role, SessionRecord, StoreKind, Tombstone, UserRecord,
+    ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
+    RecordKey, ResourceId, ResourceType, Role, SessionRecord, StoreKind, Tombstone, UserRecord,
 };
 use std::sync::Arc;
 
@@ -28,6 +29,23 @@ fn user(id: &str, name: &str, org: &OrgId) -> UserRecord {
         locked_until: None,
         last_login_at: None,
         created_at: 1,
+    }
+}
+
+/// A live TREAT grant of user `u1` to one patient, from 100 to 200.
+fn grant(id: &str, org: &OrgId) -> GrantRecord {
+    GrantRecord {
+        id: id.into(),
+        org: org.clone(),
+        user_id: "u1".into(),
+        patient: "p-pseudonym".into(),
+        purpose: "TREAT".into(),
+        kind: "grant".into(),
+        reason_sealed: None,
+        granted_by: "admin".into(),
+        created_at: 100,
+        expires_at: 200,
+        revoked: false,
     }
 }
 
@@ -89,19 +107,50 @@ async fn behaves(c: Arc<dyn ControlStore>) {
     assert!(c.create_user(&user("u1", "nora", &org)).await.unwrap());
     assert!(
         !c.create_user(&user("u2", "nora", &org)).await.unwrap(),
-        "usernames are unique"
+        "usernames are unique within an organization"
     );
     assert!(c.create_user(&user("u3", "otto", &other)).await.unwrap());
-    let mut u = c.user_by_name("nora").await.unwrap().unwrap();
+    let mut u = c.user_by_name(&org, "nora").await.unwrap().unwrap();
     assert_eq!(u.id, "u1");
+    assert_eq!(c.user_by_name(&other, "nora").await.unwrap(), None);
     assert_eq!(c.users(Some(&org)).await.unwrap().len(), 1);
     assert_eq!(c.users(None).await.unwrap().len(), 2);
+    // …not across organizations.
+    assert!(c.create_user(&user("u4", "otto", &org)).await.unwrap());
+    let ottos = c.users_named("otto").await.unwrap();
+    let ids: Vec<&str> = ottos.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(ids, ["u4", "u3"], "ordered by organization");
+    assert_eq!(c.users(None).await.unwrap().len(), 3);
     u.failed_logins = 3;
     u.locked_until = Some(77);
     u.totp_sealed = Some(vec![1, 2, 3]);
     u.mfa_enrolled = true;
     c.update_user(&u).await.unwrap();
     assert_eq!(c.user_by_id("u1").await.unwrap().unwrap(), u);
+    // Failed sign-in steps are counted atomically, and lock the account when asked to.
+    let lock = |n: i64| (n >= 5).then_some(n * 100);
+    assert_eq!(c.count_login_failure("u1", &lock).await.unwrap(), (4, None));
+    assert_eq!(
+        c.count_login_failure("u1", &lock).await.unwrap(),
+        (5, Some(500))
+    );
+    let racing: Vec<_> = (0..10)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let (n, _) = c.count_login_failure("u1", &|_| None).await.unwrap();
+                n
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for r in racing {
+        counts.push(r.await.unwrap());
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (6..=15).collect::<Vec<i64>>(), "no failure is lost");
+    let locked = c.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!((locked.failed_logins, locked.locked_until), (15, Some(500)));
     assert!(c.accept_totp_step("u1", 100).await.unwrap());
     assert!(
         !c.accept_totp_step("u1", 100).await.unwrap(),
@@ -152,20 +201,31 @@ async fn behaves(c: Arc<dyn ControlStore>) {
     c.put_session(&s2).await.unwrap();
     assert_eq!(c.revoke_sessions_of("u1").await.unwrap(), 1);
     assert!(c.session(&s2.token_hash).await.unwrap().unwrap().revoked);
-    // Grants.
-    let g = GrantRecord {
-        id: "g1".into(),
-        org: org.clone(),
-        user_id: "u1".into(),
-        patient: "p-pseudonym".into(),
-        purpose: "TREAT".into(),
-        kind: "grant".into(),
-        reason_sealed: None,
-        granted_by: "admin".into(),
-        created_at: 100,
-        expires_at: 200,
-        revoked: false,
+    // A challenge counts its second-factor attempts; a password change revokes all but it.
+    let ch = SessionRecord {
+        token_hash: vec![7; 32],
+        kind: "challenge".into(),
+        ..s.clone()
     };
+    c.put_session(&ch).await.unwrap();
+    assert_eq!(c.count_challenge_attempt(&ch.token_hash).await.unwrap(), 1);
+    assert_eq!(c.count_challenge_attempt(&ch.token_hash).await.unwrap(), 2);
+    assert_eq!(c.count_challenge_attempt(&[6; 32]).await.unwrap(), 0);
+    let s3 = SessionRecord {
+        token_hash: vec![5; 32],
+        ..s.clone()
+    };
+    c.put_session(&s3).await.unwrap();
+    assert_eq!(
+        c.revoke_sessions_except("u1", &ch.token_hash)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!c.session(&ch.token_hash).await.unwrap().unwrap().revoked);
+    assert!(c.session(&s3.token_hash).await.unwrap().unwrap().revoked);
+    // Grants.
+    let g = grant("g1", &org);
     c.put_grant(&g).await.unwrap();
     assert!(c.extend_grant("g1", 300).await.unwrap());
     assert_eq!(
@@ -195,21 +255,145 @@ async fn behaves(c: Arc<dyn ControlStore>) {
         "a revoked grant is not renewed"
     );
     // Clients.
-    let cl = ClientRecord {
-        id: "pvc-1".into(),
+    let cl = new_client("pvc-1", &org, "lab");
+    assert!(c.create_client(&cl).await.unwrap());
+    assert!(!c.create_client(&cl).await.unwrap());
+    assert_eq!(c.client("pvc-1").await.unwrap().unwrap(), cl);
+    assert!(c.client("nope").await.unwrap().is_none());
+}
+
+/// An enabled INTEGRATION_MANAGER client.
+fn new_client(id: &str, org: &OrgId, name: &str) -> ClientRecord {
+    ClientRecord {
+        id: id.into(),
         org: org.clone(),
-        name: "lab".into(),
+        name: name.into(),
         role: Role::IntegrationManager,
         scopes: "system/Patient.rs".into(),
         purposes: "TREAT".into(),
         secret_hash: vec![3; 32],
         disabled: false,
         created_at: 1,
-    };
-    assert!(c.create_client(&cl).await.unwrap());
-    assert!(!c.create_client(&cl).await.unwrap());
-    assert_eq!(c.client("pvc-1").await.unwrap().unwrap(), cl);
-    assert!(c.client("nope").await.unwrap().is_none());
+    }
+}
+
+fn token(byte: u8, kind: &str, subject: &str, org: &OrgId) -> SessionRecord {
+    SessionRecord {
+        token_hash: vec![byte; 32],
+        kind: kind.into(),
+        subject: subject.into(),
+        org: org.clone(),
+        created_at: 1,
+        last_seen_at: 1,
+        expires_at: 1_000,
+        revoked: false,
+        scopes: String::new(),
+    }
+}
+
+async fn revoked(c: &dyn ControlStore, byte: u8) -> bool {
+    c.session(&[byte; 32]).await.unwrap().unwrap().revoked
+}
+
+/// Administering service clients: listing by organization, disable / enable / new secret /
+/// revoke-tokens, each committed with the revocation of that client's bearer tokens only, and
+/// live grants by organization.
+async fn administers_clients(c: Arc<dyn ControlStore>) {
+    let (home, away) = (OrgId::parse("home").unwrap(), OrgId::parse("away").unwrap());
+    for cl in [
+        new_client("pvc-b", &home, "lab"),
+        new_client("pvc-a", &home, "ehr"),
+        new_client("pvc-c", &away, "rival"),
+    ] {
+        assert!(c.create_client(&cl).await.unwrap());
+    }
+    let names = |v: Vec<ClientRecord>| v.into_iter().map(|c| c.name).collect::<Vec<_>>();
+    assert_eq!(names(c.clients(Some(&home)).await.unwrap()), ["ehr", "lab"]);
+    let all = c.clients(None).await.unwrap();
+    let keys: Vec<(&str, &str)> = all
+        .iter()
+        .map(|c| (c.org.as_str(), c.name.as_str()))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted, "by organization and name");
+    assert!(
+        ["pvc-a", "pvc-b", "pvc-c"]
+            .iter()
+            .all(|id| all.iter().any(|c| c.id == *id))
+    );
+    // Two tokens of pvc-a, one of pvc-b, and a (hypothetical) non-bearer record naming pvc-a.
+    for s in [
+        token(101, "bearer", "pvc-a", &home),
+        token(102, "bearer", "pvc-a", &home),
+        token(103, "bearer", "pvc-b", &home),
+        token(104, "session", "pvc-a", &home),
+    ] {
+        c.put_session(&s).await.unwrap();
+    }
+    assert_eq!(
+        c.change_client("pvc-a", &ClientChange::Disable)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert!(c.client("pvc-a").await.unwrap().unwrap().disabled);
+    assert!(revoked(&*c, 101).await && revoked(&*c, 102).await);
+    assert!(!revoked(&*c, 103).await, "another client's token");
+    assert!(!revoked(&*c, 104).await, "not a bearer token");
+    assert_eq!(
+        c.change_client("pvc-a", &ClientChange::Enable)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert!(!c.client("pvc-a").await.unwrap().unwrap().disabled);
+    assert!(revoked(&*c, 101).await, "enabling revives no token");
+    let new = ClientChange::Secret(vec![9; 32]);
+    assert_eq!(c.change_client("pvc-b", &new).await.unwrap(), Some(1));
+    let b = c.client("pvc-b").await.unwrap().unwrap();
+    assert_eq!((b.secret_hash, b.disabled), (vec![9; 32], false));
+    c.put_session(&token(105, "bearer", "pvc-b", &home))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.change_client("pvc-b", &ClientChange::RevokeTokens)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        c.client("pvc-b").await.unwrap().unwrap().secret_hash,
+        vec![9; 32]
+    );
+    assert_eq!(
+        c.change_client("nope", &ClientChange::Disable)
+            .await
+            .unwrap(),
+        None
+    );
+    // Live grants, by organization.
+    for (id, org, expires_at, revoked) in [
+        ("ga1", &home, 300, false),
+        ("ga2", &home, 100, false),
+        ("ga3", &home, 300, true),
+        ("ga4", &away, 300, false),
+    ] {
+        let g = GrantRecord {
+            expires_at,
+            revoked,
+            ..grant(id, org)
+        };
+        c.put_grant(&g).await.unwrap();
+    }
+    let live: Vec<String> = c
+        .live_grants_in(&home, 200)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(live, ["ga1"], "live, unrevoked, this organization's");
 }
 
 /// Tombstones of crypto-shredded records: recorded once (idempotent, the first erasure time
@@ -284,6 +468,7 @@ async fn sqlite_control_store_behaves() {
         .await
         .unwrap();
     behaves(stores.control.clone()).await;
+    administers_clients(stores.control.clone()).await;
 }
 
 #[tokio::test]
@@ -295,6 +480,112 @@ async fn postgres_control_store_behaves() {
     let store = phivault_store::postgres::PostgresControlStore::open(pool.clone(), &schema)
         .await
         .unwrap();
-    behaves(Arc::new(store)).await;
+    let store = Arc::new(store);
+    behaves(store.clone()).await;
+    administers_clients(store).await;
+    common::drop_schema(&pool, &schema).await;
+}
+
+/// The control migrations before usernames became unique per organization (SQLite 0007,
+/// PostgreSQL 0004), and a user made under them.
+const SQLITE_BEFORE: [&str; 6] = [
+    include_str!("../migrations/sqlite/control/0001_init.sql"),
+    include_str!("../migrations/sqlite/control/0002_auth.sql"),
+    include_str!("../migrations/sqlite/control/0003_grants.sql"),
+    include_str!("../migrations/sqlite/control/0004_client_purposes.sql"),
+    include_str!("../migrations/sqlite/control/0005_tombstones.sql"),
+    include_str!("../migrations/sqlite/control/0006_challenge_attempts.sql"),
+];
+const POSTGRES_BEFORE: [&str; 3] = [
+    include_str!("../migrations/postgres/control/0001_init.sql"),
+    include_str!("../migrations/postgres/control/0002_tombstones.sql"),
+    include_str!("../migrations/postgres/control/0003_challenge_attempts.sql"),
+];
+const OLD_USER: &str = "INSERT INTO {table} (id, org, username, role, password_hash, \
+    password_changed_at, must_change_password, mfa_enrolled, disabled, failed_logins, created_at) \
+    VALUES ('old-1', 'default', 'nora', 'NURSE', 'x', 1, {no}, {no}, {no}, 0, 1)";
+
+/// After the migration the old user is there, found in its organization, and its name can
+/// be taken again in another organization but not in its own.
+async fn names_are_per_organization_after_the_migration(c: Arc<dyn ControlStore>) {
+    let org = OrgId::parse("default").unwrap();
+    let other = OrgId::parse("other").unwrap();
+    let old = c.user_by_name(&org, "nora").await.unwrap().unwrap();
+    assert_eq!((old.id.as_str(), old.role), ("old-1", Role::Nurse));
+    assert!(
+        c.create_user(&user("new-1", "nora", &other)).await.unwrap(),
+        "the name is free in another organization"
+    );
+    assert!(!c.create_user(&user("new-2", "nora", &org)).await.unwrap());
+    assert_eq!(c.users_named("nora").await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn sqlite_migration_makes_usernames_unique_per_organization() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("control.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", db.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (v, sql) in (1i64..).zip(SQLITE_BEFORE) {
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES (?, 'old')")
+            .bind(v)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let old = OLD_USER.replace("{table}", "users").replace("{no}", "0");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(old))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let stores = phivault_store::SqliteStores::open(dir.path(), true)
+        .await
+        .unwrap();
+    names_are_per_organization_after_the_migration(stores.control.clone()).await;
+    stores.close().await;
+}
+
+#[tokio::test]
+async fn postgres_migration_makes_usernames_unique_per_organization() {
+    let Some(pool) = common::pool().await else {
+        return;
+    };
+    let schema = common::schema("usernames");
+    let run = |sql: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    run(format!(
+        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.schema_migrations \
+         (version BIGINT PRIMARY KEY, name TEXT NOT NULL)"
+    ))
+    .await;
+    for (v, sql) in (1i64..).zip(POSTGRES_BEFORE) {
+        run(sql.replace("{schema}", &schema)).await;
+        run(format!(
+            "INSERT INTO {schema}.schema_migrations (version, name) VALUES ({v}, 'old')"
+        ))
+        .await;
+    }
+    let table = format!("{schema}.users");
+    run(OLD_USER.replace("{table}", &table).replace("{no}", "false")).await;
+    let store = phivault_store::postgres::PostgresControlStore::open(pool.clone(), &schema)
+        .await
+        .unwrap();
+    names_are_per_organization_after_the_migration(Arc::new(store)).await;
     common::drop_schema(&pool, &schema).await;
 }

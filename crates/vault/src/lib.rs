@@ -17,7 +17,9 @@ pub mod keys;
 pub mod ops;
 pub mod policy;
 pub mod records;
+pub mod views;
 
+pub use auth::{ClientAction, ClientChanged, ClientInfo};
 pub use deid::{DeidExport, DeidFormat, DeidMethod, DeidOptions};
 pub use error::VaultError;
 pub use keys::{KeyStatus, RotateOptions, RotationPlan, RotationProgress, RotationReport};

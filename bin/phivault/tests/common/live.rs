@@ -228,6 +228,16 @@ impl Live {
 
     /// A bearer token for client credentials `id:secret`.
     pub fn token(&self, basic: &str) -> String {
+        self.try_token(basic).unwrap_or_else(|| {
+            panic!(
+                "no token for client {}",
+                basic.split(':').next().unwrap_or("")
+            )
+        })
+    }
+
+    /// A bearer token for client credentials `id:secret`, or `None` when refused.
+    pub fn try_token(&self, basic: &str) -> Option<String> {
         let out = Command::new("curl")
             .args([
                 "-s",
@@ -244,7 +254,7 @@ impl Live {
             .output()
             .unwrap();
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["access_token"].as_str().unwrap().to_owned()
+        v["access_token"].as_str().map(str::to_owned)
     }
 
     /// One request. `body` is (content type, bytes).
@@ -278,6 +288,11 @@ impl Live {
             cmd.args(["-H", &format!("x-purpose-of-use: {p}")]);
         }
         for h in headers {
+            // Sent from this loopback address (its own rate-limit bucket).
+            if let Some(from) = h.strip_prefix("x-from: ") {
+                cmd.args(["--interface", from]);
+                continue;
+            }
             if *h == "x-http1: 1" {
                 // Wait for the server's answer to `Expect: 100-continue` however loaded the
                 // machine is (curl's default is 1 s, after which it sends the body anyway and
@@ -427,51 +442,68 @@ pub fn add_user(data: &Path, username: &str, role: &str) -> String {
     v["one_time_password"].as_str().unwrap().to_owned()
 }
 
+/// The password [`Live::sign_in`] sets.
+pub const SIGNED_IN_PASSWORD: &str = "walks the amber glacier 2041 at dawn";
+
+/// What a first sign-in left: the session, the TOTP secret (base32) and the backup codes.
+pub struct Enrolled {
+    pub token: String,
+    pub secret: String,
+    pub backup_codes: Vec<String>,
+}
+
 impl Live {
     /// A person's whole sign-in over HTTPS from loopback address `from` (its own address, so
     /// the per-address rate limit does not interfere): the one-time password, a new password,
     /// TOTP enrollment, a code. Returns the session token.
     pub fn sign_in(&self, username: &str, one_time_password: &str, from: &str) -> String {
-        let post = |path: &str, body: Value| -> Value {
-            let out = Command::new("curl")
-                .args([
-                    "-s",
-                    "-S",
-                    "--max-time",
-                    "30",
-                    "--interface",
-                    from,
-                    "--cacert",
-                    &self.ca,
-                ])
-                .args([
-                    "-H",
-                    "content-type: application/json",
-                    "-d",
-                    &body.to_string(),
-                ])
-                .arg(format!("https://localhost:{}{path}", self.port))
-                .output()
-                .unwrap();
-            serde_json::from_slice(&out.stdout)
-                .unwrap_or_else(|_| panic!("{path}: {}", String::from_utf8_lossy(&out.stdout)))
-        };
+        self.enroll(username, one_time_password, from).token
+    }
+
+    /// A JSON POST, with a bearer token or none, from loopback address `from` (its own
+    /// rate-limit bucket).
+    pub fn post_from(&self, from: &str, path: &str, token: Option<&str>, body: &Value) -> Resp {
+        let b = body.to_string();
+        let r = self.call(
+            "POST",
+            path,
+            token,
+            None,
+            Some(("application/json", b.as_bytes())),
+            &[&format!("x-from: {from}")],
+        );
+        assert!(r.error.is_empty(), "{path}: {}", r.error);
+        r
+    }
+
+    /// [`Live::sign_in`], returning what the enrollment showed as well.
+    pub fn enroll(&self, username: &str, one_time_password: &str, from: &str) -> Enrolled {
+        let post = |path: &str, body: Value| self.post_from(from, path, None, &body).body;
         let r = post(
             "/auth/login",
             serde_json::json!({"username": username, "password": one_time_password}),
         );
-        let challenge = r["challenge"].as_str().unwrap().to_owned();
+        let challenge = r["challenge"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no challenge: {r}"))
+            .to_owned();
         let r = post(
             "/auth/password",
-            serde_json::json!({"challenge": challenge,
-            "new_password": "walks the amber glacier 2041 at dawn"}),
+            serde_json::json!({"challenge": challenge, "new_password": SIGNED_IN_PASSWORD}),
         );
         assert_eq!(r["next"], "enroll_mfa", "{r}");
         let r = post(
             "/auth/mfa/enroll",
             serde_json::json!({"challenge": challenge}),
         );
-        let seed = phivault_crypto::totp::seed_from_base32(r["secret"].as_str().unwrap()).unwrap();
+        let secret = r["secret"].as_str().unwrap().to_owned();
+        let backup_codes = r["backup_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        let seed = phivault_crypto::totp::seed_from_base32(&secret).unwrap();
         let now =
             u64::try_from(phivault_core::Clock::now_secs(&phivault_core::SystemClock)).unwrap();
         let code = phivault_crypto::totp::code_at(&seed, now).unwrap();
@@ -479,9 +511,14 @@ impl Live {
             "/auth/mfa",
             serde_json::json!({"challenge": challenge, "code": code}),
         );
-        r["token"]
+        let token = r["token"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {r}"))
-            .to_owned()
+            .to_owned();
+        Enrolled {
+            token,
+            secret,
+            backup_codes,
+        }
     }
 }

@@ -8,6 +8,7 @@
 )]
 
 pub mod live;
+pub mod mllp;
 pub mod raw;
 
 use phivault::datadir::{self, Opened};

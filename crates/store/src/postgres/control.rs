@@ -1,10 +1,11 @@
 //! Control data on PostgreSQL: settings, organizations, the wrapped keyring, users,
 //! sessions, grants, clients (a port of the SQLite store, same behaviour).
 use super::{check_schema, corrupt, migrate, unavailable};
+use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
-    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, SessionRecord,
-    StoreError, Tombstone, UserRecord,
+    ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
+    SessionRecord, StoreError, Tombstone, UserRecord,
 };
 use sqlx::Row;
 use sqlx::postgres::PgPool;
@@ -196,16 +197,33 @@ impl ControlStore for PostgresControlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+    async fn user_by_name(
+        &self,
+        org: &OrgId,
+        username: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(self.q(&format!(
-            "{} WHERE username = ?",
+            "{} WHERE org = ? AND username = ?",
             crate::rows::user_columns("{s}.users")
         )))
+        .bind(org.as_str())
         .bind(username)
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable("read user"))?;
         row.as_ref().map(crate::rows::user).transpose()
+    }
+
+    async fn users_named(&self, username: &str) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query(self.q(&format!(
+            "{} WHERE username = ? ORDER BY org",
+            crate::rows::user_columns("{s}.users")
+        )))
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable("read user"))?;
+        rows.iter().map(crate::rows::user).collect()
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -288,6 +306,34 @@ impl ControlStore for PostgresControlStore {
         tx.commit().await.map_err(unavailable(ctx))
     }
 
+    async fn count_login_failure(
+        &self,
+        user_id: &str,
+        lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let ctx = "count login failure";
+        let mut tx = self.pool.begin().await.map_err(unavailable(ctx))?;
+        let n: i64 = sqlx::query_scalar(self.q(
+            "UPDATE {s}.users SET failed_logins = failed_logins + 1 WHERE id = ? \
+             RETURNING failed_logins",
+        ))
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable(ctx))?;
+        let until = lock(n);
+        if until.is_some() {
+            sqlx::query(self.q("UPDATE {s}.users SET locked_until = ? WHERE id = ?"))
+                .bind(until)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?;
+        }
+        tx.commit().await.map_err(unavailable(ctx))?;
+        Ok((n, until))
+    }
+
     async fn use_backup_code(
         &self,
         user_id: &str,
@@ -359,11 +405,34 @@ impl ControlStore for PostgresControlStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn count_challenge_attempt(&self, token_hash: &[u8]) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar(self.q(
+            "UPDATE {s}.sessions SET attempts = attempts + 1 WHERE token_hash = ? \
+             RETURNING attempts",
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable("count challenge attempt"))?;
+        Ok(n.unwrap_or(0))
+    }
+
     async fn revoke_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(
             self.q("UPDATE {s}.sessions SET revoked = true WHERE subject = ? AND revoked = false"),
         )
         .bind(subject)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable("revoke sessions"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revoke_sessions_except(&self, subject: &str, keep: &[u8]) -> Result<u64, StoreError> {
+        let done = sqlx::query(self.q("UPDATE {s}.sessions SET revoked = true \
+             WHERE subject = ? AND revoked = false AND token_hash <> ?"))
+        .bind(subject)
+        .bind(keep)
         .execute(&self.pool)
         .await
         .map_err(unavailable("revoke sessions"))?;
@@ -485,6 +554,24 @@ impl ControlStore for PostgresControlStore {
         .await
         .map_err(unavailable("read client"))?;
         row.as_ref().map(crate::rows::client).transpose()
+    }
+
+    async fn live_grants_in(&self, org: &OrgId, now: i64) -> Result<Vec<GrantRecord>, StoreError> {
+        let (st, org) = (self.q(rows::sql::LIVE_GRANTS_IN), org.as_str());
+        rows::fetch_all!(&self.pool, st, rows::grant, "list grants", org, false, now)
+    }
+
+    async fn clients(&self, org: Option<&OrgId>) -> Result<Vec<ClientRecord>, StoreError> {
+        let (st, org) = (self.q(rows::sql::CLIENTS), org.map(OrgId::as_str));
+        rows::fetch_all!(&self.pool, st, rows::client, "list clients", org, org)
+    }
+
+    async fn change_client(
+        &self,
+        id: &str,
+        change: &ClientChange,
+    ) -> Result<Option<u64>, StoreError> {
+        rows::change_client!(self.pool.begin(), |s: &str| self.q(s), id, change)
     }
 
     async fn add_tombstones(&self, t: &[Tombstone]) -> Result<(), StoreError> {

@@ -34,6 +34,16 @@ pub(crate) const CONTROL: &[Migration] = &[
         name: "0002_tombstones",
         sql: include_str!("../../migrations/postgres/control/0002_tombstones.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_challenge_attempts",
+        sql: include_str!("../../migrations/postgres/control/0003_challenge_attempts.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_usernames_per_org",
+        sql: include_str!("../../migrations/postgres/control/0004_usernames_per_org.sql"),
+    },
 ];
 
 /// The advisory-lock key of schema migrations (any fixed number, shared by all nodes).

@@ -1,11 +1,17 @@
 //! Control data on SQLite: settings, organizations, the wrapped keyring.
 use super::{Db, corrupt, unavailable};
+use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
-    ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, SessionRecord,
-    StoreError, Tombstone, UserRecord,
+    ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
+    SessionRecord, StoreError, Tombstone, UserRecord,
 };
 use sqlx::Row;
+
+/// A shared statement ([`crate::rows::sql`]) without the schema prefix SQLite has no use for.
+fn sql(statement: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(statement.replace("{s}.", ""))
+}
 
 #[derive(Debug)]
 pub struct SqliteControlStore {
@@ -172,16 +178,33 @@ impl ControlStore for SqliteControlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+    async fn user_by_name(
+        &self,
+        org: &OrgId,
+        username: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} WHERE username = ?",
+            "{} WHERE org = ? AND username = ?",
             crate::rows::user_columns("users")
         )))
+        .bind(org.as_str())
         .bind(username)
         .fetch_optional(&self.db.reader)
         .await
         .map_err(unavailable("read user"))?;
         row.as_ref().map(crate::rows::user).transpose()
+    }
+
+    async fn users_named(&self, username: &str) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} WHERE username = ? ORDER BY org",
+            crate::rows::user_columns("users")
+        )))
+        .bind(username)
+        .fetch_all(&self.db.reader)
+        .await
+        .map_err(unavailable("read user"))?;
+        rows.iter().map(crate::rows::user).collect()
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -266,6 +289,34 @@ impl ControlStore for SqliteControlStore {
         tx.commit().await.map_err(unavailable(ctx))
     }
 
+    async fn count_login_failure(
+        &self,
+        user_id: &str,
+        lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let ctx = "count login failure";
+        let mut tx = self.db.writer.begin().await.map_err(unavailable(ctx))?;
+        let n: i64 = sqlx::query_scalar(
+            "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ? \
+             RETURNING failed_logins",
+        )
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable(ctx))?;
+        let until = lock(n);
+        if until.is_some() {
+            sqlx::query("UPDATE users SET locked_until = ? WHERE id = ?")
+                .bind(until)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?;
+        }
+        tx.commit().await.map_err(unavailable(ctx))?;
+        Ok((n, until))
+    }
+
     async fn use_backup_code(
         &self,
         user_id: &str,
@@ -337,12 +388,36 @@ impl ControlStore for SqliteControlStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn count_challenge_attempt(&self, token_hash: &[u8]) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "UPDATE sessions SET attempts = attempts + 1 WHERE token_hash = ? RETURNING attempts",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.db.writer)
+        .await
+        .map_err(unavailable("count challenge attempt"))?;
+        Ok(n.unwrap_or(0))
+    }
+
     async fn revoke_sessions_of(&self, subject: &str) -> Result<u64, StoreError> {
         let done = sqlx::query("UPDATE sessions SET revoked = 1 WHERE subject = ? AND revoked = 0")
             .bind(subject)
             .execute(&self.db.writer)
             .await
             .map_err(unavailable("revoke sessions"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revoke_sessions_except(&self, subject: &str, keep: &[u8]) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked = 1 \
+             WHERE subject = ? AND revoked = 0 AND token_hash <> ?",
+        )
+        .bind(subject)
+        .bind(keep)
+        .execute(&self.db.writer)
+        .await
+        .map_err(unavailable("revoke sessions"))?;
         Ok(done.rows_affected())
     }
 
@@ -459,6 +534,32 @@ impl ControlStore for SqliteControlStore {
         .await
         .map_err(unavailable("read client"))?;
         row.as_ref().map(crate::rows::client).transpose()
+    }
+
+    async fn live_grants_in(&self, org: &OrgId, now: i64) -> Result<Vec<GrantRecord>, StoreError> {
+        let (st, org) = (sql(rows::sql::LIVE_GRANTS_IN), org.as_str());
+        rows::fetch_all!(
+            &self.db.reader,
+            st,
+            rows::grant,
+            "list grants",
+            org,
+            false,
+            now
+        )
+    }
+
+    async fn clients(&self, org: Option<&OrgId>) -> Result<Vec<ClientRecord>, StoreError> {
+        let (st, org) = (sql(rows::sql::CLIENTS), org.map(OrgId::as_str));
+        rows::fetch_all!(&self.db.reader, st, rows::client, "list clients", org, org)
+    }
+
+    async fn change_client(
+        &self,
+        id: &str,
+        change: &ClientChange,
+    ) -> Result<Option<u64>, StoreError> {
+        rows::change_client!(self.db.writer.begin(), sql, id, change)
     }
 
     async fn add_tombstones(&self, t: &[Tombstone]) -> Result<(), StoreError> {

@@ -43,6 +43,16 @@ pub(crate) const CONTROL: &[Migration] = &[
         name: "0005_tombstones",
         sql: include_str!("../../migrations/sqlite/control/0005_tombstones.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_challenge_attempts",
+        sql: include_str!("../../migrations/sqlite/control/0006_challenge_attempts.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "0007_usernames_per_org",
+        sql: include_str!("../../migrations/sqlite/control/0007_usernames_per_org.sql"),
+    },
 ];
 
 pub(crate) const AUDIT: &[Migration] = &[Migration {

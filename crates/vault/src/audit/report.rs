@@ -27,17 +27,39 @@ pub struct UnusualVolume {
     pub daily_median: f64,
 }
 
+/// A reset of an account's password or MFA followed, within 24 hours, by PHI reads under that
+/// account: whoever reset it could have signed in as the person, so the security officer
+/// checks that the reads were the person's own.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ResetThenReads {
+    pub org: String,
+    /// Who reset it (`user:<name>`, or `cli:<os user>` for the operator).
+    pub admin: String,
+    /// The account reset (`user:<name>`).
+    pub account: String,
+    /// `password-reset` or `mfa-reset`.
+    pub reset: String,
+    pub reset_seq: u64,
+    pub reset_time: String,
+    /// PHI reads (read, vread, search, history, `$everything`) by the account in the window.
+    pub reads: u64,
+    pub first_read_time: String,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
     pub since: String,
     pub events: u64,
     pub logins: BTreeMap<String, LoginCounts>,
+    /// How many times each user's account was locked (wrong passwords or codes).
+    pub lockouts: BTreeMap<String, u64>,
     pub denials: Vec<Notable>,
     pub errors: BTreeMap<String, u64>,
     pub break_glass: Vec<Notable>,
     pub exports: Vec<Notable>,
     pub erasures: Vec<Notable>,
     pub unusual_volume: Vec<UnusualVolume>,
+    pub reset_then_reads: Vec<ResetThenReads>,
 }
 
 fn notable(e: &AuditEvent) -> Notable {
@@ -78,12 +100,14 @@ pub fn build(since: &str, events: &[AuditEvent]) -> Report {
         since: since.to_owned(),
         events: events.len() as u64,
         logins: BTreeMap::new(),
+        lockouts: lockouts(events),
         denials: Vec::new(),
         errors: BTreeMap::new(),
         break_glass: Vec::new(),
         exports: Vec::new(),
         erasures: Vec::new(),
         unusual_volume: Vec::new(),
+        reset_then_reads: resets_then_reads(events),
     };
     // actor → day → distinct patients read
     let mut volume: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
@@ -144,6 +168,91 @@ pub fn build(since: &str, events: &[AuditEvent]) -> Report {
     r
 }
 
+/// How many times each actor's account was locked: the failing sign-in steps that locked it
+/// carry a lockout reason.
+fn lockouts(events: &[AuditEvent]) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for e in events {
+        let reason = e.reason.as_deref().unwrap_or("");
+        if crate::auth::lockout::LOCKOUT_REASONS.contains(&reason) {
+            *out.entry(e.actor.clone()).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Administrators' resets of an account.
+const RESETS: &[&str] = &["password-reset", "mfa-reset"];
+/// Calls that release PHI to the caller.
+const PHI_READS: &[&str] = &[
+    "read",
+    "vread",
+    "search",
+    "history",
+    "everything",
+    "read-patient-records",
+];
+/// How long after a reset the account's reads are flagged.
+const RESET_WINDOW_SECS: i64 = 24 * 3600;
+
+fn unix_time(rfc3339: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(rfc3339, &Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// Every successful reset followed by PHI reads of the reset account (same organization) within
+/// [`RESET_WINDOW_SECS`]. The reset event names its account in `reason` (`user:<name>`), as the
+/// account's own events name it in `actor`.
+fn resets_then_reads(events: &[AuditEvent]) -> Vec<ResetThenReads> {
+    let mut out = Vec::new();
+    for (i, reset) in events.iter().enumerate() {
+        if !RESETS.contains(&reset.action.as_str()) || reset.outcome != Outcome::Success {
+            continue;
+        }
+        let (Some(account), Some(at)) = (reset.reason.as_ref(), unix_time(&reset.time)) else {
+            continue;
+        };
+        let reads: Vec<&AuditEvent> = events
+            .get(i + 1..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| {
+                &e.actor == account
+                    && e.org == reset.org
+                    && e.outcome == Outcome::Success
+                    && PHI_READS.contains(&e.action.as_str())
+                    && unix_time(&e.time)
+                        .is_some_and(|t| (at..=at + RESET_WINDOW_SECS).contains(&t))
+            })
+            .collect();
+        if let Some(first) = reads.first() {
+            out.push(ResetThenReads {
+                org: reset.org.clone(),
+                admin: reset.actor.clone(),
+                account: account.clone(),
+                reset: reset.action.clone(),
+                reset_seq: reset.seq,
+                reset_time: reset.time.clone(),
+                reads: reads.len() as u64,
+                first_read_time: first.time.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Items separated by commas, or `none`.
+fn joined(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
 fn days_flag(n: u64, median: f64) -> bool {
     n >= 20 && (n as f64) > 3.0 * median
 }
@@ -155,18 +264,16 @@ impl Report {
             "audit report since {}: {} events\n",
             self.since, self.events
         );
-        s.push_str(&format!("logins (user: ok/failed): {}\n", {
-            let v: Vec<String> = self
-                .logins
-                .iter()
-                .map(|(u, c)| format!("{u}: {}/{}", c.success, c.failed))
-                .collect();
-            if v.is_empty() {
-                "none".into()
-            } else {
-                v.join(", ")
-            }
-        }));
+        let logins = self
+            .logins
+            .iter()
+            .map(|(u, c)| format!("{u}: {}/{}", c.success, c.failed));
+        s.push_str(&format!("logins (user: ok/failed): {}\n", joined(logins)));
+        let lockouts = self.lockouts.iter().map(|(u, n)| format!("{u}: {n}"));
+        s.push_str(&format!(
+            "account lockouts (user: times): {}\n",
+            joined(lockouts)
+        ));
         let list = |title: &str, items: &[Notable], s: &mut String| {
             s.push_str(&format!("{title}: {}\n", items.len()));
             for n in items.iter().take(50) {
@@ -190,18 +297,18 @@ impl Report {
         list("break-glass uses", &self.break_glass, &mut s);
         list("exports", &self.exports, &mut s);
         list("erasures", &self.erasures, &mut s);
+        let errors = self.errors.iter().map(|(k, v)| format!("{k}: {v}"));
+        s.push_str(&format!("errors by reason: {}\n", joined(errors)));
         s.push_str(&format!(
-            "errors by reason: {}\n",
-            if self.errors.is_empty() {
-                "none".into()
-            } else {
-                self.errors
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
+            "resets followed by PHI reads of the account within 24 h: {}\n",
+            self.reset_then_reads.len()
         ));
+        for f in &self.reset_then_reads {
+            s.push_str(&format!(
+                "  #{} {} {} {} {}, then {} PHI reads by it from {}\n",
+                f.reset_seq, f.reset_time, f.admin, f.reset, f.account, f.reads, f.first_read_time
+            ));
+        }
         s.push_str(&format!("unusual volume: {}\n", self.unusual_volume.len()));
         for u in &self.unusual_volume {
             s.push_str(&format!(
@@ -276,5 +383,51 @@ mod tests {
         assert_eq!(r.unusual_volume[0].actor, "cli:a");
         assert_eq!(r.unusual_volume[0].patients, 40);
         assert_eq!(r.unusual_volume[0].daily_median, 3.0);
+    }
+
+    #[test]
+    fn flags_a_reset_followed_by_reads_of_the_account_within_24_hours() {
+        let at = |actor: &str, action: &str, time: &str, reason: Option<&str>| {
+            let mut e = ev(actor, "2026-01-01", "p1");
+            e.action = action.into();
+            e.time = time.into();
+            e.reason = reason.map(Into::into);
+            e
+        };
+        let dr = Some("user:dr.x");
+        let events = [
+            at("user:boss", "password-reset", "2026-01-01T10:00:00Z", dr),
+            at("user:dr.x", "login", "2026-01-01T10:05:00Z", None),
+            at("user:dr.x", "read", "2026-01-01T10:10:00Z", None),
+            at("user:dr.x", "everything", "2026-01-02T09:59:00Z", None),
+            // After the window, another account, another organization: not counted.
+            at("user:dr.x", "search", "2026-01-02T10:00:01Z", None),
+            at("user:dr.y", "read", "2026-01-01T11:00:00Z", None),
+            {
+                let mut e = at("user:dr.x", "read", "2026-01-01T12:00:00Z", None);
+                e.org = "other".into();
+                e
+            },
+            // A reset with no read of the account in the next 24 hours.
+            at(
+                "user:boss",
+                "mfa-reset",
+                "2026-01-03T10:00:00Z",
+                Some("user:dr.y"),
+            ),
+            at("user:dr.y", "read", "2026-01-04T10:00:01Z", None),
+        ];
+        let r = build("2026-01-01", &events);
+        assert_eq!(r.reset_then_reads.len(), 1, "{:?}", r.reset_then_reads);
+        let f = &r.reset_then_reads[0];
+        assert_eq!(
+            (f.admin.as_str(), f.account.as_str(), f.reads),
+            ("user:boss", "user:dr.x", 2)
+        );
+        assert_eq!(f.first_read_time, "2026-01-01T10:10:00Z");
+        assert!(
+            r.to_text()
+                .contains("user:boss password-reset user:dr.x, then 2")
+        );
     }
 }

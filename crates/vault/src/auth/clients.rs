@@ -3,6 +3,7 @@
 //! asked for, which must be within the client's own (SMART v2 style, e.g. `system/Patient.rs`).
 use super::{IssuedToken, Principal, unauthenticated};
 use crate::error::VaultError;
+use crate::policy::admin::{AdminAction, AdminScope, client_role_allowed};
 use crate::{Actor, Ctx, Vault};
 use phivault_core::{ClientRecord, OrgId, Role, SecretString};
 use phivault_crypto::{random_token, random_uuid};
@@ -95,6 +96,23 @@ impl Vault {
     ) -> Result<NewClient, VaultError> {
         let mut event = self.event(ctx, "client-add");
         event.reason = Some(format!("client:{name} role:{role}"));
+        let scope = self
+            .admin_scope_or_deny(ctx, AdminAction::ChangeClient, &event)
+            .await?;
+        if scope == AdminScope::OwnOrganization && org != &ctx.org {
+            return self.deny(&event, "other-organization").await;
+        }
+        if !crate::policy::admin::client_role_allowed(role) {
+            let mut denied = event.clone();
+            denied.outcome = crate::audit::Outcome::Denied;
+            denied.reason = Some(format!("client-role:{role}"));
+            self.audit(denied).await?;
+            return Err(VaultError::Invalid(format!(
+                "a service client cannot be {role}: administering people needs a person who \
+                 signs in with MFA (use `phivault user add`); clients are INTEGRATION_MANAGER, \
+                 VIEWER or AUDITOR"
+            )));
+        }
         if name.trim().is_empty() || name.len() > 100 {
             let e = VaultError::Invalid("a client name is 1-100 characters".into());
             return self.audit_failure(event, e).await;
@@ -161,7 +179,7 @@ impl Vault {
         event.actor = actor;
         let hash = self.keyring.token_hash("client", client_secret.expose());
         let client = match client {
-            Some(c) if !c.disabled && phivault_crypto::aead::ct_eq(&c.secret_hash, &hash) => c,
+            Some(c) if Self::client_accepts(&c, &hash) => c,
             _ => {
                 return self
                     .audit_failure(event, unauthenticated("bad client credentials"))
@@ -192,6 +210,16 @@ impl Vault {
         let token = self
             .new_token("bearer", &client.id, &client.org, ttl, &granted)
             .await?;
+        // A disable or rotation that committed between the check above and the token's
+        // insert revoked the tokens before this one existed: check again, and revoke it.
+        let still = self.control.client(&client.id).await?;
+        if !still.is_some_and(|c| Self::client_accepts(&c, &hash)) {
+            let token_hash = self.keyring.token_hash("bearer", token.expose());
+            self.control.revoke_session(&token_hash).await?;
+            return self
+                .audit_failure(event, unauthenticated("bad client credentials"))
+                .await;
+        }
         event.reason = Some(format!("scope:{granted}"));
         self.audit(event).await?;
         Ok((
@@ -201,6 +229,14 @@ impl Vault {
             },
             granted,
         ))
+    }
+
+    /// Whether a client takes this secret: enabled, a role a client may hold, the secret's
+    /// hash (compared in constant time).
+    fn client_accepts(c: &ClientRecord, hash: &[u8]) -> bool {
+        !c.disabled
+            && client_role_allowed(c.role)
+            && phivault_crypto::aead::ct_eq(&c.secret_hash, hash)
     }
 
     /// A service bearer token → its client principal (with the token's scopes).
@@ -213,6 +249,10 @@ impl Vault {
             .ok_or(unauthenticated("client gone"))?;
         if c.disabled {
             return Err(unauthenticated("client disabled"));
+        }
+        if !client_role_allowed(c.role) {
+            // A row from before the rule: no client administers people.
+            return Err(unauthenticated("client role not allowed"));
         }
         Ok(Principal {
             actor: Actor::Client {

@@ -2,9 +2,12 @@
 //! codes, opaque session tokens stored hashed with idle and absolute timeouts, lockout after
 //! repeated failures. Every step is an audit event. Failures all look alike to the client:
 //! nothing tells whether a username exists.
+mod client_admin;
 pub mod clients;
+pub mod lockout;
 mod users;
 
+pub use client_admin::{ClientAction, ClientChanged, ClientInfo};
 pub use clients::{NewClient, Scope, parse_scopes, scopes_allow};
 pub use users::{NewUser, UserInfo};
 
@@ -257,22 +260,43 @@ impl Vault {
         }
     }
 
-    /// Step 1: username and password. Wrong password, unknown user, disabled or locked account
-    /// all fail alike (same error, same Argon2 work).
+    /// Step 1 with no organization named: see [`Vault::login_in`].
     pub async fn login(
         &self,
         ctx: &Ctx,
         username: &str,
         password: SecretString,
     ) -> Result<Challenge, VaultError> {
-        let user = self.control.user_by_name(username).await?;
+        self.login_in(ctx, None, username, password).await
+    }
+
+    /// Step 1: username and password, and the organization (its id) when the caller names
+    /// one. Usernames are unique within an organization only: without `org`, a name held in
+    /// several organizations is ambiguous. Wrong password, unknown or ambiguous user, wrong or
+    /// malformed organization, disabled or locked account all fail alike (same error, same
+    /// Argon2 work).
+    pub async fn login_in(
+        &self,
+        ctx: &Ctx,
+        org: Option<&str>,
+        username: &str,
+        password: SecretString,
+    ) -> Result<Challenge, VaultError> {
+        let user = match org.map(OrgId::parse) {
+            Some(Ok(org)) => self.control.user_by_name(&org, username).await?,
+            Some(Err(_)) => None,
+            None => {
+                let mut named = self.control.users_named(username).await?;
+                // One match, or none (ambiguous is answered as unknown).
+                named.pop().filter(|_| named.is_empty())
+            }
+        };
         let actor = match &user {
             Some(u) => format!("user:{}", u.username),
             None => "user:(unknown)".to_owned(),
         };
         let mut event = self.auth_event(ctx, "login", actor);
-        let now = self.now_secs();
-        let Some(mut u) = user else {
+        let Some(u) = user else {
             off_executor(move || password::dummy_verify(password.expose())).await?;
             return self
                 .audit_failure(event, unauthenticated("unknown user"))
@@ -286,31 +310,16 @@ impl Vault {
                 .audit_failure(event, unauthenticated("user disabled"))
                 .await;
         }
-        if u.locked_until.is_some_and(|t| now < t) {
-            event.outcome = crate::audit::Outcome::Denied;
-            event.reason = Some("locked".into());
-            self.audit(event).await?;
-            return Err(unauthenticated("account locked"));
+        if self.is_locked(&u) {
+            return self.locked_out(event).await;
         }
         if !ok {
-            u.failed_logins += 1;
-            let over = u.failed_logins - self.auth_policy.lockout_after;
-            if over >= 0 {
-                // 1, 2, 4, … minutes, at most an hour.
-                let minutes = 1i64 << over.min(6);
-                u.locked_until = Some(now + minutes.min(60) * 60);
-            }
-            self.control.update_user(&u).await?;
-            let mut e = event.failed(&unauthenticated("wrong password"));
-            if over >= 0 {
-                e.reason = Some("wrong-password-locked".into());
-            }
-            self.audit(e).await?;
-            return Err(unauthenticated("wrong password"));
+            let locked = lockout::LOCKED_BY_PASSWORD;
+            return self
+                .credential_failure(event, &u.id, "wrong password", locked)
+                .await;
         }
-        u.failed_logins = 0;
-        u.locked_until = None;
-        self.control.update_user(&u).await?;
+        // A correct password does not reset the failure count: only a completed sign-in does.
         let next = self.next_step(&u);
         let token = self
             .new_token(
@@ -326,17 +335,25 @@ impl Vault {
         Ok(Challenge { token, next })
     }
 
-    /// Forced password change during login.
+    /// Forced password change during login: only a challenge at the `change_password` step
+    /// (a one-time or expired password) may change it; any other challenge (one at the `mfa`
+    /// step needs only the password) gets the invalid-challenge answer. The change ends every
+    /// other session and challenge of the user.
     pub async fn change_password(
         &self,
         ctx: &Ctx,
         challenge: &str,
         new_password: SecretString,
     ) -> Result<NextStep, VaultError> {
-        let (_, mut u) = self
+        let (chal, mut u) = self
             .challenge_or_audit(ctx, "password-change", challenge)
             .await?;
-        let event = self.auth_event(ctx, "password-change", format!("user:{}", u.username));
+        let mut event = self.auth_event(ctx, "password-change", format!("user:{}", u.username));
+        event.org = u.org.as_str().to_owned();
+        if self.next_step(&u) != NextStep::ChangePassword {
+            let e = unauthenticated("challenge not at the password step");
+            return self.audit_failure(event, e).await;
+        }
         if let Err(e) = users::check_password_policy(&new_password, &u.username) {
             return self.audit_failure(event, e).await;
         }
@@ -354,6 +371,9 @@ impl Vault {
         u.password_changed_at = self.clock.now_millis();
         u.must_change_password = false;
         self.control.update_user(&u).await?;
+        self.control
+            .revoke_sessions_except(&u.id, &chal.token_hash)
+            .await?;
         self.audit(event).await?;
         Ok(self.next_step(&u))
     }
@@ -408,13 +428,15 @@ impl Vault {
     }
 
     /// Step 2: a TOTP code (each accepted once) or a backup code (single use) → a session.
+    /// A locked account is refused before any code is checked; a wrong code counts toward the
+    /// lockout; the challenge dies at its 5th attempt (see [`lockout`]).
     pub async fn complete_mfa(
         &self,
         ctx: &Ctx,
         challenge: &str,
         code: &str,
     ) -> Result<IssuedToken, VaultError> {
-        let (chal, mut u) = self.challenge_or_audit(ctx, "mfa", challenge).await?;
+        let (chal, u) = self.challenge_or_audit(ctx, "mfa", challenge).await?;
         let mut event = self.auth_event(ctx, "mfa", format!("user:{}", u.username));
         event.org = u.org.as_str().to_owned();
         if self.next_step(&u) == NextStep::ChangePassword {
@@ -425,38 +447,41 @@ impl Vault {
             let e = VaultError::Invalid("enroll MFA first".into());
             return self.audit_failure(event, e).await;
         };
-        let seed = self.keyring.open_secret(&u.id, &sealed)?;
-        let now = self.now_secs();
-        let accepted = match totp::check(&seed, code, u64::try_from(now).unwrap_or(0)) {
-            Some(step) => {
-                self.control
-                    .accept_totp_step(&u.id, i64::try_from(step).unwrap_or(i64::MAX))
-                    .await?
-            }
-            None if u.mfa_enrolled => {
-                let hash = self.keyring.token_hash("backup", code.trim());
-                let used = self.control.use_backup_code(&u.id, &hash, now).await?;
-                if used {
-                    event.reason = Some("backup-code".into());
-                }
-                used
-            }
-            None => false,
-        };
-        if !accepted {
+        if self.is_locked(&u) {
+            return self.locked_out(event).await;
+        }
+        // The attempt is counted before the code is checked, so parallel guesses on one
+        // challenge cannot exceed the limit.
+        let attempt = self
+            .control
+            .count_challenge_attempt(&chal.token_hash)
+            .await?;
+        if attempt >= lockout::MAX_CODE_ATTEMPTS {
+            self.control.revoke_session(&chal.token_hash).await?;
+        }
+        if attempt > lockout::MAX_CODE_ATTEMPTS {
             return self
-                .audit_failure(event, unauthenticated("wrong or replayed code"))
+                .audit_failure(event, unauthenticated("challenge spent"))
+                .await;
+        }
+        if !self.second_factor_ok(&u, &sealed, code, &mut event).await? {
+            let locked = lockout::LOCKED_BY_CODE;
+            return self
+                .credential_failure(event, &u.id, "wrong or replayed code", locked)
                 .await;
         }
         self.control.revoke_session(&chal.token_hash).await?;
-        u.mfa_enrolled = true;
-        u.last_login_at = Some(self.clock.now_millis());
-        // Re-read the TOTP step the store just set, then save the rest.
-        u.totp_last_step = self
+        // A completed sign-in: MFA confirmed, the failure count reset. The record is read
+        // again for the TOTP step the store just set.
+        let mut u = self
             .control
             .user_by_id(&u.id)
             .await?
-            .and_then(|x| x.totp_last_step);
+            .ok_or(unauthenticated("user gone"))?;
+        u.mfa_enrolled = true;
+        u.last_login_at = Some(self.clock.now_millis());
+        u.failed_logins = 0;
+        u.locked_until = None;
         self.control.update_user(&u).await?;
         let token = self
             .new_token(
@@ -472,6 +497,37 @@ impl Vault {
             token,
             expires_in: self.auth_policy.session_absolute,
         })
+    }
+
+    /// Whether `code` is a fresh TOTP code of the user's seed or, once MFA is enrolled, one of
+    /// its unused backup codes (then used up, and the event says so).
+    async fn second_factor_ok(
+        &self,
+        u: &UserRecord,
+        sealed: &[u8],
+        code: &str,
+        event: &mut AuditEvent,
+    ) -> Result<bool, VaultError> {
+        let seed = self.keyring.open_secret(&u.id, sealed)?;
+        let now = self.now_secs();
+        Ok(
+            match totp::check(&seed, code, u64::try_from(now).unwrap_or(0)) {
+                Some(step) => {
+                    self.control
+                        .accept_totp_step(&u.id, i64::try_from(step).unwrap_or(i64::MAX))
+                        .await?
+                }
+                None if u.mfa_enrolled => {
+                    let hash = self.keyring.token_hash("backup", code.trim());
+                    let used = self.control.use_backup_code(&u.id, &hash, now).await?;
+                    if used {
+                        event.reason = Some("backup-code".into());
+                    }
+                    used
+                }
+                None => false,
+            },
+        )
     }
 
     /// Checks a bearer: a person's session (absolute and idle timeouts, user still enabled;

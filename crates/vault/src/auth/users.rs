@@ -99,6 +99,20 @@ fn may_manage(ctx: &Ctx, target: Role) -> bool {
     }
 }
 
+/// What every reset by an administrator (or the operator) does: the person's next sign-in
+/// must change the password and enroll a new TOTP authenticator, so no old factor survives a
+/// reset and whoever signs in next chooses both. (An administrator could still sign in as the
+/// person after a reset: `phivault audit report` flags a reset followed by PHI reads of the
+/// account within 24 hours.) The backup codes go with the seed.
+fn must_reenroll(u: &mut UserRecord) {
+    u.must_change_password = true;
+    u.totp_sealed = None;
+    u.totp_last_step = None;
+    u.mfa_enrolled = false;
+    u.failed_logins = 0;
+    u.locked_until = None;
+}
+
 impl Vault {
     /// Adds a user with a one-time password that must be changed at first login.
     /// Permissions: see [`may_manage`].
@@ -147,6 +161,8 @@ impl Vault {
             last_login_at: None,
             created_at: now,
         };
+        // Taken means taken in this organization: usernames are unique within one only, so
+        // the answer tells nothing of other organizations' users.
         if !self.control.create_user(&u).await? {
             let e = VaultError::Invalid("that username is taken".into());
             return self.audit_failure(event, e).await;
@@ -173,13 +189,10 @@ impl Vault {
     ) -> Result<UserRecord, VaultError> {
         let mut event = self.event(ctx, action);
         event.reason = Some(format!("user:{username}"));
-        let Some(mut u) = self.control.user_by_name(username).await? else {
+        // Only the caller's organization is searched: another's user is missing here.
+        let Some(mut u) = self.control.user_by_name(&ctx.org, username).await? else {
             return self.audit_failure(event, VaultError::NotFound).await;
         };
-        if u.org != ctx.org {
-            // Another organization's user: the same answer as a missing one.
-            return self.audit_failure(event, VaultError::NotFound).await;
-        }
         if !may_manage(ctx, u.role) {
             return self.deny(&event, "role").await;
         }
@@ -212,7 +225,8 @@ impl Vault {
         Ok(UserInfo::from(&u))
     }
 
-    /// A new one-time password (to be changed at next login); ends the user's sessions.
+    /// A new one-time password; ends the user's sessions and clears its MFA (see
+    /// [`must_reenroll`]).
     pub async fn reset_password(
         &self,
         ctx: &Ctx,
@@ -224,25 +238,22 @@ impl Vault {
             off_executor(move || password::hash_password(p.expose())).await??
         };
         let now = self.clock.now_millis();
-        self.admin_change(ctx, "password-reset", username, |u| {
-            u.password_hash = phc;
-            u.password_changed_at = now;
-            u.must_change_password = true;
-            u.failed_logins = 0;
-            u.locked_until = None;
-        })
-        .await?;
+        let u = self
+            .admin_change(ctx, "password-reset", username, |u| {
+                u.password_hash = phc;
+                u.password_changed_at = now;
+                must_reenroll(u);
+            })
+            .await?;
+        self.control.set_backup_codes(&u.id, &[]).await?;
         Ok(otp)
     }
 
-    /// Forgets the user's TOTP seed and backup codes: it must enroll again at next login.
+    /// Forgets the user's TOTP seed and backup codes and ends its sessions (see
+    /// [`must_reenroll`]).
     pub async fn reset_mfa(&self, ctx: &Ctx, username: &str) -> Result<(), VaultError> {
         let u = self
-            .admin_change(ctx, "mfa-reset", username, |u| {
-                u.totp_sealed = None;
-                u.totp_last_step = None;
-                u.mfa_enrolled = false;
-            })
+            .admin_change(ctx, "mfa-reset", username, must_reenroll)
             .await?;
         self.control.set_backup_codes(&u.id, &[]).await?;
         Ok(())

@@ -71,7 +71,7 @@ impl Env {
             .unwrap();
         self.vault
             .control
-            .user_by_name(name)
+            .user_by_name(&org, name)
             .await
             .unwrap()
             .unwrap()
@@ -183,7 +183,7 @@ async fn compliance_people_without_mfa_expired_admins_and_inactive_accounts() {
     let mut fresh = e
         .vault
         .control
-        .user_by_name("admin.one")
+        .user_by_name(&e.ctx.org, "admin.one")
         .await
         .unwrap()
         .unwrap();

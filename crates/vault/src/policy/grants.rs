@@ -3,11 +3,12 @@
 //! an ORG_ADMIN (or the operator). Break-glass: a clinician without a grant opens a patient for
 //! ETREAT with a written reason, for 15 minutes, flagged. Lockdown revokes every grant of an
 //! organization at once.
+use super::admin::AdminAction;
 use super::{Action, Decision, GrantState, Purpose, Release, Subject, decide_with};
 use crate::audit::Outcome;
 use crate::error::VaultError;
 use crate::{Actor, Ctx, Vault};
-use phivault_core::{Digest32, GrantRecord, ResourceId, Role};
+use phivault_core::{Digest32, GrantRecord, OrgId, ResourceId, Role};
 
 pub const GRANT_DEFAULT_SECS: i64 = 3600;
 pub const GRANT_MAX_TOTAL_SECS: i64 = 8 * 3600;
@@ -20,6 +21,23 @@ pub struct GrantInfo {
     pub username: String,
     pub purpose: Purpose,
     pub kind: String,
+    pub expires_at: i64,
+}
+
+/// A live grant or break-glass access as administrators list it: who, which patient (by its
+/// keyed pseudonym, never its id), for what, given by whom, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantListing {
+    pub id: String,
+    pub org: OrgId,
+    pub username: String,
+    pub patient_pseudonym: String,
+    pub purpose: String,
+    /// `grant` or `break-glass`.
+    pub kind: String,
+    pub granted_by: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
     pub expires_at: i64,
 }
 
@@ -61,7 +79,7 @@ impl Vault {
             );
             return self.audit_failure(event, e).await;
         }
-        let user = match self.control.user_by_name(username).await? {
+        let user = match self.control.user_by_name(&ctx.org, username).await? {
             Some(u) if u.org == ctx.org && matches!(u.role, Role::Nurse | Role::Clinician) => u,
             _ => {
                 let e = VaultError::Invalid("no nurse or clinician of that name here".into());
@@ -237,6 +255,50 @@ impl Vault {
         event.count = Some(n);
         self.audit(event).await?;
         Ok(n)
+    }
+
+    /// The live grants and break-glass accesses the caller may review (see
+    /// [`super::admin`]): an ORG_ADMIN's (or the operator's) organization, every organization
+    /// for a SUPER_ADMIN.
+    pub async fn list_grants(&self, ctx: &Ctx) -> Result<Vec<GrantListing>, VaultError> {
+        let mut event = self.event(ctx, "grants-list");
+        let scope = self
+            .admin_scope_or_deny(ctx, AdminAction::ListGrants, &event)
+            .await?;
+        let org = Self::listing_org(ctx, scope);
+        let now = self.clock.now().unix_timestamp();
+        let found = match org {
+            Some(o) => self.control.live_grants_in(o, now).await,
+            None => self.control.live_grants(now).await,
+        };
+        let (grants, users) = match (found, self.control.users(org).await) {
+            (Ok(g), Ok(u)) => (g, u),
+            (Err(e), _) | (_, Err(e)) => return self.audit_failure(event, e.into()).await,
+        };
+        let names: std::collections::HashMap<&str, &str> = users
+            .iter()
+            .map(|u| (u.id.as_str(), u.username.as_str()))
+            .collect();
+        let listed: Vec<GrantListing> = grants
+            .into_iter()
+            .map(|g| GrantListing {
+                username: names
+                    .get(g.user_id.as_str())
+                    .map_or("(removed)", |n| n)
+                    .to_owned(),
+                id: g.id,
+                org: g.org,
+                patient_pseudonym: g.patient,
+                purpose: g.purpose,
+                kind: g.kind,
+                granted_by: g.granted_by,
+                created_at: g.created_at,
+                expires_at: g.expires_at,
+            })
+            .collect();
+        event.count = Some(listed.len() as u64);
+        self.audit(event).await?;
+        Ok(listed)
     }
 
     async fn grant_state(

@@ -4,13 +4,14 @@
 //!
 //! | role | PHI | how |
 //! |---|---|---|
-//! | SUPER_ADMIN | none | runs the system: organizations, keys, settings |
-//! | ORG_ADMIN | none | users, clients and grants of its organization |
+//! | SUPER_ADMIN | none | runs the system: organizations, keys, settings; every organization's clients and grants (see [`admin`]) |
+//! | ORG_ADMIN | none | users, clients and grants of its organization (see [`admin`]) |
 //! | INTEGRATION_MANAGER | as a service client, within its scopes | clients and interfaces; writes PHI through integrations |
 //! | VIEWER | read and search Patient demographics only | no grant needed |
 //! | AUDITOR | none | the audit trail and reports |
 //! | NURSE | read, search, create, update | with an active grant (or break-glass) |
 //! | CLINICIAN | read, search, create, update, delete | with an active grant (or break-glass) |
+pub mod admin;
 pub mod deid;
 pub mod fields;
 pub mod grants;
