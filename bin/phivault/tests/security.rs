@@ -162,7 +162,7 @@ mod input {
         );
         let wide = format!(
             "{{\"resourceType\": \"Patient\", \"name\": [{}]}}",
-            vec!["{\"family\": \"X\"}"; 400_000].join(",")
+            vec!["{\"family\": \"X\"}"; 600_000].join(",")
         );
         let mut bad_utf8 = b"{\"resourceType\": \"Patient\", \"name\": [{\"family\": \"".to_vec();
         bad_utf8.extend_from_slice(&[0xff, 0xfe, 0xc3]);
@@ -180,7 +180,7 @@ mod input {
             (
                 wide.into_bytes(),
                 413,
-                "400k-element array over the body limit",
+                "600k-element array over the body limit",
             ),
             (bad_utf8, 400, "invalid UTF-8"),
             (

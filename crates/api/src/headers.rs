@@ -23,7 +23,11 @@ fn always(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<Heade
 /// Wraps a router with the headers and the body limit; HSTS with `preload` when asked.
 pub fn secure<S: Clone + Send + Sync + 'static>(app: Router<S>, preload: bool) -> Router<S> {
     let hsts = if preload { HSTS_PRELOAD } else { HSTS };
-    app.layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+    // The extractors' own limit (axum's default is 2 MiB) is the documented one too, so a
+    // refusal always comes from the layer, which answers a declared length over the limit
+    // before the body is read (no `100 Continue`: the client never starts sending it).
+    app.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(too_large_in_kind))
         .layer(always(header::STRICT_TRANSPORT_SECURITY, hsts))
         .layer(always(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
