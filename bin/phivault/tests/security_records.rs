@@ -300,6 +300,27 @@ fn records_a_reference_never_tells_whether_a_patient_exists() {
             assert_eq!(a.0, 403, "{who}: {}", a.1);
         }
     }
+    // Granted one patient, the nurse names another in a secondary element (`focus`): the
+    // same answer whether that other person is a patient or not, and nothing is stored.
+    let mine = created(&live.fhir(
+        "POST",
+        "/fhir/Patient",
+        &ehr,
+        "TREAT",
+        Some(&patient("G-1")),
+    ));
+    grant(&live, "a.nurse", &mine);
+    let probe = |reference: &str| {
+        let mut body = observation(&format!("Patient/{mine}"), "probe");
+        body["focus"] = json!([{"reference": reference}]);
+        let r = live.fhir("POST", "/fhir/Observation", &nurse, "TREAT", Some(&body));
+        (r.status, r.body.to_string())
+    };
+    for (exists, missing) in pairs {
+        let (a, b) = (probe(exists), probe(missing));
+        assert_eq!(a, b, "a secondary reference tells whether a patient exists");
+        assert_eq!(a.0, 403, "{}", a.1);
+    }
 }
 
 /// Threat (finding 3): a client scoped to `system/Patient.r system/Observation.r` reads a
