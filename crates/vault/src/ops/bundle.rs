@@ -250,6 +250,8 @@ struct Ready {
     patient: Option<Digest32>,
     /// The patient of the record this write replaces (see `Prepared::prior`).
     prior: Option<Option<Digest32>>,
+    /// The other patients it names (see `Prepared::others`).
+    others: Vec<Digest32>,
     /// The head before this write (for undoing it).
     before: Option<Version>,
 }
@@ -341,7 +343,14 @@ impl Vault {
             ev.count = Some(ready.len() as u64);
             let rtype = r.write.record.rtype;
             let (allowed, _) = self
-                .authorize_write(ctx, verb(r.method), rtype, r.patient, r.prior, ev)
+                .authorize_write(
+                    ctx,
+                    verb(r.method),
+                    rtype,
+                    (r.patient, &r.others),
+                    r.prior,
+                    ev,
+                )
                 .await?;
             break_glass |= allowed.break_glass;
         }
@@ -444,7 +453,7 @@ impl Vault {
             let store = self.store(store_kind(p.rtype));
             let head = store.head(&ctx.org, &key).await?;
             let before = head.as_ref().map(|h| h.version);
-            let (write, resource, prior) = match p.method {
+            let (write, resource, prior, others) = match p.method {
                 Method::Delete => {
                     let head = match head {
                         Some(h) if !h.deleted => h,
@@ -456,7 +465,7 @@ impl Vault {
                             current: Some(head.version),
                         });
                     }
-                    (self.tombstone(&head), None, None)
+                    (self.tombstone(&head), None, None, Vec::new())
                 }
                 _ => {
                     let mut resource = p.resource.unwrap_or(Value::Null);
@@ -487,7 +496,12 @@ impl Vault {
                             }
                             other => other,
                         })?;
-                    (prepared.write, Some(prepared.resource), prepared.prior)
+                    (
+                        prepared.write,
+                        Some(prepared.resource),
+                        prepared.prior,
+                        prepared.others,
+                    )
                 }
             };
             let patient = if p.rtype.is_patient() {
@@ -511,6 +525,7 @@ impl Vault {
                 resource,
                 patient,
                 prior,
+                others,
                 before,
             });
         }

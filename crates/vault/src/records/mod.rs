@@ -99,6 +99,16 @@ pub(crate) struct Prepared {
     /// When the write replaces an existing clinical record: the patient that record is
     /// linked to now (`Some(None)`: to no patient).
     pub prior: Option<Option<Digest32>>,
+    /// Every other patient the resource names (a `focus`, a `performer`…): the write must be
+    /// allowed for them too, or a reference would tell whether someone is a patient.
+    pub others: Vec<Digest32>,
+}
+
+/// The patients a clinical resource references: the one it is linked to, and the others.
+#[derive(Debug, Default)]
+pub(crate) struct Linked {
+    pub primary: Option<ResourceId>,
+    pub others: Vec<ResourceId>,
 }
 
 /// Where a paged listing stopped.
@@ -254,11 +264,17 @@ impl Vault {
             obj.insert("id".into(), Value::String(id.as_str().to_owned()));
         }
         fhir::strip_server_meta(&mut resource);
-        let link = if rtype.is_patient() {
-            None
+        let (link, others) = if rtype.is_patient() {
+            (None, Vec::new())
         } else {
             match self.patient_link(ctx, &resource, refs).await {
-                Ok(p) => p.map(|p| self.keyring.pseudonym(&ctx.org, &p)),
+                Ok(l) => (
+                    l.primary.map(|p| self.keyring.pseudonym(&ctx.org, &p)),
+                    l.others
+                        .iter()
+                        .map(|p| self.keyring.pseudonym(&ctx.org, p))
+                        .collect(),
+                ),
                 // Whether a patient exists is itself PHI for a caller whose access goes by
                 // patient: an unresolvable reference is answered as a forbidden one.
                 Err(_) if policy::access_is_per_patient(&ctx.subject) => {
@@ -300,6 +316,7 @@ impl Vault {
             write,
             resource,
             prior,
+            others,
         })
     }
 
@@ -311,9 +328,9 @@ impl Vault {
         ctx: &Ctx,
         resource: &Value,
         refs: &Refs,
-    ) -> Result<Option<ResourceId>, VaultError> {
+    ) -> Result<Linked, VaultError> {
         let mut primary = None;
-        let mut other = None;
+        let mut others: Vec<ResourceId> = Vec::new();
         let mut checked: HashMap<ResourceId, ()> = HashMap::new();
         for FoundRef { element, reference } in fhir::references(resource) {
             let is_patient_element = PATIENT_ELEMENTS.contains(&element.as_str());
@@ -361,11 +378,16 @@ impl Vault {
             }
             if is_patient_element && primary.is_none() {
                 primary = Some(pid);
-            } else if other.is_none() {
-                other = Some(pid);
+            } else if !others.contains(&pid) {
+                others.push(pid);
             }
         }
-        Ok(primary.or(other))
+        // The link: the primary patient, else the first other one.
+        if primary.is_none() && !others.is_empty() {
+            primary = Some(others.remove(0));
+        }
+        others.retain(|o| Some(o) != primary.as_ref());
+        Ok(Linked { primary, others })
     }
 
     pub(crate) async fn patient_exists(

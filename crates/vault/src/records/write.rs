@@ -24,20 +24,28 @@ impl Vault {
     }
 
     /// Authorizes a write of `rtype` for every patient it touches: the one its new content
-    /// names (`patient`) and, when it replaces an existing record, the one that record is
-    /// linked to now (`prior`). Moving a record to another patient (or to none) is refused
-    /// unless the policy lets the caller change patients (integrations, the operator). The
-    /// event names both patients, so each one's accounting shows the attempt.
+    /// is linked to (`patient`), every other patient it names (`others`) and, when it
+    /// replaces an existing record, the one that record is linked to now (`prior`). Moving a
+    /// record to another patient (or to none) is refused unless the policy lets the caller
+    /// change patients (integrations, the operator). The event names every one of them, so
+    /// each one's accounting shows the attempt.
     pub(crate) async fn authorize_write(
         &self,
         ctx: &Ctx,
         action: Action,
         rtype: ResourceType,
-        patient: Option<Digest32>,
+        (patient, others): (Option<Digest32>, &[Digest32]),
         prior: Option<Option<Digest32>>,
         event: AuditEvent,
     ) -> Result<(Allowed, AuditEvent), VaultError> {
         let mut event = event.patient(patient);
+        for other in others {
+            event = event.patient(Some(*other));
+        }
+        for other in others.iter().filter(|o| Some(**o) != patient) {
+            self.authorize(ctx, action, rtype.as_str(), Some(*other), &event)
+                .await?;
+        }
         let moved = prior.filter(|old| *old != patient);
         if let Some(Some(old)) = moved {
             event = event.patient(Some(old));
@@ -157,6 +165,7 @@ impl Vault {
             write,
             mut resource,
             prior,
+            others,
         } = match self
             .prepare(ctx, resource, id, base, &Refs::default())
             .await
@@ -172,7 +181,7 @@ impl Vault {
         };
         let event = self.write_event(ctx, action, &write);
         let (_, event) = self
-            .authorize_write(ctx, verb, rtype, patient, prior, event)
+            .authorize_write(ctx, verb, rtype, (patient, &others), prior, event)
             .await?;
         let (version, updated) = (write.record.version, write.record.updated_at);
         self.write_audited(ctx, write, event).await?;
@@ -221,7 +230,7 @@ impl Vault {
         };
         let event = self.write_event(ctx, "delete", &write);
         let (_, event) = self
-            .authorize_write(ctx, Action::Delete, rtype, patient, None, event)
+            .authorize_write(ctx, Action::Delete, rtype, (patient, &[]), None, event)
             .await?;
         self.write_audited(ctx, write, event).await?;
         Ok(version)
