@@ -1,0 +1,213 @@
+//! Security regressions of the sealed records' bindings (issue 20, finding 10): the patient link
+//! of a clinical record (the `link` column, the keyed pseudonym of its patient) edited by
+//! someone with write access to the database, to move a record to another patient or to hide
+//! it from an erasure. Every attack runs against a real `phivault serve` over HTTPS (curl) and
+//! the real CLI, on SQLite and, with `PHIVAULT_TEST_BACKEND=postgres`, on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::live::{Live, Resp, cli, stdout_ok};
+use common::raw::RawDb;
+use common::scan_vault;
+use serde_json::{Value, json};
+use std::path::Path;
+
+const EHR: (&str, &str, &str) = ("INTEGRATION_MANAGER", "system/*.cruds", "TREAT HOPERAT");
+/// What only patient A's records hold.
+const A_SECRET: &str = "Firstpatientsecret";
+
+fn patient(mrn: &str) -> Value {
+    json!({"resourceType": "Patient",
+        "identifier": [{"system": "urn:test:mrn", "value": mrn}],
+        "name": [{"family": "Linkedfamily", "given": ["Someone"]}], "birthDate": "1962-07-07"})
+}
+
+fn observation(patient: &str, note: &str) -> Value {
+    json!({"resourceType": "Observation", "status": "final",
+        "code": {"text": "clinical note"}, "subject": {"reference": patient},
+        "valueString": note})
+}
+
+fn created(r: &Resp) -> String {
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A clinical row as stored: its `seq` and wrapped data key.
+struct Row {
+    seq: i64,
+    wrapped_dek: Vec<u8>,
+}
+
+/// Patients A and B; `a_notes` Observations of A (holding [`A_SECRET`]), then one of B.
+struct World {
+    live: Live,
+    ehr: String,
+    a: String,
+    b: String,
+    /// A's Observations, then B's, in the order written; `rows` in the same order.
+    obs: Vec<String>,
+    rows: Vec<Row>,
+}
+
+fn world(a_notes: usize) -> World {
+    let mut basic = String::new();
+    let live = Live::start(|data| basic = Live::client(data, "ehr", EHR.0, EHR.1, EHR.2));
+    let ehr = live.token(&basic);
+    let post =
+        |path: &str, body: &Value| created(&live.fhir("POST", path, &ehr, "TREAT", Some(body)));
+    let (a, b) = (
+        post("/fhir/Patient", &patient("A-110")),
+        post("/fhir/Patient", &patient("B-220")),
+    );
+    let mut obs: Vec<String> = (0..a_notes)
+        .map(|i| {
+            let note = observation(&format!("Patient/{a}"), &format!("{A_SECRET} {i}"));
+            post("/fhir/Observation", &note)
+        })
+        .collect();
+    obs.push(post(
+        "/fhir/Observation",
+        &observation(&format!("Patient/{b}"), "Secondpatientnote"),
+    ));
+    let rows = block_on(async {
+        let raw = RawDb::open(&live.data, "clinical").await;
+        let rows = raw.sealed_rows(true).await;
+        raw.close().await;
+        rows
+    });
+    assert_eq!(rows.len(), obs.len(), "one clinical row per Observation");
+    let rows = rows
+        .into_iter()
+        .map(|r| Row {
+            seq: r.seq,
+            wrapped_dek: r.wrapped_dek,
+        })
+        .collect();
+    World {
+        live,
+        ehr,
+        a,
+        b,
+        obs,
+        rows,
+    }
+}
+
+/// Plays the insider with write access to the clinical store: sets the patient link of row
+/// `seq` to that of row `from` (another patient's), or to none.
+fn edit_link(data: &Path, seq: i64, from: Option<i64>) {
+    let value = from.map_or("NULL".to_owned(), |f| {
+        format!("(SELECT link FROM record_versions WHERE seq = {f})")
+    });
+    block_on(async {
+        let raw = RawDb::open(data, "clinical").await;
+        raw.exec(&format!(
+            "UPDATE record_versions SET link = {value} WHERE seq = {seq}"
+        ))
+        .await;
+        raw.close().await;
+    });
+}
+
+fn assert_no_secret(r: &Resp, what: &str) {
+    assert!(
+        !r.body.to_string().contains(A_SECRET),
+        "{what} released A's record: {} {}",
+        r.status,
+        r.body
+    );
+}
+
+/// Threat (finding 10): an insider with write access to the clinical store moves patient A's
+/// Observation to patient B by rewriting its `link` column; the vault trusts the column, so B's
+/// `$everything` and search release A's note and the record reads as B's. HIPAA §164.312(c)(1)
+/// integrity, §164.312(a)(1) access control. Must: the patient link is bound into the sealed
+/// record's associated data, and a record whose link was changed fails like any other tamper —
+/// the read answers the integrity error, and neither patient's `$everything` or search
+/// releases it.
+#[test]
+fn aad_a_patient_link_edited_in_the_database_fails_the_read_as_tampered() {
+    let w = world(1);
+    let (live, ehr) = (&w.live, w.ehr.as_str());
+    let path = format!("/fhir/Observation/{}", w.obs[0]);
+    let r = live.fhir("GET", &path, ehr, "TREAT", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.to_string().contains(A_SECRET));
+
+    edit_link(&live.data, w.rows[0].seq, Some(w.rows[1].seq));
+    let r = live.fhir("GET", &path, ehr, "TREAT", None);
+    assert_no_secret(&r, "the read");
+    assert_eq!(r.status, 500, "the moved record was read: {}", r.body);
+    assert!(
+        r.outcome().to_lowercase().contains("integrity"),
+        "not the integrity error: {}",
+        r.body
+    );
+    for p in [&w.a, &w.b] {
+        for (what, q) in [
+            ("everything", format!("/fhir/Patient/{p}/$everything")),
+            ("search", format!("/fhir/Observation?patient={p}")),
+            ("search", format!("/fhir/Observation?subject=Patient/{p}")),
+        ] {
+            let r = live.fhir("GET", &q, ehr, "TREAT", None);
+            assert_no_secret(&r, what);
+        }
+    }
+    // Unlinked from every patient: the same.
+    edit_link(&live.data, w.rows[0].seq, None);
+    let r = live.fhir("GET", &path, ehr, "TREAT", None);
+    assert_no_secret(&r, "the read of the unlinked record");
+    assert_eq!(r.status, 500, "the unlinked record was read: {}", r.body);
+}
+
+/// Threat (finding 10): the insider hides patient A's records from A's erasure by moving one to
+/// patient B and unlinking another; `phivault erase patient` finds records by the link column
+/// only, so the two stay, with their keys, after A "was erased" (HIPAA §164.310(d)(2)(i)
+/// disposal; a right-to-erasure request). Must: the erasure still reaches every record that
+/// really is A's — their wrapped keys are gone from the store — and leaves B's own record.
+#[test]
+fn aad_erasing_a_patient_reaches_records_whose_link_was_edited_away() {
+    let w = world(3);
+    let data = w.live.data.clone();
+    edit_link(&data, w.rows[0].seq, Some(w.rows[3].seq));
+    edit_link(&data, w.rows[1].seq, None);
+    let out = cli(&data, &["erase", "patient", &w.a, "--reason", "request"]);
+    stdout_ok(&out);
+    let left = block_on(async {
+        let raw = RawDb::open(&data, "clinical").await;
+        let rows = raw.sealed_rows(false).await;
+        raw.close().await;
+        rows
+    });
+    for (i, row) in w.rows.iter().take(3).enumerate() {
+        assert!(
+            left.iter().all(|r| r.wrapped_dek != row.wrapped_dek),
+            "A's record {i} (link edited: {}) kept its key after the erasure",
+            i < 2
+        );
+    }
+    let hidden: Vec<Vec<u8>> = w.rows[..2].iter().map(|r| r.wrapped_dek.clone()).collect();
+    let hits = scan_vault(&data, &hidden);
+    assert!(hits.is_empty(), "erased keys survive in {hits:?}");
+    // B's own record is untouched and reads.
+    let r = w.live.fhir(
+        "GET",
+        &format!("/fhir/Observation/{}", w.obs[3]),
+        &w.ehr,
+        "TREAT",
+        None,
+    );
+    assert_eq!(r.status, 200, "B's record: {}", r.body);
+    assert_eq!(r.body["valueString"], "Secondpatientnote");
+    let _ = &w.b;
+}
