@@ -211,3 +211,154 @@ fn aad_erasing_a_patient_reaches_records_whose_link_was_edited_away() {
     assert_eq!(r.body["valueString"], "Secondpatientnote");
     let _ = &w.b;
 }
+
+/// The associated data under which the root key wraps a keyring entry (`wrap_aad` in
+/// crates/crypto: length-prefixed components), to make the KEK entry of a vault from before.
+fn entry_aad(purpose: &str, version: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in [
+        b"phivault.v1".as_slice(),
+        b"keyring",
+        purpose.as_bytes(),
+        &version.to_be_bytes(),
+    ] {
+        out.extend_from_slice(&u32::try_from(part.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// The clinical data keys per KEK version (`keys status`).
+fn clinical_deks(data: &Path) -> Vec<(u64, u64)> {
+    let status = common::live::json_of(&cli(data, &["keys", "status", "--json"]));
+    status["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["clinical_deks"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Threat (finding 10, the migration): a vault made before the link was bound keeps its
+/// records under a KEK whose data keys do not bind the link, so the attack above goes on
+/// working there unless the stored rows are migrated. Must: `serve` binds every row (a
+/// rotation to a linked KEK version) before it listens, an interrupted migration resumes and
+/// reads work meanwhile, the legacy KEK can then be retired, and an edited link of a migrated
+/// row fails the read as tampered.
+#[test]
+fn aad_a_vault_from_before_has_its_links_bound_at_serve_and_reads_meanwhile() {
+    use phivault_crypto::{KeyfileProvider, RootKeyProvider};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    stdout_ok(&cli(&data, &["init"]));
+    let patients = block_on(async {
+        let o = common::open_vault(&data).await;
+        // The vault from before: a legacy KEK (purpose `kek`) current, every record under it.
+        let root = KeyfileProvider::open(&data.join("keys/root.key"), &common::pass()).unwrap();
+        let entry = phivault_core::KeyringEntry {
+            purpose: "kek".into(),
+            version: 2,
+            wrapped: root.wrap(&entry_aad("kek", 2), &[0x5a; 32]).unwrap(),
+            created_at: 0,
+        };
+        o.stores
+            .control
+            .add_keyring_entries(&[entry])
+            .await
+            .unwrap();
+        assert_eq!(o.vault.reload_keyring().await.unwrap(), 2);
+        common::import_files(&o, &common::repo_fixtures(), true).await;
+        let c = common::ctx(&o).await;
+        let patients: Vec<phivault_core::ResourceId> = common::repo_fixtures()
+            .iter()
+            .flat_map(|f| common::resources_in(f))
+            .filter(|r| r["resourceType"] == "Patient")
+            .map(|r| phivault_core::ResourceId::parse(r["id"].as_str().unwrap()).unwrap())
+            .collect();
+        let read_all = || async {
+            let mut n = 0;
+            for p in &patients {
+                n += o.vault.patient_records(&c, p).await.unwrap().len();
+            }
+            n
+        };
+        let before = read_all().await;
+        assert!(before > 0);
+        // Interrupted after one batch of three rows: both formats read meanwhile.
+        let opts = phivault_vault::RotateOptions {
+            batch: 3,
+            max_batches: Some(1),
+            ..Default::default()
+        };
+        let report = o
+            .vault
+            .bind_patient_links(&c, opts, &mut |_| {})
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!report.finished && report.rewrapped == 3, "{report:?}");
+        assert_eq!(read_all().await, before, "reads during the migration");
+        o.close().await;
+        patients
+    });
+    let deks = clinical_deks(&data);
+    assert!(deks.iter().any(|&(v, n)| v == 2 && n > 0), "{deks:?}");
+    let basic = Live::client(&data, "ehr", EHR.0, EHR.1, EHR.2);
+    let log = tmp.path().join("serve.log");
+    let live = Live::node(&data, &[], Some(&log));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("bound the patient link"), "{logged}");
+    // Served: the migration finished before the listener opened.
+    let deks = clinical_deks(&data);
+    assert!(
+        deks.iter().all(|&(v, n)| v == 3 || n == 0),
+        "rows left on a legacy KEK: {deks:?}"
+    );
+    let ehr = live.token(&basic);
+    let mut observations = Vec::new();
+    for p in &patients {
+        let r = live.fhir(
+            "GET",
+            &format!("/fhir/Patient/{p}/$everything"),
+            &ehr,
+            "TREAT",
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        observations.extend(r.body["entry"].as_array().unwrap().iter().filter_map(|e| {
+            let res = &e["resource"];
+            (res["resourceType"] != "Patient").then(|| {
+                format!(
+                    "/fhir/{}/{}",
+                    res["resourceType"].as_str().unwrap(),
+                    res["id"].as_str().unwrap()
+                )
+            })
+        }));
+    }
+    assert!(!observations.is_empty());
+    let out = cli(
+        &data,
+        &["keys", "retire", "--version", "2", "--grace-seconds", "0"],
+    );
+    stdout_ok(&out);
+    // Every migrated row is now bound to its link: unlinked, none reads.
+    block_on(async {
+        let raw = RawDb::open(&data, "clinical").await;
+        raw.exec("UPDATE record_versions SET link = NULL").await;
+        raw.close().await;
+    });
+    for path in &observations {
+        let r = live.fhir("GET", path, &ehr, "TREAT", None);
+        assert_eq!(
+            r.status, 500,
+            "{path} read with its link edited: {}",
+            r.body
+        );
+    }
+}

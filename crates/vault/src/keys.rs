@@ -12,10 +12,12 @@ use crate::policy::Subject;
 use crate::records::store_kind;
 use crate::{Ctx, Vault};
 use phivault_core::{KekUsage, RecordStore, Rewrap, Role, SealedRecord, StoreKind};
-use phivault_crypto::{CryptoError, Keyring, RecordAad};
+use phivault_crypto::{CryptoError, KekKind, Keyring, RecordAad};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
+
+mod link;
 
 /// How long a process seals new writes under the KEK versions it loaded before it looks for a
 /// rotation made elsewhere.
@@ -26,8 +28,10 @@ pub const KEYRING_MAX_AGE: Duration = Duration::from_secs(10);
 /// writes off the old version and finished the ones it had sealed.
 pub const RETIRE_GRACE: Duration = Duration::from_secs(30);
 
-/// The keyring's purpose name of KEK entries.
-const KEK: &str = "kek";
+/// Whether a keyring entry is a KEK (of either kind).
+fn is_kek(e: &phivault_core::KeyringEntry) -> bool {
+    KekKind::of_purpose(&e.purpose).is_some()
+}
 /// Full passes over a store before a rotation reports rows it could not finish (rows a stale
 /// node kept writing under the old KEK while the pass ran).
 const MAX_PASSES: u32 = 3;
@@ -197,14 +201,18 @@ impl Vault {
     }
 
     /// Key administration: the operator and SUPER_ADMIN; a denial is audited.
-    async fn require_key_admin(&self, ctx: &Ctx, event: &AuditEvent) -> Result<(), VaultError> {
+    pub(super) async fn require_key_admin(
+        &self,
+        ctx: &Ctx,
+        event: &AuditEvent,
+    ) -> Result<(), VaultError> {
         match ctx.subject {
             Subject::Operator | Subject::User(Role::SuperAdmin) => Ok(()),
             Subject::User(_) | Subject::Client { .. } => self.deny(event, "role").await,
         }
     }
 
-    async fn usage(&self) -> Result<[(StoreKind, Vec<KekUsage>); 2], VaultError> {
+    pub(super) async fn usage(&self) -> Result<[(StoreKind, Vec<KekUsage>); 2], VaultError> {
         Ok([
             (StoreKind::Identity, self.identity.kek_versions().await?),
             (StoreKind::Clinical, self.clinical.kek_versions().await?),
@@ -222,7 +230,7 @@ impl Vault {
         let max_age_days = self.compliance_policy().await?.kek_max_age_days;
         let mut versions: BTreeMap<u32, KekStatus> = entries
             .iter()
-            .filter(|e| e.purpose == KEK)
+            .filter(|e| is_kek(e))
             .map(|e| {
                 let status = KekStatus {
                     version: e.version,
@@ -451,6 +459,7 @@ impl Vault {
                         rtype: r.rtype,
                         id: &r.id,
                         version: r.version,
+                        link: r.link.as_ref(),
                     };
                     let new_wrapped = if r.wrapped_dek.is_empty() {
                         Vec::new() // a tombstone: only its label moves
@@ -518,7 +527,7 @@ impl Vault {
 
     async fn retire(&self, version: u32, grace: Duration) -> Result<(), VaultError> {
         let entries = self.control.keyring().await?;
-        let keks: Vec<_> = entries.iter().filter(|e| e.purpose == KEK).collect();
+        let keks: Vec<_> = entries.iter().filter(|e| is_kek(e)).collect();
         let Some(entry) = keks.iter().find(|e| e.version == version) else {
             return Err(VaultError::Invalid(format!(
                 "there is no KEK version {version}"
@@ -559,7 +568,9 @@ impl Vault {
             )));
         }
         let kept = (*entry).clone();
-        self.control.remove_keyring_entry(KEK, version).await?;
+        self.control
+            .remove_keyring_entry(&entry.purpose, version)
+            .await?;
         // A node that had not yet heard of the newer version may have written under this one
         // meanwhile: then put the entry back and refuse.
         let rows = in_use(&self.usage().await?);

@@ -41,9 +41,11 @@ impl Vault {
             Ok(None) => return self.audit_failure(event, VaultError::NotFound).await,
             Err(e) => return self.audit_failure(event, e.into()).await,
         }
-        let clinical_keys = match self.clinical.linked_keys(&ctx.org, &link).await {
+        // The rows linked to the patient, and the patient's rows whose link column was edited
+        // away (their data key opens with the patient's link bound: see keys/link.rs).
+        let clinical_keys = match self.patient_rows(ctx, &link).await {
             Ok(k) => k,
-            Err(e) => return self.audit_failure(event, e.into()).await,
+            Err(e) => return self.audit_failure(event, e).await,
         };
         event.count = Some(clinical_keys.len() as u64 + 1);
         self.audit(event.clone()).await?;
@@ -68,6 +70,15 @@ impl Vault {
             Ok(r) => Ok(r),
             Err(e) => self.audit_failure(event, e).await,
         }
+    }
+
+    /// Every clinical record of the patient `link`, whatever its link column says.
+    async fn patient_rows(&self, ctx: &Ctx, link: &Digest32) -> Result<Vec<RecordKey>, VaultError> {
+        let mut keys = self.clinical.linked_keys(&ctx.org, link).await?;
+        keys.extend(self.records_bound_to(&ctx.org, link).await?);
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
     }
 
     /// Erases single records of one type (not patients: a patient goes with all its records,

@@ -143,6 +143,7 @@ impl Vault {
             rtype: rec.rtype,
             id: &rec.id,
             version: rec.version,
+            link: rec.link.as_ref(),
         };
         let parts = SealedParts {
             kek_version: rec.kek_version,
@@ -198,6 +199,7 @@ impl Vault {
             rtype,
             id,
             version,
+            link: link.as_ref(),
         };
         let plain = Zeroizing::new(
             serde_json::to_vec(resource)
