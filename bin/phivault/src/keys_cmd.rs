@@ -218,12 +218,17 @@ fn status_text(s: &KeyStatus) -> String {
     );
     for v in &s.versions {
         out.push_str(&format!(
-            "v{:<7} {:<8} {:>7}d {:>14} {:>14}\n",
+            "v{:<7} {:<8} {:>7}d {:>14} {:>14}{}\n",
             v.version,
             if v.current { "current" } else { "" },
             v.age_days,
             v.identity_deks,
-            v.clinical_deks
+            v.clinical_deks,
+            if v.binds_link {
+                ""
+            } else {
+                "  legacy: binds no patient link"
+            }
         ));
     }
     out.push_str(&format!(

@@ -308,6 +308,14 @@ fn aad_a_vault_from_before_has_its_links_bound_at_serve_and_reads_meanwhile() {
     });
     let deks = clinical_deks(&data);
     assert!(deks.iter().any(|&(v, n)| v == 2 && n > 0), "{deks:?}");
+    let status = common::live::json_of(&cli(&data, &["keys", "status", "--json"]));
+    let binds: Vec<(u64, bool)> = status["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].as_u64().unwrap(), v["binds_link"] == true))
+        .collect();
+    assert_eq!(binds, [(1, true), (2, false), (3, true)], "{status}");
     let basic = Live::client(&data, "ehr", EHR.0, EHR.1, EHR.2);
     let log = tmp.path().join("serve.log");
     let live = Live::node(&data, &[], Some(&log));

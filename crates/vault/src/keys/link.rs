@@ -10,13 +10,14 @@
 //! An erasure must not trust the link column either: besides the rows linked to the patient it
 //! scans the organization's wrapped data keys and takes every row whose key opens with the
 //! patient's link bound ([`Vault::records_bound_to`]) — only a row that really is the patient's
-//! does, wherever its link column now points.
+//! does, wherever its link column now points. A retention run scans once for all the patients
+//! it erases.
 use super::{RotateOptions, RotationProgress, RotationReport};
 use crate::error::VaultError;
 use crate::{Ctx, Vault};
 use phivault_core::{Digest32, OrgId, RecordKey, StoreKind};
 use phivault_crypto::{KekKind, RecordAad};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Rows per read while an erasure scans for the patient's records.
 const SCAN_BATCH: u32 = 2000;
@@ -84,16 +85,19 @@ impl Vault {
         Ok(last)
     }
 
-    /// The clinical records of `org` not linked to `link` in the store whose data key (some
-    /// version's) nevertheless opens with `link` bound: records of that patient whose link
-    /// column was edited away. Scans every wrapped data key of the store (one AEAD open per
-    /// row of the organization); rows under a legacy KEK bind no link and cannot be confirmed.
+    /// The clinical records of `org` that belong to one of the patients `links` although their
+    /// link column names someone else (or no one): records whose link was edited away. One scan
+    /// of the store's wrapped data keys: a row whose key opens with its own stored link bound is
+    /// that patient's (one AEAD open per row); only a row whose key does not (tampered) is tried
+    /// with each of `links`, and is that patient's when it opens. Rows under a legacy KEK bind
+    /// no link and cannot be confirmed; rows already linked to one of `links` are left to the
+    /// caller (it finds them by the column).
     pub(crate) async fn records_bound_to(
         &self,
         org: &OrgId,
-        link: &Digest32,
-    ) -> Result<Vec<RecordKey>, VaultError> {
-        let mut found = BTreeSet::new();
+        links: &[Digest32],
+    ) -> Result<BTreeMap<Digest32, Vec<RecordKey>>, VaultError> {
+        let mut found: BTreeMap<Digest32, BTreeSet<RecordKey>> = BTreeMap::new();
         let mut after = 0;
         loop {
             let rows = self
@@ -106,30 +110,40 @@ impl Vault {
                 self.reload_keyring().await?;
             }
             for r in &rows {
-                if &r.org != org || r.link.as_ref() == Some(link) || r.wrapped_dek.is_empty() {
+                let skip = &r.org != org
+                    || r.wrapped_dek.is_empty()
+                    || r.link.as_ref().is_some_and(|l| links.contains(l));
+                if skip {
                     continue;
                 }
-                let aad = RecordAad {
-                    org,
-                    store: StoreKind::Clinical,
-                    rtype: r.rtype,
-                    id: &r.id,
-                    version: r.version,
-                    link: Some(link),
+                let binds = |link: Option<&Digest32>| {
+                    let aad = RecordAad {
+                        org,
+                        store: StoreKind::Clinical,
+                        rtype: r.rtype,
+                        id: &r.id,
+                        version: r.version,
+                        link,
+                    };
+                    // A version this keyring does not hold cannot be confirmed either.
+                    self.keyring
+                        .dek_binds(&aad, r.kek_version, &r.wrapped_dek)
+                        .unwrap_or(false)
                 };
-                // A version this keyring does not hold cannot be confirmed either.
-                if self
-                    .keyring
-                    .dek_binds(&aad, r.kek_version, &r.wrapped_dek)
-                    .unwrap_or(false)
-                {
-                    found.insert(RecordKey {
+                if !self.keyring.kek_binds_link(r.kek_version) || binds(r.link.as_ref()) {
+                    continue;
+                }
+                if let Some(link) = links.iter().find(|l| binds(Some(l))) {
+                    found.entry(*link).or_default().insert(RecordKey {
                         rtype: r.rtype,
                         id: r.id.clone(),
                     });
                 }
             }
         }
-        Ok(found.into_iter().collect())
+        Ok(found
+            .into_iter()
+            .map(|(l, keys)| (l, keys.into_iter().collect()))
+            .collect())
     }
 }

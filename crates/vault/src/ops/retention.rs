@@ -361,11 +361,29 @@ impl Vault {
         let mut report = RetentionReport::default();
         let mut batch: Vec<(RecordKey, Option<Digest32>)> = Vec::new();
         let mut batch_rule: Option<(ResourceType, String)> = None;
+        // The patients' records whose link column was edited away, in one scan for all.
+        let links: Vec<Digest32> = items
+            .iter()
+            .filter_map(|i| match &i.target {
+                Target::Patient(p) => Some(self.keyring.pseudonym(&ctx.org, p)),
+                Target::Record(_) => None,
+            })
+            .collect();
+        let mut moved = if links.is_empty() {
+            Default::default()
+        } else {
+            self.records_bound_to(&ctx.org, &links).await?
+        };
         for item in &items {
             let reason = format!("retention:{}", item.rule);
             match &item.target {
                 Target::Patient(pid) => {
-                    match self.erase_patient_because(ctx, pid, Some(reason)).await {
+                    let link = self.keyring.pseudonym(&ctx.org, pid);
+                    let mine = Some(moved.remove(&link).unwrap_or_default());
+                    match self
+                        .erase_patient_because(ctx, pid, Some(reason), mine)
+                        .await
+                    {
                         Ok(r) => {
                             report.patients += 1;
                             report.records += r.clinical_records;

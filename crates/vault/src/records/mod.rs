@@ -499,7 +499,7 @@ impl Vault {
         ctx: &Ctx,
         patient: &ResourceId,
     ) -> Result<EraseReport, VaultError> {
-        self.erase_patient_because(ctx, patient, None).await
+        self.erase_patient_because(ctx, patient, None, None).await
     }
 
     /// One page of live records of one store (for export), and the cursor for the next page
