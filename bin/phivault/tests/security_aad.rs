@@ -7,32 +7,16 @@
 
 mod common;
 
-use common::live::{Live, Resp, cli, stdout_ok};
+use common::live::{Live, Resp, cli, created, stdout_ok};
+use common::live::{note_of as observation, patient_with_mrn as patient};
 use common::raw::RawDb;
 use common::scan_vault;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::Path;
 
 const EHR: (&str, &str, &str) = ("INTEGRATION_MANAGER", "system/*.cruds", "TREAT HOPERAT");
 /// What only patient A's records hold.
 const A_SECRET: &str = "Firstpatientsecret";
-
-fn patient(mrn: &str) -> Value {
-    json!({"resourceType": "Patient",
-        "identifier": [{"system": "urn:test:mrn", "value": mrn}],
-        "name": [{"family": "Linkedfamily", "given": ["Someone"]}], "birthDate": "1962-07-07"})
-}
-
-fn observation(patient: &str, note: &str) -> Value {
-    json!({"resourceType": "Observation", "status": "final",
-        "code": {"text": "clinical note"}, "subject": {"reference": patient},
-        "valueString": note})
-}
-
-fn created(r: &Resp) -> String {
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.body["id"].as_str().unwrap().to_owned()
-}
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
@@ -120,12 +104,7 @@ fn edit_link(data: &Path, seq: i64, from: Option<i64>) {
 }
 
 fn assert_no_secret(r: &Resp, what: &str) {
-    assert!(
-        !r.body.to_string().contains(A_SECRET),
-        "{what} released A's record: {} {}",
-        r.status,
-        r.body
-    );
+    common::live::assert_withholds(r, A_SECRET, what);
 }
 
 /// Threat (finding 10): an insider with write access to the clinical store moves patient A's
@@ -228,19 +207,20 @@ fn entry_aad(purpose: &str, version: u32) -> Vec<u8> {
     out
 }
 
-/// The clinical data keys per KEK version (`keys status`).
-fn clinical_deks(data: &Path) -> Vec<(u64, u64)> {
+/// One field of each KEK version in `keys status`, by version.
+fn per_version(data: &Path, field: &str) -> Vec<(u64, Value)> {
     let status = common::live::json_of(&cli(data, &["keys", "status", "--json"]));
-    status["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["version"].as_u64().unwrap(),
-                v["clinical_deks"].as_u64().unwrap(),
-            )
-        })
+    let list = status["versions"].as_array().unwrap();
+    list.iter()
+        .map(|v| (v["version"].as_u64().unwrap(), v[field].clone()))
+        .collect()
+}
+
+/// The clinical data keys per KEK version.
+fn clinical_deks(data: &Path) -> Vec<(u64, u64)> {
+    let deks = per_version(data, "clinical_deks");
+    deks.into_iter()
+        .map(|(v, n)| (v, n.as_u64().unwrap()))
         .collect()
 }
 
@@ -308,14 +288,9 @@ fn aad_a_vault_from_before_has_its_links_bound_at_serve_and_reads_meanwhile() {
     });
     let deks = clinical_deks(&data);
     assert!(deks.iter().any(|&(v, n)| v == 2 && n > 0), "{deks:?}");
-    let status = common::live::json_of(&cli(&data, &["keys", "status", "--json"]));
-    let binds: Vec<(u64, bool)> = status["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| (v["version"].as_u64().unwrap(), v["binds_link"] == true))
-        .collect();
-    assert_eq!(binds, [(1, true), (2, false), (3, true)], "{status}");
+    let binds = per_version(&data, "binds_link");
+    let expected = [(1, true), (2, false), (3, true)].map(|(v, b)| (v, Value::Bool(b)));
+    assert_eq!(binds, expected, "which versions bind the link");
     let basic = Live::client(&data, "ehr", EHR.0, EHR.1, EHR.2);
     let log = tmp.path().join("serve.log");
     let live = Live::node(&data, &[], Some(&log));
