@@ -161,7 +161,8 @@ fn aad_erasing_a_patient_reaches_records_whose_link_was_edited_away() {
     edit_link(&data, w.rows[0].seq, Some(w.rows[3].seq));
     edit_link(&data, w.rows[1].seq, None);
     let out = cli(&data, &["erase", "patient", &w.a, "--reason", "request"]);
-    stdout_ok(&out);
+    let said = stdout_ok(&out);
+    assert!(said.contains(" 3 clinical records "), "{said}");
     let left = block_on(async {
         let raw = RawDb::open(&data, "clinical").await;
         let rows = raw.sealed_rows(false).await;
