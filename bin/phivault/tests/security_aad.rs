@@ -90,17 +90,27 @@ fn world(a_notes: usize) -> World {
 /// Plays the insider with write access to the clinical store: sets the patient link of row
 /// `seq` to that of row `from` (another patient's), or to none.
 fn edit_link(data: &Path, seq: i64, from: Option<i64>) {
+    block_on(set_link(data, seq, from));
+}
+
+async fn set_link(data: &Path, seq: i64, from: Option<i64>) {
     let value = from.map_or("NULL".to_owned(), |f| {
         format!("(SELECT link FROM record_versions WHERE seq = {f})")
     });
-    block_on(async {
-        let raw = RawDb::open(data, "clinical").await;
-        raw.exec(&format!(
-            "UPDATE record_versions SET link = {value} WHERE seq = {seq}"
-        ))
-        .await;
-        raw.close().await;
-    });
+    let raw = RawDb::open(data, "clinical").await;
+    raw.exec(&format!(
+        "UPDATE record_versions SET link = {value} WHERE seq = {seq}"
+    ))
+    .await;
+    raw.close().await;
+}
+
+/// The clinical rows as stored, in `seq` order.
+async fn clinical_rows(data: &Path) -> Vec<common::raw::SealedRow> {
+    let raw = RawDb::open(data, "clinical").await;
+    let rows = raw.sealed_rows(false).await;
+    raw.close().await;
+    rows
 }
 
 fn assert_no_secret(r: &Resp, what: &str) {
@@ -163,12 +173,7 @@ fn aad_erasing_a_patient_reaches_records_whose_link_was_edited_away() {
     let out = cli(&data, &["erase", "patient", &w.a, "--reason", "request"]);
     let said = stdout_ok(&out);
     assert!(said.contains(" 3 clinical records "), "{said}");
-    let left = block_on(async {
-        let raw = RawDb::open(&data, "clinical").await;
-        let rows = raw.sealed_rows(false).await;
-        raw.close().await;
-        rows
-    });
+    let left = block_on(clinical_rows(&data));
     for (i, row) in w.rows.iter().take(3).enumerate() {
         assert!(
             left.iter().all(|r| r.wrapped_dek != row.wrapped_dek),
@@ -345,4 +350,71 @@ fn aad_a_vault_from_before_has_its_links_bound_at_serve_and_reads_meanwhile() {
             r.body
         );
     }
+}
+
+/// Threat (finding 10, retention): the same hiding, from a retention run, which looks for the
+/// records of all the patients it erases in one scan: A's record moved to a patient the run
+/// keeps, B's unlinked. Must: both erased with their patients, the kept patient's record left.
+#[tokio::test]
+async fn aad_a_retention_run_reaches_records_whose_link_was_edited_away() {
+    use phivault_core::{FakeClock, ResourceId, ResourceType};
+    use phivault_vault::ops::retention::{RetentionAnchor, RetentionRule};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::init_vault(&data).await;
+    let at = |y: i32| {
+        let day = time::Date::from_calendar_date(y, time::Month::January, 1).unwrap();
+        day.midnight().assume_utc()
+    };
+    let clock = std::sync::Arc::new(FakeClock::new(at(2000)));
+    let o = common::open_with_clock(&data, clock.clone()).await;
+    let c = common::ctx(&o).await;
+    let import = |patients: &[&str]| {
+        let mut entries = Vec::new();
+        for p in patients {
+            let mut patient = patient(&format!("R-{p}"));
+            patient["id"] = Value::from(*p);
+            entries.push(serde_json::json!({"resource": patient}));
+            let mut note = observation(&format!("Patient/{p}"), &format!("{A_SECRET} {p}"));
+            note["id"] = Value::from(format!("obs-{p}"));
+            entries.push(serde_json::json!({"resource": note}));
+        }
+        serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": entries})
+    };
+    let mut report = phivault_vault::ImportReport::default();
+    let opts = phivault_vault::ImportOptions { strict: true };
+    o.vault
+        .import_document(
+            &c,
+            "old",
+            import(&["pa", "pb"]),
+            opts,
+            &mut report,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    clock.set(at(2030));
+    o.vault
+        .import_document(&c, "new", import(&["pc"]), opts, &mut report, &mut |_| {})
+        .await
+        .unwrap();
+    let before = clinical_rows(&data).await;
+    assert_eq!(before.len(), 3);
+    set_link(&data, before[0].seq, Some(before[2].seq)).await;
+    set_link(&data, before[1].seq, None).await;
+    let rule = RetentionRule::new(ResourceType::PATIENT, 10, RetentionAnchor::LastUpdate).unwrap();
+    o.vault.set_retention_rule(&c, rule).await.unwrap();
+    clock.set(at(2035));
+    let run = o.vault.retention_run(&c).await.unwrap();
+    assert_eq!((run.patients, run.records), (2, 2), "{run:?}");
+    let after = clinical_rows(&data).await;
+    assert_eq!(after.len(), 1, "A's and B's records outlived their erasure");
+    assert_eq!(after[0].wrapped_dek, before[2].wrapped_dek);
+    let kept = ResourceId::parse("obs-pc").unwrap();
+    let read = o
+        .vault
+        .read(&c, ResourceType::parse("Observation").unwrap(), &kept)
+        .await;
+    assert!(read.is_ok(), "{read:?}");
 }
