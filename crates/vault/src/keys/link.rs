@@ -15,7 +15,7 @@
 use super::{RotateOptions, RotationProgress, RotationReport};
 use crate::error::VaultError;
 use crate::{Ctx, Vault};
-use phivault_core::{Digest32, OrgId, RecordKey, StoreKind};
+use phivault_core::{Digest32, OrgId, RecordKey, ResourceId, StoreKind};
 use phivault_crypto::{KekKind, RecordAad};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -83,6 +83,22 @@ impl Vault {
             }
         }
         Ok(last)
+    }
+
+    /// [`Vault::records_bound_to`] for the patients `patients` of the context's organization,
+    /// by patient pseudonym (no scan when there are none).
+    pub(crate) async fn moved_records_of<'a>(
+        &self,
+        ctx: &Ctx,
+        patients: impl Iterator<Item = &'a ResourceId>,
+    ) -> Result<BTreeMap<Digest32, Vec<RecordKey>>, VaultError> {
+        let links: Vec<Digest32> = patients
+            .map(|p| self.keyring.pseudonym(&ctx.org, p))
+            .collect();
+        if links.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        self.records_bound_to(&ctx.org, &links).await
     }
 
     /// The clinical records of `org` that belong to one of the patients `links` although their

@@ -362,18 +362,11 @@ impl Vault {
         let mut batch: Vec<(RecordKey, Option<Digest32>)> = Vec::new();
         let mut batch_rule: Option<(ResourceType, String)> = None;
         // The patients' records whose link column was edited away, in one scan for all.
-        let links: Vec<Digest32> = items
-            .iter()
-            .filter_map(|i| match &i.target {
-                Target::Patient(p) => Some(self.keyring.pseudonym(&ctx.org, p)),
-                Target::Record(_) => None,
-            })
-            .collect();
-        let mut moved = if links.is_empty() {
-            Default::default()
-        } else {
-            self.records_bound_to(&ctx.org, &links).await?
-        };
+        let patients = items.iter().filter_map(|i| match &i.target {
+            Target::Patient(p) => Some(p),
+            Target::Record(_) => None,
+        });
+        let mut moved = self.moved_records_of(ctx, patients).await?;
         for item in &items {
             let reason = format!("retention:{}", item.rule);
             match &item.target {
