@@ -1366,6 +1366,10 @@ async fn serve_cmd(
     let opened = datadir::open(&dir, &root, clock())
         .await
         .map_err(|e| e.to_string())?;
+    if let Err(e) = crate::keys_cmd::bind_links_at_start(&opened).await {
+        opened.close().await;
+        return Err(e);
+    }
     let bootstrap = if dev {
         match dev_bootstrap_admin(&opened).await {
             Ok(b) => b,

@@ -218,12 +218,17 @@ fn status_text(s: &KeyStatus) -> String {
     );
     for v in &s.versions {
         out.push_str(&format!(
-            "v{:<7} {:<8} {:>7}d {:>14} {:>14}\n",
+            "v{:<7} {:<8} {:>7}d {:>14} {:>14}{}\n",
             v.version,
             if v.current { "current" } else { "" },
             v.age_days,
             v.identity_deks,
-            v.clinical_deks
+            v.clinical_deks,
+            if v.binds_link {
+                ""
+            } else {
+                "  legacy: binds no patient link"
+            }
         ));
     }
     out.push_str(&format!(
@@ -241,4 +246,41 @@ fn status_text(s: &KeyStatus) -> String {
         "rotation: none pending\n"
     });
     out
+}
+
+/// At the start of `serve`: binds the patient link of every stored record when the vault was
+/// made before it was bound (a rotation to a linked KEK version, resumed if an earlier start
+/// was interrupted; nothing to do otherwise), before the listeners open. Rows left unbound
+/// (damaged ones) are logged; the server starts anyway, and reads them as before.
+pub async fn bind_links_at_start(opened: &datadir::Opened) -> Result<(), String> {
+    let org = opened
+        .org(None)
+        .await
+        .unwrap_or_else(|_| phivault_core::OrgId::unknown());
+    let ctx = phivault_vault::Ctx::new(
+        org,
+        phivault_vault::Actor::Operator {
+            os_user: config::os_user(),
+        },
+    );
+    let report = opened
+        .vault
+        .bind_patient_links(&ctx, RotateOptions::default(), &mut |_| {})
+        .await
+        .map_err(|e| format!("binding the patient links failed: {}", e.client_message()))?;
+    match report {
+        None => {}
+        Some(r) if r.finished => tracing::info!(
+            kek_version = r.target,
+            rewrapped = r.rewrapped,
+            "bound the patient link of every stored record (a rotation to a linked KEK)"
+        ),
+        Some(r) => tracing::warn!(
+            kek_version = r.target,
+            remaining = r.remaining,
+            failed = r.failed,
+            "records are left with an unbound patient link: run `phivault keys rotate`"
+        ),
+    }
+    Ok(())
 }

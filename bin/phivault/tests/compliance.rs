@@ -295,7 +295,7 @@ async fn key_management_flips_on_kek_age_and_policy() {
         &data,
         "control",
         &format!(
-            "UPDATE keyring SET created_at = created_at - {} WHERE purpose = 'kek'",
+            "UPDATE keyring SET created_at = created_at - {} WHERE purpose IN ('kek', 'kek2')",
             400 * DAY_MS
         ),
     )

@@ -7,29 +7,13 @@
 
 mod common;
 
-use common::live::{Live, Resp, add_user, cli, stdout_ok};
+use common::live::{Live, Resp, add_user, cli, created, stdout_ok};
+use common::live::{note_of as observation, patient_with_mrn as patient};
 use serde_json::{Value, json};
 
 const EHR: (&str, &str, &str) = ("INTEGRATION_MANAGER", "system/*.cruds", "TREAT HOPERAT");
 /// What only patient A's versions hold.
 const A_SECRET: &str = "Firstpatientsecret";
-
-fn patient(mrn: &str) -> Value {
-    json!({"resourceType": "Patient",
-        "identifier": [{"system": "urn:test:mrn", "value": mrn}],
-        "name": [{"family": "Movedfamily", "given": ["Someone"]}], "birthDate": "1961-06-06"})
-}
-
-fn observation(patient: &str, note: &str) -> Value {
-    json!({"resourceType": "Observation", "status": "final",
-        "code": {"text": "clinical note"}, "subject": {"reference": patient},
-        "valueString": note})
-}
-
-fn created(r: &Resp) -> String {
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.body["id"].as_str().unwrap().to_owned()
-}
 
 /// The audit events of one patient (`audit export --patient`), as JSON.
 fn accounting(live: &Live, patient: &str) -> Vec<Value> {
@@ -110,12 +94,7 @@ mod moved {
 
     /// What an answer to the clinician must never hold.
     fn assert_no_secret(r: &Resp, what: &str) {
-        assert!(
-            !r.body.to_string().contains(A_SECRET),
-            "{what} released A's record: {} {}",
-            r.status,
-            r.body
-        );
+        common::live::assert_withholds(r, A_SECRET, what);
     }
 
     /// Threat (finding 1, high): a clinician granted patient B moves patient A's Observation to

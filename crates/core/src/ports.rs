@@ -89,6 +89,8 @@ pub struct WrappedDek {
     pub rtype: ResourceType,
     pub id: ResourceId,
     pub version: Version,
+    /// The patient link stored beside it (clinical rows): a linked KEK binds it.
+    pub link: Option<Digest32>,
     pub kek_version: u32,
     /// Empty for tombstones.
     pub wrapped_dek: Vec<u8>,

@@ -5,7 +5,9 @@
 //! A record version is sealed with its own random data key (DEK); the DEK is wrapped by the
 //! current key-encryption key (KEK). Both ciphertexts carry associated data that binds them to
 //! (organization, store, resource type, id, version), so a ciphertext or wrapped key moved to
-//! another row does not open.
+//! another row does not open. A KEK of the current kind ([`KEK_LINKED`]) also binds the record's
+//! patient link into the wrapped DEK's associated data, so a record moved to another patient
+//! (or unlinked) in the database does not open either; see `rotation.rs` for the older kind.
 use crate::aead;
 use crate::encoding::tuple;
 use crate::error::CryptoError;
@@ -17,7 +19,7 @@ use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
 mod rotation;
-use rotation::Keks;
+use rotation::{Kek, Keks};
 
 /// Where the root key lives. It wraps and unwraps keyring entries; it never hands out the root
 /// key itself.
@@ -41,7 +43,14 @@ impl<T: RootKeyProvider + ?Sized> RootKeyProvider for Box<T> {
     }
 }
 
-const KEK: &str = "kek";
+/// The purpose of KEK entries of the first kind: their wrapped DEKs do not bind the patient
+/// link. Vaults made before it was bound hold them until the migration (a rotation to a
+/// [`KEK_LINKED`] version) and `keys retire`.
+pub const KEK_LEGACY: &str = "kek";
+/// The purpose of KEK entries that bind the patient link into every DEK they wrap. The kind is
+/// part of the root key's associated data of the entry (`wrap_aad`), so an entry cannot be
+/// relabelled from one kind to the other.
+pub const KEK_LINKED: &str = "kek2";
 const PEPPER: &str = "pepper";
 const AUDIT_MAC: &str = "audit-mac";
 const SECRETS: &str = "secrets";
@@ -59,23 +68,77 @@ pub struct RecordAad<'a> {
     pub rtype: ResourceType,
     pub id: &'a ResourceId,
     pub version: Version,
+    /// The keyed pseudonym of the record's patient as stored beside it (`None`: no patient).
+    /// Bound into the wrapped DEK by KEKs of the [`KEK_LINKED`] kind.
+    pub link: Option<&'a Digest32>,
 }
 
 impl RecordAad<'_> {
     fn encode(&self, label: &str, kek_version: Option<u32>) -> Vec<u8> {
         let v = self.version.0.to_be_bytes();
         let k = kek_version.unwrap_or(0).to_be_bytes();
-        tuple(
-            label,
-            &[
-                self.org.as_str().as_bytes(),
-                self.store.as_str().as_bytes(),
-                self.rtype.as_str().as_bytes(),
-                self.id.as_str().as_bytes(),
-                &v,
-                &k,
-            ],
-        )
+        tuple(label, &self.parts(&v, &k, None))
+    }
+
+    fn parts<'b>(&'b self, v: &'b [u8], k: &'b [u8], link: Option<&'b [u8]>) -> Vec<&'b [u8]> {
+        let mut parts = vec![
+            self.org.as_str().as_bytes(),
+            self.store.as_str().as_bytes(),
+            self.rtype.as_str().as_bytes(),
+            self.id.as_str().as_bytes(),
+            v,
+            k,
+        ];
+        parts.extend(link);
+        parts
+    }
+
+    /// The associated data of the DEK wrapped by KEK `kek_version` of kind `kind`. A linked
+    /// KEK's has its own label and one more component: a marker byte, then the link (`0`
+    /// alone for none, `1` and the 32 bytes for one), so no link and a link never encode alike.
+    fn dek(&self, kek_version: u32, kind: KekKind) -> Vec<u8> {
+        match kind {
+            KekKind::Legacy => self.encode("dek", Some(kek_version)),
+            KekKind::Linked => {
+                let v = self.version.0.to_be_bytes();
+                let k = kek_version.to_be_bytes();
+                let mut link = Vec::with_capacity(33);
+                match self.link {
+                    None => link.push(0),
+                    Some(d) => {
+                        link.push(1);
+                        link.extend_from_slice(&d.0);
+                    }
+                }
+                tuple("dek-linked", &self.parts(&v, &k, Some(&link)))
+            }
+        }
+    }
+}
+
+/// What a KEK version's wrapped DEKs bind: the kind is the purpose of its keyring entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KekKind {
+    /// Made before the patient link was bound ([`KEK_LEGACY`]).
+    Legacy,
+    /// Binds the patient link ([`KEK_LINKED`]).
+    Linked,
+}
+
+impl KekKind {
+    pub fn of_purpose(purpose: &str) -> Option<KekKind> {
+        match purpose {
+            KEK_LEGACY => Some(KekKind::Legacy),
+            KEK_LINKED => Some(KekKind::Linked),
+            _ => None,
+        }
+    }
+
+    pub fn purpose(self) -> &'static str {
+        match self {
+            KekKind::Legacy => KEK_LEGACY,
+            KekKind::Linked => KEK_LINKED,
+        }
     }
 }
 
@@ -122,7 +185,7 @@ impl Keyring {
             });
             Ok(key)
         };
-        let kek = make(KEK.into())?;
+        let kek = make(KEK_LINKED.into())?;
         let pepper = make(PEPPER.into())?;
         let audit_mac = make(AUDIT_MAC.into())?;
         let secrets = make(SECRETS.into())?;
@@ -132,7 +195,7 @@ impl Keyring {
             index.insert(kind, make(index_purpose(kind))?);
         }
         let mut keks = BTreeMap::new();
-        keks.insert(1, kek);
+        keks.insert(1, Kek::new(kek, KekKind::Linked));
         Ok((
             Keyring {
                 keks: Keks::new(keks)?,
@@ -159,8 +222,11 @@ impl Keyring {
                 .unwrap(&wrap_aad(&e.purpose, e.version), &e.wrapped)
                 .map_err(|_| CryptoError::KeyringMismatch)?;
             let key = Key32::from_slice(&raw).map_err(|_| CryptoError::KeyringMismatch)?;
-            if e.purpose == KEK {
-                keks.insert(e.version, key);
+            if let Some(kind) = KekKind::of_purpose(&e.purpose) {
+                // One version, one kind: the same version under both purposes is refused.
+                if keks.insert(e.version, Kek::new(key, kind)).is_some() {
+                    return Err(CryptoError::KeyringMismatch);
+                }
             } else {
                 named.insert(e.purpose.clone(), key);
             }
@@ -202,7 +268,7 @@ impl Keyring {
         let dek = Key32::random()?;
         let ciphertext = aead::seal(&dek, &aad.encode("record", None), plaintext)?;
         let (kek_version, wrapped_dek) = self.keks.with_current(|version, kek| {
-            let wrapped = aead::seal(kek, &aad.encode("dek", Some(version)), dek.bytes())?;
+            let wrapped = aead::seal(&kek.key, &aad.dek(version, kek.kind), dek.bytes())?;
             Ok((version, wrapped))
         })?;
         Ok(SealedParts {
@@ -218,15 +284,42 @@ impl Keyring {
         aad: &RecordAad<'_>,
         parts: &SealedParts,
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let dek = self.keks.with(parts.kek_version, |kek| {
-            aead::open(
-                kek,
-                &aad.encode("dek", Some(parts.kek_version)),
-                &parts.wrapped_dek,
-            )
-        })?;
-        let dek = Key32::from_slice(&dek)?;
+        let dek = self.open_dek(aad, parts.kek_version, &parts.wrapped_dek)?;
         aead::open(&dek, &aad.encode("record", None), &parts.ciphertext)
+    }
+
+    /// Unwraps a record's DEK, checking its binding (the link too, under a linked KEK).
+    fn open_dek(
+        &self,
+        aad: &RecordAad<'_>,
+        kek_version: u32,
+        wrapped: &[u8],
+    ) -> Result<Key32, CryptoError> {
+        let dek = self.keks.with(kek_version, |kek| {
+            aead::open(&kek.key, &aad.dek(kek_version, kek.kind), wrapped)
+        })?;
+        Key32::from_slice(&dek)
+    }
+
+    /// Whether the wrapped DEK of a record opens under `aad` — with a linked KEK, whether the
+    /// record really is of the patient `aad.link` names, whatever its stored link says. A
+    /// legacy KEK's DEK binds no link: `Ok(false)` then, since nothing can be confirmed.
+    pub fn dek_binds(
+        &self,
+        aad: &RecordAad<'_>,
+        kek_version: u32,
+        wrapped: &[u8],
+    ) -> Result<bool, CryptoError> {
+        match self.kek_kind(kek_version) {
+            None => Err(CryptoError::UnknownKeyVersion(kek_version)),
+            Some(KekKind::Legacy) => Ok(false),
+            Some(KekKind::Linked) => Ok(self.open_dek(aad, kek_version, wrapped).is_ok()),
+        }
+    }
+
+    /// The kind of KEK `version`, if this keyring holds it.
+    pub fn kek_kind(&self, version: u32) -> Option<KekKind> {
+        self.keks.with(version, |kek| Ok(kek.kind)).ok()
     }
 
     /// The keyed pseudonym that links clinical records to a patient: HMAC(pepper, org, id).
@@ -402,6 +495,7 @@ mod tests {
             rtype: ResourceType::PATIENT,
             id: &p1,
             version: Version(1),
+            link: None,
         };
         let sealed = ring.seal_record(&a1, b"{\"name\":\"x\"}").unwrap();
         assert_eq!(
@@ -420,6 +514,11 @@ mod tests {
             },
             RecordAad {
                 org: &OrgId::parse("other").unwrap(),
+                ..a1
+            },
+            // A link added where there was none (the patient link is bound).
+            RecordAad {
+                link: Some(&Digest32([0; 32])),
                 ..a1
             },
         ];

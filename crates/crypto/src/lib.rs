@@ -21,4 +21,6 @@ pub mod totp;
 pub use error::CryptoError;
 pub use key::{Key32, random_passphrase, random_token, random_uuid};
 pub use keyfile::{KeyfileProvider, Passphrase};
-pub use keyring::{Keyring, RecordAad, RootKeyProvider, SealedParts};
+pub use keyring::{
+    KEK_LEGACY, KEK_LINKED, KekKind, Keyring, RecordAad, RootKeyProvider, SealedParts,
+};

@@ -10,14 +10,14 @@
 //! SQLite (local: no round trips) and one per batch on PostgreSQL.
 use crate::rows::Cols;
 use phivault_core::{
-    KekUsage, OrgId, ResourceId, ResourceType, Rewrap, StoreError, Version, WrappedDek,
+    Digest32, KekUsage, OrgId, ResourceId, ResourceType, Rewrap, StoreError, Version, WrappedDek,
 };
 
 const COUNT: &str = "SELECT kek_version, \
      SUM(CASE WHEN length(wrapped_dek) > 0 THEN 1 ELSE 0 END) AS deks, COUNT(*) AS n \
      FROM {s}.record_versions GROUP BY kek_version ORDER BY kek_version";
 
-const BELOW: &str = "SELECT seq, org, rtype, id, version, kek_version, wrapped_dek \
+const BELOW: &str = "SELECT seq, org, rtype, id, version, link, kek_version, wrapped_dek \
      FROM {s}.record_versions WHERE kek_version < $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
 fn corrupt(ctx: &'static str, detail: impl Into<String>) -> StoreError {
@@ -61,6 +61,13 @@ fn wrapped(r: &impl Cols) -> Result<WrappedDek, StoreError> {
             .map_err(|_| corrupt(ctx, "resource type"))?,
         id: ResourceId::parse(&text(r, "id", ctx)?).map_err(|_| corrupt(ctx, "resource id"))?,
         version: Version(int(r, "version", ctx)?),
+        link: match r
+            .opt_bytes("link")
+            .map_err(|e| corrupt(ctx, e.to_string()))?
+        {
+            None => None,
+            Some(l) => Some(Digest32::from_slice(&l).ok_or_else(|| corrupt(ctx, "link"))?),
+        },
         kek_version: int(r, "kek_version", ctx)?,
         wrapped_dek: r
             .bytes("wrapped_dek")

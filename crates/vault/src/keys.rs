@@ -12,10 +12,13 @@ use crate::policy::Subject;
 use crate::records::store_kind;
 use crate::{Ctx, Vault};
 use phivault_core::{KekUsage, RecordStore, Rewrap, Role, SealedRecord, StoreKind};
-use phivault_crypto::{CryptoError, Keyring, RecordAad};
+use phivault_crypto::{CryptoError, KekKind, Keyring, RecordAad};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
+
+mod link;
+mod retire;
 
 /// How long a process seals new writes under the KEK versions it loaded before it looks for a
 /// rotation made elsewhere.
@@ -26,8 +29,10 @@ pub const KEYRING_MAX_AGE: Duration = Duration::from_secs(10);
 /// writes off the old version and finished the ones it had sealed.
 pub const RETIRE_GRACE: Duration = Duration::from_secs(30);
 
-/// The keyring's purpose name of KEK entries.
-const KEK: &str = "kek";
+/// Whether a keyring entry is a KEK (of either kind).
+fn is_kek(e: &phivault_core::KeyringEntry) -> bool {
+    KekKind::of_purpose(&e.purpose).is_some()
+}
 /// Full passes over a store before a rotation reports rows it could not finish (rows a stale
 /// node kept writing under the old KEK while the pass ran).
 const MAX_PASSES: u32 = 3;
@@ -43,6 +48,9 @@ pub struct KekStatus {
     pub age_days: i64,
     /// New writes are wrapped by it.
     pub current: bool,
+    /// Its data keys bind the record's patient link (`false`: a legacy KEK, to be retired once
+    /// it wraps nothing — see `bind_patient_links`).
+    pub binds_link: bool,
     /// Data keys it still wraps, per store.
     pub identity_deks: u64,
     pub clinical_deks: u64,
@@ -197,7 +205,11 @@ impl Vault {
     }
 
     /// Key administration: the operator and SUPER_ADMIN; a denial is audited.
-    async fn require_key_admin(&self, ctx: &Ctx, event: &AuditEvent) -> Result<(), VaultError> {
+    pub(super) async fn require_key_admin(
+        &self,
+        ctx: &Ctx,
+        event: &AuditEvent,
+    ) -> Result<(), VaultError> {
         match ctx.subject {
             Subject::Operator | Subject::User(Role::SuperAdmin) => Ok(()),
             Subject::User(_) | Subject::Client { .. } | Subject::Nobody => {
@@ -206,7 +218,7 @@ impl Vault {
         }
     }
 
-    async fn usage(&self) -> Result<[(StoreKind, Vec<KekUsage>); 2], VaultError> {
+    pub(super) async fn usage(&self) -> Result<[(StoreKind, Vec<KekUsage>); 2], VaultError> {
         Ok([
             (StoreKind::Identity, self.identity.kek_versions().await?),
             (StoreKind::Clinical, self.clinical.kek_versions().await?),
@@ -224,13 +236,14 @@ impl Vault {
         let max_age_days = self.compliance_policy().await?.kek_max_age_days;
         let mut versions: BTreeMap<u32, KekStatus> = entries
             .iter()
-            .filter(|e| e.purpose == KEK)
+            .filter(|e| is_kek(e))
             .map(|e| {
                 let status = KekStatus {
                     version: e.version,
                     created_at: e.created_at,
                     age_days: (now - e.created_at).max(0) / DAY_MILLIS,
                     current: false,
+                    binds_link: KekKind::of_purpose(&e.purpose) == Some(KekKind::Linked),
                     identity_deks: 0,
                     clinical_deks: 0,
                     rows: 0,
@@ -247,6 +260,7 @@ impl Vault {
                     created_at: 0,
                     age_days: 0,
                     current: false,
+                    binds_link: false,
                     identity_deks: 0,
                     clinical_deks: 0,
                     rows: 0,
@@ -453,6 +467,7 @@ impl Vault {
                         rtype: r.rtype,
                         id: &r.id,
                         version: r.version,
+                        link: r.link.as_ref(),
                     };
                     let new_wrapped = if r.wrapped_dek.is_empty() {
                         Vec::new() // a tombstone: only its label moves
@@ -497,82 +512,6 @@ impl Vault {
             }
         }
         Ok(left)
-    }
-
-    /// Retires KEK version `version`: removes it from the keyring, only when no row of either
-    /// store names it any more and it is not the current version. Permissions: the operator and
-    /// SUPER_ADMIN. Audited (`keys-retire`).
-    pub async fn retire_kek(
-        &self,
-        ctx: &Ctx,
-        version: u32,
-        grace: Duration,
-    ) -> Result<(), VaultError> {
-        let mut event = self.event(ctx, "keys-retire");
-        event.resource_type = Some("KEK".into());
-        event.version = Some(u64::from(version));
-        self.require_key_admin(ctx, &event).await?;
-        match self.retire(version, grace).await {
-            Ok(()) => self.audit(event).await,
-            Err(e) => self.audit_failure(event, e).await,
-        }
-    }
-
-    async fn retire(&self, version: u32, grace: Duration) -> Result<(), VaultError> {
-        let entries = self.control.keyring().await?;
-        let keks: Vec<_> = entries.iter().filter(|e| e.purpose == KEK).collect();
-        let Some(entry) = keks.iter().find(|e| e.version == version) else {
-            return Err(VaultError::Invalid(format!(
-                "there is no KEK version {version}"
-            )));
-        };
-        let Some(newest) = keks.iter().max_by_key(|e| e.version) else {
-            return Err(VaultError::Invalid("the keyring holds no KEK".into()));
-        };
-        if newest.version <= version {
-            return Err(VaultError::Invalid(format!(
-                "KEK version {version} is the current one: rotate first"
-            )));
-        }
-        let in_use = |usage: &[(StoreKind, Vec<KekUsage>); 2]| -> u64 {
-            usage
-                .iter()
-                .flat_map(|(_, u)| u.iter())
-                .filter(|u| u.kek_version == version)
-                .map(|u| u.rows)
-                .sum()
-        };
-        let rows = in_use(&self.usage().await?);
-        if rows > 0 {
-            return Err(VaultError::Invalid(format!(
-                "KEK version {version} still wraps {rows} stored rows: run `keys rotate` first"
-            )));
-        }
-        let age_ms = (self.clock.now_millis() - newest.created_at).max(0);
-        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-        if age_ms < grace_ms {
-            return Err(VaultError::Invalid(format!(
-                "KEK version {} was made {} s ago: processes that loaded the keyring before it \
-                 may still be sealing under version {version}; retire it from {} s after the \
-                 rotation",
-                newest.version,
-                age_ms / 1000,
-                grace_ms / 1000
-            )));
-        }
-        let kept = (*entry).clone();
-        self.control.remove_keyring_entry(KEK, version).await?;
-        // A node that had not yet heard of the newer version may have written under this one
-        // meanwhile: then put the entry back and refuse.
-        let rows = in_use(&self.usage().await?);
-        if rows > 0 {
-            self.control.add_keyring_entries(&[kept]).await?;
-            return Err(VaultError::Invalid(format!(
-                "KEK version {version} came back into use ({rows} rows): run `keys rotate` first"
-            )));
-        }
-        self.reload_keyring().await?;
-        Ok(())
     }
 
     /// Audits a change of the root-key passphrase, running `reseal` (which re-seals the key

@@ -59,6 +59,36 @@ impl Resp {
     }
 }
 
+/// A Patient with one MRN (`urn:test:mrn|mrn`), a name and a birth date.
+pub fn patient_with_mrn(mrn: &str) -> Value {
+    serde_json::json!({"resourceType": "Patient",
+        "identifier": [{"system": "urn:test:mrn", "value": mrn}],
+        "name": [{"family": "Movedfamily", "given": ["Someone"]}], "birthDate": "1961-06-06"})
+}
+
+/// A final Observation of `patient` (a reference, `Patient/<id>`) holding `note`.
+pub fn note_of(patient: &str, note: &str) -> Value {
+    serde_json::json!({"resourceType": "Observation", "status": "final",
+        "code": {"text": "clinical note"}, "subject": {"reference": patient},
+        "valueString": note})
+}
+
+/// The id of the resource a `POST` created (asserting 201).
+pub fn created(r: &Resp) -> String {
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+/// Asserts that an answer holds nothing of `secret` (a string only the victim's records hold).
+pub fn assert_withholds(r: &Resp, secret: &str, what: &str) {
+    assert!(
+        !r.body.to_string().contains(secret),
+        "{what} released the first patient's record: {} {}",
+        r.status,
+        r.body
+    );
+}
+
 pub fn cli(data: &Path, args: &[&str]) -> Output {
     cli_with(data, &[], args)
 }

@@ -88,7 +88,10 @@ impl Vault {
     pub(super) async fn check_keys(&self, policy: &CompliancePolicy) -> Result<Check, VaultError> {
         let now = self.clock.now_millis();
         let entries = self.control.keyring().await?;
-        let keks: Vec<_> = entries.iter().filter(|e| e.purpose == "kek").collect();
+        let keks: Vec<_> = entries
+            .iter()
+            .filter(|e| phivault_crypto::KekKind::of_purpose(&e.purpose).is_some())
+            .collect();
         let provider = self.control.get_setting(ROOT_KEY_PROVIDER).await?;
         let mut status = Status::Pass;
         let mut evidence = match keks.iter().max_by_key(|e| e.version) {

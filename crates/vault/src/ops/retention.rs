@@ -361,11 +361,22 @@ impl Vault {
         let mut report = RetentionReport::default();
         let mut batch: Vec<(RecordKey, Option<Digest32>)> = Vec::new();
         let mut batch_rule: Option<(ResourceType, String)> = None;
+        // The patients' records whose link column was edited away, in one scan for all.
+        let patients = items.iter().filter_map(|i| match &i.target {
+            Target::Patient(p) => Some(p),
+            Target::Record(_) => None,
+        });
+        let mut moved = self.moved_records_of(ctx, patients).await?;
         for item in &items {
             let reason = format!("retention:{}", item.rule);
             match &item.target {
                 Target::Patient(pid) => {
-                    match self.erase_patient_because(ctx, pid, Some(reason)).await {
+                    let link = self.keyring.pseudonym(&ctx.org, pid);
+                    let mine = Some(moved.remove(&link).unwrap_or_default());
+                    match self
+                        .erase_patient_because(ctx, pid, Some(reason), mine)
+                        .await
+                    {
                         Ok(r) => {
                             report.patients += 1;
                             report.records += r.clinical_records;

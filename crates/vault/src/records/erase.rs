@@ -22,12 +22,15 @@ impl Vault {
     }
 
     /// [`Vault::erase_patient`] with the reason recorded in its audit event (`retention:…`
-    /// for retention runs).
+    /// for retention runs). `moved`: the patient's records whose link column was edited away,
+    /// when the caller already looked for them ([`Vault::records_bound_to`], once for many
+    /// patients); `None` looks for them here.
     pub(crate) async fn erase_patient_because(
         &self,
         ctx: &Ctx,
         patient: &ResourceId,
         reason: Option<String>,
+        moved: Option<Vec<RecordKey>>,
     ) -> Result<EraseReport, VaultError> {
         let key = self.row_key(ctx, ResourceType::PATIENT, patient);
         let link = self.keyring.pseudonym(&ctx.org, patient);
@@ -41,9 +44,11 @@ impl Vault {
             Ok(None) => return self.audit_failure(event, VaultError::NotFound).await,
             Err(e) => return self.audit_failure(event, e.into()).await,
         }
-        let clinical_keys = match self.clinical.linked_keys(&ctx.org, &link).await {
+        // The rows linked to the patient, and the patient's rows whose link column was edited
+        // away (their data key opens with the patient's link bound: see keys/link.rs).
+        let clinical_keys = match self.patient_rows(ctx, &link, moved).await {
             Ok(k) => k,
-            Err(e) => return self.audit_failure(event, e.into()).await,
+            Err(e) => return self.audit_failure(event, e).await,
         };
         event.count = Some(clinical_keys.len() as u64 + 1);
         self.audit(event.clone()).await?;
@@ -68,6 +73,28 @@ impl Vault {
             Ok(r) => Ok(r),
             Err(e) => self.audit_failure(event, e).await,
         }
+    }
+
+    /// Every clinical record of the patient `link`, whatever its link column says.
+    async fn patient_rows(
+        &self,
+        ctx: &Ctx,
+        link: &Digest32,
+        moved: Option<Vec<RecordKey>>,
+    ) -> Result<Vec<RecordKey>, VaultError> {
+        let mut keys = self.clinical.linked_keys(&ctx.org, link).await?;
+        match moved {
+            Some(m) => keys.extend(m),
+            None => keys.extend(
+                self.records_bound_to(&ctx.org, std::slice::from_ref(link))
+                    .await?
+                    .remove(link)
+                    .unwrap_or_default(),
+            ),
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
     }
 
     /// Erases single records of one type (not patients: a patient goes with all its records,

@@ -153,6 +153,7 @@ impl Vault {
             rtype: rec.rtype,
             id: &rec.id,
             version: rec.version,
+            link: rec.link.as_ref(),
         };
         let parts = SealedParts {
             kek_version: rec.kek_version,
@@ -208,6 +209,7 @@ impl Vault {
             rtype,
             id,
             version,
+            link: link.as_ref(),
         };
         let plain = Zeroizing::new(
             serde_json::to_vec(resource)
@@ -519,7 +521,7 @@ impl Vault {
         ctx: &Ctx,
         patient: &ResourceId,
     ) -> Result<EraseReport, VaultError> {
-        self.erase_patient_because(ctx, patient, None).await
+        self.erase_patient_because(ctx, patient, None, None).await
     }
 
     /// One page of live records of one store (for export), and the cursor for the next page
