@@ -257,12 +257,7 @@ pub async fn bind_links_at_start(opened: &datadir::Opened) -> Result<(), String>
         .org(None)
         .await
         .unwrap_or_else(|_| phivault_core::OrgId::unknown());
-    let ctx = phivault_vault::Ctx::new(
-        org,
-        phivault_vault::Actor::Operator {
-            os_user: config::os_user(),
-        },
-    );
+    let ctx = opened.operator.ctx(org);
     let report = opened
         .vault
         .bind_patient_links(&ctx, RotateOptions::default(), &mut |_| {})
