@@ -401,9 +401,10 @@ mod admin {
     /// Threat: usernames as a cross-organization oracle (issue 20, finding 14; OWASP API3
     /// excessive data exposure; HIPAA §164.308(a)(4) isolating organizations). An ORG_ADMIN
     /// of organization B creating a user whose name exists only in organization A gets the
-    /// same answer as for a fresh name. Both people then sign in: a name held in several
-    /// organizations needs the `organization` field, and without it is answered exactly like
-    /// a wrong password.
+    /// same answer as for a fresh name. Signing in cannot tell them apart either: once the
+    /// vault has several organizations, a sign-in must name its `organization`, and without
+    /// it every name (held elsewhere, held only here, or not at all) is answered exactly like
+    /// a wrong password; names are looked up only inside the named organization.
     #[test]
     fn admin_usernames_of_other_organizations_are_not_revealed() {
         let (mut a_otp, mut b_admin) = (String::new(), String::new());
@@ -429,8 +430,8 @@ mod admin {
                 .unwrap()
                 .to_owned();
         });
-        // A name unique across organizations signs in as before, with no organization given.
-        let admin = live.sign_in("b.admin", &b_admin, "127.0.44.1");
+        // With several organizations, a sign-in names its organization.
+        let admin = live.sign_in_in("clinic-b", "b.admin", &b_admin, "127.0.44.1");
         let add = |name: &str| {
             let body = json!({"username": name, "role": "VIEWER"});
             live.post_from("127.0.44.5", "/admin/users", Some(&admin), &body)
@@ -452,20 +453,26 @@ mod admin {
         // Its own organization's names are still refused.
         assert_eq!(add("fresh.name").status, 400);
 
-        // Two people named shared.name: without an organization the name is ambiguous and
-        // answered like a wrong password; with it, each signs in.
-        let b_otp = taken_elsewhere.body["one_time_password"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let ambiguous = login(&live, "127.0.44.2", "shared.name", &b_otp);
+        // Without an organization, every name is answered exactly like a wrong password,
+        // whether another organization holds it or not (no oracle), even with the right
+        // password (B cannot tell its one-time passwords apart from A's users either).
+        let otp_of = |r: &Resp| r.body["one_time_password"].as_str().unwrap().to_owned();
+        let (b_otp, fresh_otp) = (otp_of(&taken_elsewhere), otp_of(&fresh));
         let wrong = login(
             &live,
             "127.0.44.2",
             "b.admin",
             "certainly not the password 1",
         );
-        assert_eq!(answer(&ambiguous), answer(&wrong));
+        let no_org = [
+            ("shared.name", b_otp.as_str()),
+            ("fresh.name", fresh_otp.as_str()),
+            ("b.admin", SIGNED_IN_PASSWORD),
+        ];
+        for (i, (name, pw)) in no_org.into_iter().enumerate() {
+            let r = login(&live, &format!("127.0.44.{}", 6 + i), name, pw);
+            assert_eq!(answer(&r), answer(&wrong), "{name} without an organization");
+        }
         for (org, otp) in [("clinic-b", &b_otp), ("default", &a_otp)] {
             let r = post(
                 &live,
