@@ -234,8 +234,8 @@ mod clients {
         });
         let id = client_id(&ehr);
         let token = live.token(&ehr);
-        let rival = live.sign_in("rival.admin", &rival_otp, "127.0.7.3");
-        let nurse = live.sign_in("a.nurse", &nurse_otp, "127.0.7.4");
+        let rival = live.sign_in_in("rival", "rival.admin", &rival_otp, "127.0.7.3");
+        let nurse = live.sign_in_in("default", "a.nurse", &nurse_otp, "127.0.7.4");
         let integration = live.token(&rival_ehr);
 
         let (s, list) = admin(&live, "GET", "/admin/clients", Some(&rival));
@@ -396,7 +396,7 @@ mod listings {
                 "30",
             ],
         ));
-        let er = live.sign_in("er.doc", &er_otp, "127.0.7.5");
+        let er = live.sign_in_in("default", "er.doc", &er_otp, "127.0.7.5");
         let bg = json!({"patient": pid, "reason": "unconscious in the ED, no grant on call"});
         let r = live.call(
             "POST",
@@ -437,11 +437,11 @@ mod listings {
         let human = stdout_ok(&cli(&live.data, &["grants", "list", "--org", "default"]));
         assert!(human.contains("a.doc") && human.contains("break-glass") && !human.contains(&pid));
 
-        let boss = live.sign_in("org.admin", &boss_otp, "127.0.7.6");
+        let boss = live.sign_in_in("default", "org.admin", &boss_otp, "127.0.7.6");
         let (s, api) = admin(&live, "GET", "/admin/grants", Some(&boss));
         assert_eq!(s, 200, "{api}");
         assert_eq!(api, listed, "the API and the command line disagree");
-        let rival = live.sign_in("rival.admin", &rival_otp, "127.0.7.7");
+        let rival = live.sign_in_in("rival", "rival.admin", &rival_otp, "127.0.7.7");
         assert_eq!(
             admin(&live, "GET", "/admin/grants", Some(&rival)),
             (200, json!([]))

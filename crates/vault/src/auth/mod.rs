@@ -270,11 +270,24 @@ impl Vault {
         self.login_in(ctx, None, username, password).await
     }
 
-    /// Step 1: username and password, and the organization (its id) when the caller names
-    /// one. Usernames are unique within an organization only: without `org`, a name held in
-    /// several organizations is ambiguous. Wrong password, unknown or ambiguous user, wrong or
-    /// malformed organization, disabled or locked account all fail alike (same error, same
-    /// Argon2 work).
+    /// The organization a sign-in names, or the only one when it names none. With several
+    /// organizations, a sign-in naming none (or a malformed one) finds nobody: names are only
+    /// ever looked up inside one organization, so no answer depends on other organizations'
+    /// users.
+    async fn sign_in_org(&self, org: Option<&str>) -> Result<Option<OrgId>, VaultError> {
+        Ok(match org {
+            Some(o) => OrgId::parse(o).ok(),
+            None => {
+                let mut orgs = self.control.organizations().await?;
+                orgs.pop().filter(|_| orgs.is_empty()).map(|o| o.id)
+            }
+        })
+    }
+
+    /// Step 1: username and password, and the organization (its id): required once the vault
+    /// has several organizations (usernames are unique within an organization only); with
+    /// one, it may be left out. Wrong password, unknown user, missing, wrong or malformed
+    /// organization, disabled or locked account all fail alike (same error, same Argon2 work).
     pub async fn login_in(
         &self,
         ctx: &Ctx,
@@ -282,14 +295,9 @@ impl Vault {
         username: &str,
         password: SecretString,
     ) -> Result<Challenge, VaultError> {
-        let user = match org.map(OrgId::parse) {
-            Some(Ok(org)) => self.control.user_by_name(&org, username).await?,
-            Some(Err(_)) => None,
-            None => {
-                let mut named = self.control.users_named(username).await?;
-                // One match, or none (ambiguous is answered as unknown).
-                named.pop().filter(|_| named.is_empty())
-            }
+        let user = match self.sign_in_org(org).await? {
+            Some(org) => self.control.user_by_name(&org, username).await?,
+            None => None,
         };
         let actor = match &user {
             Some(u) => format!("user:{}", u.username),
