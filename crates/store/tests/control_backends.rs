@@ -6,31 +6,12 @@
 
 mod common;
 
+use common::user;
 use phivault_core::{
     ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
-    RecordKey, ResourceId, ResourceType, Role, SessionRecord, StoreKind, Tombstone, UserRecord,
+    RecordKey, ResourceId, ResourceType, Role, SessionRecord, StoreKind, Tombstone,
 };
 use std::sync::Arc;
-
-fn user(id: &str, name: &str, org: &OrgId) -> UserRecord {
-    UserRecord {
-        id: id.into(),
-        org: org.clone(),
-        username: name.into(),
-        role: Role::Nurse,
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        password_changed_at: 1,
-        must_change_password: true,
-        totp_sealed: None,
-        totp_last_step: None,
-        mfa_enrolled: false,
-        disabled: false,
-        failed_logins: 0,
-        locked_until: None,
-        last_login_at: None,
-        created_at: 1,
-    }
-}
 
 /// A live TREAT grant of user `u1` to one patient, from 100 to 200.
 fn grant(id: &str, org: &OrgId) -> GrantRecord {
