@@ -248,6 +248,10 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn users(&self, org: Option<&OrgId>) -> Result<Vec<crate::UserRecord>, StoreError>;
     /// Replaces a user's mutable fields (everything but id, org, username, created_at).
     async fn update_user(&self, user: &crate::UserRecord) -> Result<(), StoreError>;
+    /// A person's own targeted write (see [`crate::UserWrite`]): `false`, changing nothing,
+    /// when the row is no longer as the caller read it or the user is disabled.
+    async fn write_user(&self, user_id: &str, w: &crate::UserWrite<'_>)
+    -> Result<bool, StoreError>;
     /// Accepts TOTP step `step` for a user only if it is newer than the last accepted one
     /// (atomic: a code is accepted once, even by two racing logins).
     async fn accept_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;

@@ -162,6 +162,20 @@ pub(crate) mod sql {
     pub(crate) const CHANGE_CLIENT: &str = "UPDATE {s}.clients \
          SET disabled = COALESCE(?, disabled), secret_hash = COALESCE(?, secret_hash) \
          WHERE id = ?";
+    /// A person's chosen password: bind the new hash, the time, false, the id, the old hash,
+    /// false.
+    pub(crate) const SET_PASSWORD: &str = "UPDATE {s}.users SET password_hash = ?, \
+         password_changed_at = ?, must_change_password = ? \
+         WHERE id = ? AND password_hash = ? AND disabled = ?";
+    /// A new unconfirmed TOTP seed: bind the sealed seed, false, the id, the password hash,
+    /// false.
+    pub(crate) const SET_SEED: &str = "UPDATE {s}.users SET totp_sealed = ?, \
+         totp_last_step = NULL, mfa_enrolled = ? \
+         WHERE id = ? AND password_hash = ? AND disabled = ?";
+    /// A completed sign-in: bind true, the time, the id, the sealed seed, false.
+    pub(crate) const SIGNED_IN: &str = "UPDATE {s}.users SET mfa_enrolled = ?, \
+         last_login_at = ?, failed_logins = 0, locked_until = NULL \
+         WHERE id = ? AND totp_sealed = ? AND disabled = ?";
     /// Ends a client's tokens: bind true, the client id, false.
     pub(crate) const REVOKE_CLIENT_TOKENS: &str = "UPDATE {s}.sessions SET revoked = ? \
          WHERE subject = ? AND kind = 'bearer' AND revoked = ?";
@@ -201,6 +215,43 @@ macro_rules! change_client {
     }};
 }
 pub(crate) use change_client;
+
+/// `ControlStore::write_user` for either backend, on `$pool`, `$sql` turning a shared statement
+/// of [`sql`] into the backend's, and the backend's `unavailable` in scope.
+macro_rules! write_user {
+    ($pool:expr, $sql:expr, $id:expr, $w:expr) => {{
+        use phivault_core::UserWrite as W;
+        let q = match $w {
+            W::Password {
+                old,
+                new,
+                changed_at,
+            } => sqlx::query($sql($crate::rows::sql::SET_PASSWORD))
+                .bind(*new)
+                .bind(*changed_at)
+                .bind(false)
+                .bind($id)
+                .bind(*old),
+            W::Seed { password, sealed } => sqlx::query($sql($crate::rows::sql::SET_SEED))
+                .bind(*sealed)
+                .bind(false)
+                .bind($id)
+                .bind(*password),
+            W::SignIn { sealed, at } => sqlx::query($sql($crate::rows::sql::SIGNED_IN))
+                .bind(true)
+                .bind(*at)
+                .bind($id)
+                .bind(*sealed),
+        };
+        let done = q
+            .bind(false)
+            .execute($pool)
+            .await
+            .map_err(unavailable("write user"))?;
+        Ok(done.rows_affected() == 1)
+    }};
+}
+pub(crate) use write_user;
 
 /// Runs a shared listing statement on `$pool` with the binds and decodes every row with
 /// `$decode`; the backend's `unavailable` in scope.

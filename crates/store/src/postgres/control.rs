@@ -5,7 +5,7 @@ use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
     ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
-    SessionRecord, StoreError, Tombstone, UserRecord,
+    SessionRecord, StoreError, Tombstone, UserRecord, UserWrite,
 };
 use sqlx::Row;
 use sqlx::postgres::PgPool;
@@ -273,6 +273,10 @@ impl ControlStore for PostgresControlStore {
         .await
         .map_err(unavailable("update user"))?;
         Ok(())
+    }
+
+    async fn write_user(&self, user_id: &str, w: &UserWrite<'_>) -> Result<bool, StoreError> {
+        rows::write_user!(&self.pool, |s: &str| self.q(s), user_id, w)
     }
 
     async fn accept_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {

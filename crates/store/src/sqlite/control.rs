@@ -4,7 +4,7 @@ use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
     ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
-    SessionRecord, StoreError, Tombstone, UserRecord,
+    SessionRecord, StoreError, Tombstone, UserRecord, UserWrite,
 };
 use sqlx::Row;
 
@@ -254,6 +254,10 @@ impl ControlStore for SqliteControlStore {
         .await
         .map_err(unavailable("update user"))?;
         Ok(())
+    }
+
+    async fn write_user(&self, user_id: &str, w: &UserWrite<'_>) -> Result<bool, StoreError> {
+        rows::write_user!(&self.db.writer, sql, user_id, w)
     }
 
     async fn accept_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {

@@ -4,6 +4,7 @@
 //! nothing tells whether a username exists.
 mod client_admin;
 pub mod clients;
+mod factors;
 pub mod lockout;
 mod users;
 
@@ -14,7 +15,7 @@ pub use users::{NewUser, UserInfo};
 use crate::audit::AuditEvent;
 use crate::error::VaultError;
 use crate::{Actor, Ctx, Vault};
-use phivault_core::{OrgId, Role, SecretString, SessionRecord, UserRecord};
+use phivault_core::{OrgId, Role, SecretString, SessionRecord, UserRecord, UserWrite};
 use phivault_crypto::{password, random_token, totp};
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -365,7 +366,7 @@ impl Vault {
         if let Err(e) = users::check_password_policy(&new_password, &u.username) {
             return self.audit_failure(event, e).await;
         }
-        let old = u.password_hash.clone();
+        let (old, old_hash) = (u.password_hash.clone(), u.password_hash.clone());
         let same = {
             let p = SecretString::new(new_password.expose().clone());
             off_executor(move || password::verify_password(p.expose(), &old)).await?
@@ -378,7 +379,17 @@ impl Vault {
             off_executor(move || password::hash_password(new_password.expose())).await??;
         u.password_changed_at = self.clock.now_millis();
         u.must_change_password = false;
-        self.control.update_user(&u).await?;
+        // Only if the row is still as read: an administrator's disable or reset committed
+        // during the two Argon2 runs stays.
+        let change = UserWrite::Password {
+            old: &old_hash,
+            new: &u.password_hash,
+            changed_at: u.password_changed_at,
+        };
+        if !self.control.write_user(&u.id, &change).await? {
+            let e = unauthenticated("user changed meanwhile");
+            return self.audit_failure(event, e).await;
+        }
         self.control
             .revoke_sessions_except(&u.id, &chal.token_hash)
             .await?;
@@ -406,9 +417,13 @@ impl Vault {
                 return self.audit_failure(event, e).await;
             }
         }
-        let enrollment = self.new_enrollment(&mut u).await?;
-        self.audit(event).await?;
-        Ok(enrollment)
+        match self.new_enrollment(&mut u).await {
+            Ok(enrollment) => {
+                self.audit(event).await?;
+                Ok(enrollment)
+            }
+            Err(e) => self.audit_failure(event, e).await,
+        }
     }
 
     pub(crate) async fn new_enrollment(
@@ -416,10 +431,17 @@ impl Vault {
         u: &mut UserRecord,
     ) -> Result<Enrollment, VaultError> {
         let seed = totp::new_seed()?;
-        u.totp_sealed = Some(self.keyring.seal_secret(&u.id, &seed)?);
+        let sealed = self.keyring.seal_secret(&u.id, &seed)?;
+        let write = UserWrite::Seed {
+            password: &u.password_hash,
+            sealed: &sealed,
+        };
+        if !self.control.write_user(&u.id, &write).await? {
+            return Err(unauthenticated("user changed meanwhile"));
+        }
+        u.totp_sealed = Some(sealed);
         u.totp_last_step = None;
         u.mfa_enrolled = false;
-        self.control.update_user(u).await?;
         let mut codes = Vec::with_capacity(BACKUP_CODES);
         let mut hashes = Vec::with_capacity(BACKUP_CODES);
         for _ in 0..BACKUP_CODES {
@@ -479,63 +501,13 @@ impl Vault {
                 .await;
         }
         self.control.revoke_session(&chal.token_hash).await?;
-        // A completed sign-in: MFA confirmed, the failure count reset. The record is read
-        // again for the TOTP step the store just set.
-        let mut u = self
-            .control
-            .user_by_id(&u.id)
-            .await?
-            .ok_or(unauthenticated("user gone"))?;
-        u.mfa_enrolled = true;
-        u.last_login_at = Some(self.clock.now_millis());
-        u.failed_logins = 0;
-        u.locked_until = None;
-        self.control.update_user(&u).await?;
-        let token = self
-            .new_token(
-                "session",
-                &u.id,
-                &u.org,
-                self.auth_policy.session_absolute,
-                "",
-            )
-            .await?;
-        self.audit(event).await?;
-        Ok(IssuedToken {
-            token,
-            expires_in: self.auth_policy.session_absolute,
-        })
-    }
-
-    /// Whether `code` is a fresh TOTP code of the user's seed or, once MFA is enrolled, one of
-    /// its unused backup codes (then used up, and the event says so).
-    async fn second_factor_ok(
-        &self,
-        u: &UserRecord,
-        sealed: &[u8],
-        code: &str,
-        event: &mut AuditEvent,
-    ) -> Result<bool, VaultError> {
-        let seed = self.keyring.open_secret(&u.id, sealed)?;
-        let now = self.now_secs();
-        Ok(
-            match totp::check(&seed, code, u64::try_from(now).unwrap_or(0)) {
-                Some(step) => {
-                    self.control
-                        .accept_totp_step(&u.id, i64::try_from(step).unwrap_or(i64::MAX))
-                        .await?
-                }
-                None if u.mfa_enrolled => {
-                    let hash = self.keyring.token_hash("backup", code.trim());
-                    let used = self.control.use_backup_code(&u.id, &hash, now).await?;
-                    if used {
-                        event.reason = Some("backup-code".into());
-                    }
-                    used
-                }
-                None => false,
-            },
-        )
+        match self.signed_in(&u, &sealed).await {
+            Ok(token) => {
+                self.audit(event).await?;
+                Ok(token)
+            }
+            Err(e) => self.audit_failure(event, e).await,
+        }
     }
 
     /// Checks a bearer: a person's session (absolute and idle timeouts, user still enabled;
