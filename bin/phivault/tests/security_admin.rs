@@ -467,7 +467,8 @@ mod listings {
 
     /// Threat: accounts that never enrolled MFA or have not signed in for months go unnoticed
     /// (HIPAA §164.308(a)(3)(ii)(C) termination, §164.312(d)). `user list` (text and
-    /// `--json`) and `GET /admin/users` show each person's last sign-in and MFA state.
+    /// `--json`) and `GET /admin/users` show each person's last sign-in and MFA state; each
+    /// listing is audited.
     #[test]
     fn listings_users_show_last_sign_in_and_mfa_state() {
         let mut boss_otp = String::new();
@@ -511,5 +512,11 @@ mod listings {
             (b["last_sign_in"].as_str(), b["mfa"].as_str()),
             (Some(when), Some("enrolled"))
         );
+        // Each listing (it shows sign-in times and MFA state) is audited: one event.
+        let listed = audit_events(&live.data, "default", "user-list")
+            .into_iter()
+            .filter(|e| e["actor"] == "user:org.admin" && e["outcome"] == "success")
+            .count();
+        assert_eq!(listed, 1, "the administrator's user listing is not audited");
     }
 }
