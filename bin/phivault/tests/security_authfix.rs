@@ -1,0 +1,149 @@
+//! The security regression suite, the second factor's limits (issue 20, finding 5, as
+//! reviewed): checked on the vault with real stores and a fake clock, where the per-challenge
+//! limit can be told apart from the account lockout and parallel guesses can be fired at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::*;
+use phivault_core::{Clock, FakeClock, Role, SecretString};
+use phivault_crypto::totp;
+use phivault_vault::auth::{AuthPolicy, NextStep};
+use phivault_vault::{Ctx, Vault, VaultError};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+const STRONG: &str = "quartz lantern velvet 1987 migrates";
+
+fn s(x: &str) -> SecretString {
+    SecretString::new(x.to_owned())
+}
+
+/// A vault (with `policy`) and a NURSE `nurse.jones` who signed in once: the anonymous
+/// context, the fake clock (moved past the code used) and the TOTP seed.
+struct Enrolled {
+    vault: Vault,
+    anon: Ctx,
+    clock: Arc<FakeClock>,
+    seed: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+async fn enrolled(policy: AuthPolicy) -> Enrolled {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    init_vault(&data).await;
+    let start = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+    let clock = Arc::new(FakeClock::new(start));
+    let o = open_with_clock(&data, clock.clone()).await;
+    let admin = ctx(&o).await;
+    let org = admin.org().clone();
+    let anon = Ctx::anonymous(org.clone());
+    let v = o.vault.clone().with_auth_policy(policy);
+    let new = v
+        .add_user(&admin, &org, "nurse.jones", Role::Nurse, false)
+        .await
+        .unwrap();
+    let c = v
+        .login(&anon, "nurse.jones", new.one_time_password)
+        .await
+        .unwrap();
+    let tok = c.token.expose();
+    v.change_password(&anon, tok, s(STRONG)).await.unwrap();
+    let e = v.enroll_mfa(&anon, tok).await.unwrap();
+    let seed = totp::seed_from_base32(e.secret_base32.expose()).unwrap();
+    let code = totp::code_at(&seed, now(&clock)).unwrap();
+    v.complete_mfa(&anon, tok, &code).await.unwrap();
+    clock.advance(time::Duration::seconds(60));
+    Enrolled {
+        vault: v,
+        anon,
+        clock,
+        seed,
+        _dir: dir,
+    }
+}
+
+fn now(c: &FakeClock) -> u64 {
+    u64::try_from(c.now().unix_timestamp()).unwrap()
+}
+
+/// Six-digit codes the seed does not accept near the clock's time.
+fn wrong_codes(e: &Enrolled, n: usize) -> Vec<String> {
+    let t = now(&e.clock);
+    let near: Vec<String> = (0..9u64)
+        .map(|i| totp::code_at(&e.seed, t + i * 30 - 120).unwrap())
+        .collect();
+    (0..)
+        .map(|i: u32| format!("{:06}", i * 137_731 % 1_000_000))
+        .filter(|c| !near.contains(c))
+        .take(n)
+        .collect()
+}
+
+fn why<T: std::fmt::Debug>(r: &Result<T, VaultError>) -> &'static str {
+    match r {
+        Err(VaultError::Unauthenticated(w)) => w,
+        other => panic!("expected an authentication failure, got {other:?}"),
+    }
+}
+
+/// Threat: TOTP brute force within one login challenge (issue 20, finding 5; OWASP ASVS
+/// V2.8). A challenge dies at its 5th code on its own, not only through the account lockout:
+/// with the lockout far above 5, the 6th code on one challenge, even the right one, is
+/// refused, while a new challenge with that code signs in (the account is not locked).
+#[tokio::test]
+async fn sessions_a_challenge_dies_after_five_codes_whatever_the_lockout() {
+    let policy = AuthPolicy {
+        lockout_after: 100,
+        ..AuthPolicy::default()
+    };
+    let e = enrolled(policy).await;
+    let v = &e.vault;
+    let c = v.login(&e.anon, "nurse.jones", s(STRONG)).await.unwrap();
+    assert_eq!(c.next, NextStep::Mfa);
+    for code in wrong_codes(&e, 5) {
+        let r = v.complete_mfa(&e.anon, c.token.expose(), &code).await;
+        assert_eq!(why(&r), "wrong or replayed code");
+    }
+    let right = totp::code_at(&e.seed, now(&e.clock)).unwrap();
+    let sixth = v.complete_mfa(&e.anon, c.token.expose(), &right).await;
+    assert_ne!(
+        why(&sixth),
+        "account locked",
+        "the lockout, not the challenge, refused it"
+    );
+    let c2 = v.login(&e.anon, "nurse.jones", s(STRONG)).await.unwrap();
+    v.complete_mfa(&e.anon, c2.token.expose(), &right)
+        .await
+        .expect("a fresh challenge signs in: the account was not locked");
+}
+
+/// Threat: TOTP guesses racing past the lockout (issue 20, finding 5; OWASP ASVS V2.2.1).
+/// Challenges opened with the password before any guess, then one wrong code on each, all at
+/// once: exactly 5 codes are checked (the lockout threshold), every other guess is refused as
+/// locked before its code is looked at, and the right code is refused while locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_parallel_totp_guesses_never_pass_the_lockout() {
+    let e = enrolled(AuthPolicy::default()).await;
+    let v = &e.vault;
+    let mut challenges = Vec::new();
+    for _ in 0..16 {
+        let c = v.login(&e.anon, "nurse.jones", s(STRONG)).await.unwrap();
+        challenges.push(c.token.expose().clone());
+    }
+    let mut guesses = tokio::task::JoinSet::new();
+    for (chal, code) in challenges.into_iter().zip(wrong_codes(&e, 16)) {
+        let (v, anon) = (v.clone(), e.anon.clone());
+        guesses.spawn(async move { why(&v.complete_mfa(&anon, &chal, &code).await) });
+    }
+    let answers = guesses.join_all().await;
+    let checked = answers
+        .iter()
+        .filter(|w| **w == "wrong or replayed code")
+        .count();
+    let locked = answers.iter().filter(|w| **w == "account locked").count();
+    assert_eq!((checked, locked), (5, 11), "{answers:?}");
+    let c = v.login(&e.anon, "nurse.jones", s(STRONG)).await;
+    assert_eq!(why(&c), "account locked");
+}
