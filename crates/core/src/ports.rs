@@ -263,6 +263,16 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
         user_id: &str,
         lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
     ) -> Result<(i64, Option<i64>), StoreError>;
+    /// Reserves one second-factor attempt of a user: unless the account is locked at `now`,
+    /// counts it as a failure and sets `locked_until` to `lock(count)` when that is `Some`, in
+    /// one atomic step (so parallel attempts can never pass a lock). `None` when locked
+    /// (nothing counted); a completed sign-in clears the count and the lock again.
+    async fn reserve_login_attempt(
+        &self,
+        user_id: &str,
+        now: i64,
+        lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
+    ) -> Result<Option<(i64, Option<i64>)>, StoreError>;
     /// Marks an unused backup code used; `false` if there is no such unused code.
     async fn use_backup_code(
         &self,

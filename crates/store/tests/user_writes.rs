@@ -1,7 +1,8 @@
 //! A person's own writes to their user row (a password change, a new TOTP seed, a completed
 //! sign-in) change only their columns, and only while the row is as the sign-in step read it:
 //! an administrator's disable or reset committed in between is never undone (issue 20, lost
-//! updates). Both backends.
+//! updates). A second-factor attempt is reserved (lock checked, counted) in one atomic step,
+//! so parallel attempts never pass a lock. Both backends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -119,6 +120,29 @@ async fn stale_writes_never_undo_an_administrators_change(c: Arc<dyn ControlStor
     );
 }
 
+async fn parallel_reservations_never_pass_a_lock(c: Arc<dyn ControlStore>) {
+    let lock = |n: i64| (n >= 5).then_some(1_000);
+    let mut tries = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let c = c.clone();
+        tries.spawn(async move { c.reserve_login_attempt("u1", 100, &lock).await.unwrap() });
+    }
+    let mut got: Vec<_> = tries.join_all().await.into_iter().flatten().collect();
+    got.sort();
+    let want: Vec<_> = (1..=5).map(|n| (n, lock(n))).collect();
+    assert_eq!(got, want, "only the reservations before the lock pass");
+    assert_eq!(
+        c.reserve_login_attempt("u1", 999, &lock).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        c.reserve_login_attempt("u1", 1_000, &lock).await.unwrap(),
+        Some((6, Some(1_000))),
+        "once unlocked, the next attempt is counted"
+    );
+    assert_eq!(c.user_by_id("u1").await.unwrap().unwrap().failed_logins, 6);
+}
+
 #[tokio::test]
 async fn sqlite_stale_user_writes_never_undo_an_administrators_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,6 +150,7 @@ async fn sqlite_stale_user_writes_never_undo_an_administrators_change() {
         .await
         .unwrap();
     stale_writes_never_undo_an_administrators_change(stores.control.clone()).await;
+    parallel_reservations_never_pass_a_lock(stores.control.clone()).await;
 }
 
 #[tokio::test]
@@ -137,6 +162,8 @@ async fn postgres_stale_user_writes_never_undo_an_administrators_change() {
     let store = phivault_store::postgres::PostgresControlStore::open(pool.clone(), &schema)
         .await
         .unwrap();
-    stale_writes_never_undo_an_administrators_change(Arc::new(store)).await;
+    let store: Arc<dyn ControlStore> = Arc::new(store);
+    stale_writes_never_undo_an_administrators_change(store.clone()).await;
+    parallel_reservations_never_pass_a_lock(store).await;
     common::drop_schema(&pool, &schema).await;
 }

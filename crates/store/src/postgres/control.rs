@@ -315,27 +315,26 @@ impl ControlStore for PostgresControlStore {
         user_id: &str,
         lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
     ) -> Result<(i64, Option<i64>), StoreError> {
-        let ctx = "count login failure";
-        let mut tx = self.pool.begin().await.map_err(unavailable(ctx))?;
-        let n: i64 = sqlx::query_scalar(self.q(
-            "UPDATE {s}.users SET failed_logins = failed_logins + 1 WHERE id = ? \
-             RETURNING failed_logins",
-        ))
-        .bind(user_id)
-        .fetch_one(&mut *tx)
+        let counted =
+            rows::count_failure!(self.pool.begin(), |s: &str| self.q(s), user_id, lock, None)
+                .await?;
+        Ok(counted.unwrap_or((0, None)))
+    }
+
+    async fn reserve_login_attempt(
+        &self,
+        user_id: &str,
+        now: i64,
+        lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
+    ) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+        rows::count_failure!(
+            self.pool.begin(),
+            |s: &str| self.q(s),
+            user_id,
+            lock,
+            Some(now)
+        )
         .await
-        .map_err(unavailable(ctx))?;
-        let until = lock(n);
-        if until.is_some() {
-            sqlx::query(self.q("UPDATE {s}.users SET locked_until = ? WHERE id = ?"))
-                .bind(until)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable(ctx))?;
-        }
-        tx.commit().await.map_err(unavailable(ctx))?;
-        Ok((n, until))
     }
 
     async fn use_backup_code(

@@ -477,11 +477,14 @@ impl Vault {
             let e = VaultError::Invalid("enroll MFA first".into());
             return self.audit_failure(event, e).await;
         };
-        if self.is_locked(&u) {
+        // The lock is checked and the attempt counted as a failure (locking the account when
+        // a failure would) in one atomic step before the code is looked at, so parallel
+        // guesses, on one challenge or many, can never pass the lockout.
+        let Some(locks) = self.reserve_code_attempt(&u.id).await? else {
             return self.locked_out(event).await;
-        }
-        // The attempt is counted before the code is checked, so parallel guesses on one
-        // challenge cannot exceed the limit.
+        };
+        // The challenge's own attempts are counted too, so it dies at its 5th whatever the
+        // account's count.
         let attempt = self
             .control
             .count_challenge_attempt(&chal.token_hash)
@@ -495,10 +498,7 @@ impl Vault {
                 .await;
         }
         if !self.second_factor_ok(&u, &sealed, code, &mut event).await? {
-            let locked = lockout::LOCKED_BY_CODE;
-            return self
-                .credential_failure(event, &u.id, "wrong or replayed code", locked)
-                .await;
+            return self.code_failure(event, locks).await;
         }
         self.control.revoke_session(&chal.token_hash).await?;
         match self.signed_in(&u, &sealed).await {
