@@ -1,15 +1,18 @@
-//! The security regression suite, the second factor's limits (issue 20, finding 5, as
-//! reviewed): checked on the vault with real stores and a fake clock, where the per-challenge
-//! limit can be told apart from the account lockout and parallel guesses can be fired at once.
+//! The security regression suite, authentication as reviewed (issue 20, findings 5 and 7):
+//! the second factor's limits, checked on the vault with real stores and a fake clock (where
+//! the per-challenge limit can be told apart from the account lockout and parallel guesses
+//! can be fired at once), and an administrator's client takeover over HTTPS.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 
+use common::live::{Live, cli, json_of};
 use common::*;
 use phivault_core::{Clock, FakeClock, Role, SecretString};
 use phivault_crypto::totp;
 use phivault_vault::auth::{AuthPolicy, NextStep};
 use phivault_vault::{Ctx, Vault, VaultError};
+use serde_json::json;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -146,4 +149,40 @@ async fn sessions_parallel_totp_guesses_never_pass_the_lockout() {
     assert_eq!((checked, locked), (5, 11), "{answers:?}");
     let c = v.login(&e.anon, "nurse.jones", s(STRONG)).await;
     assert_eq!(why(&c), "account locked");
+}
+
+/// Threat: an administrator takes over an integration (issue 20, finding 7 as reviewed; HIPAA
+/// §164.308(a)(1)(ii)(D) activity review). An ORG_ADMIN may rotate an INTEGRATION_MANAGER
+/// client's secret over `/admin` and so read organization-wide PHI as the client: `audit
+/// report` flags the rotation followed by the client's PHI reads, naming who rotated it.
+#[test]
+fn admin_a_rotated_client_secret_then_the_clients_reads_are_flagged() {
+    let (mut ehr, mut boss_otp) = (String::new(), String::new());
+    let live = Live::start(|data| {
+        let (role, scopes, purposes) = ("INTEGRATION_MANAGER", "system/*.cruds", "TREAT");
+        ehr = Live::client(data, "ehr", role, scopes, purposes);
+        boss_otp = common::live::add_user(data, "org.admin", "ORG_ADMIN");
+    });
+    let id = ehr.split_once(':').unwrap().0.to_owned();
+    let boss = live.sign_in("org.admin", &boss_otp, "127.0.45.1");
+    let path = format!("/admin/clients/{id}/rotate-secret");
+    let r = live.call("POST", &path, Some(&boss), None, None, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let secret = r.body["client_secret"].as_str().unwrap();
+    let token = live.token(&format!("{id}:{secret}"));
+    let search = "/fhir/Patient?identifier=nobody";
+    assert_eq!(live.fhir("GET", search, &token, "TREAT", None).status, 200);
+    let report = json_of(&cli(
+        &live.data,
+        &["audit", "report", "--since", "2000-01-01", "--json"],
+    ));
+    let flags = report["reset_then_reads"].as_array().unwrap();
+    let want = json!(["user:org.admin", "client:ehr", "client-rotate-secret"]);
+    assert!(
+        flags
+            .iter()
+            .any(|f| json!([f["admin"], f["account"], f["reset"]]) == want
+                && f["reads"].as_u64().unwrap_or(0) >= 1),
+        "the rotation followed by the client's reads is not flagged: {report:#}"
+    );
 }

@@ -385,6 +385,68 @@ mod tests {
         assert_eq!(r.unusual_volume[0].daily_median, 3.0);
     }
 
+    /// A client's secret rotated or the client re-enabled, and a user created, by an
+    /// administrator: each hands the account to whoever did it, so its reads are flagged too.
+    #[test]
+    fn flags_a_handed_over_client_or_a_new_account_followed_by_its_reads() {
+        let at = |actor: &str, action: &str, time: &str, reason: Option<&str>| {
+            let mut e = ev(actor, "2026-01-01", "p1");
+            (e.action, e.time, e.reason) = (action.into(), time.into(), reason.map(Into::into));
+            e
+        };
+        let events = [
+            at(
+                "user:boss",
+                "client-rotate-secret",
+                "2026-01-01T10:00:00Z",
+                Some("client:ehr id:pvc-1"),
+            ),
+            at("client:ehr", "search", "2026-01-01T10:01:00Z", None),
+            at(
+                "cli:root",
+                "client-enable",
+                "2026-01-01T11:00:00Z",
+                Some("client:lab id:pvc-2"),
+            ),
+            at("client:lab", "history", "2026-01-01T11:01:00Z", None),
+            at(
+                "user:boss",
+                "user-add",
+                "2026-01-01T12:00:00Z",
+                Some("user:new.doc role:CLINICIAN"),
+            ),
+            at("user:new.doc", "everything", "2026-01-01T12:30:00Z", None),
+            // Revoking tokens hands nothing over.
+            at(
+                "user:boss",
+                "client-revoke-tokens",
+                "2026-01-01T13:00:00Z",
+                Some("client:ehr id:pvc-1"),
+            ),
+        ];
+        let r = build("2026-01-01", &events);
+        let got: Vec<(&str, &str, &str, u64)> = r
+            .reset_then_reads
+            .iter()
+            .map(|f| {
+                (
+                    f.admin.as_str(),
+                    f.account.as_str(),
+                    f.reset.as_str(),
+                    f.reads,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("user:boss", "client:ehr", "client-rotate-secret", 1),
+                ("cli:root", "client:lab", "client-enable", 1),
+                ("user:boss", "user:new.doc", "user-add", 1),
+            ]
+        );
+    }
+
     #[test]
     fn flags_a_reset_followed_by_reads_of_the_account_within_24_hours() {
         let at = |actor: &str, action: &str, time: &str, reason: Option<&str>| {
