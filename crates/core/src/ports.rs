@@ -242,8 +242,6 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
         org: &OrgId,
         username: &str,
     ) -> Result<Option<crate::UserRecord>, StoreError>;
-    /// Every user of that name, whatever the organization (for a sign-in that names none).
-    async fn users_named(&self, username: &str) -> Result<Vec<crate::UserRecord>, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<crate::UserRecord>, StoreError>;
     async fn users(&self, org: Option<&OrgId>) -> Result<Vec<crate::UserRecord>, StoreError>;
     /// Replaces a user's mutable fields (everything but id, org, username, created_at).

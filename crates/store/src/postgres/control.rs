@@ -214,18 +214,6 @@ impl ControlStore for PostgresControlStore {
         row.as_ref().map(crate::rows::user).transpose()
     }
 
-    async fn users_named(&self, username: &str) -> Result<Vec<UserRecord>, StoreError> {
-        let rows = sqlx::query(self.q(&format!(
-            "{} WHERE username = ? ORDER BY org",
-            crate::rows::user_columns("{s}.users")
-        )))
-        .bind(username)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable("read user"))?;
-        rows.iter().map(crate::rows::user).collect()
-    }
-
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(self.q(&format!(
             "{} WHERE id = ?",

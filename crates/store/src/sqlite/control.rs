@@ -195,18 +195,6 @@ impl ControlStore for SqliteControlStore {
         row.as_ref().map(crate::rows::user).transpose()
     }
 
-    async fn users_named(&self, username: &str) -> Result<Vec<UserRecord>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} WHERE username = ? ORDER BY org",
-            crate::rows::user_columns("users")
-        )))
-        .bind(username)
-        .fetch_all(&self.db.reader)
-        .await
-        .map_err(unavailable("read user"))?;
-        rows.iter().map(crate::rows::user).collect()
-    }
-
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{} WHERE id = ?",
