@@ -153,39 +153,16 @@ mod sessions {
     /// clock, so that the 90 days pass within the test.
     #[tokio::test]
     async fn sessions_a_self_service_password_change_ends_the_older_sessions() {
-        use phivault_core::{Clock, FakeClock, Role, SecretString};
-        use phivault_vault::auth::NextStep;
-        use phivault_vault::{Ctx, VaultError};
+        use phivault_core::{Role, SecretString};
+        use phivault_vault::VaultError;
+        use phivault_vault::auth::{AuthPolicy, NextStep};
         use time::Duration;
         let s = |x: &str| SecretString::new(x.to_owned());
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("data");
-        common::init_vault(&dir).await;
-        let start = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
-        let clock = std::sync::Arc::new(FakeClock::new(start));
-        let o = common::open_with_clock(&dir, clock.clone()).await;
-        let op = common::ctx(&o).await;
-        let anon = Ctx::anonymous(op.org().clone());
-        let v = &o.vault;
-        let n = v
-            .add_user(&op, op.org(), "org.admin", Role::OrgAdmin, false)
-            .await
-            .unwrap();
-        let c = v
-            .login(&anon, "org.admin", n.one_time_password)
-            .await
-            .unwrap();
-        v.change_password(&anon, c.token.expose(), s(SIGNED_IN_PASSWORD))
-            .await
-            .unwrap();
-        let e = v.enroll_mfa(&anon, c.token.expose()).await.unwrap();
-        let seed = phivault_crypto::totp::seed_from_base32(e.secret_base32.expose()).unwrap();
-        let code = |c: &FakeClock| {
-            phivault_crypto::totp::code_at(&seed, c.now().unix_timestamp() as u64).unwrap()
-        };
-        v.complete_mfa(&anon, c.token.expose(), &code(&clock))
-            .await
-            .unwrap();
+        let p = AuthPolicy::default();
+        let si = common::signed_in::signed_in("org.admin", Role::OrgAdmin, SIGNED_IN_PASSWORD, p);
+        let si = si.await;
+        let (v, anon, clock) = (&si.vault, si.anon.clone(), &si.clock);
+        let code = |_| si.code();
         // An hour before the password expires, a session is opened and kept busy.
         clock.advance(Duration::days(90) - Duration::hours(1));
         let c = v
@@ -221,7 +198,7 @@ mod sessions {
             ),
             "a session opened before the password change lives on"
         );
-        o.close().await;
+        si.opened.close().await;
     }
 
     /// Threat: TOTP brute force (issue 20, finding 5; OWASP ASVS V2.2.1, V2.8.x; HIPAA

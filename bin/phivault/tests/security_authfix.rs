@@ -7,14 +7,12 @@
 mod common;
 
 use common::live::{Live, cli, json_of};
-use common::*;
+use common::signed_in::{SignedIn, signed_in};
 use phivault_core::{Clock, FakeClock, Role, SecretString};
 use phivault_crypto::totp;
+use phivault_vault::VaultError;
 use phivault_vault::auth::{AuthPolicy, NextStep};
-use phivault_vault::{Ctx, Vault, VaultError};
 use serde_json::json;
-use std::sync::Arc;
-use time::OffsetDateTime;
 
 const STRONG: &str = "quartz lantern velvet 1987 migrates";
 
@@ -22,49 +20,12 @@ fn s(x: &str) -> SecretString {
     SecretString::new(x.to_owned())
 }
 
-/// A vault (with `policy`) and a NURSE `nurse.jones` who signed in once: the anonymous
-/// context, the fake clock (moved past the code used) and the TOTP seed.
-struct Enrolled {
-    vault: Vault,
-    anon: Ctx,
-    clock: Arc<FakeClock>,
-    seed: Vec<u8>,
-    _dir: tempfile::TempDir,
-}
-
-async fn enrolled(policy: AuthPolicy) -> Enrolled {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    init_vault(&data).await;
-    let start = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
-    let clock = Arc::new(FakeClock::new(start));
-    let o = open_with_clock(&data, clock.clone()).await;
-    let admin = ctx(&o).await;
-    let org = admin.org().clone();
-    let anon = Ctx::anonymous(org.clone());
-    let v = o.vault.clone().with_auth_policy(policy);
-    let new = v
-        .add_user(&admin, &org, "nurse.jones", Role::Nurse, false)
-        .await
-        .unwrap();
-    let c = v
-        .login(&anon, "nurse.jones", new.one_time_password)
-        .await
-        .unwrap();
-    let tok = c.token.expose();
-    v.change_password(&anon, tok, s(STRONG)).await.unwrap();
-    let e = v.enroll_mfa(&anon, tok).await.unwrap();
-    let seed = totp::seed_from_base32(e.secret_base32.expose()).unwrap();
-    let code = totp::code_at(&seed, now(&clock)).unwrap();
-    v.complete_mfa(&anon, tok, &code).await.unwrap();
-    clock.advance(time::Duration::seconds(60));
-    Enrolled {
-        vault: v,
-        anon,
-        clock,
-        seed,
-        _dir: dir,
-    }
+/// A vault (with `policy`) and a NURSE `nurse.jones` who signed in once, the clock moved past
+/// the code used.
+async fn enrolled(policy: AuthPolicy) -> SignedIn {
+    let e = signed_in("nurse.jones", Role::Nurse, STRONG, policy).await;
+    e.clock.advance(time::Duration::seconds(60));
+    e
 }
 
 fn now(c: &FakeClock) -> u64 {
@@ -72,7 +33,7 @@ fn now(c: &FakeClock) -> u64 {
 }
 
 /// Six-digit codes the seed does not accept near the clock's time.
-fn wrong_codes(e: &Enrolled, n: usize) -> Vec<String> {
+fn wrong_codes(e: &SignedIn, n: usize) -> Vec<String> {
     let t = now(&e.clock);
     let near: Vec<String> = (0..9u64)
         .map(|i| totp::code_at(&e.seed, t + i * 30 - 120).unwrap())
@@ -120,6 +81,7 @@ async fn sessions_a_challenge_dies_after_five_codes_whatever_the_lockout() {
     v.complete_mfa(&e.anon, c2.token.expose(), &right)
         .await
         .expect("a fresh challenge signs in: the account was not locked");
+    e.opened.close().await;
 }
 
 /// Threat: TOTP guesses racing past the lockout (issue 20, finding 5; OWASP ASVS V2.2.1).
@@ -149,6 +111,7 @@ async fn sessions_parallel_totp_guesses_never_pass_the_lockout() {
     assert_eq!((checked, locked), (5, 11), "{answers:?}");
     let c = v.login(&e.anon, "nurse.jones", s(STRONG)).await;
     assert_eq!(why(&c), "account locked");
+    e.opened.close().await;
 }
 
 /// Threat: an administrator takes over an integration (issue 20, finding 7 as reviewed; HIPAA

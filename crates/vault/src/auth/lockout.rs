@@ -63,14 +63,16 @@ impl Vault {
         Ok(reserved.map(|(_, until)| until.is_some()))
     }
 
-    /// A wrong or replayed code, already counted by its reservation: audited (with
-    /// [`LOCKED_BY_CODE`] when the reservation locked the account) and refused.
+    /// A refused code (wrong, replayed, or on a spent challenge), already counted by its
+    /// reservation: audited (with [`LOCKED_BY_CODE`] when the reservation locked the account)
+    /// and refused.
     pub(super) async fn code_failure<T>(
         &self,
         event: AuditEvent,
+        why: &'static str,
         locked: bool,
     ) -> Result<T, VaultError> {
-        let e = unauthenticated("wrong or replayed code");
+        let e = unauthenticated(why);
         let mut event = event.failed(&e);
         if locked {
             event.reason = Some(LOCKED_BY_CODE.into());

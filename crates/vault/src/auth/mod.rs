@@ -493,12 +493,12 @@ impl Vault {
             self.control.revoke_session(&chal.token_hash).await?;
         }
         if attempt > lockout::MAX_CODE_ATTEMPTS {
-            return self
-                .audit_failure(event, unauthenticated("challenge spent"))
-                .await;
+            return self.code_failure(event, "challenge spent", locks).await;
         }
         if !self.second_factor_ok(&u, &sealed, code, &mut event).await? {
-            return self.code_failure(event, locks).await;
+            return self
+                .code_failure(event, "wrong or replayed code", locks)
+                .await;
         }
         self.control.revoke_session(&chal.token_hash).await?;
         match self.signed_in(&u, &sealed).await {
