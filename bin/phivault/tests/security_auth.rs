@@ -54,14 +54,7 @@ fn audit_report(live: &Live, org: Option<&str>) -> Value {
 fn wrong_codes(secret: &str, n: usize) -> Vec<String> {
     let seed = phivault_crypto::totp::seed_from_base32(secret).unwrap();
     let now = u64::try_from(phivault_core::Clock::now_secs(&phivault_core::SystemClock)).unwrap();
-    let near: Vec<String> = (0..9u64)
-        .map(|i| phivault_crypto::totp::code_at(&seed, now + i * 30 - 120).unwrap())
-        .collect();
-    (0..)
-        .map(|i: u32| format!("{:06}", i * 137_731 % 1_000_000))
-        .filter(|c| !near.contains(c))
-        .take(n)
-        .collect()
+    common::signed_in::codes_not_near(&seed, now, n)
 }
 
 mod sessions {

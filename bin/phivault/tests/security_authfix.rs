@@ -7,7 +7,7 @@
 mod common;
 
 use common::live::{Live, cli, json_of};
-use common::signed_in::{SignedIn, signed_in};
+use common::signed_in::{SignedIn, codes_not_near, signed_in};
 use phivault_core::{Clock, FakeClock, Role, SecretString};
 use phivault_crypto::totp;
 use phivault_vault::VaultError;
@@ -34,15 +34,7 @@ fn now(c: &FakeClock) -> u64 {
 
 /// Six-digit codes the seed does not accept near the clock's time.
 fn wrong_codes(e: &SignedIn, n: usize) -> Vec<String> {
-    let t = now(&e.clock);
-    let near: Vec<String> = (0..9u64)
-        .map(|i| totp::code_at(&e.seed, t + i * 30 - 120).unwrap())
-        .collect();
-    (0..)
-        .map(|i: u32| format!("{:06}", i * 137_731 % 1_000_000))
-        .filter(|c| !near.contains(c))
-        .take(n)
-        .collect()
+    codes_not_near(&e.seed, now(&e.clock), n)
 }
 
 fn why<T: std::fmt::Debug>(r: &Result<T, VaultError>) -> &'static str {

@@ -70,3 +70,15 @@ pub async fn signed_in(username: &str, role: Role, password: &str, policy: AuthP
         _dir: dir,
     }
 }
+
+/// `n` six-digit codes that `seed` accepts nowhere near the time `now` (Unix seconds).
+pub fn codes_not_near(seed: &[u8], now: u64, n: usize) -> Vec<String> {
+    let near: Vec<String> = (0..9u64)
+        .map(|i| totp::code_at(seed, now + i * 30 - 120).unwrap())
+        .collect();
+    (0..)
+        .map(|i: u32| format!("{:06}", i * 137_731 % 1_000_000))
+        .filter(|c| !near.contains(c))
+        .take(n)
+        .collect()
+}
