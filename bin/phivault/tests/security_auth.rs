@@ -197,7 +197,8 @@ mod sessions {
     /// Threat: TOTP brute force (issue 20, finding 5; OWASP ASVS V2.2.1, V2.8.x; HIPAA
     /// §164.312(d)). Wrong codes count toward the account's lockout like wrong passwords; a
     /// challenge dies after 5 wrong codes (even the right code then gets the invalid-challenge
-    /// answer); a correct password alone does not reset the count, a completed sign-in does;
+    /// answer; here both limits are 5, so `security_authfix.rs` tells the challenge's own
+    /// limit apart from the lockout); a correct password alone does not reset the count, a completed sign-in does;
     /// every lockout is an audit event, counted per user in `phivault audit report`.
     #[test]
     fn sessions_totp_brute_force_kills_the_challenge_and_locks_the_account() {
