@@ -590,7 +590,7 @@ async fn admin_compliance_over_https_for_super_admin_and_auditor_only() {
     let tokens: Vec<String> = ["root.admin", "audit.ann", "org.admin", "dr.bo"]
         .iter()
         .enumerate()
-        .map(|(i, n)| live.sign_in(n, &otps[i], &format!("127.0.9.{}", 10 + i)))
+        .map(|(i, n)| live.sign_in_in("default", n, &otps[i], &format!("127.0.9.{}", 10 + i)))
         .collect();
     for (i, want) in [200, 200, 403, 403].into_iter().enumerate() {
         let r = live.call(

@@ -234,8 +234,8 @@ mod clients {
         });
         let id = client_id(&ehr);
         let token = live.token(&ehr);
-        let rival = live.sign_in("rival.admin", &rival_otp, "127.0.7.3");
-        let nurse = live.sign_in("a.nurse", &nurse_otp, "127.0.7.4");
+        let rival = live.sign_in_in("rival", "rival.admin", &rival_otp, "127.0.7.3");
+        let nurse = live.sign_in_in("default", "a.nurse", &nurse_otp, "127.0.7.4");
         let integration = live.token(&rival_ehr);
 
         let (s, list) = admin(&live, "GET", "/admin/clients", Some(&rival));
@@ -396,7 +396,7 @@ mod listings {
                 "30",
             ],
         ));
-        let er = live.sign_in("er.doc", &er_otp, "127.0.7.5");
+        let er = live.sign_in_in("default", "er.doc", &er_otp, "127.0.7.5");
         let bg = json!({"patient": pid, "reason": "unconscious in the ED, no grant on call"});
         let r = live.call(
             "POST",
@@ -437,11 +437,11 @@ mod listings {
         let human = stdout_ok(&cli(&live.data, &["grants", "list", "--org", "default"]));
         assert!(human.contains("a.doc") && human.contains("break-glass") && !human.contains(&pid));
 
-        let boss = live.sign_in("org.admin", &boss_otp, "127.0.7.6");
+        let boss = live.sign_in_in("default", "org.admin", &boss_otp, "127.0.7.6");
         let (s, api) = admin(&live, "GET", "/admin/grants", Some(&boss));
         assert_eq!(s, 200, "{api}");
         assert_eq!(api, listed, "the API and the command line disagree");
-        let rival = live.sign_in("rival.admin", &rival_otp, "127.0.7.7");
+        let rival = live.sign_in_in("rival", "rival.admin", &rival_otp, "127.0.7.7");
         assert_eq!(
             admin(&live, "GET", "/admin/grants", Some(&rival)),
             (200, json!([]))
@@ -467,7 +467,8 @@ mod listings {
 
     /// Threat: accounts that never enrolled MFA or have not signed in for months go unnoticed
     /// (HIPAA §164.308(a)(3)(ii)(C) termination, §164.312(d)). `user list` (text and
-    /// `--json`) and `GET /admin/users` show each person's last sign-in and MFA state.
+    /// `--json`) and `GET /admin/users` show each person's last sign-in and MFA state; each
+    /// listing is audited.
     #[test]
     fn listings_users_show_last_sign_in_and_mfa_state() {
         let mut boss_otp = String::new();
@@ -511,5 +512,11 @@ mod listings {
             (b["last_sign_in"].as_str(), b["mfa"].as_str()),
             (Some(when), Some("enrolled"))
         );
+        // Each listing (it shows sign-in times and MFA state) is audited: one event.
+        let listed = audit_events(&live.data, "default", "user-list")
+            .into_iter()
+            .filter(|e| e["actor"] == "user:org.admin" && e["outcome"] == "success")
+            .count();
+        assert_eq!(listed, 1, "the administrator's user listing is not audited");
     }
 }

@@ -54,14 +54,7 @@ fn audit_report(live: &Live, org: Option<&str>) -> Value {
 fn wrong_codes(secret: &str, n: usize) -> Vec<String> {
     let seed = phivault_crypto::totp::seed_from_base32(secret).unwrap();
     let now = u64::try_from(phivault_core::Clock::now_secs(&phivault_core::SystemClock)).unwrap();
-    let near: Vec<String> = (0..9u64)
-        .map(|i| phivault_crypto::totp::code_at(&seed, now + i * 30 - 120).unwrap())
-        .collect();
-    (0..)
-        .map(|i: u32| format!("{:06}", i * 137_731 % 1_000_000))
-        .filter(|c| !near.contains(c))
-        .take(n)
-        .collect()
+    common::signed_in::codes_not_near(&seed, now, n)
 }
 
 mod sessions {
@@ -153,39 +146,16 @@ mod sessions {
     /// clock, so that the 90 days pass within the test.
     #[tokio::test]
     async fn sessions_a_self_service_password_change_ends_the_older_sessions() {
-        use phivault_core::{Clock, FakeClock, Role, SecretString};
-        use phivault_vault::auth::NextStep;
-        use phivault_vault::{Ctx, VaultError};
+        use phivault_core::{Role, SecretString};
+        use phivault_vault::VaultError;
+        use phivault_vault::auth::{AuthPolicy, NextStep};
         use time::Duration;
         let s = |x: &str| SecretString::new(x.to_owned());
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("data");
-        common::init_vault(&dir).await;
-        let start = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
-        let clock = std::sync::Arc::new(FakeClock::new(start));
-        let o = common::open_with_clock(&dir, clock.clone()).await;
-        let op = common::ctx(&o).await;
-        let anon = Ctx::anonymous(op.org().clone());
-        let v = &o.vault;
-        let n = v
-            .add_user(&op, op.org(), "org.admin", Role::OrgAdmin, false)
-            .await
-            .unwrap();
-        let c = v
-            .login(&anon, "org.admin", n.one_time_password)
-            .await
-            .unwrap();
-        v.change_password(&anon, c.token.expose(), s(SIGNED_IN_PASSWORD))
-            .await
-            .unwrap();
-        let e = v.enroll_mfa(&anon, c.token.expose()).await.unwrap();
-        let seed = phivault_crypto::totp::seed_from_base32(e.secret_base32.expose()).unwrap();
-        let code = |c: &FakeClock| {
-            phivault_crypto::totp::code_at(&seed, c.now().unix_timestamp() as u64).unwrap()
-        };
-        v.complete_mfa(&anon, c.token.expose(), &code(&clock))
-            .await
-            .unwrap();
+        let p = AuthPolicy::default();
+        let si = common::signed_in::signed_in("org.admin", Role::OrgAdmin, SIGNED_IN_PASSWORD, p);
+        let si = si.await;
+        let (v, anon, clock) = (&si.vault, si.anon.clone(), &si.clock);
+        let code = |_| si.code();
         // An hour before the password expires, a session is opened and kept busy.
         clock.advance(Duration::days(90) - Duration::hours(1));
         let c = v
@@ -221,13 +191,14 @@ mod sessions {
             ),
             "a session opened before the password change lives on"
         );
-        o.close().await;
+        si.opened.close().await;
     }
 
     /// Threat: TOTP brute force (issue 20, finding 5; OWASP ASVS V2.2.1, V2.8.x; HIPAA
     /// §164.312(d)). Wrong codes count toward the account's lockout like wrong passwords; a
     /// challenge dies after 5 wrong codes (even the right code then gets the invalid-challenge
-    /// answer); a correct password alone does not reset the count, a completed sign-in does;
+    /// answer; here both limits are 5, so `security_authfix.rs` tells the challenge's own
+    /// limit apart from the lockout); a correct password alone does not reset the count, a completed sign-in does;
     /// every lockout is an audit event, counted per user in `phivault audit report`.
     #[test]
     fn sessions_totp_brute_force_kills_the_challenge_and_locks_the_account() {
@@ -401,9 +372,10 @@ mod admin {
     /// Threat: usernames as a cross-organization oracle (issue 20, finding 14; OWASP API3
     /// excessive data exposure; HIPAA §164.308(a)(4) isolating organizations). An ORG_ADMIN
     /// of organization B creating a user whose name exists only in organization A gets the
-    /// same answer as for a fresh name. Both people then sign in: a name held in several
-    /// organizations needs the `organization` field, and without it is answered exactly like
-    /// a wrong password.
+    /// same answer as for a fresh name. Signing in cannot tell them apart either: once the
+    /// vault has several organizations, a sign-in must name its `organization`, and without
+    /// it every name (held elsewhere, held only here, or not at all) is answered exactly like
+    /// a wrong password; names are looked up only inside the named organization.
     #[test]
     fn admin_usernames_of_other_organizations_are_not_revealed() {
         let (mut a_otp, mut b_admin) = (String::new(), String::new());
@@ -429,8 +401,8 @@ mod admin {
                 .unwrap()
                 .to_owned();
         });
-        // A name unique across organizations signs in as before, with no organization given.
-        let admin = live.sign_in("b.admin", &b_admin, "127.0.44.1");
+        // With several organizations, a sign-in names its organization.
+        let admin = live.sign_in_in("clinic-b", "b.admin", &b_admin, "127.0.44.1");
         let add = |name: &str| {
             let body = json!({"username": name, "role": "VIEWER"});
             live.post_from("127.0.44.5", "/admin/users", Some(&admin), &body)
@@ -452,20 +424,26 @@ mod admin {
         // Its own organization's names are still refused.
         assert_eq!(add("fresh.name").status, 400);
 
-        // Two people named shared.name: without an organization the name is ambiguous and
-        // answered like a wrong password; with it, each signs in.
-        let b_otp = taken_elsewhere.body["one_time_password"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let ambiguous = login(&live, "127.0.44.2", "shared.name", &b_otp);
+        // Without an organization, every name is answered exactly like a wrong password,
+        // whether another organization holds it or not (no oracle), even with the right
+        // password (B cannot tell its one-time passwords apart from A's users either).
+        let otp_of = |r: &Resp| r.body["one_time_password"].as_str().unwrap().to_owned();
+        let (b_otp, fresh_otp) = (otp_of(&taken_elsewhere), otp_of(&fresh));
         let wrong = login(
             &live,
             "127.0.44.2",
             "b.admin",
             "certainly not the password 1",
         );
-        assert_eq!(answer(&ambiguous), answer(&wrong));
+        let no_org = [
+            ("shared.name", b_otp.as_str()),
+            ("fresh.name", fresh_otp.as_str()),
+            ("b.admin", SIGNED_IN_PASSWORD),
+        ];
+        for (i, (name, pw)) in no_org.into_iter().enumerate() {
+            let r = login(&live, &format!("127.0.44.{}", 6 + i), name, pw);
+            assert_eq!(answer(&r), answer(&wrong), "{name} without an organization");
+        }
         for (org, otp) in [("clinic-b", &b_otp), ("default", &a_otp)] {
             let r = post(
                 &live,

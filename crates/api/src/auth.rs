@@ -146,8 +146,8 @@ async fn login_ctx(state: &AppState, info: &RequestInfo) -> Ctx {
 struct LoginBody {
     username: String,
     password: String,
-    /// The organization's id: needed only when the username exists in several organizations
-    /// (usernames are unique within an organization, not across them).
+    /// The organization's id: required when the vault has several organizations (usernames
+    /// are unique within an organization, not across them); optional with one.
     organization: Option<String>,
 }
 

@@ -166,6 +166,33 @@ impl fmt::Debug for ClientChange {
     }
 }
 
+/// A person's own write to their user row, applied only while the row is as the sign-in step
+/// read it and the user is enabled, so an administrator's disable or reset committed in between
+/// is never undone (each touches its own columns only).
+pub enum UserWrite<'a> {
+    /// A chosen password replaces the one-time (or expired) password `old`.
+    Password {
+        old: &'a str,
+        new: &'a str,
+        changed_at: i64,
+    },
+    /// A new, unconfirmed TOTP seed, while the password hash is still `password`.
+    Seed { password: &'a str, sealed: &'a [u8] },
+    /// A completed sign-in with the seed `sealed`: MFA confirmed, failures cleared, last
+    /// sign-in at `at` (milliseconds).
+    SignIn { sealed: &'a [u8], at: i64 },
+}
+
+impl fmt::Debug for UserWrite<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UserWrite::Password { .. } => "Password(..)",
+            UserWrite::Seed { .. } => "Seed(..)",
+            UserWrite::SignIn { .. } => "SignIn(..)",
+        })
+    }
+}
+
 /// A need-to-know grant (or a break-glass access) of a person to a patient.
 #[derive(Clone, PartialEq, Eq)]
 pub struct GrantRecord {

@@ -11,7 +11,9 @@ pub mod ports;
 pub mod resource_types;
 pub mod secret;
 
-pub use auth::{ClientChange, ClientRecord, GrantRecord, Role, SessionRecord, UserRecord};
+pub use auth::{
+    ClientChange, ClientRecord, GrantRecord, Role, SessionRecord, UserRecord, UserWrite,
+};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::StoreError;
 pub use ids::{Digest32, IndexKind, OrgId, ResourceId, ResourceType, StoreKind, Version};

@@ -244,12 +244,14 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
         org: &OrgId,
         username: &str,
     ) -> Result<Option<crate::UserRecord>, StoreError>;
-    /// Every user of that name, whatever the organization (for a sign-in that names none).
-    async fn users_named(&self, username: &str) -> Result<Vec<crate::UserRecord>, StoreError>;
     async fn user_by_id(&self, id: &str) -> Result<Option<crate::UserRecord>, StoreError>;
     async fn users(&self, org: Option<&OrgId>) -> Result<Vec<crate::UserRecord>, StoreError>;
     /// Replaces a user's mutable fields (everything but id, org, username, created_at).
     async fn update_user(&self, user: &crate::UserRecord) -> Result<(), StoreError>;
+    /// A person's own targeted write (see [`crate::UserWrite`]): `false`, changing nothing,
+    /// when the row is no longer as the caller read it or the user is disabled.
+    async fn write_user(&self, user_id: &str, w: &crate::UserWrite<'_>)
+    -> Result<bool, StoreError>;
     /// Accepts TOTP step `step` for a user only if it is newer than the last accepted one
     /// (atomic: a code is accepted once, even by two racing logins).
     async fn accept_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
@@ -261,6 +263,16 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
         user_id: &str,
         lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
     ) -> Result<(i64, Option<i64>), StoreError>;
+    /// Reserves one second-factor attempt of a user: unless the account is locked at `now`,
+    /// counts it as a failure and sets `locked_until` to `lock(count)` when that is `Some`, in
+    /// one atomic step (so parallel attempts can never pass a lock). `None` when locked
+    /// (nothing counted); a completed sign-in clears the count and the lock again.
+    async fn reserve_login_attempt(
+        &self,
+        user_id: &str,
+        now: i64,
+        lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
+    ) -> Result<Option<(i64, Option<i64>)>, StoreError>;
     /// Marks an unused backup code used; `false` if there is no such unused code.
     async fn use_backup_code(
         &self,

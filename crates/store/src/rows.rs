@@ -162,6 +162,27 @@ pub(crate) mod sql {
     pub(crate) const CHANGE_CLIENT: &str = "UPDATE {s}.clients \
          SET disabled = COALESCE(?, disabled), secret_hash = COALESCE(?, secret_hash) \
          WHERE id = ?";
+    /// A person's chosen password: bind the new hash, the time, false, the id, the old hash,
+    /// false.
+    pub(crate) const SET_PASSWORD: &str = "UPDATE {s}.users SET password_hash = ?, \
+         password_changed_at = ?, must_change_password = ? \
+         WHERE id = ? AND password_hash = ? AND disabled = ?";
+    /// A new unconfirmed TOTP seed: bind the sealed seed, false, the id, the password hash,
+    /// false.
+    pub(crate) const SET_SEED: &str = "UPDATE {s}.users SET totp_sealed = ?, \
+         totp_last_step = NULL, mfa_enrolled = ? \
+         WHERE id = ? AND password_hash = ? AND disabled = ?";
+    /// A completed sign-in: bind true, the time, the id, the sealed seed, false.
+    pub(crate) const SIGNED_IN: &str = "UPDATE {s}.users SET mfa_enrolled = ?, \
+         last_login_at = ?, failed_logins = 0, locked_until = NULL \
+         WHERE id = ? AND totp_sealed = ? AND disabled = ?";
+    /// Counts a failed (or reserved) sign-in step, unless locked: bind the id, then the time
+    /// twice (NULL: count even when locked).
+    pub(crate) const COUNT_FAILURE: &str = "UPDATE {s}.users \
+         SET failed_logins = failed_logins + 1 WHERE id = ? \
+         AND (? IS NULL OR locked_until IS NULL OR locked_until <= ?) RETURNING failed_logins";
+    /// Locks an account: bind the time it unlocks, the id.
+    pub(crate) const LOCK_USER: &str = "UPDATE {s}.users SET locked_until = ? WHERE id = ?";
     /// Ends a client's tokens: bind true, the client id, false.
     pub(crate) const REVOKE_CLIENT_TOKENS: &str = "UPDATE {s}.sessions SET revoked = ? \
          WHERE subject = ? AND kind = 'bearer' AND revoked = ?";
@@ -201,6 +222,78 @@ macro_rules! change_client {
     }};
 }
 pub(crate) use change_client;
+
+/// `ControlStore::write_user` for either backend, on `$pool`, `$sql` turning a shared statement
+/// of [`sql`] into the backend's, and the backend's `unavailable` in scope.
+macro_rules! write_user {
+    ($pool:expr, $sql:expr, $id:expr, $w:expr) => {{
+        use phivault_core::UserWrite as W;
+        let q = match $w {
+            W::Password {
+                old,
+                new,
+                changed_at,
+            } => sqlx::query($sql($crate::rows::sql::SET_PASSWORD))
+                .bind(*new)
+                .bind(*changed_at)
+                .bind(false)
+                .bind($id)
+                .bind(*old),
+            W::Seed { password, sealed } => sqlx::query($sql($crate::rows::sql::SET_SEED))
+                .bind(*sealed)
+                .bind(false)
+                .bind($id)
+                .bind(*password),
+            W::SignIn { sealed, at } => sqlx::query($sql($crate::rows::sql::SIGNED_IN))
+                .bind(true)
+                .bind(*at)
+                .bind($id)
+                .bind(*sealed),
+        };
+        let done = q
+            .bind(false)
+            .execute($pool)
+            .await
+            .map_err(unavailable("write user"))?;
+        Ok(done.rows_affected() == 1)
+    }};
+}
+pub(crate) use write_user;
+
+/// `ControlStore::count_login_failure` (`$unless_locked_at` `None`) and
+/// `reserve_login_attempt` (`Some(now)`) for either backend, in one transaction from `$begin`:
+/// `Some((count, lock))`, or `None` when locked at that time (or no such user).
+macro_rules! count_failure {
+    ($begin:expr, $sql:expr, $id:expr, $lock:expr, $unless_locked_at:expr) => {
+        async {
+            let ctx = "count login failure";
+            let at: Option<i64> = $unless_locked_at;
+            let mut tx = $begin.await.map_err(unavailable(ctx))?;
+            let n: Option<i64> = sqlx::query_scalar($sql($crate::rows::sql::COUNT_FAILURE))
+                .bind($id)
+                .bind(at)
+                .bind(at)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?;
+            let Some(n) = n else {
+                return Ok(None);
+            };
+            let until = $lock(n);
+            if until.is_some() {
+                sqlx::query($sql($crate::rows::sql::LOCK_USER))
+                    .bind(until)
+                    .bind($id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable(ctx))?;
+            }
+            tx.commit().await.map_err(unavailable(ctx))?;
+            Ok::<_, phivault_core::StoreError>(Some((n, until)))
+        }
+    };
+}
+pub(crate) use count_failure;
 
 /// Runs a shared listing statement on `$pool` with the binds and decodes every row with
 /// `$decode`; the backend's `unavailable` in scope.

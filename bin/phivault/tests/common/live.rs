@@ -490,6 +490,11 @@ impl Live {
         self.enroll(username, one_time_password, from).token
     }
 
+    /// [`Live::sign_in`] naming the organization (needed once the vault has several).
+    pub fn sign_in_in(&self, org: &str, username: &str, otp: &str, from: &str) -> String {
+        self.enroll_in(Some(org), username, otp, from).token
+    }
+
     /// A JSON POST, with a bearer token or none, from loopback address `from` (its own
     /// rate-limit bucket).
     pub fn post_from(&self, from: &str, path: &str, token: Option<&str>, body: &Value) -> Resp {
@@ -508,11 +513,17 @@ impl Live {
 
     /// [`Live::sign_in`], returning what the enrollment showed as well.
     pub fn enroll(&self, username: &str, one_time_password: &str, from: &str) -> Enrolled {
+        self.enroll_in(None, username, one_time_password, from)
+    }
+
+    /// [`Live::enroll`] in organization `org` (none named when `None`).
+    pub fn enroll_in(&self, org: Option<&str>, username: &str, otp: &str, from: &str) -> Enrolled {
         let post = |path: &str, body: Value| self.post_from(from, path, None, &body).body;
-        let r = post(
-            "/auth/login",
-            serde_json::json!({"username": username, "password": one_time_password}),
-        );
+        let mut login = serde_json::json!({"username": username, "password": otp});
+        if let Some(o) = org {
+            login["organization"] = Value::from(o);
+        }
+        let r = post("/auth/login", login);
         let challenge = r["challenge"]
             .as_str()
             .unwrap_or_else(|| panic!("no challenge: {r}"))

@@ -10,6 +10,7 @@
 pub mod live;
 pub mod mllp;
 pub mod raw;
+pub mod signed_in;
 
 use phivault::datadir::{self, Opened};
 use phivault_core::SystemClock;

@@ -5,7 +5,7 @@ use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
     ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
-    SessionRecord, StoreError, Tombstone, UserRecord,
+    SessionRecord, StoreError, Tombstone, UserRecord, UserWrite,
 };
 use sqlx::Row;
 use sqlx::postgres::PgPool;
@@ -214,18 +214,6 @@ impl ControlStore for PostgresControlStore {
         row.as_ref().map(crate::rows::user).transpose()
     }
 
-    async fn users_named(&self, username: &str) -> Result<Vec<UserRecord>, StoreError> {
-        let rows = sqlx::query(self.q(&format!(
-            "{} WHERE username = ? ORDER BY org",
-            crate::rows::user_columns("{s}.users")
-        )))
-        .bind(username)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable("read user"))?;
-        rows.iter().map(crate::rows::user).collect()
-    }
-
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(self.q(&format!(
             "{} WHERE id = ?",
@@ -275,6 +263,10 @@ impl ControlStore for PostgresControlStore {
         Ok(())
     }
 
+    async fn write_user(&self, user_id: &str, w: &UserWrite<'_>) -> Result<bool, StoreError> {
+        rows::write_user!(&self.pool, |s: &str| self.q(s), user_id, w)
+    }
+
     async fn accept_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(self.q("UPDATE {s}.users SET totp_last_step = ? \
              WHERE id = ? AND (totp_last_step IS NULL OR totp_last_step < ?)"))
@@ -311,27 +303,26 @@ impl ControlStore for PostgresControlStore {
         user_id: &str,
         lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
     ) -> Result<(i64, Option<i64>), StoreError> {
-        let ctx = "count login failure";
-        let mut tx = self.pool.begin().await.map_err(unavailable(ctx))?;
-        let n: i64 = sqlx::query_scalar(self.q(
-            "UPDATE {s}.users SET failed_logins = failed_logins + 1 WHERE id = ? \
-             RETURNING failed_logins",
-        ))
-        .bind(user_id)
-        .fetch_one(&mut *tx)
+        let counted =
+            rows::count_failure!(self.pool.begin(), |s: &str| self.q(s), user_id, lock, None)
+                .await?;
+        Ok(counted.unwrap_or((0, None)))
+    }
+
+    async fn reserve_login_attempt(
+        &self,
+        user_id: &str,
+        now: i64,
+        lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
+    ) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+        rows::count_failure!(
+            self.pool.begin(),
+            |s: &str| self.q(s),
+            user_id,
+            lock,
+            Some(now)
+        )
         .await
-        .map_err(unavailable(ctx))?;
-        let until = lock(n);
-        if until.is_some() {
-            sqlx::query(self.q("UPDATE {s}.users SET locked_until = ? WHERE id = ?"))
-                .bind(until)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable(ctx))?;
-        }
-        tx.commit().await.map_err(unavailable(ctx))?;
-        Ok((n, until))
     }
 
     async fn use_backup_code(

@@ -4,7 +4,7 @@ use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
     ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
-    SessionRecord, StoreError, Tombstone, UserRecord,
+    SessionRecord, StoreError, Tombstone, UserRecord, UserWrite,
 };
 use sqlx::Row;
 
@@ -195,18 +195,6 @@ impl ControlStore for SqliteControlStore {
         row.as_ref().map(crate::rows::user).transpose()
     }
 
-    async fn users_named(&self, username: &str) -> Result<Vec<UserRecord>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{} WHERE username = ? ORDER BY org",
-            crate::rows::user_columns("users")
-        )))
-        .bind(username)
-        .fetch_all(&self.db.reader)
-        .await
-        .map_err(unavailable("read user"))?;
-        rows.iter().map(crate::rows::user).collect()
-    }
-
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{} WHERE id = ?",
@@ -256,6 +244,10 @@ impl ControlStore for SqliteControlStore {
         Ok(())
     }
 
+    async fn write_user(&self, user_id: &str, w: &UserWrite<'_>) -> Result<bool, StoreError> {
+        rows::write_user!(&self.db.writer, sql, user_id, w)
+    }
+
     async fn accept_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE users SET totp_last_step = ? \
@@ -294,27 +286,18 @@ impl ControlStore for SqliteControlStore {
         user_id: &str,
         lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
     ) -> Result<(i64, Option<i64>), StoreError> {
-        let ctx = "count login failure";
-        let mut tx = self.db.writer.begin().await.map_err(unavailable(ctx))?;
-        let n: i64 = sqlx::query_scalar(
-            "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ? \
-             RETURNING failed_logins",
-        )
-        .bind(user_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unavailable(ctx))?;
-        let until = lock(n);
-        if until.is_some() {
-            sqlx::query("UPDATE users SET locked_until = ? WHERE id = ?")
-                .bind(until)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable(ctx))?;
-        }
-        tx.commit().await.map_err(unavailable(ctx))?;
-        Ok((n, until))
+        let counted =
+            rows::count_failure!(self.db.writer.begin(), sql, user_id, lock, None).await?;
+        Ok(counted.unwrap_or((0, None)))
+    }
+
+    async fn reserve_login_attempt(
+        &self,
+        user_id: &str,
+        now: i64,
+        lock: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
+    ) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+        rows::count_failure!(self.db.writer.begin(), sql, user_id, lock, Some(now)).await
     }
 
     async fn use_backup_code(

@@ -31,3 +31,24 @@ pub async fn drop_schema(pool: &sqlx::PgPool, schema: &str) {
     .await
     .unwrap();
 }
+
+/// A NURSE `id` named `name` in `org`, enabled, with a one-time password to change.
+pub fn user(id: &str, name: &str, org: &phivault_core::OrgId) -> phivault_core::UserRecord {
+    phivault_core::UserRecord {
+        id: id.into(),
+        org: org.clone(),
+        username: name.into(),
+        role: phivault_core::Role::Nurse,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        password_changed_at: 1,
+        must_change_password: true,
+        totp_sealed: None,
+        totp_last_step: None,
+        mfa_enrolled: false,
+        disabled: false,
+        failed_logins: 0,
+        locked_until: None,
+        last_login_at: None,
+        created_at: 1,
+    }
+}

@@ -27,17 +27,20 @@ pub struct UnusualVolume {
     pub daily_median: f64,
 }
 
-/// A reset of an account's password or MFA followed, within 24 hours, by PHI reads under that
-/// account: whoever reset it could have signed in as the person, so the security officer
-/// checks that the reads were the person's own.
+/// An administrator's change that hands an account to whoever made it (a reset of its
+/// password or MFA, its creation with a one-time password, a client's new secret or its
+/// re-enabling) followed, within 24 hours, by PHI reads under that account: whoever made the
+/// change could have signed in (or taken tokens) as it, so the security officer checks that
+/// the reads were the account's own.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ResetThenReads {
     pub org: String,
-    /// Who reset it (`user:<name>`, or `cli:<os user>` for the operator).
+    /// Who made the change (`user:<name>`, or `cli:<os user>` for the operator).
     pub admin: String,
-    /// The account reset (`user:<name>`).
+    /// The account handed over (`user:<name>` or `client:<name>`).
     pub account: String,
-    /// `password-reset` or `mfa-reset`.
+    /// The change: `password-reset`, `mfa-reset`, `user-add`, `client-rotate-secret` or
+    /// `client-enable`.
     pub reset: String,
     pub reset_seq: u64,
     pub reset_time: String,
@@ -181,8 +184,15 @@ fn lockouts(events: &[AuditEvent]) -> BTreeMap<String, u64> {
     out
 }
 
-/// Administrators' resets of an account.
-const RESETS: &[&str] = &["password-reset", "mfa-reset"];
+/// Administrators' changes that hand an account to whoever made them; each event names the
+/// account first in its reason (`user:<name> …` or `client:<name> …`).
+const HANDOVERS: &[&str] = &[
+    "password-reset",
+    "mfa-reset",
+    "user-add",
+    "client-rotate-secret",
+    "client-enable",
+];
 /// Calls that release PHI to the caller.
 const PHI_READS: &[&str] = &[
     "read",
@@ -192,7 +202,7 @@ const PHI_READS: &[&str] = &[
     "everything",
     "read-patient-records",
 ];
-/// How long after a reset the account's reads are flagged.
+/// How long after a handover the account's reads are flagged.
 const RESET_WINDOW_SECS: i64 = 24 * 3600;
 
 fn unix_time(rfc3339: &str) -> Option<i64> {
@@ -202,16 +212,20 @@ fn unix_time(rfc3339: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
-/// Every successful reset followed by PHI reads of the reset account (same organization) within
-/// [`RESET_WINDOW_SECS`]. The reset event names its account in `reason` (`user:<name>`), as the
-/// account's own events name it in `actor`.
+/// Every successful handover ([`HANDOVERS`]) followed by PHI reads of the account (same
+/// organization) within [`RESET_WINDOW_SECS`]. The change's event names its account first in
+/// `reason` (`user:<name>`, `client:<name>`), as the account's own events name it in `actor`.
 fn resets_then_reads(events: &[AuditEvent]) -> Vec<ResetThenReads> {
     let mut out = Vec::new();
     for (i, reset) in events.iter().enumerate() {
-        if !RESETS.contains(&reset.action.as_str()) || reset.outcome != Outcome::Success {
+        if !HANDOVERS.contains(&reset.action.as_str()) || reset.outcome != Outcome::Success {
             continue;
         }
-        let (Some(account), Some(at)) = (reset.reason.as_ref(), unix_time(&reset.time)) else {
+        let account = reset
+            .reason
+            .as_deref()
+            .and_then(|r| r.split_whitespace().next());
+        let (Some(account), Some(at)) = (account, unix_time(&reset.time)) else {
             continue;
         };
         let reads: Vec<&AuditEvent> = events
@@ -219,7 +233,7 @@ fn resets_then_reads(events: &[AuditEvent]) -> Vec<ResetThenReads> {
             .unwrap_or_default()
             .iter()
             .filter(|e| {
-                &e.actor == account
+                e.actor == account
                     && e.org == reset.org
                     && e.outcome == Outcome::Success
                     && PHI_READS.contains(&e.action.as_str())
@@ -231,7 +245,7 @@ fn resets_then_reads(events: &[AuditEvent]) -> Vec<ResetThenReads> {
             out.push(ResetThenReads {
                 org: reset.org.clone(),
                 admin: reset.actor.clone(),
-                account: account.clone(),
+                account: account.to_owned(),
                 reset: reset.action.clone(),
                 reset_seq: reset.seq,
                 reset_time: reset.time.clone(),
@@ -300,7 +314,7 @@ impl Report {
         let errors = self.errors.iter().map(|(k, v)| format!("{k}: {v}"));
         s.push_str(&format!("errors by reason: {}\n", joined(errors)));
         s.push_str(&format!(
-            "resets followed by PHI reads of the account within 24 h: {}\n",
+            "resets, new users, client secrets or re-enables followed by PHI reads of the account within 24 h: {}\n",
             self.reset_then_reads.len()
         ));
         for f in &self.reset_then_reads {
@@ -383,6 +397,68 @@ mod tests {
         assert_eq!(r.unusual_volume[0].actor, "cli:a");
         assert_eq!(r.unusual_volume[0].patients, 40);
         assert_eq!(r.unusual_volume[0].daily_median, 3.0);
+    }
+
+    /// A client's secret rotated or the client re-enabled, and a user created, by an
+    /// administrator: each hands the account to whoever did it, so its reads are flagged too.
+    #[test]
+    fn flags_a_handed_over_client_or_a_new_account_followed_by_its_reads() {
+        let at = |actor: &str, action: &str, time: &str, reason: Option<&str>| {
+            let mut e = ev(actor, "2026-01-01", "p1");
+            (e.action, e.time, e.reason) = (action.into(), time.into(), reason.map(Into::into));
+            e
+        };
+        let events = [
+            at(
+                "user:boss",
+                "client-rotate-secret",
+                "2026-01-01T10:00:00Z",
+                Some("client:ehr id:pvc-1"),
+            ),
+            at("client:ehr", "search", "2026-01-01T10:01:00Z", None),
+            at(
+                "cli:root",
+                "client-enable",
+                "2026-01-01T11:00:00Z",
+                Some("client:lab id:pvc-2"),
+            ),
+            at("client:lab", "history", "2026-01-01T11:01:00Z", None),
+            at(
+                "user:boss",
+                "user-add",
+                "2026-01-01T12:00:00Z",
+                Some("user:new.doc role:CLINICIAN"),
+            ),
+            at("user:new.doc", "everything", "2026-01-01T12:30:00Z", None),
+            // Revoking tokens hands nothing over.
+            at(
+                "user:boss",
+                "client-revoke-tokens",
+                "2026-01-01T13:00:00Z",
+                Some("client:ehr id:pvc-1"),
+            ),
+        ];
+        let r = build("2026-01-01", &events);
+        let got: Vec<(&str, &str, &str, u64)> = r
+            .reset_then_reads
+            .iter()
+            .map(|f| {
+                (
+                    f.admin.as_str(),
+                    f.account.as_str(),
+                    f.reset.as_str(),
+                    f.reads,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("user:boss", "client:ehr", "client-rotate-secret", 1),
+                ("cli:root", "client:lab", "client-enable", 1),
+                ("user:boss", "user:new.doc", "user-add", 1),
+            ]
+        );
     }
 
     #[test]

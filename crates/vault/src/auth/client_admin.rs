@@ -141,6 +141,8 @@ impl Vault {
             Err(e) => return self.audit_failure(event, e.into()).await,
         };
         event.org = client.org.as_str().to_owned();
+        // The account first, as its own events name it (`audit report` matches them).
+        event.reason = Some(format!("client:{} id:{}", client.name, client.id));
         let mut new_secret = None;
         let change = match action {
             ClientAction::Disable => ClientChange::Disable,

@@ -1,8 +1,10 @@
 //! Lockout. Wrong passwords and wrong (or replayed) second-factor codes, TOTP and backup codes
 //! alike, count toward one per-account failure count: at 5, the account locks for 1 minute,
 //! then 2, 4, … at most an hour per further failure. Only a completed sign-in resets the count
-//! (a correct password alone does not). A login challenge allows at most 5 code attempts, then
-//! it is dead. Every failure that locks the account is audited with a `…-locked` reason, which
+//! (a correct password alone does not). A second-factor attempt is counted (and the lock
+//! it would cause set) before its code is checked, atomically with the lock check, so parallel
+//! guesses never pass a lock. A login challenge allows at most 5 code attempts, then it is
+//! dead. Every failure that locks the account is audited with a `…-locked` reason, which
 //! `phivault audit report` counts per user.
 use super::unauthenticated;
 use crate::Vault;
@@ -39,6 +41,46 @@ impl Vault {
         Err(unauthenticated("account locked"))
     }
 
+    /// The account's lock at this failure count (`None` below the threshold).
+    fn lock_at(&self) -> impl Fn(i64) -> Option<i64> + Send + Sync + 'static {
+        let now = self.now_secs();
+        let after = self.auth_policy.lockout_after;
+        move |n: i64| lock_minutes(n, after).map(|m| now + m * 60)
+    }
+
+    /// Reserves a second-factor attempt before its code is checked: refused (`None`) while
+    /// the account is locked, else counted as a failure, with the lock a failure would set
+    /// (`Some(true)` then), in one atomic step. A completed sign-in clears both again.
+    pub(super) async fn reserve_code_attempt(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<bool>, VaultError> {
+        let lock = self.lock_at();
+        let reserved = self
+            .control
+            .reserve_login_attempt(user_id, self.now_secs(), &lock)
+            .await?;
+        Ok(reserved.map(|(_, until)| until.is_some()))
+    }
+
+    /// A refused code (wrong, replayed, or on a spent challenge), already counted by its
+    /// reservation: audited (with [`LOCKED_BY_CODE`] when the reservation locked the account)
+    /// and refused.
+    pub(super) async fn code_failure<T>(
+        &self,
+        event: AuditEvent,
+        why: &'static str,
+        locked: bool,
+    ) -> Result<T, VaultError> {
+        let e = unauthenticated(why);
+        let mut event = event.failed(&e);
+        if locked {
+            event.reason = Some(LOCKED_BY_CODE.into());
+        }
+        self.audit(event).await?;
+        Err(e)
+    }
+
     /// A wrong password or code: counted toward the lockout (atomically, so parallel guesses
     /// are all counted), audited (`locked_reason` when it locked the account), refused.
     pub(super) async fn credential_failure<T>(
@@ -48,9 +90,7 @@ impl Vault {
         why: &'static str,
         locked_reason: &'static str,
     ) -> Result<T, VaultError> {
-        let now = self.now_secs();
-        let after = self.auth_policy.lockout_after;
-        let lock = move |n: i64| lock_minutes(n, after).map(|m| now + m * 60);
+        let lock = self.lock_at();
         let (_, locked) = self.control.count_login_failure(user_id, &lock).await?;
         let e = unauthenticated(why);
         let mut event = event.failed(&e);

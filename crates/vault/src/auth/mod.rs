@@ -4,6 +4,7 @@
 //! nothing tells whether a username exists.
 mod client_admin;
 pub mod clients;
+mod factors;
 pub mod lockout;
 mod users;
 
@@ -14,7 +15,7 @@ pub use users::{NewUser, UserInfo};
 use crate::audit::AuditEvent;
 use crate::error::VaultError;
 use crate::{Actor, Ctx, Vault};
-use phivault_core::{OrgId, Role, SecretString, SessionRecord, UserRecord};
+use phivault_core::{OrgId, Role, SecretString, SessionRecord, UserRecord, UserWrite};
 use phivault_crypto::{password, random_token, totp};
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -270,11 +271,24 @@ impl Vault {
         self.login_in(ctx, None, username, password).await
     }
 
-    /// Step 1: username and password, and the organization (its id) when the caller names
-    /// one. Usernames are unique within an organization only: without `org`, a name held in
-    /// several organizations is ambiguous. Wrong password, unknown or ambiguous user, wrong or
-    /// malformed organization, disabled or locked account all fail alike (same error, same
-    /// Argon2 work).
+    /// The organization a sign-in names, or the only one when it names none. With several
+    /// organizations, a sign-in naming none (or a malformed one) finds nobody: names are only
+    /// ever looked up inside one organization, so no answer depends on other organizations'
+    /// users.
+    async fn sign_in_org(&self, org: Option<&str>) -> Result<Option<OrgId>, VaultError> {
+        Ok(match org {
+            Some(o) => OrgId::parse(o).ok(),
+            None => {
+                let mut orgs = self.control.organizations().await?;
+                orgs.pop().filter(|_| orgs.is_empty()).map(|o| o.id)
+            }
+        })
+    }
+
+    /// Step 1: username and password, and the organization (its id): required once the vault
+    /// has several organizations (usernames are unique within an organization only); with
+    /// one, it may be left out. Wrong password, unknown user, missing, wrong or malformed
+    /// organization, disabled or locked account all fail alike (same error, same Argon2 work).
     pub async fn login_in(
         &self,
         ctx: &Ctx,
@@ -282,14 +296,9 @@ impl Vault {
         username: &str,
         password: SecretString,
     ) -> Result<Challenge, VaultError> {
-        let user = match org.map(OrgId::parse) {
-            Some(Ok(org)) => self.control.user_by_name(&org, username).await?,
-            Some(Err(_)) => None,
-            None => {
-                let mut named = self.control.users_named(username).await?;
-                // One match, or none (ambiguous is answered as unknown).
-                named.pop().filter(|_| named.is_empty())
-            }
+        let user = match self.sign_in_org(org).await? {
+            Some(org) => self.control.user_by_name(&org, username).await?,
+            None => None,
         };
         let actor = match &user {
             Some(u) => format!("user:{}", u.username),
@@ -357,7 +366,7 @@ impl Vault {
         if let Err(e) = users::check_password_policy(&new_password, &u.username) {
             return self.audit_failure(event, e).await;
         }
-        let old = u.password_hash.clone();
+        let (old, old_hash) = (u.password_hash.clone(), u.password_hash.clone());
         let same = {
             let p = SecretString::new(new_password.expose().clone());
             off_executor(move || password::verify_password(p.expose(), &old)).await?
@@ -370,7 +379,17 @@ impl Vault {
             off_executor(move || password::hash_password(new_password.expose())).await??;
         u.password_changed_at = self.clock.now_millis();
         u.must_change_password = false;
-        self.control.update_user(&u).await?;
+        // Only if the row is still as read: an administrator's disable or reset committed
+        // during the two Argon2 runs stays.
+        let change = UserWrite::Password {
+            old: &old_hash,
+            new: &u.password_hash,
+            changed_at: u.password_changed_at,
+        };
+        if !self.control.write_user(&u.id, &change).await? {
+            let e = unauthenticated("user changed meanwhile");
+            return self.audit_failure(event, e).await;
+        }
         self.control
             .revoke_sessions_except(&u.id, &chal.token_hash)
             .await?;
@@ -398,9 +417,13 @@ impl Vault {
                 return self.audit_failure(event, e).await;
             }
         }
-        let enrollment = self.new_enrollment(&mut u).await?;
-        self.audit(event).await?;
-        Ok(enrollment)
+        match self.new_enrollment(&mut u).await {
+            Ok(enrollment) => {
+                self.audit(event).await?;
+                Ok(enrollment)
+            }
+            Err(e) => self.audit_failure(event, e).await,
+        }
     }
 
     pub(crate) async fn new_enrollment(
@@ -408,10 +431,17 @@ impl Vault {
         u: &mut UserRecord,
     ) -> Result<Enrollment, VaultError> {
         let seed = totp::new_seed()?;
-        u.totp_sealed = Some(self.keyring.seal_secret(&u.id, &seed)?);
+        let sealed = self.keyring.seal_secret(&u.id, &seed)?;
+        let write = UserWrite::Seed {
+            password: &u.password_hash,
+            sealed: &sealed,
+        };
+        if !self.control.write_user(&u.id, &write).await? {
+            return Err(unauthenticated("user changed meanwhile"));
+        }
+        u.totp_sealed = Some(sealed);
         u.totp_last_step = None;
         u.mfa_enrolled = false;
-        self.control.update_user(u).await?;
         let mut codes = Vec::with_capacity(BACKUP_CODES);
         let mut hashes = Vec::with_capacity(BACKUP_CODES);
         for _ in 0..BACKUP_CODES {
@@ -447,11 +477,14 @@ impl Vault {
             let e = VaultError::Invalid("enroll MFA first".into());
             return self.audit_failure(event, e).await;
         };
-        if self.is_locked(&u) {
+        // The lock is checked and the attempt counted as a failure (locking the account when
+        // a failure would) in one atomic step before the code is looked at, so parallel
+        // guesses, on one challenge or many, can never pass the lockout.
+        let Some(locks) = self.reserve_code_attempt(&u.id).await? else {
             return self.locked_out(event).await;
-        }
-        // The attempt is counted before the code is checked, so parallel guesses on one
-        // challenge cannot exceed the limit.
+        };
+        // The challenge's own attempts are counted too, so it dies at its 5th whatever the
+        // account's count.
         let attempt = self
             .control
             .count_challenge_attempt(&chal.token_hash)
@@ -460,74 +493,21 @@ impl Vault {
             self.control.revoke_session(&chal.token_hash).await?;
         }
         if attempt > lockout::MAX_CODE_ATTEMPTS {
-            return self
-                .audit_failure(event, unauthenticated("challenge spent"))
-                .await;
+            return self.code_failure(event, "challenge spent", locks).await;
         }
         if !self.second_factor_ok(&u, &sealed, code, &mut event).await? {
-            let locked = lockout::LOCKED_BY_CODE;
             return self
-                .credential_failure(event, &u.id, "wrong or replayed code", locked)
+                .code_failure(event, "wrong or replayed code", locks)
                 .await;
         }
         self.control.revoke_session(&chal.token_hash).await?;
-        // A completed sign-in: MFA confirmed, the failure count reset. The record is read
-        // again for the TOTP step the store just set.
-        let mut u = self
-            .control
-            .user_by_id(&u.id)
-            .await?
-            .ok_or(unauthenticated("user gone"))?;
-        u.mfa_enrolled = true;
-        u.last_login_at = Some(self.clock.now_millis());
-        u.failed_logins = 0;
-        u.locked_until = None;
-        self.control.update_user(&u).await?;
-        let token = self
-            .new_token(
-                "session",
-                &u.id,
-                &u.org,
-                self.auth_policy.session_absolute,
-                "",
-            )
-            .await?;
-        self.audit(event).await?;
-        Ok(IssuedToken {
-            token,
-            expires_in: self.auth_policy.session_absolute,
-        })
-    }
-
-    /// Whether `code` is a fresh TOTP code of the user's seed or, once MFA is enrolled, one of
-    /// its unused backup codes (then used up, and the event says so).
-    async fn second_factor_ok(
-        &self,
-        u: &UserRecord,
-        sealed: &[u8],
-        code: &str,
-        event: &mut AuditEvent,
-    ) -> Result<bool, VaultError> {
-        let seed = self.keyring.open_secret(&u.id, sealed)?;
-        let now = self.now_secs();
-        Ok(
-            match totp::check(&seed, code, u64::try_from(now).unwrap_or(0)) {
-                Some(step) => {
-                    self.control
-                        .accept_totp_step(&u.id, i64::try_from(step).unwrap_or(i64::MAX))
-                        .await?
-                }
-                None if u.mfa_enrolled => {
-                    let hash = self.keyring.token_hash("backup", code.trim());
-                    let used = self.control.use_backup_code(&u.id, &hash, now).await?;
-                    if used {
-                        event.reason = Some("backup-code".into());
-                    }
-                    used
-                }
-                None => false,
-            },
-        )
+        match self.signed_in(&u, &sealed).await {
+            Ok(token) => {
+                self.audit(event).await?;
+                Ok(token)
+            }
+            Err(e) => self.audit_failure(event, e).await,
+        }
     }
 
     /// Checks a bearer: a person's session (absolute and idle timeouts, user still enabled;

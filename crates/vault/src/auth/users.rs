@@ -259,12 +259,18 @@ impl Vault {
         Ok(())
     }
 
-    /// The users of the caller's organization.
+    /// The users of the caller's organization (with their last sign-in and MFA state: one
+    /// audit event per listing).
     pub async fn list_users(&self, ctx: &Ctx) -> Result<Vec<UserInfo>, VaultError> {
+        let event = self.event(ctx, "user-list");
         if !may_manage(ctx, Role::Viewer) {
-            return self.deny(&self.event(ctx, "user-list"), "role").await;
+            return self.deny(&event, "role").await;
         }
-        let users = self.control.users(Some(&ctx.org)).await?;
+        let users = match self.control.users(Some(&ctx.org)).await {
+            Ok(u) => u,
+            Err(e) => return self.audit_failure(event, e.into()).await,
+        };
+        self.audit(event).await?;
         Ok(users.iter().map(UserInfo::from).collect())
     }
 }
