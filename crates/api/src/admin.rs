@@ -200,7 +200,7 @@ struct GrantBody {
 async fn grant(
     State(state): State<AppState>,
     auth: Authenticated,
-    Json(body): Json<GrantBody>,
+    crate::error::Body(body): crate::error::Body<GrantBody>,
 ) -> Result<Json<Value>, ApiError> {
     let patient = phivault_core::ResourceId::parse(&body.patient)
         .map_err(|_| ApiError(VaultError::Invalid("invalid patient id".into())))?;

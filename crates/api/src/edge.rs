@@ -48,9 +48,9 @@ fn peer(req: &Request) -> Option<IpAddr> {
 fn refuse(why: Refusal, fhir: bool) -> Response {
     let (status, code, text) = match why {
         Refusal::Method => (
-            StatusCode::NOT_IMPLEMENTED,
+            StatusCode::METHOD_NOT_ALLOWED,
             "not-supported",
-            "method not implemented",
+            "method not allowed",
         ),
         Refusal::Source | Refusal::AdminSource => (StatusCode::FORBIDDEN, "forbidden", "forbidden"),
     };
@@ -65,8 +65,8 @@ fn refuse(why: Refusal, fhir: bool) -> Response {
 
 /// Outer gate, before anything else looks at the request: a source the listener allows
 /// (else 403), for an administration path one the administration allows (else 403), and a
-/// standard method (else 501; the router answers 405 for a standard one a route does not
-/// serve).
+/// standard method (else 405 at once, before routing; the router answers 405 with `Allow` for a
+/// standard one a route does not serve).
 pub async fn gate(State(policy): State<Arc<EdgePolicy>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let fhir = path.starts_with("/fhir");

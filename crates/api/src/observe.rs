@@ -30,7 +30,7 @@ fn next_request_id() -> String {
 }
 
 /// The standard methods (RFC 9110 and PATCH): each its own label, and routed (a route that
-/// does not serve one answers 405 with `Allow`); any other is answered 501 before routing
+/// does not serve one answers 405 with `Allow`); any other is answered 405 before routing
 /// (see `edge`).
 pub const METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
@@ -86,7 +86,7 @@ pub fn status_label(code: u16) -> &'static str {
 /// Why a request was refused before routing or authentication (a fixed label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// A method the API does not serve (501).
+    /// A method the API does not serve (405, before routing).
     Method,
     /// A source outside `PHIVAULT_HTTP_ALLOW` (403).
     Source,
