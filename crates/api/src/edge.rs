@@ -63,10 +63,9 @@ fn refuse(why: Refusal, fhir: bool) -> Response {
     res
 }
 
-/// Outer gate, before anything else looks at the request: a source the listener allows
-/// (else 403), for an administration path one the administration allows (else 403), and a
-/// standard method (else 405 at once, before routing; the router answers 405 with `Allow` for a
-/// standard one a route does not serve).
+/// Outer gate, before routing and authentication, when an allow-list is set: a source the
+/// listener allows (else 403), and for an administration path one the administration allows
+/// (else 403).
 pub async fn gate(State(policy): State<Arc<EdgePolicy>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let fhir = path.starts_with("/fhir");
@@ -77,10 +76,15 @@ pub async fn gate(State(policy): State<Arc<EdgePolicy>>, req: Request, next: Nex
     if is_admin(path) && !allows(policy.admin_allow.as_deref(), ip) {
         return refuse(Refusal::AdminSource, fhir);
     }
-    if method_label(req.method()) == "other" {
-        return refuse(Refusal::Method, fhir);
-    }
     next.run(req).await
+}
+
+/// The refusal of a method that is not a standard one (405, before routing), if it is one.
+/// The first layer inside the security headers asks it of every request
+/// (`headers::too_large_in_kind`), so no label or route is ever made from an invented method.
+pub fn refuse_method(req: &Request) -> Option<Response> {
+    (method_label(req.method()) == "other")
+        .then(|| refuse(Refusal::Method, req.uri().path().starts_with("/fhir")))
 }
 
 /// Route gate: the administration's allow-list again, on the route the router matched (so

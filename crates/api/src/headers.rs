@@ -42,14 +42,19 @@ pub fn secure<S: Clone + Send + Sync + 'static>(app: Router<S>, preload: bool) -
         ))
 }
 
-/// The body limit's bare 413 becomes an OperationOutcome under `/fhir`, a JSON error
-/// elsewhere.
+/// Inside the security headers, before anything else: a method that is not a standard one is
+/// refused (405, see [`crate::edge::refuse_method`]) before any route or label is made from
+/// it; and the body limit's bare 413 becomes an OperationOutcome under `/fhir`, a JSON error
+/// elsewhere. (One layer for both: every layer costs every request.)
 async fn too_large_in_kind(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
+    if let Some(refused) = crate::edge::refuse_method(&req) {
+        return refused;
+    }
     let fhir = req.uri().path().starts_with("/fhir");
     let res = next.run(req).await;
     let typed = res.headers().contains_key(header::CONTENT_TYPE)

@@ -68,19 +68,28 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(documented)
         .fallback(not_found)
-        .with_state(state)
-        .route_layer(axum::middleware::from_fn_with_state(
+        .with_state(state);
+    // The allow-list gates only when a list is set: each layer costs every request.
+    let app = if edge.admin_allow.is_some() {
+        app.route_layer(axum::middleware::from_fn_with_state(
             edge.clone(),
             edge::admin_gate,
         ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            metrics.clone(),
-            observe::observe_route,
-        ));
-    let app = app.layer(axum::middleware::from_fn_with_state(
-        edge.clone(),
-        edge::gate,
+    } else {
+        app
+    };
+    let app = app.route_layer(axum::middleware::from_fn_with_state(
+        metrics.clone(),
+        observe::observe_route,
     ));
+    let app = if edge.http_allow.is_some() || edge.admin_allow.is_some() {
+        app.layer(axum::middleware::from_fn_with_state(
+            edge.clone(),
+            edge::gate,
+        ))
+    } else {
+        app
+    };
     let app = headers::secure(app, edge.hsts_preload);
     app.layer(axum::middleware::from_fn_with_state(
         metrics,
