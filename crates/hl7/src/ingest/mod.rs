@@ -1,0 +1,292 @@
+//! One HL7 message into the vault, and its ACK. ADT^A01/A04/A05/A08/A28/A31 create or update
+//! the Patient (found by a PID-3 identifier) and an Encounter from PV1; ADT^A40 merges two
+//! patients; ORU^R01 adds Observations under the patient found by PID-3. Writes go in as one
+//! FHIR transaction, under ids derived from the message, so a replay writes nothing new; a
+//! message already applied is acknowledged AA again and not applied twice. AA is sent only
+//! after the data and its audit events are durable. Every message is one audit event.
+mod adt;
+mod patient;
+mod results;
+
+use crate::ack::{AckCode, AckError, ErrorCode, build_ack};
+use crate::parse::{Message, ParseLimits, parse_with};
+use phivault_core::{OrgId, ResourceId};
+use phivault_vault::policy::Purpose;
+use phivault_vault::{Ctx, Vault, VaultError};
+
+/// An interface: the service identity a sending system acts as.
+#[derive(Debug, Clone)]
+pub struct Interface {
+    pub org: OrgId,
+    pub name: String,
+    pub purpose: Purpose,
+    /// The operator's leave to act as an interface (only the operator's authority makes one).
+    pub authority: phivault_vault::InterfaceAuthority,
+}
+
+/// What became of a message (for logs and metrics: no content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub code: AckCode,
+    pub duplicate: bool,
+}
+
+/// The ACK code and ERR a vault error is answered with (one exhaustive table).
+pub fn ack_for(e: &VaultError) -> (AckCode, AckError) {
+    match e {
+        VaultError::Invalid(_) => (
+            AckCode::Error,
+            AckError::new(ErrorCode::DataType, "the message content is not valid"),
+        ),
+        VaultError::Unprocessable(_) => (
+            AckCode::Error,
+            AckError::new(
+                ErrorCode::RequiredFieldMissing,
+                "the message breaks a rule (a required element or a reference)",
+            ),
+        ),
+        VaultError::NotFound | VaultError::Gone => (
+            AckCode::Error,
+            AckError::new(ErrorCode::UnknownKey, "no such patient"),
+        ),
+        VaultError::Conflict { .. } => (
+            AckCode::Error,
+            AckError::new(
+                ErrorCode::RecordLocked,
+                "the record changed concurrently; send again",
+            ),
+        ),
+        VaultError::Forbidden | VaultError::Unauthenticated(_) => (
+            AckCode::Reject,
+            AckError::new(
+                ErrorCode::InternalError,
+                "this interface is not allowed to do that",
+            ),
+        ),
+        VaultError::Store(_) | VaultError::Audit(_) => (
+            AckCode::Reject,
+            AckError::new(
+                ErrorCode::InternalError,
+                "storage or audit unavailable; nothing was stored; send again",
+            ),
+        ),
+        VaultError::Integrity(_) | VaultError::Crypto(_) => (
+            AckCode::Reject,
+            AckError::new(ErrorCode::InternalError, "application internal error"),
+        ),
+    }
+}
+
+/// Supported versions: 2.1 to 2.8(.x).
+fn version_ok(v: &str) -> bool {
+    let mut it = v.split('.');
+    matches!((it.next(), it.next()), (Some("2"), Some(minor)) if matches!(minor.parse::<u8>(), Ok(1..=8)))
+}
+
+pub(crate) enum Failure {
+    Ack(AckCode, AckError),
+    Vault(VaultError),
+}
+
+impl From<VaultError> for Failure {
+    fn from(e: VaultError) -> Self {
+        Failure::Vault(e)
+    }
+}
+
+impl From<AckError> for Failure {
+    fn from(e: AckError) -> Self {
+        Failure::Ack(AckCode::Error, e)
+    }
+}
+
+/// The ACK for a vault error.
+fn failed(
+    msg: Option<&Message>,
+    e: &VaultError,
+    ack_id: &str,
+    now_ts: &str,
+    duplicate: bool,
+) -> (String, Outcome) {
+    let (code, err) = ack_for(e);
+    (
+        build_ack(msg, code, Some(&err), ack_id, now_ts),
+        Outcome { code, duplicate },
+    )
+}
+
+/// Handles one message, parsed under `limits`; returns the ACK to send (unframed) and what
+/// happened.
+pub async fn handle(
+    vault: &Vault,
+    iface: &Interface,
+    source: Option<String>,
+    raw: &[u8],
+    limits: &ParseLimits,
+    ack_id: &str,
+    now_ts: &str,
+) -> (String, Outcome) {
+    let mut ctx = Ctx::for_interface(
+        &iface.authority,
+        iface.org.clone(),
+        &iface.name,
+        iface.purpose,
+    );
+    ctx.source = source;
+    let answer = |msg: Option<&Message>, code: AckCode, err: Option<&AckError>, duplicate| {
+        (
+            build_ack(msg, code, err, ack_id, now_ts),
+            Outcome { code, duplicate },
+        )
+    };
+    let msg = match parse_with(raw, limits) {
+        Ok(m) => m,
+        Err(e) => {
+            // Where and why, never what.
+            tracing::warn!(
+                kind = ?e.kind,
+                segment = e.segment,
+                field = e.field,
+                bytes = raw.len(),
+                "HL7: message refused by the parser"
+            );
+            // Answer from whatever header can be read; audit the refusal.
+            let header = raw
+                .split(|b| *b == b'\r' || *b == b'\n')
+                .next()
+                .and_then(|h| parse_with(h, limits).ok());
+            let code = if header.is_some() {
+                AckCode::Error
+            } else {
+                AckCode::Reject
+            };
+            let mut c = ctx.clone();
+            c.request_id = header.as_ref().map(|h| h.control_id().to_owned());
+            let kind = header.as_ref().map(type_name).unwrap_or_default();
+            return match vault
+                .message_event(&c, &kind, Vec::new(), Some("unparseable"))
+                .await
+            {
+                Ok(()) => answer(
+                    header.as_ref(),
+                    code,
+                    Some(&AckError::from_parse(&e)),
+                    false,
+                ),
+                Err(v) => failed(header.as_ref(), &v, ack_id, now_ts, false),
+            };
+        }
+    };
+    ctx.request_id = Some(msg.control_id().to_owned());
+    let sender = sender(&msg);
+    let kind = type_name(&msg);
+    // Already applied: the same answer, nothing written again.
+    match vault.message_applied(&ctx, &sender, msg.control_id()).await {
+        Ok(Some(_)) => {
+            return match vault
+                .message_event(&ctx, &kind, Vec::new(), Some("duplicate"))
+                .await
+            {
+                Ok(()) => answer(Some(&msg), AckCode::Accept, None, true),
+                Err(e) => failed(Some(&msg), &e, ack_id, now_ts, true),
+            };
+        }
+        Ok(None) => {}
+        Err(e) => return failed(Some(&msg), &e, ack_id, now_ts, false),
+    }
+    let (code, err, patients, reason) = match apply(vault, &ctx, &msg, &sender).await {
+        Ok(patients) => (AckCode::Accept, None, patients, None),
+        Err(Failure::Ack(code, e)) => (code, Some(e), Vec::new(), Some("refused")),
+        Err(Failure::Vault(e)) => {
+            let (code, err) = ack_for(&e);
+            (code, Some(err), Vec::new(), Some("failed"))
+        }
+    };
+    // The message's own event; AA only once it and the data are durable.
+    if let Err(e) = vault.message_event(&ctx, &kind, patients, reason).await {
+        return failed(Some(&msg), &e, ack_id, now_ts, false);
+    }
+    if code == AckCode::Accept
+        && let Err(e) = vault
+            .remember_message(&ctx, &sender, msg.control_id(), code.as_str())
+            .await
+    {
+        // Applied and audited; only the duplicate record failed. Replays stay idempotent
+        // through the derived ids, so the message is still accepted.
+        tracing::warn!(error = %e.client_message(), "could not record the message as applied");
+    }
+    answer(Some(&msg), code, err.as_ref(), false)
+}
+
+fn sender(msg: &Message) -> String {
+    let m = msg.msh();
+    format!("{}^{}", m.value(3).unwrap_or(""), m.value(4).unwrap_or(""))
+}
+
+fn type_name(msg: &Message) -> String {
+    let (t, e) = msg.message_type();
+    let clean = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(8)
+            .collect()
+    };
+    format!("{}^{}", clean(t), clean(e))
+}
+
+/// Applies a parsed message; returns the patients touched.
+async fn apply(
+    vault: &Vault,
+    ctx: &Ctx,
+    msg: &Message,
+    sender: &str,
+) -> Result<Vec<ResourceId>, Failure> {
+    if !version_ok(msg.version()) {
+        return Err(Failure::Ack(
+            AckCode::Reject,
+            AckError::new(
+                ErrorCode::UnsupportedVersion,
+                "versions 2.1 to 2.8 are supported",
+            )
+            .at("MSH", 1, 12),
+        ));
+    }
+    match msg.message_type() {
+        ("ADT", e @ ("A01" | "A04" | "A05" | "A08" | "A28" | "A31")) => {
+            adt::admit(vault, ctx, msg, sender, e).await
+        }
+        ("ADT", "A40") => adt::merge(vault, ctx, msg).await,
+        ("ORU", "R01") => results::results(vault, ctx, msg, sender).await,
+        ("ADT" | "ORU", _) => Err(Failure::Ack(
+            AckCode::Reject,
+            AckError::new(
+                ErrorCode::UnsupportedEventCode,
+                "this event is not supported",
+            )
+            .at("MSH", 1, 9),
+        )),
+        _ => Err(Failure::Ack(
+            AckCode::Reject,
+            AckError::new(
+                ErrorCode::UnsupportedMessageType,
+                "this message type is not supported",
+            )
+            .at("MSH", 1, 9),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        for v in ["2.1", "2.3.1", "2.5.1", "2.8", "2.8.2"] {
+            assert!(version_ok(v), "{v}");
+        }
+        for v in ["", "3.0", "2.9", "2", "2.x", "1.2"] {
+            assert!(!version_ok(v), "{v}");
+        }
+    }
+}
