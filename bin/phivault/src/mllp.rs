@@ -4,7 +4,7 @@
 //! one organization.
 use phivault_hl7::ParseLimits;
 use phivault_hl7::conn::{Limits, serve};
-use phivault_hl7::ingest::Interface;
+use phivault_hl7::ingest::{Interface, UnknownPatient};
 use phivault_vault::Vault;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub struct Settings {
     pub client_cert_required: bool,
     /// Named interfaces: (name, DNS name their client certificate must be valid for).
     pub interfaces: Vec<(String, String)>,
+    /// `PHIVAULT_MLLP_UNKNOWN_PATIENT`: what a non-ADT message about an unknown patient does.
+    pub unknown_patient: UnknownPatient,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -165,6 +167,15 @@ impl Settings {
             }
         };
         let interfaces = interfaces_from_env()?;
+        let unknown_patient = match env("PHIVAULT_MLLP_UNKNOWN_PATIENT").as_deref() {
+            None | Some("create") => UnknownPatient::Create,
+            Some("reject") => UnknownPatient::Reject,
+            Some(other) => {
+                return Err(format!(
+                    "PHIVAULT_MLLP_UNKNOWN_PATIENT is create or reject, not '{other}'"
+                ));
+            }
+        };
         if (client_cert_required || !interfaces.is_empty()) && client_ca.is_none() {
             return Err(
                 "client certificates (PHIVAULT_MLLP_CLIENT_CERT, PHIVAULT_MLLP_INTERFACES) need \
@@ -186,6 +197,7 @@ impl Settings {
             client_ca,
             client_cert_required,
             interfaces,
+            unknown_patient,
         }))
     }
 }
@@ -231,6 +243,7 @@ pub async fn bind(
         name: "default".into(),
         purpose: settings.purpose,
         authority: authority.clone(),
+        unknown_patient: settings.unknown_patient,
     });
     let named: Arc<Vec<(String, Arc<Interface>)>> = Arc::new(
         settings
@@ -242,6 +255,7 @@ pub async fn bind(
                     name: name.clone(),
                     purpose: settings.purpose,
                     authority: authority.clone(),
+                    unknown_patient: settings.unknown_patient,
                 };
                 (dns.clone(), Arc::new(i))
             })

@@ -1,14 +1,19 @@
-//! ADT: admissions and demographics (A01/A04/A05/A08/A28/A31) and merges (A40).
+//! ADT: admissions, transfers, discharges and their cancels (A01-A13), demographics
+//! (A28/A31) and merges (A40).
 use super::Failure;
-use super::patient::{entry, find_patient, pid, transaction};
+use super::patient::{
+    entry, find_patient, new_patient, new_patient_id, patient_ref, pid, transaction,
+};
 use crate::ack::{AckError, ErrorCode};
 use crate::map;
 use crate::parse::Message;
-use phivault_core::ResourceId;
+use phivault_core::{ResourceId, ResourceType};
 use phivault_vault::policy::Purpose;
-use phivault_vault::{Ctx, Vault};
-use serde_json::{Value, json};
+use phivault_vault::{Ctx, Vault, VaultError};
+use serde_json::{Map, Value, json};
 
+/// ADT A01-A13, A28, A31: the Patient of PID (created or updated) and the Encounter of PV1
+/// (found by the id derived from PV1-19, the visit number) moved as the event says.
 pub(super) async fn admit(
     vault: &Vault,
     ctx: &Ctx,
@@ -33,22 +38,8 @@ pub(super) async fn admit(
             (s.id, r, Some(s.version.0))
         }
         None => {
-            let first = identifiers
-                .first()
-                .map(|i| {
-                    format!(
-                        "{}|{}",
-                        i["system"].as_str().unwrap_or(""),
-                        i["value"].as_str().unwrap_or("")
-                    )
-                })
-                .unwrap_or_default();
-            let id = vault.derived_id(ctx, "hl7-patient", &first);
-            (
-                id.clone(),
-                json!({"resourceType": "Patient", "id": id.as_str()}),
-                None,
-            )
+            let id = new_patient_id(vault, ctx, &identifiers);
+            (id.clone(), new_patient(&id, Map::new()), None)
         }
     };
     if let Some(o) = resource.as_object_mut() {
@@ -72,19 +63,8 @@ pub(super) async fn admit(
         o.insert("active".into(), json!(true));
     }
     let mut entries = vec![entry("Patient", &id, resource, version)];
-    if let Some(mut enc) = map::encounter(msg, event) {
-        let visit = msg
-            .segment("PV1")
-            .and_then(|p| p.value(19))
-            .map(|v| format!("visit|{sender}|{v}"))
-            .unwrap_or_else(|| format!("message|{sender}|{}", msg.control_id()));
-        let eid = vault.derived_id(ctx, "hl7-encounter", &visit);
-        enc.insert("id".into(), json!(eid.as_str()));
-        enc.insert(
-            "subject".into(),
-            json!({"reference": format!("Patient/{id}")}),
-        );
-        entries.push(entry("Encounter", &eid, Value::Object(enc), None));
+    if let Some(enc) = encounter_entry(vault, ctx, msg, sender, event, &id).await? {
+        entries.push(enc);
     }
     transaction(vault, ctx, entries).await?;
     // The care-team rule: the attending doctor (PV1-7.1, a phivault username) gets a grant.
@@ -98,6 +78,48 @@ pub(super) async fn admit(
     }
     Ok(vec![id])
 }
+
+fn encounter_type() -> Result<ResourceType, AckError> {
+    ResourceType::parse("Encounter")
+        .map_err(|_| AckError::new(ErrorCode::InternalError, "application internal error"))
+}
+
+/// The Encounter entry of an ADT event: the visit of PV1-19 (read back to move it: transfer,
+/// discharge, cancels), or one of its own for a message without a visit number.
+async fn encounter_entry(
+    vault: &Vault,
+    ctx: &Ctx,
+    msg: &Message,
+    sender: &str,
+    event: &str,
+    patient: &ResourceId,
+) -> Result<Option<Value>, Failure> {
+    let Some(new) = map::encounter(msg, event) else {
+        return Ok(None);
+    };
+    let visit = msg.segment("PV1").and_then(|p| p.value(19));
+    let key = match visit {
+        Some(v) => format!("visit|{sender}|{v}"),
+        None => format!("message|{sender}|{}", msg.control_id()),
+    };
+    let eid = vault.derived_id(ctx, "hl7-encounter", &key);
+    let stored = match visit {
+        None => None,
+        Some(_) => match vault.read(ctx, encounter_type()?, &eid).await {
+            Ok(s) => Some(s),
+            Err(VaultError::NotFound | VaultError::Gone) => None,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let version = stored.as_ref().map(|s| s.version.0);
+    let Some(mut enc) = map::merge_encounter(stored.map(|s| s.resource), new, event) else {
+        return Ok(None);
+    };
+    enc.insert("id".into(), json!(eid.as_str()));
+    enc.insert("subject".into(), patient_ref(patient));
+    Ok(Some(entry("Encounter", &eid, Value::Object(enc), version)))
+}
+
 /// ADT^A40: the patient of MRG-1 merges into the patient of PID-3. The prior record stays
 /// (inactive, linked `replaced-by`), the survivor is linked `replaces`, and every clinical
 /// record of the prior patient is moved to the survivor as a new version (history kept).

@@ -1,12 +1,19 @@
-//! One HL7 message into the vault, and its ACK. ADT^A01/A04/A05/A08/A28/A31 create or update
-//! the Patient (found by a PID-3 identifier) and an Encounter from PV1; ADT^A40 merges two
-//! patients; ORU^R01 adds Observations under the patient found by PID-3. Writes go in as one
+//! One HL7 message into the vault, and its ACK. ADT^A01-A13/A28/A31 create or update the
+//! Patient (found by a PID-3, else PID-2, else PID-4 identifier) and move the Encounter of PV1;
+//! ADT^A40 merges two patients; ORU^R01 (DiagnosticReports and Observations), ORM^O01 and
+//! OML^O21 (ServiceRequests), MDM^T02 (DocumentReference), SIU^S12-S15 (Appointment) and
+//! VXU^V04 (Immunizations) go under the patient PID names, created from PID when unknown
+//! (unless the interface refuses unknown patients). Writes go in as one
 //! FHIR transaction, under ids derived from the message, so a replay writes nothing new; a
 //! message already applied is acknowledged AA again and not applied twice. AA is sent only
 //! after the data and its audit events are durable. Every message is one audit event.
 mod adt;
+mod documents;
+mod immunizations;
+mod orders;
 mod patient;
 mod results;
+mod scheduling;
 
 use crate::ack::{AckCode, AckError, ErrorCode, build_ack};
 use crate::parse::{Message, ParseLimits, parse_with};
@@ -22,6 +29,18 @@ pub struct Interface {
     pub purpose: Purpose,
     /// The operator's leave to act as an interface (only the operator's authority makes one).
     pub authority: phivault_vault::InterfaceAuthority,
+    /// What a message other than ADT does about a patient phivault has not seen.
+    pub unknown_patient: UnknownPatient,
+}
+
+/// `PHIVAULT_MLLP_UNKNOWN_PATIENT`: a result, order, document, appointment or immunization
+/// for a patient phivault has not seen creates the Patient from PID (`Create`, the default:
+/// labs often send before the ADT feed does) or is refused AE at PID-3 (`Reject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownPatient {
+    #[default]
+    Create,
+    Reject,
 }
 
 /// What became of a message (for logs and metrics: no content).
@@ -194,7 +213,8 @@ pub async fn handle(
         Ok(None) => {}
         Err(e) => return failed(Some(&msg), &e, ack_id, now_ts, false),
     }
-    let (code, err, patients, reason) = match apply(vault, &ctx, &msg, &sender).await {
+    let applied = apply(vault, &ctx, &msg, &sender, iface.unknown_patient).await;
+    let (code, err, patients, reason) = match applied {
         Ok(patients) => (AckCode::Accept, None, patients, None),
         Err(Failure::Ack(code, e)) => (code, Some(e), Vec::new(), Some("refused")),
         Err(Failure::Vault(e)) => {
@@ -240,6 +260,7 @@ async fn apply(
     ctx: &Ctx,
     msg: &Message,
     sender: &str,
+    unknown: UnknownPatient,
 ) -> Result<Vec<ResourceId>, Failure> {
     if !version_ok(msg.version()) {
         return Err(Failure::Ack(
@@ -252,12 +273,20 @@ async fn apply(
         ));
     }
     match msg.message_type() {
-        ("ADT", e @ ("A01" | "A04" | "A05" | "A08" | "A28" | "A31")) => {
-            adt::admit(vault, ctx, msg, sender, e).await
-        }
+        (
+            "ADT",
+            e @ ("A01" | "A02" | "A03" | "A04" | "A05" | "A06" | "A07" | "A08" | "A09" | "A10"
+            | "A11" | "A12" | "A13" | "A28" | "A31"),
+        ) => adt::admit(vault, ctx, msg, sender, e).await,
         ("ADT", "A40") => adt::merge(vault, ctx, msg).await,
-        ("ORU", "R01") => results::results(vault, ctx, msg, sender).await,
-        ("ADT" | "ORU", _) => Err(Failure::Ack(
+        ("ORU", "R01") => results::results(vault, ctx, msg, sender, unknown).await,
+        ("ORM", "O01") | ("OML", "O21") => orders::orders(vault, ctx, msg, sender, unknown).await,
+        ("MDM", "T02") => documents::document(vault, ctx, msg, sender, unknown).await,
+        ("SIU", e @ ("S12" | "S13" | "S14" | "S15")) => {
+            scheduling::appointment(vault, ctx, msg, sender, e, unknown).await
+        }
+        ("VXU", "V04") => immunizations::immunizations(vault, ctx, msg, sender, unknown).await,
+        ("ADT" | "ORU" | "ORM" | "OML" | "MDM" | "SIU" | "VXU", _) => Err(Failure::Ack(
             AckCode::Reject,
             AckError::new(
                 ErrorCode::UnsupportedEventCode,

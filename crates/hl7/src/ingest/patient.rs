@@ -1,9 +1,10 @@
 //! Finding the patient a message is about, and writing a message's records as one transaction.
+use super::{Failure, UnknownPatient};
 use crate::ack::{AckError, ErrorCode};
 use crate::parse::Message;
 use phivault_core::ResourceId;
 use phivault_vault::{Ctx, PatientQuery, Stored, Vault, VaultError};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 pub(crate) fn pid(msg: &Message) -> Result<&crate::parse::Segment, AckError> {
     msg.segment("PID").ok_or_else(|| {
@@ -49,4 +50,137 @@ pub(crate) async fn transaction(
 ) -> Result<(), VaultError> {
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
     vault.bundle(ctx, bundle).await.map(|_| ())
+}
+
+/// The id a Patient first seen in a message gets: derived from its first identifier, so the
+/// same person sent twice (or by an ADT after a result) is one record.
+pub(crate) fn new_patient_id(vault: &Vault, ctx: &Ctx, identifiers: &[Value]) -> ResourceId {
+    let first = identifiers
+        .first()
+        .map(|i| {
+            format!(
+                "{}|{}",
+                i["system"].as_str().unwrap_or(""),
+                i["value"].as_str().unwrap_or("")
+            )
+        })
+        .unwrap_or_default();
+    vault.derived_id(ctx, "hl7-patient", &first)
+}
+
+/// A new Patient resource of these PID elements.
+pub(crate) fn new_patient(id: &ResourceId, elements: Map<String, Value>) -> Value {
+    let mut p = Map::new();
+    p.insert("resourceType".into(), json!("Patient"));
+    p.insert("id".into(), json!(id.as_str()));
+    p.extend(elements);
+    p.insert("active".into(), json!(true));
+    Value::Object(p)
+}
+
+/// The patient a result, order, document, appointment or immunization is about: the one its
+/// PID identifiers (PID-3, else PID-2, else PID-4) find, else a new Patient from PID (returned
+/// as the transaction entry to write with the message's records) unless the interface
+/// refuses unknown patients (AE at PID-3).
+pub(crate) async fn subject(
+    vault: &Vault,
+    ctx: &Ctx,
+    msg: &Message,
+    unknown: UnknownPatient,
+) -> Result<(ResourceId, Option<Value>), Failure> {
+    let pid_seg = pid(msg)?;
+    let identifiers = crate::map::identifiers(pid_seg);
+    if identifiers.is_empty() {
+        return Err(AckError::new(
+            ErrorCode::RequiredFieldMissing,
+            "PID-3 (or PID-2, PID-4) needs an identifier",
+        )
+        .at("PID", 1, 3)
+        .into());
+    }
+    if let Some(found) = find_patient(vault, ctx, &identifiers).await? {
+        return Ok((found.id, None));
+    }
+    if unknown == UnknownPatient::Reject {
+        return Err(
+            AckError::new(ErrorCode::UnknownKey, "no patient has the PID identifier")
+                .at("PID", 1, 3)
+                .into(),
+        );
+    }
+    let elements = crate::map::patient_elements(pid_seg)?;
+    let id = new_patient_id(vault, ctx, &identifiers);
+    let resource = new_patient(&id, elements);
+    Ok((id.clone(), Some(entry("Patient", &id, resource, None))))
+}
+
+/// `{"reference": "Patient/{id}"}`.
+pub(crate) fn patient_ref(id: &ResourceId) -> Value {
+    json!({"reference": format!("Patient/{id}")})
+}
+
+/// The id of a record a message makes: derived from what names it across messages (an order,
+/// document or appointment number) when the message gives one, else from the message's
+/// control id and the record's place in it, so a replay writes the same ids.
+pub(crate) fn record_id(
+    vault: &Vault,
+    ctx: &Ctx,
+    purpose: &str,
+    sender: &str,
+    msg: &Message,
+    key: Option<&str>,
+    n: usize,
+) -> ResourceId {
+    let input = match key {
+        Some(k) => format!("{sender}|key|{k}"),
+        None => format!("{sender}|{}|{n}", msg.control_id()),
+    };
+    vault.derived_id(ctx, purpose, &input)
+}
+
+/// A record of a message, its id given, its patient not yet.
+pub(crate) struct Record {
+    pub rtype: &'static str,
+    pub id: ResourceId,
+    pub resource: Map<String, Value>,
+}
+
+/// Writes a message's records about its patient (found or created from PID, see [`subject`])
+/// in one transaction. `element` names where the patient goes: `subject`, `patient`, or
+/// `participant` (an Appointment's first participant).
+pub(crate) async fn write_records(
+    vault: &Vault,
+    ctx: &Ctx,
+    msg: &Message,
+    unknown: UnknownPatient,
+    element: &str,
+    records: Vec<Record>,
+) -> Result<Vec<ResourceId>, Failure> {
+    let (patient, created) = subject(vault, ctx, msg, unknown).await?;
+    let mut entries: Vec<Value> = created.into_iter().collect();
+    for Record {
+        rtype,
+        id,
+        mut resource,
+    } in records
+    {
+        resource.insert("id".into(), json!(id.as_str()));
+        if element == "participant" {
+            let who = json!({"actor": patient_ref(&patient), "status": "accepted"});
+            match resource
+                .get_mut("participant")
+                .and_then(Value::as_array_mut)
+            {
+                Some(list) => list.insert(0, who),
+                None => {
+                    resource.insert("participant".into(), json!([who]));
+                }
+            }
+        } else {
+            resource.insert(element.into(), patient_ref(&patient));
+        }
+        entries.push(entry(rtype, &id, Value::Object(resource), None));
+    }
+    transaction(vault, ctx, entries).await?;
+    Ok(vec![patient])
 }

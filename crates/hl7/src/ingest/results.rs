@@ -1,50 +1,62 @@
-//! ORU^R01: results under the patient PID names.
-use super::Failure;
-use super::patient::{entry, find_patient, pid, transaction};
-use crate::ack::{AckError, ErrorCode};
+//! ORU^R01: a DiagnosticReport per OBR and the Observations of its OBX, under the patient PID
+//! names (created from PID when unknown, unless the interface refuses unknown patients).
+use super::patient::{Record, record_id, write_records};
+use super::{Failure, UnknownPatient};
 use crate::map;
 use crate::parse::Message;
 use phivault_core::ResourceId;
 use phivault_vault::{Ctx, Vault};
-use serde_json::{Value, json};
+use serde_json::json;
 
 pub(super) async fn results(
     vault: &Vault,
     ctx: &Ctx,
     msg: &Message,
     sender: &str,
+    unknown: UnknownPatient,
 ) -> Result<Vec<ResourceId>, Failure> {
-    let pid_seg = pid(msg)?;
-    let identifiers = map::identifiers(pid_seg);
-    if identifiers.is_empty() {
-        return Err(
-            AckError::new(ErrorCode::RequiredFieldMissing, "PID-3 needs an identifier")
-                .at("PID", 1, 3)
-                .into(),
-        );
+    let groups = map::reports(msg)?;
+    let mut records = Vec::new();
+    for g in groups {
+        let mut results = Vec::new();
+        for (k, (n, o)) in g.observations.into_iter().enumerate() {
+            // An observation of an order is the k-th of its report; else the n-th OBX.
+            let key = g.key.as_ref().map(|order| format!("{order}|{}", k + 1));
+            let id = record_id(
+                vault,
+                ctx,
+                "hl7-observation",
+                sender,
+                msg,
+                key.as_deref(),
+                n,
+            );
+            results.push(json!({"reference": format!("Observation/{id}")}));
+            records.push(Record {
+                rtype: "Observation",
+                id,
+                resource: o,
+            });
+        }
+        if let Some(mut report) = g.report {
+            let id = record_id(
+                vault,
+                ctx,
+                "hl7-report",
+                sender,
+                msg,
+                g.key.as_deref(),
+                g.obr,
+            );
+            if !results.is_empty() {
+                report.insert("result".into(), json!(results));
+            }
+            records.push(Record {
+                rtype: "DiagnosticReport",
+                id,
+                resource: report,
+            });
+        }
     }
-    let Some(patient) = find_patient(vault, ctx, &identifiers).await? else {
-        return Err(
-            AckError::new(ErrorCode::UnknownKey, "no patient has the PID-3 identifier")
-                .at("PID", 1, 3)
-                .into(),
-        );
-    };
-    let observations = map::observations(msg)?;
-    let mut entries = Vec::with_capacity(observations.len());
-    for (n, mut o) in observations {
-        let oid = vault.derived_id(
-            ctx,
-            "hl7-observation",
-            &format!("{sender}|{}|{n}", msg.control_id()),
-        );
-        o.insert("id".into(), json!(oid.as_str()));
-        o.insert(
-            "subject".into(),
-            json!({"reference": format!("Patient/{}", patient.id)}),
-        );
-        entries.push(entry("Observation", &oid, Value::Object(o), None));
-    }
-    transaction(vault, ctx, entries).await?;
-    Ok(vec![patient.id])
+    write_records(vault, ctx, msg, unknown, "subject", records).await
 }

@@ -1,12 +1,24 @@
 //! HL7 v2 → FHIR R4 elements: the Patient demographics of PID, the Encounter of PV1, the
-//! Observations of OBX. Pure; errors name the segment and field, never a value.
+//! DiagnosticReports and Observations of OBR/OBX, the ServiceRequests of ORC/OBR, the
+//! DocumentReference of TXA, the Appointment of SCH and the Immunizations of RXA. Pure; errors
+//! name the segment and field, never a value.
+mod appointment;
+mod document;
 mod encounter;
+mod immunization;
 mod observation;
+mod order;
 mod patient;
+mod report;
 
-pub use encounter::encounter;
-pub use observation::{NumberedObservation, observations};
+pub use appointment::appointment;
+pub use document::document;
+pub use encounter::{encounter, merge_encounter};
+pub use immunization::{Vaccination, immunizations};
+pub use observation::{NumberedObservation, observation, observations};
+pub use order::{Order, orders};
 pub use patient::{identifiers, patient_elements};
+pub use report::{ReportGroup, reports};
 
 use crate::parse::Segment;
 use serde_json::{Map, Value, json};
@@ -74,6 +86,11 @@ pub(crate) fn code_system(s: Option<&str>) -> Option<String> {
         "UCUM" => "http://unitsofmeasure.org".to_owned(),
         "I9" | "I9C" => "http://hl7.org/fhir/sid/icd-9-cm".to_owned(),
         "I10" => "http://hl7.org/fhir/sid/icd-10".to_owned(),
+        "CVX" => "http://hl7.org/fhir/sid/cvx".to_owned(),
+        "NDC" => "http://hl7.org/fhir/sid/ndc".to_owned(),
+        "MVX" => "http://terminology.hl7.org/CodeSystem/MVX".to_owned(),
+        "HL70162" => "http://terminology.hl7.org/CodeSystem/v2-0162".to_owned(),
+        "HL70163" => "http://terminology.hl7.org/CodeSystem/v2-0163".to_owned(),
         other => format!("urn:phivault:hl7:cs:{other}"),
     })
 }
@@ -100,7 +117,77 @@ pub(crate) fn codeable(seg: &Segment, field: usize, rep: usize) -> Option<Value>
     (!cc.is_empty()).then_some(Value::Object(cc))
 }
 
-/// The Observations of an ORU (without id and subject), each with its OBX occurrence number.
+/// An entity identifier (EI: id^namespace) as the key of a derived id, e.g. an order number.
+pub(crate) fn entity_key(seg: &Segment, field: usize) -> Option<String> {
+    let id = seg.component(field, 1)?;
+    Some(format!("{id}^{}", seg.component(field, 2).unwrap_or("")))
+}
+
+/// An entity identifier (EI) as a FHIR Identifier of the v2-0203 type `kind` (PLAC, FILL).
+pub(crate) fn entity_identifier(seg: &Segment, field: usize, kind: &str) -> Option<Value> {
+    let id = seg.component(field, 1)?;
+    let mut i = Map::new();
+    put(
+        &mut i,
+        "type",
+        json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": kind}]}),
+    );
+    put(&mut i, "system", text(seg.component(field, 2)));
+    put(&mut i, "value", json!(id));
+    Some(Value::Object(i))
+}
+
+/// A person (XCN: id^family^given) as a display-only Reference.
+pub(crate) fn person(seg: &Segment, field: usize, rep: usize) -> Option<Value> {
+    let id = seg.get(field, rep, 1, 1);
+    let name: Vec<&str> = [seg.get(field, rep, 2, 1), seg.get(field, rep, 3, 1)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut r = Map::new();
+    put(
+        &mut r,
+        "identifier",
+        id.map_or(Value::Null, |v| json!({"value": v})),
+    );
+    put(&mut r, "display", json!(name.join(", ")));
+    (!r.is_empty()).then_some(Value::Object(r))
+}
+
+/// The text of OBX-5 of a text OBX (every repetition, components joined by `^`), lines
+/// joined by newlines.
+pub(crate) fn obx_text(seg: &Segment) -> String {
+    let parts: Vec<String> = (1..=seg.repetitions(5))
+        .filter_map(|r| {
+            let comps: Vec<&str> = seg
+                .fields
+                .get(5)
+                .and_then(|f| f.get(r - 1))
+                .map(|c| {
+                    c.iter()
+                        .filter_map(|s| s.first())
+                        .map(String::as_str)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let t = comps.join("^");
+            (!t.is_empty()).then_some(t)
+        })
+        .collect();
+    parts.join("\n")
+}
+
+/// An HL7 time as a FHIR instant (a time with its UTC offset). A time without an offset takes
+/// the offset of MSH-7, the time the sending system wrote the message in; `None` without one.
+pub(crate) fn instant(ts: &str, msh7: Option<&str>) -> Option<String> {
+    let zoned = |t: &str| fhir_datetime(t).filter(|d| d.contains('T'));
+    zoned(ts).or_else(|| {
+        let m = msh7?.trim();
+        let zone = m.get(m.find(['+', '-']).filter(|i| *i >= 4)?..)?;
+        let main = ts.trim().split('.').next()?;
+        (main.len() >= 12).then(|| zoned(&format!("{main}{zone}")))?
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -120,5 +207,19 @@ mod tests {
         );
         assert_eq!(fhir_datetime("notadate"), None);
         assert_eq!(fhir_datetime("12"), None);
+    }
+
+    #[test]
+    fn instants_borrow_the_offset_of_msh7() {
+        assert_eq!(
+            instant("202611201030", Some("20261101083000-0500")).as_deref(),
+            Some("2026-11-20T10:30:00-05:00")
+        );
+        assert_eq!(
+            instant("20261120103000+0100", None).as_deref(),
+            Some("2026-11-20T10:30:00+01:00")
+        );
+        assert_eq!(instant("202611201030", Some("20261101083000")), None);
+        assert_eq!(instant("20261120", Some("20261101083000-0500")), None);
     }
 }

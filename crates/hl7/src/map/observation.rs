@@ -1,139 +1,120 @@
 //! OBR/OBX → FHIR Observations.
-use super::{codeable, fhir_datetime, put, text};
+use super::{codeable, fhir_datetime, obx_text, put, text};
 use crate::ack::{AckError, ErrorCode};
-use crate::parse::Message;
+use crate::parse::{Message, Segment};
 use serde_json::{Map, Value, json};
 
 /// An Observation's elements with the 1-based number of the OBX it came from.
 pub type NumberedObservation = (usize, Map<String, Value>);
 
+/// Every Observation of a message's OBX segments (each with the time of its OBR when it has
+/// none of its own).
 pub fn observations(msg: &Message) -> Result<Vec<NumberedObservation>, AckError> {
     let mut out = Vec::new();
     let mut obr_time: Option<String> = None;
-    let mut n = 0;
     for seg in &msg.segments {
         if seg.id == "OBR" {
             obr_time = seg.value(7).and_then(fhir_datetime);
-            continue;
+        } else if seg.id == "OBX" {
+            let n = out.len() + 1;
+            out.push((n, observation(seg, n, obr_time.as_deref())?));
         }
-        if seg.id != "OBX" {
-            continue;
-        }
-        n += 1;
-        let at = |field: usize, code: ErrorCode, detail: &'static str| {
-            AckError::new(code, detail).at("OBX", n, field)
-        };
-        let mut o = Map::new();
-        put(&mut o, "resourceType", json!("Observation"));
-        let status = match seg.value(11) {
-            Some("P") => "preliminary",
-            Some("C") => "corrected",
-            Some("X") => "cancelled",
-            Some("D" | "W") => "entered-in-error",
-            Some("R" | "I") => "registered",
-            _ => "final",
-        };
-        put(&mut o, "status", json!(status));
-        put(
-            &mut o,
-            "category",
-            json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}]),
-        );
-        let code = codeable(seg, 3, 1).ok_or_else(|| {
-            at(
-                3,
-                ErrorCode::RequiredFieldMissing,
-                "OBX-3 needs an observation identifier",
-            )
-        })?;
-        put(&mut o, "code", code);
-        let value_type = seg.value(2).unwrap_or("");
-        let present = seg.get(5, 1, 1, 1).is_some_and(|v| v != "\"\"");
-        if present {
-            match value_type {
-                "NM" => {
-                    let raw = seg.value(5).unwrap_or("").trim();
-                    let v: f64 = raw.parse().map_err(|_| {
-                        at(
-                            5,
-                            ErrorCode::DataType,
-                            "OBX-5 is not a number (OBX-2 is NM)",
-                        )
-                    })?;
-                    if !v.is_finite() {
-                        return Err(at(5, ErrorCode::DataType, "OBX-5 is not a finite number"));
-                    }
-                    let mut q = Map::new();
-                    q.insert("value".into(), json!(v));
-                    let unit = seg.component(6, 1);
-                    put(&mut q, "unit", text(seg.component(6, 2).or(unit)));
-                    if matches!(seg.component(6, 3), Some("UCUM" | "ISO+" | "ANSI"))
-                        && let Some(u) = unit
-                    {
-                        put(&mut q, "system", json!("http://unitsofmeasure.org"));
-                        put(&mut q, "code", json!(u));
-                    }
-                    put(&mut o, "valueQuantity", Value::Object(q));
-                }
-                "ST" | "TX" | "FT" => {
-                    let parts: Vec<String> = (1..=seg.repetitions(5))
-                        .filter_map(|r| {
-                            let comps: Vec<&str> = seg
-                                .fields
-                                .get(5)
-                                .and_then(|f| f.get(r - 1))
-                                .map(|c| {
-                                    c.iter()
-                                        .filter_map(|s| s.first())
-                                        .map(String::as_str)
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            let t = comps.join("^");
-                            (!t.is_empty()).then_some(t)
-                        })
-                        .collect();
-                    put(&mut o, "valueString", json!(parts.join("\n")));
-                }
-                "CE" | "CWE" | "CNE" => {
-                    let cc = codeable(seg, 5, 1)
-                        .ok_or_else(|| at(5, ErrorCode::DataType, "OBX-5 is not a coded value"))?;
-                    put(&mut o, "valueCodeableConcept", cc);
-                }
-                _ => {
-                    return Err(at(
-                        2,
-                        ErrorCode::TableValueNotFound,
-                        "OBX-2 value type not supported (NM, ST, TX, FT, CE, CWE)",
-                    ));
-                }
-            }
-        }
-        if let Some(range) = seg.value(7) {
-            put(&mut o, "referenceRange", json!([{"text": range}]));
-        }
-        if let Some(flag) = seg.value(8) {
-            put(
-                &mut o,
-                "interpretation",
-                json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0078", "code": flag}]}]),
-            );
-        }
-        let when = seg
-            .value(14)
-            .and_then(fhir_datetime)
-            .or_else(|| obr_time.clone());
-        put(&mut o, "effectiveDateTime", text(when.as_deref()));
-        out.push((n, o));
-    }
-    if out.is_empty() {
-        return Err(AckError::new(
-            ErrorCode::SegmentSequence,
-            "an ORU^R01 needs at least one OBX",
-        )
-        .at("OBX", 1, 0));
     }
     Ok(out)
+}
+
+/// The Observation of one OBX (the `n`th of its message), without id and subject.
+pub fn observation(
+    seg: &Segment,
+    n: usize,
+    obr_time: Option<&str>,
+) -> Result<Map<String, Value>, AckError> {
+    let at = |field: usize, code: ErrorCode, detail: &'static str| {
+        AckError::new(code, detail).at("OBX", n, field)
+    };
+    let mut o = Map::new();
+    put(&mut o, "resourceType", json!("Observation"));
+    let status = match seg.value(11) {
+        Some("P") => "preliminary",
+        Some("C") => "corrected",
+        Some("X") => "cancelled",
+        Some("D" | "W") => "entered-in-error",
+        Some("R" | "I") => "registered",
+        _ => "final",
+    };
+    put(&mut o, "status", json!(status));
+    put(
+        &mut o,
+        "category",
+        json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}]),
+    );
+    let code = codeable(seg, 3, 1).ok_or_else(|| {
+        at(
+            3,
+            ErrorCode::RequiredFieldMissing,
+            "OBX-3 needs an observation identifier",
+        )
+    })?;
+    put(&mut o, "code", code);
+    let value_type = seg.value(2).unwrap_or("");
+    let present = seg.get(5, 1, 1, 1).is_some_and(|v| v != "\"\"");
+    if present {
+        match value_type {
+            "NM" => {
+                let raw = seg.value(5).unwrap_or("").trim();
+                let v: f64 = raw.parse().map_err(|_| {
+                    at(
+                        5,
+                        ErrorCode::DataType,
+                        "OBX-5 is not a number (OBX-2 is NM)",
+                    )
+                })?;
+                if !v.is_finite() {
+                    return Err(at(5, ErrorCode::DataType, "OBX-5 is not a finite number"));
+                }
+                let mut q = Map::new();
+                q.insert("value".into(), json!(v));
+                let unit = seg.component(6, 1);
+                put(&mut q, "unit", text(seg.component(6, 2).or(unit)));
+                if matches!(seg.component(6, 3), Some("UCUM" | "ISO+" | "ANSI"))
+                    && let Some(u) = unit
+                {
+                    put(&mut q, "system", json!("http://unitsofmeasure.org"));
+                    put(&mut q, "code", json!(u));
+                }
+                put(&mut o, "valueQuantity", Value::Object(q));
+            }
+            "ST" | "TX" | "FT" => put(&mut o, "valueString", json!(obx_text(seg))),
+            "CE" | "CWE" | "CNE" => {
+                let cc = codeable(seg, 5, 1)
+                    .ok_or_else(|| at(5, ErrorCode::DataType, "OBX-5 is not a coded value"))?;
+                put(&mut o, "valueCodeableConcept", cc);
+            }
+            _ => {
+                return Err(at(
+                    2,
+                    ErrorCode::TableValueNotFound,
+                    "OBX-2 value type not supported (NM, ST, TX, FT, CE, CWE)",
+                ));
+            }
+        }
+    }
+    if let Some(range) = seg.value(7) {
+        put(&mut o, "referenceRange", json!([{"text": range}]));
+    }
+    if let Some(flag) = seg.value(8) {
+        put(
+            &mut o,
+            "interpretation",
+            json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0078", "code": flag}]}]),
+        );
+    }
+    let when = seg
+        .value(14)
+        .and_then(fhir_datetime)
+        .or_else(|| obr_time.map(str::to_owned));
+    put(&mut o, "effectiveDateTime", text(when.as_deref()));
+    Ok(o)
 }
 
 #[cfg(test)]

@@ -14,18 +14,18 @@ fn authority_system(seg: &Segment, field: usize, rep: usize) -> Option<String> {
     }
 }
 
-/// PID-3 identifiers as FHIR identifiers (system from the assigning authority).
-pub fn identifiers(pid: &Segment) -> Vec<Value> {
+/// The identifiers of one CX field (system from the assigning authority, CX.4).
+fn cx_identifiers(pid: &Segment, field: usize) -> Vec<Value> {
     let mut out = Vec::new();
-    for rep in 1..=pid.repetitions(3) {
-        let Some(value) = pid.get(3, rep, 1, 1).filter(|v| *v != "\"\"") else {
+    for rep in 1..=pid.repetitions(field) {
+        let Some(value) = pid.get(field, rep, 1, 1).filter(|v| *v != "\"\"") else {
             continue;
         };
-        let id_type = pid.get(3, rep, 5, 1);
+        let id_type = pid.get(field, rep, 5, 1);
         let system = if id_type == Some("SS") {
             Some("http://hl7.org/fhir/sid/us-ssn".to_owned())
         } else {
-            authority_system(pid, 3, rep)
+            authority_system(pid, field, rep)
         };
         let mut o = Map::new();
         if let Some(t) = id_type {
@@ -39,6 +39,20 @@ pub fn identifiers(pid: &Segment) -> Vec<Value> {
         put(&mut o, "value", json!(value));
         out.push(Value::Object(o));
     }
+    out
+}
+
+/// The identifiers PID names the patient by, as FHIR identifiers: PID-3, else PID-2 (the
+/// external id of v2.3-era feeds), else PID-4 (the alternate id), then the SSN of PID-19.
+/// Empty when none of PID-3, PID-2 and PID-4 holds one (an SSN alone identifies no one).
+pub fn identifiers(pid: &Segment) -> Vec<Value> {
+    let Some(mut out) = [3, 2, 4]
+        .into_iter()
+        .map(|f| cx_identifiers(pid, f))
+        .find(|ids| !ids.is_empty())
+    else {
+        return Vec::new();
+    };
     if let Some(ssn) = pid.value(19) {
         let already = out
             .iter()
@@ -55,10 +69,11 @@ pub fn patient_elements(pid: &Segment) -> Result<Map<String, Value>, AckError> {
     let mut p = Map::new();
     let ids = identifiers(pid);
     if ids.is_empty() {
-        return Err(
-            AckError::new(ErrorCode::RequiredFieldMissing, "PID-3 needs an identifier")
-                .at("PID", 1, 3),
-        );
+        return Err(AckError::new(
+            ErrorCode::RequiredFieldMissing,
+            "PID-3 (or PID-2, PID-4) needs an identifier",
+        )
+        .at("PID", 1, 3));
     }
     put(&mut p, "identifier", Value::Array(ids));
     let mut names = Vec::new();
@@ -179,11 +194,37 @@ mod tests {
             json!({"system": "email", "value": "mary@example.org", "use": "home"})
         );
         assert_eq!(p["telecom"][2]["use"], "work");
-        let none = parse(b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|1|P|2.5\rPID|1||\r").unwrap();
+        let none =
+            parse(b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|1|P|2.5\rPID|1||||||||||||||||||999-00-1234\r")
+                .unwrap();
         let e = patient_elements(none.segment("PID").unwrap()).unwrap_err();
         assert_eq!(
             (e.code, e.field),
             (ErrorCode::RequiredFieldMissing, Some(3))
         );
+    }
+
+    #[test]
+    fn identifier_fallback_pid3_then_pid2_then_pid4() {
+        let ids = |pid: &str| {
+            let text = format!("MSH|^~\\&|A|B|C|D|2026||ORU^R01|1|P|2.3\r{pid}\r");
+            identifiers(parse(text.as_bytes()).unwrap().segment("PID").unwrap())
+        };
+        let both = ids("PID|1|22^^^OLD|33^^^NEW~34^^^OTHER|44^^^ALT");
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[0]["system"], "NEW");
+        let p2 = ids("PID|1|22^^^OLD^PI||44^^^ALT");
+        assert_eq!(p2.len(), 1);
+        assert_eq!(
+            (p2[0]["system"].as_str(), p2[0]["value"].as_str()),
+            (Some("OLD"), Some("22"))
+        );
+        let p4 = ids("PID|1|\"\"||44^^^ALT|Doe^J||||||||||||||999-00-1234");
+        assert_eq!(
+            (p4[0]["system"].as_str(), p4[0]["value"].as_str()),
+            (Some("ALT"), Some("44"))
+        );
+        assert_eq!(p4[1]["system"], "http://hl7.org/fhir/sid/us-ssn");
+        assert!(ids("PID|1||||Doe^J||||||||||||||999-00-1234").is_empty());
     }
 }
