@@ -177,15 +177,22 @@ fn every_test_message_gets_its_ack_and_its_data_is_found_through_fhir() {
         format!("Patient/{}", p3["id"].as_str().unwrap())
     );
     assert_eq!(p3["link"][0]["type"], "replaces");
-    // Nothing from the refused messages.
+    // A result for a patient never seen creates the patient (PHIVAULT_MLLP_UNKNOWN_PATIENT
+    // defaults to create); the refused messages left nothing.
+    let unknown = patient_by(&live, &t, "NORTHSIDE|999999");
+    assert_eq!(unknown["name"][0]["family"], "Nobody");
+    assert_eq!(
+        count_of(&live, &t, "Observation", unknown["id"].as_str().unwrap()),
+        1
+    );
     let none = live.fhir(
         "GET",
-        "/fhir/Patient?identifier=NORTHSIDE|999999",
+        "/fhir/Patient?family=Nameless&birthdate=1970-01-01",
         &t,
         "TREAT",
         None,
     );
-    assert_eq!(none.body["total"], 0);
+    assert_eq!(none.body["total"], 0, "{}", none.body);
     let before = live.fhir("GET", &format!("/fhir/Patient/{id1}"), &t, "TREAT", None);
 
     // Replays: AA again, nothing applied twice.
