@@ -30,7 +30,15 @@ fuzz_target!(|data: &[u8]| {
                     let _ = map::patient_elements(pid);
                 }
                 let _ = map::observations(m);
-                let _ = map::encounter(m, m.message_type().1);
+                let event = m.message_type().1;
+                if let Some(e) = map::encounter(m, event) {
+                    let _ = map::merge_encounter(None, e, event);
+                }
+                let _ = map::reports(m);
+                let _ = map::orders(m);
+                let _ = map::document(m);
+                let _ = map::appointment(m, event);
+                let _ = map::immunizations(m);
                 (Some(m), None)
             }
             Err(e) => (None, Some(AckError::from_parse(e))),

@@ -222,4 +222,40 @@ mod tests {
         assert_eq!(instant("202611201030", Some("20261101083000")), None);
         assert_eq!(instant("20261120", Some("20261101083000-0500")), None);
     }
+
+    /// Every mapper on every prefix of every test message, and on each with its fields
+    /// shifted by one: errors, never a panic.
+    #[test]
+    fn mappers_never_panic_on_cut_or_shifted_messages() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/hl7v2");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "hl7"))
+            .collect();
+        files.sort();
+        assert!(files.len() > 20);
+        for f in files {
+            let bytes = std::fs::read(&f).unwrap();
+            let shifted: Vec<u8> = String::from_utf8_lossy(&bytes)
+                .replace("|", "||")
+                .replacen("MSH||", "MSH|", 1)
+                .into_bytes();
+            let cuts = (0..=bytes.len()).map(|n| bytes.get(..n).unwrap_or_default());
+            for raw in cuts.chain([shifted.as_slice()]) {
+                let Ok(m) = crate::parse::parse(raw) else {
+                    continue;
+                };
+                let event = m.message_type().1;
+                if let Some(e) = encounter(&m, event) {
+                    let _ = merge_encounter(None, e, event);
+                }
+                let _ = (reports(&m), orders(&m), document(&m), immunizations(&m));
+                let _ = appointment(&m, event);
+                if let Some(pid) = m.segment("PID") {
+                    let _ = (identifiers(pid), patient_elements(pid));
+                }
+            }
+        }
+    }
 }
