@@ -27,7 +27,7 @@ impl Feed {
         let mut all = vec![("PHIVAULT_MLLP_TLS", "off")];
         all.extend_from_slice(env);
         let live = Live::start_with(&all, |data| {
-            ehr = Live::client(data, "ehr", "INTEGRATION_MANAGER", "system/*.rs", "TREAT");
+            ehr = Live::client(data, "ehr", "INTEGRATION_MANAGER", "system/*.crus", "TREAT");
         });
         let token = live.token(&ehr);
         Feed { live, token }
@@ -108,6 +108,7 @@ fn every_feed_message_type_is_stored_and_read_back_as_valid_fhir() {
     vxu_creates_the_patient(&f, &mut checked);
     identifier_fallback(&f, &mut checked);
     cancel_admit_and_refusals(&f, &mut checked);
+    ambiguous_identifier_creates_no_one(&f);
     validate_resources(&checked);
 }
 
@@ -316,6 +317,34 @@ fn cancel_admit_and_refusals(f: &Feed, checked: &mut Vec<Value>) {
     assert_eq!(f.send_text(&adt("A14", "NS-0103")).0, "AR");
     let siu = "MSH|^~\\&|S|N|P|N|20261112||SIU^S26|S-9|P|2.5\rSCH|X\r";
     assert_eq!(f.send_text(siu), ("AR".into(), Some("MSH^1^9".into())));
+}
+
+/// Two patients share an identifier (entered twice through the API): a result naming it is
+/// refused (AE, duplicate key at PID-3), neither record is touched and no third is made.
+fn ambiguous_identifier_creates_no_one(f: &Feed) {
+    let twin = common::live::patient_with_mrn("800008");
+    let ident = twin["identifier"][0].clone();
+    let query = format!(
+        "Patient?identifier={}|{}",
+        ident["system"].as_str().unwrap_or(""),
+        ident["value"].as_str().unwrap()
+    );
+    for _ in 0..2 {
+        let r = f
+            .live
+            .fhir("POST", "/fhir/Patient", &f.token, "TREAT", Some(&twin));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let before = f.search(&query);
+    assert_eq!(before.len(), 2);
+    let oru = format!(
+        "MSH|^~\\&|LAB|L|PHIVAULT|N|20261112090000-0500||ORU^R01|AMB-1|P|2.5.1\r\
+         PID|1||{}^^^{}||Twin^Tess\rOBX|1|NM|2345-7^Glucose^LN||90|mg/dL|||||F\r",
+        ident["value"].as_str().unwrap(),
+        ident["system"].as_str().unwrap_or("")
+    );
+    assert_eq!(f.send_text(&oru), ("AE".into(), Some("PID^1^3".into())));
+    assert_eq!(f.search(&query), before, "no third patient, no change");
 }
 
 /// Threat: with `PHIVAULT_MLLP_UNKNOWN_PATIENT=reject`, a result or immunization for an unknown

@@ -12,12 +12,23 @@ pub(crate) fn pid(msg: &Message) -> Result<&crate::parse::Segment, AckError> {
     })
 }
 
-/// The patient an identifier list names, if any: the first identifier that finds exactly one.
-pub(crate) async fn find_patient(
+/// What a message's identifiers find.
+pub(crate) enum Found {
+    /// The first identifier that finds exactly one patient found this one.
+    One(Box<Stored>),
+    /// No identifier finds anyone.
+    Nobody,
+    /// No identifier finds exactly one, and some find several.
+    Several,
+}
+
+/// The patient an identifier list names: the first identifier that finds exactly one.
+pub(crate) async fn lookup(
     vault: &Vault,
     ctx: &Ctx,
     identifiers: &[Value],
-) -> Result<Option<Stored>, VaultError> {
+) -> Result<Found, VaultError> {
+    let mut several = false;
     for ident in identifiers {
         let Some(value) = ident["value"].as_str() else {
             continue;
@@ -28,11 +39,29 @@ pub(crate) async fn find_patient(
             ..Default::default()
         };
         let mut found = vault.search_patients(ctx, &q).await?;
-        if found.len() == 1 {
-            return Ok(found.pop());
+        match (found.pop(), found.is_empty()) {
+            (Some(one), true) => return Ok(Found::One(Box::new(one))),
+            (Some(_), false) => several = true,
+            (None, _) => {}
         }
     }
-    Ok(None)
+    Ok(if several {
+        Found::Several
+    } else {
+        Found::Nobody
+    })
+}
+
+/// The patient an identifier list names, if exactly one.
+pub(crate) async fn find_patient(
+    vault: &Vault,
+    ctx: &Ctx,
+    identifiers: &[Value],
+) -> Result<Option<Stored>, VaultError> {
+    Ok(match lookup(vault, ctx, identifiers).await? {
+        Found::One(s) => Some(*s),
+        Found::Nobody | Found::Several => None,
+    })
 }
 
 pub(crate) fn entry(rtype: &str, id: &ResourceId, resource: Value, if_match: Option<u64>) -> Value {
@@ -98,8 +127,18 @@ pub(crate) async fn subject(
         .at("PID", 1, 3)
         .into());
     }
-    if let Some(found) = find_patient(vault, ctx, &identifiers).await? {
-        return Ok((found.id, None));
+    match lookup(vault, ctx, &identifiers).await? {
+        Found::One(found) => return Ok((found.id, None)),
+        // Creating one more would add to the confusion; a person sorts it out.
+        Found::Several => {
+            return Err(AckError::new(
+                ErrorCode::DuplicateKey,
+                "several patients have the PID identifier",
+            )
+            .at("PID", 1, 3)
+            .into());
+        }
+        Found::Nobody => {}
     }
     if unknown == UnknownPatient::Reject {
         return Err(
