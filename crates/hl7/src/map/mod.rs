@@ -100,8 +100,6 @@ pub(crate) fn codeable(seg: &Segment, field: usize, rep: usize) -> Option<Value>
     (!cc.is_empty()).then_some(Value::Object(cc))
 }
 
-/// The Observations of an ORU (without id and subject), each with its OBX occurrence number.
-
 #[cfg(test)]
 mod tests {
     use super::*;

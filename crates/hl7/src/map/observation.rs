@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 /// An Observation's elements with the 1-based number of the OBX it came from.
 pub type NumberedObservation = (usize, Map<String, Value>);
 
+/// The Observations of an ORU (without id and subject), each with its OBX occurrence number.
 pub fn observations(msg: &Message) -> Result<Vec<NumberedObservation>, AckError> {
     let mut out = Vec::new();
     let mut obr_time: Option<String> = None;
