@@ -546,3 +546,37 @@ async fn stale_updates_are_refused_and_versions_kept() {
         Err(VaultError::Invalid(_))
     ));
 }
+
+/// Threat: a resent message (an interface engine resends what it saw no ACK for) stores the
+/// same data a second time. A transaction that would change nothing writes no version, and
+/// is still audited.
+#[tokio::test]
+async fn a_transaction_that_changes_nothing_writes_no_version_and_is_audited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = new_vault(&tmp.path().join("data")).await;
+    let c = ctx(&o).await;
+    let id = "a7d0c1e2f3a4b5c6d7e8f9a0b1c2d3e4";
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": {"resourceType": "Patient", "id": id, "name": [{"family": "Same"}]},
+        "request": {"method": "PUT", "url": format!("Patient/{id}")}}]});
+    for round in 0..2 {
+        let (_, out) = o.vault.bundle(&c, tx.clone()).await.unwrap();
+        assert_eq!(out[0].version, Some(Version(1)), "round {round}");
+    }
+    let rid = ResourceId::parse(id).unwrap();
+    let history = o.vault.history(&c, ResourceType::PATIENT, &rid, 10).await;
+    assert_eq!(history.unwrap().len(), 1);
+    let filter = phivault_vault::audit::export::AuditFilter::default();
+    let events = o.vault.audit_events(&c, &filter).await.unwrap();
+    let tx_events: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "transaction")
+        .collect();
+    assert_eq!(tx_events.len(), 2, "{tx_events:?}");
+    assert_eq!(tx_events[1].reason.as_deref(), Some("unchanged"));
+    // A real change still makes a version.
+    let mut changed = tx.clone();
+    changed["entry"][0]["resource"]["name"][0]["family"] = json!("Other");
+    let (_, out) = o.vault.bundle(&c, changed).await.unwrap();
+    assert_eq!(out[0].version, Some(Version(2)));
+}

@@ -385,6 +385,14 @@ impl Live {
     }
 }
 
+impl Live {
+    /// Kills the server with SIGKILL (no chance to tidy up) and waits for it to be gone.
+    pub fn kill_now(&mut self) {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Live {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod feed;
 pub mod live;
 pub mod mllp;
 pub mod raw;

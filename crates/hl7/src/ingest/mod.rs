@@ -10,8 +10,9 @@
 mod adt;
 mod documents;
 mod immunizations;
-mod orders;
+mod order;
 mod patient;
+mod requests;
 mod results;
 mod scheduling;
 
@@ -160,45 +161,13 @@ pub async fn handle(
     };
     let msg = match parse_with(raw, limits) {
         Ok(m) => m,
-        Err(e) => {
-            // Where and why, never what.
-            tracing::warn!(
-                kind = ?e.kind,
-                segment = e.segment,
-                field = e.field,
-                bytes = raw.len(),
-                "HL7: message refused by the parser"
-            );
-            // Answer from whatever header can be read; audit the refusal.
-            let header = raw
-                .split(|b| *b == b'\r' || *b == b'\n')
-                .next()
-                .and_then(|h| parse_with(h, limits).ok());
-            let code = if header.is_some() {
-                AckCode::Error
-            } else {
-                AckCode::Reject
-            };
-            let mut c = ctx.clone();
-            c.request_id = header.as_ref().map(|h| h.control_id().to_owned());
-            let kind = header.as_ref().map(type_name).unwrap_or_default();
-            return match vault
-                .message_event(&c, &kind, Vec::new(), Some("unparseable"))
-                .await
-            {
-                Ok(()) => answer(
-                    header.as_ref(),
-                    code,
-                    Some(&AckError::from_parse(&e)),
-                    false,
-                ),
-                Err(v) => failed(header.as_ref(), &v, ack_id, now_ts, false),
-            };
-        }
+        Err(e) => return unparseable(vault, &ctx, raw, limits, &e, ack_id, now_ts).await,
     };
     ctx.request_id = Some(msg.control_id().to_owned());
     let sender = sender(&msg);
     let kind = type_name(&msg);
+    // This message's turn on its patients, held until it is recorded as applied.
+    let _turn = order::wait_turn(vault, &ctx, &msg, &sender).await;
     // Already applied: the same answer, nothing written again.
     match vault.message_applied(&ctx, &sender, msg.control_id()).await {
         Ok(Some(_)) => {
@@ -213,7 +182,7 @@ pub async fn handle(
         Ok(None) => {}
         Err(e) => return failed(Some(&msg), &e, ack_id, now_ts, false),
     }
-    let applied = apply(vault, &ctx, &msg, &sender, iface.unknown_patient).await;
+    let applied = apply_retrying(vault, &ctx, &msg, &sender, iface.unknown_patient).await;
     let (code, err, patients, reason) = match applied {
         Ok(patients) => (AckCode::Accept, None, patients, None),
         Err(Failure::Ack(code, e)) => (code, Some(e), Vec::new(), Some("refused")),
@@ -236,6 +205,84 @@ pub async fn handle(
         tracing::warn!(error = %e.client_message(), "could not record the message as applied");
     }
     answer(Some(&msg), code, err.as_ref(), false)
+}
+
+/// A message the parser refused: answered from whatever header can be read (AE, or AR with
+/// no header), and audited.
+async fn unparseable(
+    vault: &Vault,
+    ctx: &Ctx,
+    raw: &[u8],
+    limits: &ParseLimits,
+    e: &crate::parse::ParseError,
+    ack_id: &str,
+    now_ts: &str,
+) -> (String, Outcome) {
+    // Where and why, never what.
+    tracing::warn!(
+        kind = ?e.kind,
+        segment = e.segment,
+        field = e.field,
+        bytes = raw.len(),
+        "HL7: message refused by the parser"
+    );
+    let header = raw
+        .split(|b| *b == b'\r' || *b == b'\n')
+        .next()
+        .and_then(|h| parse_with(h, limits).ok());
+    let code = if header.is_some() {
+        AckCode::Error
+    } else {
+        AckCode::Reject
+    };
+    let mut c = ctx.clone();
+    c.request_id = header.as_ref().map(|h| h.control_id().to_owned());
+    let kind = header.as_ref().map(type_name).unwrap_or_default();
+    match vault
+        .message_event(&c, &kind, Vec::new(), Some("unparseable"))
+        .await
+    {
+        Ok(()) => (
+            build_ack(
+                header.as_ref(),
+                code,
+                Some(&AckError::from_parse(e)),
+                ack_id,
+                now_ts,
+            ),
+            Outcome {
+                code,
+                duplicate: false,
+            },
+        ),
+        Err(v) => failed(header.as_ref(), &v, ack_id, now_ts, false),
+    }
+}
+
+/// How often a message is applied again when another writer changed its records in between
+/// (another node, or the API), and how long to wait before the first retry.
+const RETRIES: u32 = 8;
+const RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// [`apply`], again (bounded, backing off) when a record it writes changed concurrently:
+/// a version conflict is the vault's business, not the sender's.
+async fn apply_retrying(
+    vault: &Vault,
+    ctx: &Ctx,
+    msg: &Message,
+    sender: &str,
+    unknown: UnknownPatient,
+) -> Result<Vec<ResourceId>, Failure> {
+    let mut attempt = 0;
+    loop {
+        match apply(vault, ctx, msg, sender, unknown).await {
+            Err(Failure::Vault(VaultError::Conflict { .. })) if attempt < RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(RETRY_WAIT * 2u32.pow(attempt.min(6))).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn sender(msg: &Message) -> String {
@@ -280,7 +327,7 @@ async fn apply(
         ) => adt::admit(vault, ctx, msg, sender, e).await,
         ("ADT", "A40") => adt::merge(vault, ctx, msg).await,
         ("ORU", "R01") => results::results(vault, ctx, msg, sender, unknown).await,
-        ("ORM", "O01") | ("OML", "O21") => orders::orders(vault, ctx, msg, sender, unknown).await,
+        ("ORM", "O01") | ("OML", "O21") => requests::orders(vault, ctx, msg, sender, unknown).await,
         ("MDM", "T02") => documents::document(vault, ctx, msg, sender, unknown).await,
         ("SIU", e @ ("S12" | "S13" | "S14" | "S15")) => {
             scheduling::appointment(vault, ctx, msg, sender, e, unknown).await

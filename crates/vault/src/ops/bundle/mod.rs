@@ -7,7 +7,10 @@
 //! store's — each all-or-nothing. If the clinical part fails after the identity part
 //! committed, the identity part is undone (new patients crypto-shredded, changed ones
 //! restored), and the audit trail records both. Only a crash between the two commits can
-//! leave the identity part in place; its audit event says exactly what was written.
+//! leave the identity part in place; its audit event says exactly what was written. An
+//! entry that would write exactly the content its record holds writes nothing (no new
+//! version): a resent HL7 message, or a transaction sent again, stores nothing twice. A
+//! transaction of such entries only is audited with the reason `unchanged`.
 use crate::audit::AuditEvent;
 use crate::error::VaultError;
 use crate::policy::Action;
@@ -78,6 +81,9 @@ struct Ready {
     others: Vec<Digest32>,
     /// The head before this write (for undoing it).
     before: Option<Version>,
+    /// An update to exactly the content the record holds: nothing is written (a resent
+    /// message or a repeated PUT makes no new version).
+    unchanged: bool,
 }
 
 impl Vault {
@@ -178,11 +184,16 @@ impl Vault {
                 .await?;
             break_glass |= allowed.break_glass;
         }
+        let (unchanged, ready): (Vec<Ready>, Vec<Ready>) =
+            ready.into_iter().partition(|r| r.unchanged);
         let (identity, clinical): (Vec<Ready>, Vec<Ready>) = ready
             .into_iter()
             .partition(|r| store_kind(r.write.record.rtype) == StoreKind::Identity);
         let mut event = event;
         event.break_glass = break_glass;
+        if identity.is_empty() && clinical.is_empty() {
+            self.audit_unchanged(event.clone(), &unchanged).await?;
+        }
         let identity = self
             .commit_part(ctx, StoreKind::Identity, identity, &event)
             .await?;
@@ -196,7 +207,11 @@ impl Vault {
                 return Err(e);
             }
         };
-        let mut all: Vec<Ready> = identity.into_iter().chain(clinical).collect();
+        let mut all: Vec<Ready> = identity
+            .into_iter()
+            .chain(clinical)
+            .chain(unchanged)
+            .collect();
         all.sort_by_key(|r| r.n);
         Ok(all
             .into_iter()
@@ -277,6 +292,7 @@ impl Vault {
             let store = self.store(store_kind(p.rtype));
             let head = store.head(&ctx.org, &key).await?;
             let before = head.as_ref().map(|h| h.version);
+            let mut unchanged = false;
             let (write, resource, prior, others) = match p.method {
                 Method::Delete => {
                     let head = match head {
@@ -320,8 +336,16 @@ impl Vault {
                             }
                             other => other,
                         })?;
+                    let mut write = prepared.write;
+                    if let Some(h) = head.as_ref().filter(|h| !h.deleted)
+                        && self.same_content(ctx, h, &prepared.resource).await?
+                    {
+                        write.record.version = h.version;
+                        write.record.updated_at = h.updated_at;
+                        unchanged = true;
+                    }
                     (
-                        prepared.write,
+                        write,
                         Some(prepared.resource),
                         prepared.prior,
                         prepared.others,
@@ -351,9 +375,40 @@ impl Vault {
                 prior,
                 others,
                 before,
+                unchanged,
             });
         }
         Ok(out)
+    }
+
+    /// Whether `new` is the content the record holds now.
+    async fn same_content(
+        &self,
+        ctx: &Ctx,
+        head: &phivault_core::SealedRecord,
+        new: &Value,
+    ) -> Result<bool, VaultError> {
+        self.know_keks([head]).await?;
+        let mut current = self.unseal(ctx, head)?.resource;
+        fhir::strip_server_meta(&mut current);
+        let mut new = new.clone();
+        fhir::strip_server_meta(&mut new);
+        Ok(current == new)
+    }
+
+    /// The event of a transaction that wrote nothing: every entry was already so.
+    async fn audit_unchanged(
+        &self,
+        mut event: AuditEvent,
+        done: &[Ready],
+    ) -> Result<(), VaultError> {
+        event.count = Some(0);
+        event.reason = Some("unchanged".into());
+        for r in done {
+            event.entities.push(r.write.record.id.as_str().to_owned());
+            event = event.patient(r.patient);
+        }
+        self.audit(event).await
     }
 
     /// Writes one store's part of a transaction, all or nothing, with its audit event.

@@ -1,4 +1,4 @@
-//! ORM^O01 / OML^O21: a ServiceRequest per order (ORC/OBR), under the patient PID names.
+//! ORM^O01 / OML^O21 (orders): a ServiceRequest per ORC/OBR, under the patient PID names.
 use super::patient::{Record, record_id, write_records};
 use super::{Failure, UnknownPatient};
 use crate::map;
