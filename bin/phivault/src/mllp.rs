@@ -28,8 +28,8 @@ pub struct Settings {
     pub client_ca: Option<std::path::PathBuf>,
     /// Refuse connections without a client certificate.
     pub client_cert_required: bool,
-    /// Named interfaces: (name, DNS name their client certificate must be valid for).
-    pub interfaces: Vec<(String, String)>,
+    /// The default interface and the named ones (client certificate DNS name → interface).
+    pub interfaces: crate::mllp_interfaces::Interfaces,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -57,32 +57,6 @@ fn bounded(
                 )
             }),
     }
-}
-
-/// `PHIVAULT_MLLP_INTERFACES`: `name=dns.name,…`.
-fn interfaces_from_env() -> Result<Vec<(String, String)>, String> {
-    env("PHIVAULT_MLLP_INTERFACES")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|pair| {
-            let (name, dns) = pair.split_once('=').ok_or_else(|| {
-                format!("PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name")
-            })?;
-            let (name, dns) = (name.trim(), dns.trim());
-            let name_ok = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-            if !name_ok || rustls::pki_types::DnsName::try_from(dns).is_err() {
-                return Err(format!(
-                    "PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name"
-                ));
-            }
-            Ok((name.to_owned(), dns.to_owned()))
-        })
-        .collect::<Result<Vec<_>, String>>()
 }
 
 /// A connection's limits from `PHIVAULT_MLLP_MAX_FRAME` (bytes), `_READ_TIMEOUT` and
@@ -155,17 +129,12 @@ impl Settings {
         let limits = limits_from_env()?;
         let max_connections = bounded("PHIVAULT_MLLP_MAX_CONNECTIONS", 1..=100_000, 64)?;
         let client_ca = env("PHIVAULT_MLLP_CLIENT_CA").map(std::path::PathBuf::from);
-        let client_cert_required = match env("PHIVAULT_MLLP_CLIENT_CERT").as_deref() {
-            None | Some("optional") => false,
-            Some("required") => true,
-            Some(other) => {
-                return Err(format!(
-                    "PHIVAULT_MLLP_CLIENT_CERT is optional or required, not '{other}'"
-                ));
-            }
-        };
-        let interfaces = interfaces_from_env()?;
-        if (client_cert_required || !interfaces.is_empty()) && client_ca.is_none() {
+        let client_cert_required = client_cert_required(&allow, client_ca.is_some())?;
+        let interfaces = crate::mllp_interfaces::parse(
+            env("PHIVAULT_MLLP_INTERFACES").as_deref(),
+            env("PHIVAULT_MLLP_GRANTS").as_deref(),
+        )?;
+        if (client_cert_required || !interfaces.named.is_empty()) && client_ca.is_none() {
             return Err(
                 "client certificates (PHIVAULT_MLLP_CLIENT_CERT, PHIVAULT_MLLP_INTERFACES) need \
                  PHIVAULT_MLLP_CLIENT_CA"
@@ -187,6 +156,38 @@ impl Settings {
             client_cert_required,
             interfaces,
         }))
+    }
+}
+
+/// Whether connections need a client certificate: `PHIVAULT_MLLP_CLIENT_CERT`, by default
+/// `required` as soon as the allow-list admits a source beyond loopback (each sending system
+/// is then an interface named by its certificate). Such a list without a client CA is a
+/// startup error that names what to set; an explicit `optional` is allowed, with a warning.
+fn client_cert_required(allow: &[Cidr], have_ca: bool) -> Result<bool, String> {
+    let beyond_loopback = allow.iter().any(|c| !c.is_loopback_only());
+    match env("PHIVAULT_MLLP_CLIENT_CERT").as_deref() {
+        None if beyond_loopback && !have_ca => Err(
+            "PHIVAULT_MLLP_ALLOW admits sources beyond loopback, so MLLP client certificates are \
+             required: set PHIVAULT_MLLP_CLIENT_CA (the CA of the sending systems' certificates) \
+             and PHIVAULT_MLLP_INTERFACES (which certificate is which interface), or \
+             PHIVAULT_MLLP_CLIENT_CERT=optional to accept senders without one"
+                .into(),
+        ),
+        None => Ok(beyond_loopback),
+        Some("required") => Ok(true),
+        Some("optional") => {
+            if beyond_loopback {
+                tracing::warn!(
+                    "MLLP: PHIVAULT_MLLP_CLIENT_CERT=optional while PHIVAULT_MLLP_ALLOW admits \
+                     sources beyond loopback: senders without a client certificate all act as \
+                     the one default interface"
+                );
+            }
+            Ok(false)
+        }
+        Some(other) => Err(format!(
+            "PHIVAULT_MLLP_CLIENT_CERT is optional or required, not '{other}'"
+        )),
     }
 }
 
@@ -226,25 +227,23 @@ pub async fn bind(
         (None, [one]) => one.id.clone(),
         (None, _) => return Err("several organizations: set PHIVAULT_MLLP_ORG".into()),
     };
-    let iface = Arc::new(Interface {
-        org: org.clone(),
-        name: "default".into(),
-        purpose: settings.purpose,
-        authority: authority.clone(),
-    });
+    let make = |c: &crate::mllp_interfaces::InterfaceConf| {
+        Arc::new(Interface {
+            org: org.clone(),
+            name: c.name.clone(),
+            purpose: settings.purpose,
+            authority: authority.clone(),
+            grants: c.grants,
+            legacy_senders: c.legacy_senders.clone(),
+        })
+    };
+    let iface = make(&settings.interfaces.default);
     let named: Arc<Vec<(String, Arc<Interface>)>> = Arc::new(
         settings
             .interfaces
+            .named
             .iter()
-            .map(|(name, dns)| {
-                let i = Interface {
-                    org: org.clone(),
-                    name: name.clone(),
-                    purpose: settings.purpose,
-                    authority: authority.clone(),
-                };
-                (dns.clone(), Arc::new(i))
-            })
+            .filter_map(|c| Some((c.dns_name.clone()?, make(c))))
             .collect(),
     );
     let listener = TcpListener::bind(settings.listen).await.map_err(|e| {

@@ -421,7 +421,11 @@ fn client_certificates_name_the_interface_and_others_are_refused() {
 fn the_attending_doctor_of_an_admission_gets_a_grant_where_the_rule_is_on() {
     let Some(sender) = mllp_send() else { return };
     let mut otp = String::new();
-    let live = Live::start_with(&[("PHIVAULT_MLLP_TLS", "off")], |data| {
+    let env = [
+        ("PHIVAULT_MLLP_TLS", "off"),
+        ("PHIVAULT_MLLP_GRANTS", "default"),
+    ];
+    let live = Live::start_with(&env, |data| {
         otp = common::live::add_user(data, "dr.welby", "CLINICIAN");
         let out = cli(data, &["grants", "care-team-rule", "on"]);
         assert!(

@@ -15,6 +15,7 @@ pub(super) async fn admit(
     msg: &Message,
     sender: &str,
     event: &str,
+    iface: &super::Interface,
 ) -> Result<Vec<ResourceId>, Failure> {
     let pid_seg = pid(msg)?;
     let elements = map::patient_elements(pid_seg)?;
@@ -73,12 +74,7 @@ pub(super) async fn admit(
     }
     let mut entries = vec![entry("Patient", &id, resource, version)];
     if let Some(mut enc) = map::encounter(msg, event) {
-        let visit = msg
-            .segment("PV1")
-            .and_then(|p| p.value(19))
-            .map(|v| format!("visit|{sender}|{v}"))
-            .unwrap_or_else(|| format!("message|{sender}|{}", msg.control_id()));
-        let eid = vault.derived_id(ctx, "hl7-encounter", &visit);
+        let eid = super::legacy::encounter_id(vault, ctx, iface, msg, sender).await?;
         enc.insert("id".into(), json!(eid.as_str()));
         enc.insert(
             "subject".into(),
@@ -87,8 +83,13 @@ pub(super) async fn admit(
         entries.push(entry("Encounter", &eid, Value::Object(enc), None));
     }
     transaction(vault, ctx, entries).await?;
-    // The care-team rule: the attending doctor (PV1-7.1, a phivault username) gets a grant.
-    if let Some(attending) = msg.segment("PV1").and_then(|p| p.component(7, 1))
+    // The care-team rule: the attending doctor (PV1-7.1, a phivault username) gets a grant,
+    // from interfaces configured to grant only.
+    let attending = msg.segment("PV1").and_then(|p| p.component(7, 1));
+    if attending.is_some() && !iface.grants {
+        tracing::info!("no care-team grant: this interface is not configured to grant");
+    }
+    if let Some(attending) = attending.filter(|_| iface.grants)
         && vault.care_team_rule_on(ctx).await?
         && let Err(e) = vault
             .care_team_grant(ctx, attending, &id, Purpose::Treat)
