@@ -98,8 +98,9 @@ fn limits_from_env() -> Result<Limits, String> {
 }
 
 impl Settings {
-    /// `None` when the listener is off (`--mllp-listen off`).
-    pub fn from_env(listen: &str) -> Result<Option<Self>, String> {
+    /// `None` when the listener is off (`--mllp-listen off`). `interfaces`: the value of
+    /// `--mllp-interfaces` / `PHIVAULT_MLLP_INTERFACES`.
+    pub fn from_env(listen: &str, interfaces: Option<&str>) -> Result<Option<Self>, String> {
         if listen.trim().eq_ignore_ascii_case("off") {
             return Ok(None);
         }
@@ -130,10 +131,8 @@ impl Settings {
         let max_connections = bounded("PHIVAULT_MLLP_MAX_CONNECTIONS", 1..=100_000, 64)?;
         let client_ca = env("PHIVAULT_MLLP_CLIENT_CA").map(std::path::PathBuf::from);
         let client_cert_required = client_cert_required(&allow, client_ca.is_some())?;
-        let interfaces = crate::mllp_interfaces::parse(
-            env("PHIVAULT_MLLP_INTERFACES").as_deref(),
-            env("PHIVAULT_MLLP_GRANTS").as_deref(),
-        )?;
+        let interfaces =
+            crate::mllp_interfaces::parse(interfaces, env("PHIVAULT_MLLP_GRANTS").as_deref())?;
         if (client_cert_required || !interfaces.named.is_empty()) && client_ca.is_none() {
             return Err(
                 "client certificates (PHIVAULT_MLLP_CLIENT_CERT, PHIVAULT_MLLP_INTERFACES) need \
@@ -357,7 +356,7 @@ async fn connection(
         Some(cert) => match interface_for(&cert, &shared.named) {
             Some(i) => i,
             None => {
-                tracing::warn!(source = %peer.ip(), "MLLP: the client certificate names no configured interface; refused");
+                tracing::warn!(source = %peer.ip(), "MLLP: the client certificate names no configured interface, or several; refused");
                 return None;
             }
         },
@@ -365,16 +364,19 @@ async fn connection(
     Some(serve(stream, &shared.vault, &iface, source, limits, &hl7_now).await)
 }
 
-/// The configured interface a (verified) client certificate is valid for, if any.
+/// The one configured interface a (verified) client certificate is valid for: `None` when it
+/// names none, or several (a wildcard or many-name certificate must not pick an identity).
 fn interface_for(
     cert: &rustls::pki_types::CertificateDer<'_>,
     named: &[(String, Arc<Interface>)],
 ) -> Option<Arc<Interface>> {
     let ee = webpki::EndEntityCert::try_from(cert).ok()?;
-    named.iter().find_map(|(dns, iface)| {
-        let name = rustls::pki_types::ServerName::try_from(dns.as_str()).ok()?;
-        ee.verify_is_valid_for_subject_name(&name)
-            .ok()
-            .map(|()| iface.clone())
-    })
+    let mut matching = named.iter().filter(|(dns, _)| {
+        rustls::pki_types::ServerName::try_from(dns.as_str())
+            .is_ok_and(|name| ee.verify_is_valid_for_subject_name(&name).is_ok())
+    });
+    match (matching.next(), matching.next()) {
+        (Some((_, iface)), None) => Some(iface.clone()),
+        _ => None,
+    }
 }

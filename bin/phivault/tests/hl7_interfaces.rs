@@ -112,17 +112,15 @@ fn a_forged_msh_3_4_from_interface_b_cannot_touch_a_s_records_or_replay_a_s_cont
     let pki = tempfile::tempdir().unwrap();
     client_pki(pki.path());
     let (live, t) = two_interfaces(pki.path(), &[]);
+    let a01 = admission("A01", "LAB-1", "MED^402^B");
+    assert_eq!(
+        send_as(&live, pki.path(), "multi", &a01),
+        "",
+        "a certificate valid for both interfaces is neither"
+    );
 
     // A admits; B, writing A's MSH-3/4, "updates" the same visit number.
-    assert_eq!(
-        send_as(
-            &live,
-            pki.path(),
-            "lab",
-            &admission("A01", "LAB-1", "MED^402^B")
-        ),
-        "AA"
-    );
+    assert_eq!(send_as(&live, pki.path(), "lab", &a01), "AA");
     let patient = search(&live, &t, "Patient?identifier=NORTHSIDE|700007");
     assert_eq!(patient.len(), 1);
     let pid = patient[0]["id"].as_str().unwrap().to_owned();
@@ -201,12 +199,13 @@ fn a_forged_msh_3_4_from_interface_b_cannot_touch_a_s_records_or_replay_a_s_cont
     assert_eq!(dups, ["hl7:lab", "hl7:clinic"]);
 }
 
-/// `phivault serve` with `env` on a data dir that holds no vault: the settings are checked
-/// first, so it stops at once; returns its standard error.
-fn serve_error(env: &[(&str, &str)]) -> String {
+/// `phivault serve` with `env` and `args` on a data dir that holds no vault: the settings are
+/// checked first, so it stops at once; returns its standard error.
+fn serve_error(env: &[(&str, &str)], args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_phivault"))
         .args(common::live::SERVE)
+        .args(args)
         .env("PHIVAULT_DATA_DIR", dir.path().join("none"))
         .env("PHIVAULT_PASSPHRASE", common::PASS)
         .envs(env.iter().copied())
@@ -223,13 +222,16 @@ fn serve_error(env: &[(&str, &str)]) -> String {
 #[test]
 fn beyond_loopback_client_certificates_are_required_by_default() {
     let wide = ("PHIVAULT_MLLP_ALLOW", "10.0.0.0/8,127.0.0.1/32");
-    let err = serve_error(&[wide]);
+    let err = serve_error(&[wide], &[]);
     assert!(
         err.contains("PHIVAULT_MLLP_CLIENT_CA") && err.contains("PHIVAULT_MLLP_ALLOW"),
         "the startup error names what to set: {err}"
     );
-    let err = serve_error(&[wide, ("PHIVAULT_MLLP_CLIENT_CERT", "sometimes")]);
+    let err = serve_error(&[wide, ("PHIVAULT_MLLP_CLIENT_CERT", "sometimes")], &[]);
     assert!(err.contains("PHIVAULT_MLLP_CLIENT_CERT"), "{err}");
+    // Interfaces from the command line need a client CA too.
+    let err = serve_error(&[], &["--mllp-interfaces", "lab=lab.example.org"]);
+    assert!(err.contains("need PHIVAULT_MLLP_CLIENT_CA"), "{err}");
 
     let pki = tempfile::tempdir().unwrap();
     client_pki(pki.path());

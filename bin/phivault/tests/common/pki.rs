@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// A CA and client certificates made with openssl: `lab`, `clinic` and `rogue` signed by the CA
 /// (`ca.pem`), `stray` by another CA. Each `NAME.pem`/`NAME.key` is valid for the DNS name
-/// `NAME.example.org`.
+/// `NAME.example.org`, except `multi` (by the CA), valid for both `lab.` and `clinic.example.org`.
 pub fn client_pki(dir: &Path) {
     let sh = r#"
 set -e
@@ -15,11 +15,13 @@ for ca in ca other; do
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
     -subj "/CN=$ca test CA" -keyout $ca.key -out $ca.pem 2>/dev/null
 done
-for pair in lab:ca clinic:ca rogue:ca stray:other; do
+for pair in lab:ca clinic:ca rogue:ca stray:other multi:ca; do
   name=${pair%%:*}; ca=${pair##*:}
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name.example.org" \
     -keyout $name.key -out $name.csr 2>/dev/null
-  printf 'subjectAltName=DNS:%s.example.org\nextendedKeyUsage=clientAuth\n' $name > $name.ext
+  san="DNS:$name.example.org"
+  [ $name = multi ] && san="DNS:lab.example.org,DNS:clinic.example.org"
+  printf 'subjectAltName=%s\nextendedKeyUsage=clientAuth\n' $san > $name.ext
   openssl x509 -req -in $name.csr -CA $ca.pem -CAkey $ca.key -CAcreateserial -days 30 \
     -extfile $name.ext -out $name.pem 2>/dev/null
 done
