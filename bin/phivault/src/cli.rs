@@ -229,6 +229,10 @@ pub enum Command {
         /// sources from PHIVAULT_MLLP_ALLOW (CIDR, default 127.0.0.1/32).
         #[arg(long, env = "PHIVAULT_MLLP_LISTEN", default_value = "127.0.0.1:2575")]
         mllp_listen: String,
+        /// The HL7 interfaces (client certificate DNS name -> interface): `name=dns.name,...`
+        /// or the path of a TOML file (see README, HL7 v2 over MLLP).
+        #[arg(long, env = "PHIVAULT_MLLP_INTERFACES")]
+        mllp_interfaces: Option<String>,
     },
     /// Bring the stores' schemas up to date (SQLite files, or PostgreSQL with
     /// PHIVAULT_DATABASE_URL); refuses a schema newer than this binary. Needs no passphrase.
@@ -810,7 +814,11 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
             dev,
             tls,
             mllp_listen,
-        } => serve_cmd(dir.data_dir, listen, dev, tls, &mllp_listen).await,
+            mllp_interfaces,
+        } => {
+            let mllp = (mllp_listen.as_str(), mllp_interfaces.as_deref());
+            serve_cmd(dir.data_dir, listen, dev, tls, mllp).await
+        }
         Command::Erase {
             what:
                 EraseWhat::Patient {
@@ -1334,11 +1342,11 @@ async fn serve_cmd(
     listen: std::net::SocketAddr,
     dev: bool,
     tls: TlsArgs,
-    mllp_listen: &str,
+    (mllp_listen, mllp_interfaces): (&str, Option<&str>),
 ) -> Result<ExitCode, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     crate::config::init_logging()?;
-    let mllp = crate::mllp::Settings::from_env(mllp_listen)?;
+    let mllp = crate::mllp::Settings::from_env(mllp_listen, mllp_interfaces)?;
     let edge = crate::serve::edge_from_env()?;
     let retention = crate::retention_cmd::Schedule::from_env()?;
     let backups = crate::backup::Schedule::from_env()?;

@@ -12,6 +12,7 @@ pub mod datadir;
 pub mod deid_cmd;
 pub mod keys_cmd;
 pub mod mllp;
+pub mod mllp_interfaces;
 pub mod qr;
 pub mod retention_cmd;
 pub mod serve;

@@ -28,8 +28,8 @@ pub struct Settings {
     pub client_ca: Option<std::path::PathBuf>,
     /// Refuse connections without a client certificate.
     pub client_cert_required: bool,
-    /// Named interfaces: (name, DNS name their client certificate must be valid for).
-    pub interfaces: Vec<(String, String)>,
+    /// The default interface and the named ones (client certificate DNS name → interface).
+    pub interfaces: crate::mllp_interfaces::Interfaces,
     /// `PHIVAULT_MLLP_UNKNOWN_PATIENT`: what a non-ADT message about an unknown patient does.
     pub unknown_patient: UnknownPatient,
 }
@@ -59,32 +59,6 @@ fn bounded(
                 )
             }),
     }
-}
-
-/// `PHIVAULT_MLLP_INTERFACES`: `name=dns.name,…`.
-fn interfaces_from_env() -> Result<Vec<(String, String)>, String> {
-    env("PHIVAULT_MLLP_INTERFACES")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|pair| {
-            let (name, dns) = pair.split_once('=').ok_or_else(|| {
-                format!("PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name")
-            })?;
-            let (name, dns) = (name.trim(), dns.trim());
-            let name_ok = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-            if !name_ok || rustls::pki_types::DnsName::try_from(dns).is_err() {
-                return Err(format!(
-                    "PHIVAULT_MLLP_INTERFACES: '{pair}' is not name=dns.name"
-                ));
-            }
-            Ok((name.to_owned(), dns.to_owned()))
-        })
-        .collect::<Result<Vec<_>, String>>()
 }
 
 /// A connection's limits from `PHIVAULT_MLLP_MAX_FRAME` (bytes), `_READ_TIMEOUT` and
@@ -126,8 +100,9 @@ fn limits_from_env() -> Result<Limits, String> {
 }
 
 impl Settings {
-    /// `None` when the listener is off (`--mllp-listen off`).
-    pub fn from_env(listen: &str) -> Result<Option<Self>, String> {
+    /// `None` when the listener is off (`--mllp-listen off`). `interfaces`: the value of
+    /// `--mllp-interfaces` / `PHIVAULT_MLLP_INTERFACES`.
+    pub fn from_env(listen: &str, interfaces: Option<&str>) -> Result<Option<Self>, String> {
         if listen.trim().eq_ignore_ascii_case("off") {
             return Ok(None);
         }
@@ -157,16 +132,9 @@ impl Settings {
         let limits = limits_from_env()?;
         let max_connections = bounded("PHIVAULT_MLLP_MAX_CONNECTIONS", 1..=100_000, 64)?;
         let client_ca = env("PHIVAULT_MLLP_CLIENT_CA").map(std::path::PathBuf::from);
-        let client_cert_required = match env("PHIVAULT_MLLP_CLIENT_CERT").as_deref() {
-            None | Some("optional") => false,
-            Some("required") => true,
-            Some(other) => {
-                return Err(format!(
-                    "PHIVAULT_MLLP_CLIENT_CERT is optional or required, not '{other}'"
-                ));
-            }
-        };
-        let interfaces = interfaces_from_env()?;
+        let client_cert_required = client_cert_required(&allow, client_ca.is_some())?;
+        let interfaces =
+            crate::mllp_interfaces::parse(interfaces, env("PHIVAULT_MLLP_GRANTS").as_deref())?;
         let unknown_patient = match env("PHIVAULT_MLLP_UNKNOWN_PATIENT").as_deref() {
             None | Some("create") => UnknownPatient::Create,
             Some("reject") => UnknownPatient::Reject,
@@ -176,7 +144,7 @@ impl Settings {
                 ));
             }
         };
-        if (client_cert_required || !interfaces.is_empty()) && client_ca.is_none() {
+        if (client_cert_required || !interfaces.named.is_empty()) && client_ca.is_none() {
             return Err(
                 "client certificates (PHIVAULT_MLLP_CLIENT_CERT, PHIVAULT_MLLP_INTERFACES) need \
                  PHIVAULT_MLLP_CLIENT_CA"
@@ -199,6 +167,38 @@ impl Settings {
             interfaces,
             unknown_patient,
         }))
+    }
+}
+
+/// Whether connections need a client certificate: `PHIVAULT_MLLP_CLIENT_CERT`, by default
+/// `required` as soon as the allow-list admits a source beyond loopback (each sending system
+/// is then an interface named by its certificate). Such a list without a client CA is a
+/// startup error that names what to set; an explicit `optional` is allowed, with a warning.
+fn client_cert_required(allow: &[Cidr], have_ca: bool) -> Result<bool, String> {
+    let beyond_loopback = allow.iter().any(|c| !c.is_loopback_only());
+    match env("PHIVAULT_MLLP_CLIENT_CERT").as_deref() {
+        None if beyond_loopback && !have_ca => Err(
+            "PHIVAULT_MLLP_ALLOW admits sources beyond loopback, so MLLP client certificates are \
+             required: set PHIVAULT_MLLP_CLIENT_CA (the CA of the sending systems' certificates) \
+             and PHIVAULT_MLLP_INTERFACES (which certificate is which interface), or \
+             PHIVAULT_MLLP_CLIENT_CERT=optional to accept senders without one"
+                .into(),
+        ),
+        None => Ok(beyond_loopback),
+        Some("required") => Ok(true),
+        Some("optional") => {
+            if beyond_loopback {
+                tracing::warn!(
+                    "MLLP: PHIVAULT_MLLP_CLIENT_CERT=optional while PHIVAULT_MLLP_ALLOW admits \
+                     sources beyond loopback: senders without a client certificate all act as \
+                     the one default interface"
+                );
+            }
+            Ok(false)
+        }
+        Some(other) => Err(format!(
+            "PHIVAULT_MLLP_CLIENT_CERT is optional or required, not '{other}'"
+        )),
     }
 }
 
@@ -238,27 +238,24 @@ pub async fn bind(
         (None, [one]) => one.id.clone(),
         (None, _) => return Err("several organizations: set PHIVAULT_MLLP_ORG".into()),
     };
-    let iface = Arc::new(Interface {
-        org: org.clone(),
-        name: "default".into(),
-        purpose: settings.purpose,
-        authority: authority.clone(),
-        unknown_patient: settings.unknown_patient,
-    });
+    let make = |c: &crate::mllp_interfaces::InterfaceConf| {
+        Arc::new(Interface {
+            org: org.clone(),
+            name: c.name.clone(),
+            purpose: settings.purpose,
+            authority: authority.clone(),
+            grants: c.grants,
+            legacy_senders: c.legacy_senders.clone(),
+            unknown_patient: settings.unknown_patient,
+        })
+    };
+    let iface = make(&settings.interfaces.default);
     let named: Arc<Vec<(String, Arc<Interface>)>> = Arc::new(
         settings
             .interfaces
+            .named
             .iter()
-            .map(|(name, dns)| {
-                let i = Interface {
-                    org: org.clone(),
-                    name: name.clone(),
-                    purpose: settings.purpose,
-                    authority: authority.clone(),
-                    unknown_patient: settings.unknown_patient,
-                };
-                (dns.clone(), Arc::new(i))
-            })
+            .filter_map(|c| Some((c.dns_name.clone()?, make(c))))
             .collect(),
     );
     let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
@@ -372,7 +369,7 @@ async fn connection(
         Some(cert) => match interface_for(&cert, &shared.named) {
             Some(i) => i,
             None => {
-                tracing::warn!(source = %peer.ip(), "MLLP: the client certificate names no configured interface; refused");
+                tracing::warn!(source = %peer.ip(), "MLLP: the client certificate names no configured interface, or several; refused");
                 return None;
             }
         },
@@ -380,16 +377,19 @@ async fn connection(
     Some(serve(stream, &shared.vault, &iface, source, limits, &hl7_now).await)
 }
 
-/// The configured interface a (verified) client certificate is valid for, if any.
+/// The one configured interface a (verified) client certificate is valid for: `None` when it
+/// names none, or several (a wildcard or many-name certificate must not pick an identity).
 fn interface_for(
     cert: &rustls::pki_types::CertificateDer<'_>,
     named: &[(String, Arc<Interface>)],
 ) -> Option<Arc<Interface>> {
     let ee = webpki::EndEntityCert::try_from(cert).ok()?;
-    named.iter().find_map(|(dns, iface)| {
-        let name = rustls::pki_types::ServerName::try_from(dns.as_str()).ok()?;
-        ee.verify_is_valid_for_subject_name(&name)
-            .ok()
-            .map(|()| iface.clone())
-    })
+    let mut matching = named.iter().filter(|(dns, _)| {
+        rustls::pki_types::ServerName::try_from(dns.as_str())
+            .is_ok_and(|name| ee.verify_is_valid_for_subject_name(&name).is_ok())
+    });
+    match (matching.next(), matching.next()) {
+        (Some((_, iface)), None) => Some(iface.clone()),
+        _ => None,
+    }
 }

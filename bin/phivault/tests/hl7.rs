@@ -6,7 +6,8 @@
 mod common;
 
 use common::live::{Live, cli};
-use common::mllp::{ack_parts, exchange, framed};
+use common::mllp::{ack_parts, exchange, framed, python};
+use common::pki::{client_pki, tls_send};
 use common::*;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -28,17 +29,6 @@ fn mllp_send() -> Option<PathBuf> {
     );
     eprintln!("skipped: no .venv/bin/mllp_send; .ci/run installs it");
     None
-}
-
-fn python() -> String {
-    std::env::var("PHIVAULT_TEST_PYTHON").unwrap_or_else(|_| {
-        let v = repo_root().join(".venv/bin/python");
-        if v.exists() {
-            v.display().to_string()
-        } else {
-            "python3".into()
-        }
-    })
 }
 
 /// The same exchange from a given source address (Python binds before connecting).
@@ -383,37 +373,6 @@ fn tls_is_required_and_sources_outside_the_allow_list_are_refused() {
     assert!(python_from("127.0.0.2", live.mllp, &framed(&good)).is_empty());
 }
 
-/// A CA and client certificates made with openssl: `lab` and `rogue` signed by the CA, `stray`
-/// by another CA.
-fn client_pki(dir: &std::path::Path) {
-    let sh = r#"
-set -e
-for ca in ca other; do
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-    -subj "/CN=$ca test CA" -keyout $ca.key -out $ca.pem 2>/dev/null
-done
-for pair in lab:ca rogue:ca stray:other; do
-  name=${pair%%:*}; ca=${pair##*:}
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name.example.org" \
-    -keyout $name.key -out $name.csr 2>/dev/null
-  printf 'subjectAltName=DNS:%s.example.org\nextendedKeyUsage=clientAuth\n' $name > $name.ext
-  openssl x509 -req -in $name.csr -CA $ca.pem -CAkey $ca.key -CAcreateserial -days 30 \
-    -extfile $name.ext -out $name.pem 2>/dev/null
-done
-"#;
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(sh)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Threat: a sending system impersonating another interface (HIPAA §164.312(d) entity
 /// authentication): client certificates decide which interface a connection is.
 #[test]
@@ -430,19 +389,8 @@ fn client_certificates_name_the_interface_and_others_are_refused() {
         |_| {},
     );
     let file = hl7_dir().join("04-adt-a28-add-person-v24.hl7");
-    let script = repo_root().join("bin/phivault/tests/support/mllp_tls_send.py");
-    let send = |who: Option<&str>| {
-        let mut cmd = Command::new(python());
-        cmd.arg(&script)
-            .args(["127.0.0.1", &live.mllp.to_string(), &live.ca])
-            .arg(&file);
-        if let Some(w) = who {
-            cmd.env("MLLP_CLIENT_CERT", pki.path().join(format!("{w}.pem")))
-                .env("MLLP_CLIENT_KEY", pki.path().join(format!("{w}.key")));
-        }
-        let out = cmd.output().unwrap();
-        ack_parts(&String::from_utf8_lossy(&out.stdout)).0
-    };
+    let send =
+        |who: Option<&str>| ack_parts(&tls_send(live.mllp, &live.ca, pki.path(), who, &file)).0;
     assert_eq!(
         send(Some("lab")),
         "AA",
@@ -480,7 +428,11 @@ fn client_certificates_name_the_interface_and_others_are_refused() {
 fn the_attending_doctor_of_an_admission_gets_a_grant_where_the_rule_is_on() {
     let Some(sender) = mllp_send() else { return };
     let mut otp = String::new();
-    let live = Live::start_with(&[("PHIVAULT_MLLP_TLS", "off")], |data| {
+    let env = [
+        ("PHIVAULT_MLLP_TLS", "off"),
+        ("PHIVAULT_MLLP_GRANTS", "default"),
+    ];
+    let live = Live::start_with(&env, |data| {
         otp = common::live::add_user(data, "dr.welby", "CLINICIAN");
         let out = cli(data, &["grants", "care-team-rule", "on"]);
         assert!(

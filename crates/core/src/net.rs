@@ -44,6 +44,18 @@ impl Cidr {
         Ok(list)
     }
 
+    /// Whether every address of the block is a loopback address (within 127.0.0.0/8, `::1`,
+    /// or 127.0.0.0/8 mapped into IPv6).
+    pub fn is_loopback_only(&self) -> bool {
+        match self.net {
+            IpAddr::V4(n) => self.bits >= 8 && n.is_loopback(),
+            IpAddr::V6(n) => match n.to_ipv4_mapped() {
+                Some(v4) => self.bits >= 104 && v4.is_loopback(),
+                None => self.bits == 128 && n.is_loopback(),
+            },
+        }
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
@@ -69,6 +81,29 @@ impl Cidr {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_only_blocks() {
+        for s in [
+            "127.0.0.1",
+            "127.0.0.0/8",
+            "127.5.0.0/16",
+            "::1",
+            "::ffff:127.0.0.1/128",
+        ] {
+            assert!(Cidr::parse(s).unwrap().is_loopback_only(), "{s}");
+        }
+        for s in [
+            "0.0.0.0/0",
+            "126.0.0.0/7",
+            "10.0.0.1",
+            "::/0",
+            "::1/127",
+            "::ffff:0:0/96",
+        ] {
+            assert!(!Cidr::parse(s).unwrap().is_loopback_only(), "{s}");
+        }
+    }
 
     #[test]
     fn cidr_blocks() {

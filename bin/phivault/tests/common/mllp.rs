@@ -3,6 +3,19 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+/// The Python that runs the tests' HL7 clients: `PHIVAULT_TEST_PYTHON`, else the repo's
+/// `.venv` (with the `hl7` package), else `python3`.
+pub fn python() -> String {
+    std::env::var("PHIVAULT_TEST_PYTHON").unwrap_or_else(|_| {
+        let v = super::repo_root().join(".venv/bin/python");
+        if v.exists() {
+            v.display().to_string()
+        } else {
+            "python3".into()
+        }
+    })
+}
+
 /// MSA-1 and the ERR location (`SEG^n^field`) of an ACK as text (segments on lines).
 pub fn ack_parts(ack: &str) -> (String, Option<String>) {
     let seg = |id: &str| {

@@ -10,6 +10,7 @@
 pub mod feed;
 pub mod live;
 pub mod mllp;
+pub mod pki;
 pub mod raw;
 pub mod signed_in;
 

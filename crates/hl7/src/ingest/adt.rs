@@ -1,9 +1,9 @@
 //! ADT: admissions, transfers, discharges and their cancels (A01-A13), demographics
 //! (A28/A31) and merges (A40).
-use super::Failure;
 use super::patient::{
     entry, find_patient, new_patient, new_patient_id, patient_ref, pid, transaction,
 };
+use super::{Failure, Interface};
 use crate::ack::{AckError, ErrorCode};
 use crate::map;
 use crate::parse::Message;
@@ -20,6 +20,7 @@ pub(super) async fn admit(
     msg: &Message,
     sender: &str,
     event: &str,
+    iface: &Interface,
 ) -> Result<Vec<ResourceId>, Failure> {
     let pid_seg = pid(msg)?;
     let elements = map::patient_elements(pid_seg)?;
@@ -63,12 +64,17 @@ pub(super) async fn admit(
         o.insert("active".into(), json!(true));
     }
     let mut entries = vec![entry("Patient", &id, resource, version)];
-    if let Some(enc) = encounter_entry(vault, ctx, msg, sender, event, &id).await? {
+    if let Some(enc) = encounter_entry(vault, ctx, iface, msg, sender, event, &id).await? {
         entries.push(enc);
     }
     transaction(vault, ctx, entries).await?;
-    // The care-team rule: the attending doctor (PV1-7.1, a phivault username) gets a grant.
-    if let Some(attending) = msg.segment("PV1").and_then(|p| p.component(7, 1))
+    // The care-team rule: the attending doctor (PV1-7.1, a phivault username) gets a grant,
+    // from interfaces configured to grant only.
+    let attending = msg.segment("PV1").and_then(|p| p.component(7, 1));
+    if attending.is_some() && !iface.grants {
+        tracing::info!("no care-team grant: this interface is not configured to grant");
+    }
+    if let Some(attending) = attending.filter(|_| iface.grants)
         && vault.care_team_rule_on(ctx).await?
         && let Err(e) = vault
             .care_team_grant(ctx, attending, &id, Purpose::Treat)
@@ -89,6 +95,7 @@ fn encounter_type() -> Result<ResourceType, AckError> {
 async fn encounter_entry(
     vault: &Vault,
     ctx: &Ctx,
+    iface: &Interface,
     msg: &Message,
     sender: &str,
     event: &str,
@@ -98,11 +105,7 @@ async fn encounter_entry(
         return Ok(None);
     };
     let visit = msg.segment("PV1").and_then(|p| p.value(19));
-    let key = match visit {
-        Some(v) => format!("visit|{sender}|{v}"),
-        None => format!("message|{sender}|{}", msg.control_id()),
-    };
-    let eid = vault.derived_id(ctx, "hl7-encounter", &key);
+    let eid = super::legacy::encounter_id(vault, ctx, iface, msg, sender).await?;
     let stored = match visit {
         None => None,
         Some(_) => match vault.read(ctx, encounter_type()?, &eid).await {

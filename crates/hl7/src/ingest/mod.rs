@@ -10,6 +10,7 @@
 mod adt;
 mod documents;
 mod immunizations;
+mod legacy;
 mod order;
 mod patient;
 mod requests;
@@ -30,6 +31,12 @@ pub struct Interface {
     pub purpose: Purpose,
     /// The operator's leave to act as an interface (only the operator's authority makes one).
     pub authority: phivault_vault::InterfaceAuthority,
+    /// Whether the care-team rule may grant the attending doctor (PV1-7) of this interface's
+    /// admissions (configured per interface; off unless the operator turned it on).
+    pub grants: bool,
+    /// MSH-3^MSH-4 values this interface sent before record keys were the interface (operator
+    /// configuration): duplicates of those messages and their visits are still found.
+    pub legacy_senders: Vec<String>,
     /// What a message other than ADT does about a patient phivault has not seen.
     pub unknown_patient: UnknownPatient,
 }
@@ -164,12 +171,12 @@ pub async fn handle(
         Err(e) => return unparseable(vault, &ctx, raw, limits, &e, ack_id, now_ts).await,
     };
     ctx.request_id = Some(msg.control_id().to_owned());
-    let sender = sender(&msg);
+    let sender = sender(iface);
     let kind = type_name(&msg);
     // This message's turn on its patients, held until it is recorded as applied.
     let _turn = order::wait_turn(vault, &ctx, &msg, &sender).await;
     // Already applied: the same answer, nothing written again.
-    match vault.message_applied(&ctx, &sender, msg.control_id()).await {
+    match legacy::message_applied(vault, &ctx, iface, &msg, &sender).await {
         Ok(Some(_)) => {
             return match vault
                 .message_event(&ctx, &kind, Vec::new(), Some("duplicate"))
@@ -182,7 +189,7 @@ pub async fn handle(
         Ok(None) => {}
         Err(e) => return failed(Some(&msg), &e, ack_id, now_ts, false),
     }
-    let applied = apply_retrying(vault, &ctx, &msg, &sender, iface.unknown_patient).await;
+    let applied = apply_retrying(vault, iface, &ctx, &msg, &sender).await;
     let (code, err, patients, reason) = match applied {
         Ok(patients) => (AckCode::Accept, None, patients, None),
         Err(Failure::Ack(code, e)) => (code, Some(e), Vec::new(), Some("refused")),
@@ -268,14 +275,14 @@ const RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 /// a version conflict is the vault's business, not the sender's.
 async fn apply_retrying(
     vault: &Vault,
+    iface: &Interface,
     ctx: &Ctx,
     msg: &Message,
     sender: &str,
-    unknown: UnknownPatient,
 ) -> Result<Vec<ResourceId>, Failure> {
     let mut attempt = 0;
     loop {
-        match apply(vault, ctx, msg, sender, unknown).await {
+        match apply(vault, iface, ctx, msg, sender).await {
             Err(Failure::Vault(VaultError::Conflict { .. })) if attempt < RETRIES => {
                 attempt += 1;
                 tokio::time::sleep(RETRY_WAIT * 2u32.pow(attempt.min(6))).await;
@@ -285,9 +292,11 @@ async fn apply_retrying(
     }
 }
 
-fn sender(msg: &Message) -> String {
-    let m = msg.msh();
-    format!("{}^{}", m.value(3).unwrap_or(""), m.value(4).unwrap_or(""))
+/// The key of a message's sender for duplicate detection and derived ids: the authenticated
+/// interface, never MSH-3/MSH-4 (which any sender can write). Interface names hold no `^`, so
+/// these keys never meet the `MSH-3^MSH-4` keys of data written before.
+fn sender(iface: &Interface) -> String {
+    format!("interface:{}", iface.name)
 }
 
 fn type_name(msg: &Message) -> String {
@@ -304,11 +313,12 @@ fn type_name(msg: &Message) -> String {
 /// Applies a parsed message; returns the patients touched.
 async fn apply(
     vault: &Vault,
+    iface: &Interface,
     ctx: &Ctx,
     msg: &Message,
     sender: &str,
-    unknown: UnknownPatient,
 ) -> Result<Vec<ResourceId>, Failure> {
+    let unknown = iface.unknown_patient;
     if !version_ok(msg.version()) {
         return Err(Failure::Ack(
             AckCode::Reject,
@@ -324,7 +334,7 @@ async fn apply(
             "ADT",
             e @ ("A01" | "A02" | "A03" | "A04" | "A05" | "A06" | "A07" | "A08" | "A09" | "A10"
             | "A11" | "A12" | "A13" | "A28" | "A31"),
-        ) => adt::admit(vault, ctx, msg, sender, e).await,
+        ) => adt::admit(vault, ctx, msg, sender, e, iface).await,
         ("ADT", "A40") => adt::merge(vault, ctx, msg).await,
         ("ORU", "R01") => results::results(vault, ctx, msg, sender, unknown).await,
         ("ORM", "O01") | ("OML", "O21") => requests::orders(vault, ctx, msg, sender, unknown).await,
