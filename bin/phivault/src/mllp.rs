@@ -85,10 +85,19 @@ fn interfaces_from_env() -> Result<Vec<(String, String)>, String> {
         .collect::<Result<Vec<_>, String>>()
 }
 
+/// The purpose of use interfaces act for: `PHIVAULT_MLLP_PURPOSE` (default TREAT).
+pub(crate) fn purpose_from_env() -> Result<phivault_vault::policy::Purpose, String> {
+    match env("PHIVAULT_MLLP_PURPOSE") {
+        None => Ok(phivault_vault::policy::Purpose::Treat),
+        Some(p) => phivault_vault::policy::Purpose::parse(&p)
+            .ok_or_else(|| format!("PHIVAULT_MLLP_PURPOSE '{p}' is not an HL7 PurposeOfUse code")),
+    }
+}
+
 /// A connection's limits from `PHIVAULT_MLLP_MAX_FRAME` (bytes), `_READ_TIMEOUT` and
 /// `_FRAME_TIMEOUT` (seconds), `_MAX_REPETITIONS` and `_MAX_COMPONENTS` (per field) and
 /// `_MAX_ELEMENTS` (per message).
-fn limits_from_env() -> Result<Limits, String> {
+pub(crate) fn limits_from_env() -> Result<Limits, String> {
     let d = Limits::default();
     let secs = |var: &str, default: Duration| {
         let default = usize::try_from(default.as_secs()).unwrap_or(60);
@@ -146,12 +155,7 @@ impl Settings {
             "PHIVAULT_MLLP_ALLOW",
             &env("PHIVAULT_MLLP_ALLOW").unwrap_or_else(|| "127.0.0.1/32".into()),
         )?;
-        let purpose = match env("PHIVAULT_MLLP_PURPOSE") {
-            None => phivault_vault::policy::Purpose::Treat,
-            Some(p) => phivault_vault::policy::Purpose::parse(&p).ok_or_else(|| {
-                format!("PHIVAULT_MLLP_PURPOSE '{p}' is not an HL7 PurposeOfUse code")
-            })?,
-        };
+        let purpose = purpose_from_env()?;
         let limits = limits_from_env()?;
         let max_connections = bounded("PHIVAULT_MLLP_MAX_CONNECTIONS", 1..=100_000, 64)?;
         let client_ca = env("PHIVAULT_MLLP_CLIENT_CA").map(std::path::PathBuf::from);
@@ -191,7 +195,7 @@ impl Settings {
 }
 
 /// An HL7 timestamp (UTC).
-fn hl7_ts(t: time::OffsetDateTime) -> String {
+pub(crate) fn hl7_ts(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}{:02}{:02}{:02}{:02}{:02}+0000",
