@@ -285,3 +285,70 @@ async fn a_message_that_cannot_be_kept_is_answered_ar() {
     assert_eq!(send(&live, MERGE).0, "AE");
     assert_eq!(list(&data).len(), 1);
 }
+
+/// The queue lives with the records: a KEK rotation rewraps its data keys (the old KEK can be
+/// retired and the entry still opens), and a retention rule for `hl7-error` expires entries by
+/// their last attempt, crypto-shredding them like any record.
+#[tokio::test(flavor = "multi_thread")]
+async fn rotation_covers_the_queue_and_retention_expires_it() {
+    use phivault_core::FakeClock;
+    use phivault_hl7::ParseLimits;
+    use phivault_hl7::ingest::{Interface, handle};
+    use phivault_vault::ops::retention::{RetentionAnchor, RetentionRule};
+    use phivault_vault::policy::Purpose;
+    use std::sync::Arc;
+    use time::format_description::well_known::Rfc3339;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    init_vault(&data).await;
+    let start = time::OffsetDateTime::parse("2026-01-05T09:30:00Z", &Rfc3339).unwrap();
+    let clock = Arc::new(FakeClock::new(start));
+    let o = open_with_clock(&data, clock.clone()).await;
+    let (c, v) = (ctx(&o).await, &o.vault);
+    let iface = Interface {
+        org: c.org().clone(),
+        name: "lab".into(),
+        purpose: Purpose::Treat,
+        authority: o.operator.interfaces(),
+    };
+    let limits = ParseLimits::default();
+    let (_, out) = handle(v, &iface, None, MERGE.as_bytes(), &limits, "A1", "20260105").await;
+    assert_eq!(out.code.as_str(), "AE");
+    let listed = v.queued_messages(&c, None, Some("lab")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        v.queued_messages(&c, None, Some("other"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let id = listed[0].id.clone();
+
+    let (plan, report) = v
+        .rotate_keys(&c, Default::default(), &mut |_| {})
+        .await
+        .unwrap();
+    assert!(report.finished && report.rewrapped >= 1, "{report:?}");
+    clock.advance(time::Duration::hours(1));
+    v.retire_kek(&c, plan.target - 1, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let opened = v.queued_message(&c, &id).await.unwrap();
+    assert_eq!(opened.message.as_slice(), MERGE.as_bytes());
+
+    // Retention: a one-year rule on the queue's type; nothing is due before a year has passed.
+    let rule = RetentionRule::new(
+        phivault_core::ResourceType::parse_stored("hl7-error").unwrap(),
+        1,
+        RetentionAnchor::LastUpdate,
+    )
+    .unwrap();
+    v.set_retention_rule(&c, rule).await.unwrap();
+    assert!(v.retention_plan(&c).await.unwrap().is_empty());
+    clock.advance(time::Duration::days(366));
+    let run = v.retention_run(&c).await.unwrap();
+    assert_eq!(run.records, 1, "{run:?}");
+    assert!(v.queued_messages(&c, None, None).await.unwrap().is_empty());
+    o.close().await;
+}
