@@ -128,8 +128,20 @@ pub async fn run(cmd: Hl7Cmd) -> Result<ExitCode, String> {
             }
             ErrorsCmd::Show { id, .. } => {
                 let opened = v.queued_message(&c, id).await.map_err(err)?;
-                let text = String::from_utf8_lossy(&opened.message).replace('\r', "\n");
-                println!("{}", text.trim_end());
+                // The bytes as sent (any character set), segments on lines.
+                let mut bytes: Vec<u8> = opened
+                    .message
+                    .iter()
+                    .map(|b| if *b == b'\r' { b'\n' } else { *b })
+                    .collect();
+                if bytes.last() != Some(&b'\n') {
+                    bytes.push(b'\n');
+                }
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                out.write_all(&bytes)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| format!("standard output: {}", e.kind()))?;
                 Ok(ExitCode::SUCCESS)
             }
             ErrorsCmd::Retry { id, .. } => retry(v, &opened.operator, &c, id.as_deref()).await,
