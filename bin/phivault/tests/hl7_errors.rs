@@ -324,6 +324,17 @@ async fn rotation_covers_the_queue_and_retention_expires_it() {
             .is_empty()
     );
     let id = listed[0].id.clone();
+    // Only an interface queues: the operator (or anyone else) cannot plant entries.
+    let refusal = phivault_vault::Refusal {
+        message_type: "ADT^A01",
+        ack_code: "AE",
+        reason: "",
+    };
+    let planted = v.queue_message(&c, b"MSH|^~\\&|x", refusal).await;
+    assert!(
+        matches!(planted, Err(phivault_vault::VaultError::Forbidden)),
+        "{planted:?}"
+    );
 
     let (plan, report) = v
         .rotate_keys(&c, Default::default(), &mut |_| {})

@@ -325,6 +325,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn queue_counters_are_labelled_by_plain_interface_names_only() {
+        let c = phivault_vault::QueueCounts {
+            queued: 3,
+            retried: 2,
+            discarded: 1,
+        };
+        let text = render_queue(&[("lab".into(), c), ("x\"}} 9\nevil".into(), c)]);
+        assert!(text.contains("phivault_hl7_errors_queued_total{interface=\"lab\"} 3\n"));
+        assert!(text.contains("phivault_hl7_errors_retried_total{interface=\"lab\"} 2\n"));
+        assert!(text.contains("phivault_hl7_errors_discarded_total{interface=\"lab\"} 1\n"));
+        assert!(!text.contains("evil"), "{text}");
+    }
+
+    #[test]
     fn labels_come_from_fixed_sets() {
         assert_eq!(method_label(&Method::PATCH), "PATCH");
         assert_eq!(method_label(&Method::TRACE), "TRACE");
