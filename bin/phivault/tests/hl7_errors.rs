@@ -324,6 +324,12 @@ async fn rotation_covers_the_queue_and_retention_expires_it() {
             .is_empty()
     );
     let id = listed[0].id.clone();
+    // No FHIR path sees it: the export's pages skip the queue's rows.
+    let (page, next) = v
+        .page(&c, phivault_core::StoreKind::Clinical, None, 100)
+        .await
+        .unwrap();
+    assert!(page.is_empty() && next.is_none());
     // Only an interface queues: the operator (or anyone else) cannot plant entries.
     let refusal = phivault_vault::Refusal {
         message_type: "ADT^A01",
