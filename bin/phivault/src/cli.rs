@@ -282,6 +282,12 @@ pub enum Command {
         #[command(subcommand)]
         what: crate::retention_cmd::RetentionCmd,
     },
+    /// HL7 v2: the sealed error queue of messages that were not accepted (list, show, retry,
+    /// discard).
+    Hl7 {
+        #[command(subcommand)]
+        what: crate::hl7_cmd::Hl7Cmd,
+    },
     /// The compliance report, measured from the running system, and its thresholds.
     Compliance {
         #[command(subcommand)]
@@ -712,6 +718,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Audit { what } => audit_cmd(what).await,
         Command::Compliance { what } => crate::compliance_cmd::run(what).await,
         Command::Retention { what } => crate::retention_cmd::run(what).await,
+        Command::Hl7 { what } => crate::hl7_cmd::run(what).await,
         Command::Keys { what } => crate::keys_cmd::run(what).await,
         Command::Backup { what } => crate::backup_cmd::run(what).await,
         Command::User { what } => user_cmd(what).await,
@@ -863,7 +870,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
 }
 
 /// RFC 3339, or a date (midnight UTC).
-fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
+pub(crate) fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
         return Ok(t);

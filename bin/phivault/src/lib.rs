@@ -10,6 +10,7 @@ pub mod compliance_cmd;
 pub mod config;
 pub mod datadir;
 pub mod deid_cmd;
+pub mod hl7_cmd;
 pub mod keys_cmd;
 pub mod mllp;
 pub mod mllp_interfaces;

@@ -61,10 +61,19 @@ fn bounded(
     }
 }
 
+/// The purpose of use interfaces act for: `PHIVAULT_MLLP_PURPOSE` (default TREAT).
+pub(crate) fn purpose_from_env() -> Result<phivault_vault::policy::Purpose, String> {
+    match env("PHIVAULT_MLLP_PURPOSE") {
+        None => Ok(phivault_vault::policy::Purpose::Treat),
+        Some(p) => phivault_vault::policy::Purpose::parse(&p)
+            .ok_or_else(|| format!("PHIVAULT_MLLP_PURPOSE '{p}' is not an HL7 PurposeOfUse code")),
+    }
+}
+
 /// A connection's limits from `PHIVAULT_MLLP_MAX_FRAME` (bytes), `_READ_TIMEOUT` and
 /// `_FRAME_TIMEOUT` (seconds), `_MAX_REPETITIONS` and `_MAX_COMPONENTS` (per field) and
 /// `_MAX_ELEMENTS` (per message).
-fn limits_from_env() -> Result<Limits, String> {
+pub(crate) fn limits_from_env() -> Result<Limits, String> {
     let d = Limits::default();
     let secs = |var: &str, default: Duration| {
         let default = usize::try_from(default.as_secs()).unwrap_or(60);
@@ -99,6 +108,36 @@ fn limits_from_env() -> Result<Limits, String> {
     })
 }
 
+/// `PHIVAULT_MLLP_UNKNOWN_PATIENT`: `create` (the default) or `reject`.
+pub(crate) fn unknown_patient_from_env() -> Result<UnknownPatient, String> {
+    match env("PHIVAULT_MLLP_UNKNOWN_PATIENT").as_deref() {
+        None | Some("create") => Ok(UnknownPatient::Create),
+        Some("reject") => Ok(UnknownPatient::Reject),
+        Some(other) => Err(format!(
+            "PHIVAULT_MLLP_UNKNOWN_PATIENT is create or reject, not '{other}'"
+        )),
+    }
+}
+
+/// The configuration of interface `name` as `PHIVAULT_MLLP_INTERFACES` and
+/// `PHIVAULT_MLLP_GRANTS` give it now (an interface no longer configured: no grants, no
+/// legacy senders).
+pub(crate) fn interface_conf_from_env(
+    name: &str,
+) -> Result<crate::mllp_interfaces::InterfaceConf, String> {
+    let all = crate::mllp_interfaces::parse(
+        env("PHIVAULT_MLLP_INTERFACES").as_deref(),
+        env("PHIVAULT_MLLP_GRANTS").as_deref(),
+    )?;
+    Ok(std::iter::once(all.default)
+        .chain(all.named)
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| crate::mllp_interfaces::InterfaceConf {
+            name: name.to_owned(),
+            ..Default::default()
+        }))
+}
+
 impl Settings {
     /// `None` when the listener is off (`--mllp-listen off`). `interfaces`: the value of
     /// `--mllp-interfaces` / `PHIVAULT_MLLP_INTERFACES`.
@@ -123,27 +162,14 @@ impl Settings {
             "PHIVAULT_MLLP_ALLOW",
             &env("PHIVAULT_MLLP_ALLOW").unwrap_or_else(|| "127.0.0.1/32".into()),
         )?;
-        let purpose = match env("PHIVAULT_MLLP_PURPOSE") {
-            None => phivault_vault::policy::Purpose::Treat,
-            Some(p) => phivault_vault::policy::Purpose::parse(&p).ok_or_else(|| {
-                format!("PHIVAULT_MLLP_PURPOSE '{p}' is not an HL7 PurposeOfUse code")
-            })?,
-        };
+        let purpose = purpose_from_env()?;
         let limits = limits_from_env()?;
         let max_connections = bounded("PHIVAULT_MLLP_MAX_CONNECTIONS", 1..=100_000, 64)?;
         let client_ca = env("PHIVAULT_MLLP_CLIENT_CA").map(std::path::PathBuf::from);
         let client_cert_required = client_cert_required(&allow, client_ca.is_some())?;
         let interfaces =
             crate::mllp_interfaces::parse(interfaces, env("PHIVAULT_MLLP_GRANTS").as_deref())?;
-        let unknown_patient = match env("PHIVAULT_MLLP_UNKNOWN_PATIENT").as_deref() {
-            None | Some("create") => UnknownPatient::Create,
-            Some("reject") => UnknownPatient::Reject,
-            Some(other) => {
-                return Err(format!(
-                    "PHIVAULT_MLLP_UNKNOWN_PATIENT is create or reject, not '{other}'"
-                ));
-            }
-        };
+        let unknown_patient = unknown_patient_from_env()?;
         if (client_cert_required || !interfaces.named.is_empty()) && client_ca.is_none() {
             return Err(
                 "client certificates (PHIVAULT_MLLP_CLIENT_CERT, PHIVAULT_MLLP_INTERFACES) need \
@@ -203,7 +229,7 @@ fn client_cert_required(allow: &[Cidr], have_ca: bool) -> Result<bool, String> {
 }
 
 /// An HL7 timestamp (UTC).
-fn hl7_ts(t: time::OffsetDateTime) -> String {
+pub(crate) fn hl7_ts(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}{:02}{:02}{:02}{:02}{:02}+0000",

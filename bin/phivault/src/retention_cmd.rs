@@ -73,13 +73,14 @@ pub struct RuleTarget {
     dir: DirArgs,
     #[command(flatten)]
     org: OrgArgs,
-    /// A FHIR resource type, e.g. Patient or Observation.
+    /// A FHIR resource type, e.g. Patient or Observation, or `hl7-error` for the sealed HL7
+    /// error queue (entries expire by their last attempt).
     #[arg(long = "type")]
     rtype: String,
 }
 
 fn parse_type(s: &str) -> Result<ResourceType, String> {
-    ResourceType::parse(s).map_err(|e| format!("--type: {e}"))
+    ResourceType::parse_stored(s).map_err(|e| format!("--type: {e}"))
 }
 
 /// The organizations a command covers: the one named, or every one.

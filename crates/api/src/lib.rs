@@ -183,7 +183,10 @@ async fn metrics_text(
 ) -> Result<String, error::ApiError> {
     use phivault_core::Role;
     match auth.principal.role() {
-        Role::SuperAdmin | Role::Auditor => Ok(state.metrics.render()),
+        Role::SuperAdmin | Role::Auditor => {
+            let queue = state.vault.queue_counts().await?;
+            Ok(state.metrics.render() + &observe::render_queue(&queue))
+        }
         Role::OrgAdmin
         | Role::IntegrationManager
         | Role::Viewer

@@ -195,6 +195,48 @@ impl Metrics {
     }
 }
 
+/// The HL7 error queue's counters (kept by the vault, so they count what every process did),
+/// labelled by interface name only; a name that is not a plain configured name is skipped.
+pub fn render_queue(counts: &[(String, phivault_vault::QueueCounts)]) -> String {
+    type Get = fn(&phivault_vault::QueueCounts) -> u64;
+    let mut out = String::new();
+    let series: [(&str, &str, Get); 3] = [
+        (
+            "queued",
+            "Messages not accepted (AE/AR) and kept in the sealed error queue",
+            |c| c.queued,
+        ),
+        ("retried", "Queued messages retried by an operator", |c| {
+            c.retried
+        }),
+        (
+            "discarded",
+            "Queued messages discarded (crypto-shredded) by an operator",
+            |c| c.discarded,
+        ),
+    ];
+    for (kind, help, get) in series {
+        out.push_str(&format!(
+            "# HELP phivault_hl7_errors_{kind}_total {help}, by interface.\n\
+             # TYPE phivault_hl7_errors_{kind}_total counter\n"
+        ));
+        for (name, c) in counts {
+            let plain = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
+            if plain {
+                out.push_str(&format!(
+                    "phivault_hl7_errors_{kind}_total{{interface=\"{name}\"}} {}\n",
+                    get(c)
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Marks a response already logged and counted by the route layer.
 #[derive(Debug, Clone, Copy)]
 struct Observed;
@@ -281,6 +323,20 @@ pub async fn observe_route(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_counters_are_labelled_by_plain_interface_names_only() {
+        let c = phivault_vault::QueueCounts {
+            queued: 3,
+            retried: 2,
+            discarded: 1,
+        };
+        let text = render_queue(&[("lab".into(), c), ("x\"}} 9\nevil".into(), c)]);
+        assert!(text.contains("phivault_hl7_errors_queued_total{interface=\"lab\"} 3\n"));
+        assert!(text.contains("phivault_hl7_errors_retried_total{interface=\"lab\"} 2\n"));
+        assert!(text.contains("phivault_hl7_errors_discarded_total{interface=\"lab\"} 1\n"));
+        assert!(!text.contains("evil"), "{text}");
+    }
 
     #[test]
     fn labels_come_from_fixed_sets() {

@@ -86,6 +86,10 @@ pub struct ResourceType(&'static str);
 
 impl ResourceType {
     pub const PATIENT: ResourceType = ResourceType("Patient");
+    /// The sealed HL7 v2 error queue: a message that was not accepted (AE/AR), kept in the
+    /// clinical store like a record (its own data key, so discarding it crypto-shreds it). Not
+    /// a FHIR type: [`ResourceType::parse`] never returns it, so no FHIR request can name it.
+    pub const HL7_ERROR: ResourceType = ResourceType("hl7-error");
 
     /// Parses a `resourceType`: it must be an R4 resource and one phivault stores
     /// (not `Bundle`, `OperationOutcome` or `Parameters`, which are containers or messages).
@@ -98,6 +102,20 @@ impl ResourceType {
             Some(t) if crate::resource_types::NOT_STORED.contains(t) => Err(IdError::NotStorable),
             Some(t) => Ok(Self(t)),
         }
+    }
+    /// Parses a type as stored in a record store or named in a retention rule: a storable FHIR
+    /// type ([`ResourceType::parse`]) or one of the vault's internal types
+    /// ([`ResourceType::HL7_ERROR`]).
+    pub fn parse_stored(s: &str) -> Result<Self, IdError> {
+        if s == Self::HL7_ERROR.0 {
+            return Ok(Self::HL7_ERROR);
+        }
+        Self::parse(s)
+    }
+    /// A type of the vault's own (not FHIR): never released as a FHIR resource, exported,
+    /// or de-identified.
+    pub fn is_internal(&self) -> bool {
+        *self == Self::HL7_ERROR
     }
     pub fn as_str(&self) -> &'static str {
         self.0
@@ -236,5 +254,15 @@ mod tests {
             Err(IdError::UnknownResourceType)
         );
         assert_eq!(ResourceType::parse("Bundle"), Err(IdError::NotStorable));
+        // The error queue's type is stored, never parsed from FHIR input.
+        assert!(ResourceType::parse("hl7-error").is_err());
+        let queue = ResourceType::parse_stored("hl7-error").unwrap();
+        assert!(queue.is_internal() && !queue.is_patient());
+        assert!(
+            !ResourceType::parse_stored("Observation")
+                .unwrap()
+                .is_internal()
+        );
+        assert!(ResourceType::parse_stored("Bundle").is_err());
     }
 }

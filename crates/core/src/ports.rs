@@ -228,6 +228,10 @@ pub struct Tombstone {
 pub trait ControlStore: Send + Sync + std::fmt::Debug {
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Adds one to the counter kept in the setting `key` (a whole number; absent counts as 0)
+    /// in one atomic statement, so processes and nodes counting at once lose no increment.
+    /// Returns the new value.
+    async fn bump_counter(&self, key: &str) -> Result<i64, StoreError>;
     async fn organizations(&self) -> Result<Vec<Organization>, StoreError>;
     async fn create_organization(&self, org: &Organization) -> Result<bool, StoreError>;
     async fn keyring(&self) -> Result<Vec<KeyringEntry>, StoreError>;

@@ -57,7 +57,7 @@ fn wrapped(r: &impl Cols) -> Result<WrappedDek, StoreError> {
     Ok(WrappedDek {
         seq: int(r, "seq", ctx)?,
         org: OrgId::parse(&text(r, "org", ctx)?).map_err(|_| corrupt(ctx, "org"))?,
-        rtype: ResourceType::parse(&text(r, "rtype", ctx)?)
+        rtype: ResourceType::parse_stored(&text(r, "rtype", ctx)?)
             .map_err(|_| corrupt(ctx, "resource type"))?,
         id: ResourceId::parse(&text(r, "id", ctx)?).map_err(|_| corrupt(ctx, "resource id"))?,
         version: Version(int(r, "version", ctx)?),

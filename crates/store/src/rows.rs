@@ -6,6 +6,20 @@ use phivault_core::{
 };
 use sqlx::Row;
 
+/// [`phivault_core::ControlStore::bump_counter`] for both backends (`{s}.` is the schema
+/// prefix: removed on SQLite, the store's schema on PostgreSQL).
+pub(crate) const BUMP_COUNTER: &str = "INSERT INTO {s}.settings (key, value) VALUES (?, '1') \
+     ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT) \
+     RETURNING value";
+
+/// The new value [`BUMP_COUNTER`] returned.
+pub(crate) fn counter_value(value: &str) -> Result<i64, StoreError> {
+    value.trim().parse().map_err(|_| StoreError::Corrupt {
+        context: "count",
+        detail: "a counter that is not a whole number".into(),
+    })
+}
+
 /// Typed column reads.
 pub(crate) trait Cols {
     fn text(&self, c: &str) -> Result<String, sqlx::Error>;
@@ -353,7 +367,7 @@ pub(crate) fn tombstone(r: &impl Cols) -> Result<Tombstone, StoreError> {
         org: org(r, ctx)?,
         store,
         key: RecordKey {
-            rtype: ResourceType::parse(&r.text("rtype").map_err(&g)?)
+            rtype: ResourceType::parse_stored(&r.text("rtype").map_err(&g)?)
                 .map_err(|_| corrupt("rtype"))?,
             id: ResourceId::parse(&r.text("id").map_err(&g)?).map_err(|_| corrupt("id"))?,
         },

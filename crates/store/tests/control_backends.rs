@@ -51,6 +51,20 @@ async fn behaves(c: Arc<dyn ControlStore>) {
     c.put_setting("k", "1").await.unwrap();
     c.put_setting("k", "2").await.unwrap();
     assert_eq!(c.get_setting("k").await.unwrap().as_deref(), Some("2"));
+    // Counters: one atomic step each, so counts made at once are all kept.
+    let bumps: Vec<_> = (0..16)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.bump_counter("n").await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for b in bumps {
+        seen.push(b.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=16).collect::<Vec<i64>>());
+    assert_eq!(c.get_setting("n").await.unwrap().as_deref(), Some("16"));
     let entry = |p: &str, v: u32| KeyringEntry {
         purpose: p.into(),
         version: v,
@@ -390,7 +404,7 @@ async fn keeps_tombstones(c: Arc<dyn ControlStore>) {
         org: OrgId::parse(org).unwrap(),
         store,
         key: RecordKey {
-            rtype: ResourceType::parse(rtype).unwrap(),
+            rtype: ResourceType::parse_stored(rtype).unwrap(),
             id: ResourceId::parse(&id.to_string().repeat(64)).unwrap(),
         },
         erased_at: at,
@@ -409,13 +423,15 @@ async fn keeps_tombstones(c: Arc<dyn ControlStore>) {
     // The same row id in another organization and in the other store are other records.
     let other_org = t("other", StoreKind::Identity, "Patient", 'a', 30);
     let other_store = t("default", StoreKind::Clinical, "Patient", 'a', 40);
-    c.add_tombstones(&[other_org.clone(), other_store.clone()])
+    // A discarded HL7 error-queue entry (an internal type) leaves one too.
+    let queued = t("default", StoreKind::Clinical, "hl7-error", 'c', 50);
+    c.add_tombstones(&[other_org.clone(), other_store.clone(), queued.clone()])
         .await
         .unwrap();
     c.add_tombstones(&[]).await.unwrap();
     assert_eq!(
         c.tombstones().await.unwrap(),
-        [obs, patient, other_org, other_store]
+        [obs, patient, other_org, other_store, queued]
     );
 }
 
@@ -431,7 +447,7 @@ async fn sqlite_tombstones() {
     let stores = phivault_store::SqliteStores::open(dir.path(), false)
         .await
         .unwrap();
-    assert_eq!(stores.control.tombstones().await.unwrap().len(), 4);
+    assert_eq!(stores.control.tombstones().await.unwrap().len(), 5);
 }
 
 #[tokio::test]

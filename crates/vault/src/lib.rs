@@ -24,6 +24,7 @@ pub use deid::{DeidExport, DeidFormat, DeidMethod, DeidOptions};
 pub use error::VaultError;
 pub use keys::{KeyStatus, RotateOptions, RotationPlan, RotationProgress, RotationReport};
 pub use ops::bundle::{BundleKind, EntryResponse, Method};
+pub use ops::hl7_queue::{OpenedMessage, QueueCounts, QueuedMessage, Refusal};
 pub use ops::import::{ImportOptions, ImportProgress, ImportReport, Skipped};
 pub use records::history::HistoryEntry;
 pub use records::search::{PatientQuery, SearchPage};

@@ -13,6 +13,7 @@ mod immunizations;
 mod legacy;
 mod order;
 mod patient;
+mod queue;
 mod requests;
 mod results;
 mod scheduling;
@@ -143,7 +144,7 @@ fn failed(
 }
 
 /// Handles one message, parsed under `limits`; returns the ACK to send (unframed) and what
-/// happened.
+/// happened. A message not answered AA is kept in the sealed error queue (see [`queue`]).
 pub async fn handle(
     vault: &Vault,
     iface: &Interface,
@@ -160,6 +161,23 @@ pub async fn handle(
         iface.purpose,
     );
     ctx.source = source;
+    let answered = respond(vault, iface, ctx.clone(), raw, limits, ack_id, now_ts).await;
+    if answered.1.code == AckCode::Accept {
+        return answered;
+    }
+    queue::keep(vault, &ctx, raw, limits, answered, (ack_id, now_ts)).await
+}
+
+/// The answer to one message (applied, refused or failed), without the queue.
+async fn respond(
+    vault: &Vault,
+    iface: &Interface,
+    mut ctx: Ctx,
+    raw: &[u8],
+    limits: &ParseLimits,
+    ack_id: &str,
+    now_ts: &str,
+) -> (String, Outcome) {
     let answer = |msg: Option<&Message>, code: AckCode, err: Option<&AckError>, duplicate| {
         (
             build_ack(msg, code, err, ack_id, now_ts),

@@ -1,6 +1,6 @@
 //! Control data on PostgreSQL: settings, organizations, the wrapped keyring, users,
 //! sessions, grants, clients (a port of the SQLite store, same behaviour).
-use super::{check_schema, corrupt, migrate, unavailable};
+use super::{check_schema, corrupt, migrate, number_params, unavailable};
 use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
@@ -30,23 +30,6 @@ impl PostgresControlStore {
     }
 }
 
-/// Turns `?` placeholders into PostgreSQL's `$1, $2, …` (no `?` appears in these statements
-/// otherwise).
-fn number_params(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[async_trait]
 impl ControlStore for PostgresControlStore {
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -71,6 +54,15 @@ impl ControlStore for PostgresControlStore {
         .await
         .map_err(unavailable("write setting"))?;
         Ok(())
+    }
+
+    async fn bump_counter(&self, key: &str) -> Result<i64, StoreError> {
+        let value: String = sqlx::query_scalar(self.q(rows::BUMP_COUNTER))
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable("count"))?;
+        rows::counter_value(&value)
     }
 
     async fn organizations(&self) -> Result<Vec<Organization>, StoreError> {

@@ -185,3 +185,20 @@ impl PostgresStores {
         }
     }
 }
+
+/// Turns `?` placeholders into PostgreSQL's `$1, $2, …` (no `?` appears in these statements
+/// otherwise).
+pub(crate) fn number_params(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -32,7 +32,7 @@ fn decode(row: &PgRow) -> Result<SealedRecord, StoreError> {
     let link: Option<Vec<u8>> = row.try_get("link").map_err(g)?;
     let kek_version: i64 = row.try_get("kek_version").map_err(g)?;
     Ok(SealedRecord {
-        rtype: ResourceType::parse(&rtype).map_err(|_| corrupt(ctx, "resource type"))?,
+        rtype: ResourceType::parse_stored(&rtype).map_err(|_| corrupt(ctx, "resource type"))?,
         id: ResourceId::parse(&id).map_err(|_| corrupt(ctx, "resource id"))?,
         version: Version(u64::try_from(version).map_err(|_| corrupt(ctx, "version"))?),
         deleted: row.try_get("deleted").map_err(g)?,
@@ -53,7 +53,7 @@ fn decode_key(row: &PgRow) -> Result<RecordKey, StoreError> {
     let rtype: String = row.try_get("rtype").map_err(g)?;
     let id: String = row.try_get("id").map_err(g)?;
     Ok(RecordKey {
-        rtype: ResourceType::parse(&rtype).map_err(|_| corrupt(ctx, "resource type"))?,
+        rtype: ResourceType::parse_stored(&rtype).map_err(|_| corrupt(ctx, "resource type"))?,
         id: ResourceId::parse(&id).map_err(|_| corrupt(ctx, "resource id"))?,
     })
 }

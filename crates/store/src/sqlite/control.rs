@@ -53,6 +53,16 @@ impl ControlStore for SqliteControlStore {
         Ok(())
     }
 
+    async fn bump_counter(&self, key: &str) -> Result<i64, StoreError> {
+        let value: String =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(rows::BUMP_COUNTER.replace("{s}.", "")))
+                .bind(key)
+                .fetch_one(&self.db.writer)
+                .await
+                .map_err(unavailable("count"))?;
+        rows::counter_value(&value)
+    }
+
     async fn organizations(&self) -> Result<Vec<Organization>, StoreError> {
         let rows = sqlx::query("SELECT id, name, created_at FROM organizations ORDER BY id")
             .fetch_all(&self.db.reader)

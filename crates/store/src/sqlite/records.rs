@@ -52,7 +52,7 @@ fn decode(row: &SqliteRow) -> Result<SealedRecord, StoreError> {
     let link: Option<Vec<u8>> = row.try_get("link").map_err(g)?;
     let kek_version: i64 = row.try_get("kek_version").map_err(g)?;
     Ok(SealedRecord {
-        rtype: ResourceType::parse(&rtype).map_err(|_| corrupt(ctx, "resource type"))?,
+        rtype: ResourceType::parse_stored(&rtype).map_err(|_| corrupt(ctx, "resource type"))?,
         id: ResourceId::parse(&id).map_err(|_| corrupt(ctx, "resource id"))?,
         version: Version(u64::try_from(version).map_err(|_| corrupt(ctx, "version"))?),
         deleted: deleted != 0,
@@ -74,7 +74,7 @@ fn decode_key(row: &SqliteRow) -> Result<RecordKey, StoreError> {
         .map_err(|e| corrupt(ctx, e.to_string()))?;
     let id: String = row.try_get("id").map_err(|e| corrupt(ctx, e.to_string()))?;
     Ok(RecordKey {
-        rtype: ResourceType::parse(&rtype).map_err(|_| corrupt(ctx, "resource type"))?,
+        rtype: ResourceType::parse_stored(&rtype).map_err(|_| corrupt(ctx, "resource type"))?,
         id: ResourceId::parse(&id).map_err(|_| corrupt(ctx, "resource id"))?,
     })
 }

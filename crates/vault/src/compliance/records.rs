@@ -129,6 +129,14 @@ impl Vault {
         if readable_text(&rec.ciphertext) || readable_text(&rec.wrapped_dek) {
             tally.readable.push(label(kind, rec));
         }
+        if rec.rtype.is_internal() {
+            // Internal rows (the HL7 error queue) hold no FHIR resource: they must open.
+            match self.open_row(ctx, rec) {
+                Ok(_) => tally.opened += 1,
+                Err(_) => tally.not_opened.push(label(kind, rec)),
+            }
+            return;
+        }
         match self.unseal(ctx, rec) {
             Ok(stored) => {
                 tally.opened += 1;

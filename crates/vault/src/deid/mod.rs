@@ -215,7 +215,7 @@ impl Vault {
                 id: last.id.clone(),
             });
             self.know_keks(&recs).await?;
-            for r in &recs {
+            for r in recs.iter().filter(|r| !r.rtype.is_internal()) {
                 f(self.unseal(ctx, r)?);
             }
         }

@@ -3,6 +3,7 @@
 pub mod erase;
 pub mod fhir;
 pub mod history;
+mod page;
 pub mod search;
 pub mod validate;
 mod write;
@@ -144,23 +145,12 @@ impl Vault {
 
     /// Decrypts one stored version.
     pub(crate) fn unseal(&self, ctx: &Ctx, rec: &SealedRecord) -> Result<Stored, VaultError> {
-        if rec.deleted {
-            return Err(VaultError::Gone);
+        if rec.rtype.is_internal() {
+            return Err(VaultError::Integrity(
+                phivault_crypto::CryptoError::Integrity,
+            ));
         }
-        let aad = RecordAad {
-            org: &ctx.org,
-            store: store_kind(rec.rtype),
-            rtype: rec.rtype,
-            id: &rec.id,
-            version: rec.version,
-            link: rec.link.as_ref(),
-        };
-        let parts = SealedParts {
-            kek_version: rec.kek_version,
-            wrapped_dek: rec.wrapped_dek.clone(),
-            ciphertext: rec.ciphertext.clone(),
-        };
-        let plain = self.keyring.open_record(&aad, &parts)?;
+        let plain = self.open_row(ctx, rec)?;
         let integrity = || VaultError::Integrity(phivault_crypto::CryptoError::Integrity);
         let mut resource: Value = serde_json::from_slice(&plain).map_err(|_| integrity())?;
         // The sealed content must be what its row says it is: its type, and an id whose
@@ -191,6 +181,31 @@ impl Vault {
         })
     }
 
+    /// Opens the sealed bytes of one stored version (a tombstone is [`VaultError::Gone`]).
+    pub(crate) fn open_row(
+        &self,
+        ctx: &Ctx,
+        rec: &SealedRecord,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        if rec.deleted {
+            return Err(VaultError::Gone);
+        }
+        let aad = RecordAad {
+            org: &ctx.org,
+            store: store_kind(rec.rtype),
+            rtype: rec.rtype,
+            id: &rec.id,
+            version: rec.version,
+            link: rec.link.as_ref(),
+        };
+        let parts = SealedParts {
+            kek_version: rec.kek_version,
+            wrapped_dek: rec.wrapped_dek.clone(),
+            ciphertext: rec.ciphertext.clone(),
+        };
+        Ok(self.keyring.open_record(&aad, &parts)?)
+    }
+
     /// Seals a resource version into a write at row `key`.
     fn seal(
         &self,
@@ -201,22 +216,11 @@ impl Vault {
         resource: &Value,
         link: Option<Digest32>,
     ) -> Result<RecordWrite, VaultError> {
-        let (rtype, id) = (key.rtype, &key.id);
-        let kind = store_kind(rtype);
-        let aad = RecordAad {
-            org: &ctx.org,
-            store: kind,
-            rtype,
-            id,
-            version,
-            link: link.as_ref(),
-        };
         let plain = Zeroizing::new(
             serde_json::to_vec(resource)
                 .map_err(|_| VaultError::Invalid("resource could not be encoded".into()))?,
         );
-        let parts = self.keyring.seal_record(&aad, &plain)?;
-        let index = if kind == StoreKind::Identity {
+        let index = if store_kind(key.rtype) == StoreKind::Identity {
             fhir::patient_index_terms(resource)
                 .into_iter()
                 .map(|(k, term)| (k, self.keyring.blind_index(k, &ctx.org, &term)))
@@ -224,6 +228,29 @@ impl Vault {
         } else {
             Vec::new()
         };
+        self.seal_bytes(ctx, key, (version, expected), &plain, link, index)
+    }
+
+    /// Seals `plain` under a new data key into a write of version `version` at row `key`.
+    pub(crate) fn seal_bytes(
+        &self,
+        ctx: &Ctx,
+        key: &RecordKey,
+        (version, expected): (Version, Expected),
+        plain: &[u8],
+        link: Option<Digest32>,
+        index: Vec<(phivault_core::IndexKind, Digest32)>,
+    ) -> Result<RecordWrite, VaultError> {
+        let (rtype, id) = (key.rtype, &key.id);
+        let aad = RecordAad {
+            org: &ctx.org,
+            store: store_kind(rtype),
+            rtype,
+            id,
+            version,
+            link: link.as_ref(),
+        };
+        let parts = self.keyring.seal_record(&aad, plain)?;
         Ok(RecordWrite {
             record: SealedRecord {
                 rtype,
@@ -522,50 +549,6 @@ impl Vault {
         patient: &ResourceId,
     ) -> Result<EraseReport, VaultError> {
         self.erase_patient_because(ctx, patient, None, None).await
-    }
-
-    /// One page of live records of one store (for export), and the cursor for the next page
-    /// (`None` at the end).
-    pub async fn page(
-        &self,
-        ctx: &Ctx,
-        kind: StoreKind,
-        after: Option<&PageCursor>,
-        limit: u32,
-    ) -> Result<(Vec<Stored>, Option<PageCursor>), VaultError> {
-        self.require_operator(ctx, &self.event(ctx, "export"))
-            .await?;
-        let recs = self
-            .store(kind)
-            .page(&ctx.org, after.map(|c| &c.0), limit)
-            .await?;
-        let next = recs.last().map(|r| {
-            PageCursor(RecordKey {
-                rtype: r.rtype,
-                id: r.id.clone(),
-            })
-        });
-        let mut event = self.event(ctx, "export");
-        if let Err(e) = self.know_keks(&recs).await {
-            return self.audit_failure(event, e).await;
-        }
-        let page = match recs
-            .iter()
-            .map(|r| self.unseal(ctx, r))
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(p) => p,
-            Err(e) => return self.audit_failure(event, e).await,
-        };
-        if !page.is_empty() {
-            event.count = Some(page.len() as u64);
-            event.entities = recs.iter().map(|r| r.id.as_str().to_owned()).collect();
-            for s in &page {
-                event = event.patient(s.patient);
-            }
-            self.audit(event).await?;
-        }
-        Ok((page, next))
     }
 }
 

@@ -271,7 +271,7 @@ impl Vault {
         stored
             .into_iter()
             .map(|s| {
-                let rtype = ResourceType::parse(&s.rtype).map_err(|_| corrupt())?;
+                let rtype = ResourceType::parse_stored(&s.rtype).map_err(|_| corrupt())?;
                 RetentionRule::new(rtype, s.years, s.after).map_err(|_| corrupt())
             })
             .collect()
