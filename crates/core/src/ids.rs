@@ -90,6 +90,14 @@ impl ResourceType {
     /// clinical store like a record (its own data key, so discarding it crypto-shreds it). Not
     /// a FHIR type: [`ResourceType::parse`] never returns it, so no FHIR request can name it.
     pub const HL7_ERROR: ResourceType = ResourceType("hl7-error");
+    /// The receipt of an applied HL7 v2 message (interface and control id, as a keyed
+    /// digest; no content), written in the same store transaction as the message's records:
+    /// in the clinical store when the message wrote clinical records, else in the identity
+    /// store ([`ResourceType::HL7_APPLIED_IDENTITY`]). A resend finds it and is not applied
+    /// twice, whatever happened to the process between the commit and the ACK.
+    pub const HL7_APPLIED: ResourceType = ResourceType("hl7-applied");
+    /// [`ResourceType::HL7_APPLIED`] of a message that wrote identity records only.
+    pub const HL7_APPLIED_IDENTITY: ResourceType = ResourceType("hl7-applied-identity");
 
     /// Parses a `resourceType`: it must be an R4 resource and one phivault stores
     /// (not `Bundle`, `OperationOutcome` or `Parameters`, which are containers or messages).
@@ -107,15 +115,31 @@ impl ResourceType {
     /// type ([`ResourceType::parse`]) or one of the vault's internal types
     /// ([`ResourceType::HL7_ERROR`]).
     pub fn parse_stored(s: &str) -> Result<Self, IdError> {
-        if s == Self::HL7_ERROR.0 {
-            return Ok(Self::HL7_ERROR);
+        for internal in [
+            Self::HL7_ERROR,
+            Self::HL7_APPLIED,
+            Self::HL7_APPLIED_IDENTITY,
+        ] {
+            if s == internal.0 {
+                return Ok(internal);
+            }
         }
         Self::parse(s)
     }
     /// A type of the vault's own (not FHIR): never released as a FHIR resource, exported,
     /// or de-identified.
     pub fn is_internal(&self) -> bool {
-        *self == Self::HL7_ERROR
+        [
+            Self::HL7_ERROR,
+            Self::HL7_APPLIED,
+            Self::HL7_APPLIED_IDENTITY,
+        ]
+        .contains(self)
+    }
+    /// Whether rows of this type live in the identity store (patients, and the receipts of
+    /// messages that wrote patients only); every other type lives in the clinical store.
+    pub fn in_identity_store(&self) -> bool {
+        self.is_patient() || *self == Self::HL7_APPLIED_IDENTITY
     }
     pub fn as_str(&self) -> &'static str {
         self.0

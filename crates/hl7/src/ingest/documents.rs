@@ -20,5 +20,5 @@ pub(super) async fn document(
         id,
         resource,
     };
-    write_records(vault, ctx, msg, unknown, "subject", vec![record]).await
+    write_records(vault, ctx, (msg, sender), unknown, "subject", vec![record]).await
 }

@@ -29,5 +29,5 @@ pub(super) async fn immunizations(
             resource: v.immunization,
         })
         .collect();
-    write_records(vault, ctx, msg, unknown, "patient", records).await
+    write_records(vault, ctx, (msg, sender), unknown, "patient", records).await
 }

@@ -216,18 +216,10 @@ async fn respond(
             (code, Some(err), Vec::new(), Some("failed"))
         }
     };
-    // The message's own event; AA only once it and the data are durable.
+    // The message's own event; AA only once it and the data are durable. The record that
+    // the message was applied (its receipt) was committed with its data.
     if let Err(e) = vault.message_event(&ctx, &kind, patients, reason).await {
         return failed(Some(&msg), &e, ack_id, now_ts, false);
-    }
-    if code == AckCode::Accept
-        && let Err(e) = vault
-            .remember_message(&ctx, &sender, msg.control_id(), code.as_str())
-            .await
-    {
-        // Applied and audited; only the duplicate record failed. Replays stay idempotent
-        // through the derived ids, so the message is still accepted.
-        tracing::warn!(error = %e.client_message(), "could not record the message as applied");
     }
     answer(Some(&msg), code, err.as_ref(), false)
 }
@@ -353,7 +345,7 @@ async fn apply(
             e @ ("A01" | "A02" | "A03" | "A04" | "A05" | "A06" | "A07" | "A08" | "A09" | "A10"
             | "A11" | "A12" | "A13" | "A28" | "A31"),
         ) => adt::admit(vault, ctx, msg, sender, e, iface).await,
-        ("ADT", "A40") => adt::merge(vault, ctx, msg).await,
+        ("ADT", "A40") => adt::merge(vault, ctx, msg, sender).await,
         ("ORU", "R01") => results::results(vault, ctx, msg, sender, unknown).await,
         ("ORM", "O01") | ("OML", "O21") => requests::orders(vault, ctx, msg, sender, unknown).await,
         ("MDM", "T02") => documents::document(vault, ctx, msg, sender, unknown).await,

@@ -72,13 +72,16 @@ pub(crate) fn entry(rtype: &str, id: &ResourceId, resource: Value, if_match: Opt
     json!({"resource": resource, "request": request})
 }
 
+/// Writes a message's records as one transaction, with the message's receipt (so that a
+/// resend from `sender` of the same control id is known as applied).
 pub(crate) async fn transaction(
     vault: &Vault,
     ctx: &Ctx,
+    sender: &str,
     entries: Vec<Value>,
 ) -> Result<(), VaultError> {
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    vault.bundle(ctx, bundle).await.map(|_| ())
+    vault.bundle_for_message(ctx, bundle, sender).await
 }
 
 /// The id a Patient first seen in a message gets: derived from its first identifier, so the
@@ -190,7 +193,7 @@ pub(crate) struct Record {
 pub(crate) async fn write_records(
     vault: &Vault,
     ctx: &Ctx,
-    msg: &Message,
+    (msg, sender): (&Message, &str),
     unknown: UnknownPatient,
     element: &str,
     records: Vec<Record>,
@@ -220,6 +223,6 @@ pub(crate) async fn write_records(
         }
         entries.push(entry(rtype, &id, Value::Object(resource), None));
     }
-    transaction(vault, ctx, entries).await?;
+    transaction(vault, ctx, sender, entries).await?;
     Ok(vec![patient])
 }

@@ -21,5 +21,5 @@ pub(super) async fn orders(
             resource: o.request,
         })
         .collect();
-    write_records(vault, ctx, msg, unknown, "subject", records).await
+    write_records(vault, ctx, (msg, sender), unknown, "subject", records).await
 }

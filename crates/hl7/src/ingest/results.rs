@@ -58,5 +58,5 @@ pub(super) async fn results(
             });
         }
     }
-    write_records(vault, ctx, msg, unknown, "subject", records).await
+    write_records(vault, ctx, (msg, sender), unknown, "subject", records).await
 }

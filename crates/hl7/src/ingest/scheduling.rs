@@ -30,5 +30,13 @@ pub(super) async fn appointment(
         id,
         resource,
     };
-    write_records(vault, ctx, msg, unknown, "participant", vec![record]).await
+    write_records(
+        vault,
+        ctx,
+        (msg, sender),
+        unknown,
+        "participant",
+        vec![record],
+    )
+    .await
 }

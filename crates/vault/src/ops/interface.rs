@@ -3,7 +3,7 @@
 //! applied (so a duplicate is acknowledged again, not applied twice), and the care-team rule.
 use crate::error::VaultError;
 use crate::{Ctx, Vault};
-use phivault_core::ResourceId;
+use phivault_core::{RecordKey, ResourceId, ResourceType};
 
 impl Vault {
     /// A stable id for a resource derived from message content (`purpose`, `input`): keyed, so
@@ -14,6 +14,21 @@ impl Vault {
         let hex = d.to_hex();
         ResourceId::parse(hex.get(..32).unwrap_or(&hex))
             .unwrap_or_else(|_| ResourceId::from_digest(&d))
+    }
+
+    /// The row id of the receipt of message `control_id` from `sender` (a keyed digest).
+    pub(crate) fn receipt_id(
+        &self,
+        ctx: &Ctx,
+        sender: &str,
+        control_id: &str,
+    ) -> Result<ResourceId, VaultError> {
+        let d = self.keyring.derived(
+            &ctx.org,
+            "hl7-receipt",
+            &format!("{sender}\u{1f}{control_id}"),
+        );
+        ResourceId::parse(&d.to_hex()).map_err(|_| VaultError::Invalid("receipt id".into()))
     }
 
     fn message_key(&self, ctx: &Ctx, sender: &str, control_id: &str) -> String {
@@ -33,6 +48,21 @@ impl Vault {
         sender: &str,
         control_id: &str,
     ) -> Result<Option<String>, VaultError> {
+        let id = self.receipt_id(ctx, sender, control_id)?;
+        for rtype in [
+            ResourceType::HL7_APPLIED,
+            ResourceType::HL7_APPLIED_IDENTITY,
+        ] {
+            let key = RecordKey {
+                rtype,
+                id: id.clone(),
+            };
+            let store = self.store(crate::records::store_kind(rtype));
+            if store.head(&ctx.org, &key).await?.is_some() {
+                return Ok(Some("AA".into()));
+            }
+        }
+        // Recorded by a version that kept receipts in the control store.
         Ok(self
             .control
             .get_setting(&self.message_key(ctx, sender, control_id))

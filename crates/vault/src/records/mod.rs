@@ -84,7 +84,7 @@ pub(crate) enum Base {
 }
 
 pub(crate) fn store_kind(rtype: ResourceType) -> StoreKind {
-    if rtype.is_patient() {
+    if rtype.in_identity_store() {
         StoreKind::Identity
     } else {
         StoreKind::Clinical

@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The most entries one Bundle may hold.
 pub const MAX_ENTRIES: usize = 10_000;
+/// The entry number of a message's receipt (not an entry of the Bundle).
+const RECEIPT: usize = usize::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BundleKind {
@@ -102,10 +104,70 @@ impl Vault {
         match kind {
             BundleKind::Batch => Ok((kind, self.batch(ctx, planned).await)),
             BundleKind::Transaction => {
-                let out = self.transaction(ctx, planned).await?;
+                let out = self.transaction(ctx, planned, None).await?;
                 Ok((kind, out))
             }
         }
+    }
+
+    /// Writes the transaction Bundle of HL7 v2 message `ctx.request_id` from `sender`, with
+    /// the message's receipt (see [`ResourceType::HL7_APPLIED`]) in the same store
+    /// transaction as its last part, so that "applied" and "recorded as applied" are one
+    /// durable commit.
+    pub async fn bundle_for_message(
+        &self,
+        ctx: &Ctx,
+        bundle: Value,
+        sender: &str,
+    ) -> Result<(), VaultError> {
+        let event = self.event(ctx, "transaction");
+        let planned = match parse_bundle(bundle) {
+            Ok((BundleKind::Transaction, p)) => p,
+            Ok((BundleKind::Batch, _)) => {
+                let e = VaultError::Invalid("a message is written as a transaction".into());
+                return self.audit_failure(event, e).await;
+            }
+            Err(e) => return self.audit_failure(event, e).await,
+        };
+        let control_id = ctx.request_id.as_deref().unwrap_or("");
+        let receipt = self.receipt_id(ctx, sender, control_id)?;
+        self.transaction(ctx, planned, Some(receipt))
+            .await
+            .map(|_| ())
+    }
+
+    /// The receipt row of a message, ready to be written with the part of `kind`.
+    fn receipt_ready(
+        &self,
+        ctx: &Ctx,
+        id: ResourceId,
+        kind: StoreKind,
+    ) -> Result<Ready, VaultError> {
+        let rtype = match kind {
+            StoreKind::Identity => ResourceType::HL7_APPLIED_IDENTITY,
+            StoreKind::Clinical => ResourceType::HL7_APPLIED,
+        };
+        let key = RecordKey { rtype, id };
+        let write = self.seal_bytes(
+            ctx,
+            &key,
+            (Version::FIRST, Expected::Absent),
+            b"applied",
+            None,
+            Vec::new(),
+        )?;
+        Ok(Ready {
+            n: RECEIPT,
+            method: Method::Put,
+            id: key.id,
+            write,
+            resource: None,
+            patient: None,
+            prior: None,
+            others: Vec::new(),
+            before: None,
+            unchanged: false,
+        })
     }
 
     async fn batch(&self, ctx: &Ctx, planned: Vec<Planned>) -> Vec<EntryResponse> {
@@ -155,6 +217,7 @@ impl Vault {
         &self,
         ctx: &Ctx,
         planned: Vec<Planned>,
+        receipt: Option<ResourceId>,
     ) -> Result<Vec<EntryResponse>, VaultError> {
         let event = self.event(ctx, "transaction");
         // Role, scope and purpose for every entry before any reference or record is looked up.
@@ -186,9 +249,17 @@ impl Vault {
         }
         let (unchanged, ready): (Vec<Ready>, Vec<Ready>) =
             ready.into_iter().partition(|r| r.unchanged);
-        let (identity, clinical): (Vec<Ready>, Vec<Ready>) = ready
+        let (mut identity, mut clinical): (Vec<Ready>, Vec<Ready>) = ready
             .into_iter()
             .partition(|r| store_kind(r.write.record.rtype) == StoreKind::Identity);
+        // A message's receipt goes with the part committed last (nothing written: none).
+        if let Some(id) = receipt {
+            if !clinical.is_empty() {
+                clinical.push(self.receipt_ready(ctx, id, StoreKind::Clinical)?);
+            } else if !identity.is_empty() {
+                identity.push(self.receipt_ready(ctx, id, StoreKind::Identity)?);
+            }
+        }
         let mut event = event;
         event.break_glass = break_glass;
         if identity.is_empty() && clinical.is_empty() {
@@ -211,6 +282,7 @@ impl Vault {
             .into_iter()
             .chain(clinical)
             .chain(unchanged)
+            .filter(|r| r.n != RECEIPT)
             .collect();
         all.sort_by_key(|r| r.n);
         Ok(all
