@@ -54,6 +54,52 @@ fn oru(i: usize, ctrl: &str) -> String {
     )
 }
 
+/// The ceiling of any durable server on this machine: each message's bytes inserted into
+/// SQLite (WAL, synchronous=FULL, one transaction per message) by `writers` writers.
+async fn raw_baseline(dir: &std::path::Path, writers: usize, messages: &[String]) -> f64 {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    let opts = SqliteConnectOptions::new()
+        .filename(dir.join(format!("raw-{writers}.db")))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(std::time::Duration::from_secs(30));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(writers as u32)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE IF NOT EXISTS m (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let per = messages.len() / writers;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..writers {
+        let pool = pool.clone();
+        let mine: Vec<Vec<u8>> = messages[k * per..(k + 1) * per]
+            .iter()
+            .map(|m| m.as_bytes().to_vec())
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            for b in mine {
+                sqlx::query("INSERT INTO m (body) VALUES (?)")
+                    .bind(b)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (per * writers) as f64 / t.elapsed().as_secs_f64()
+}
+
 /// One run's figures.
 #[derive(Clone, Copy)]
 struct Stats {
@@ -225,9 +271,11 @@ fn main() {
     println!(
         "HL7 v2 over MLLP (plain, loopback): {n} messages per run, median of {rounds} runs, 2 cores shared by client and servers"
     );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let raw_dir = tempfile::tempdir().unwrap();
     let mut patient = 0;
     for conns in [1usize, 8] {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours, mut theirs, mut raw) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             if let Some(m) = &medplum {
                 theirs.push(run(
@@ -236,13 +284,13 @@ fn main() {
                     &mix(n, patient, &format!("M{conns}{round}")),
                 ));
             }
-            ours.push(run(
-                phivault.port,
-                conns,
-                &mix(n, patient, &format!("P{conns}{round}")),
-            ));
+            let msgs = mix(n, patient, &format!("P{conns}{round}"));
+            raw.push(rt.block_on(raw_baseline(raw_dir.path(), conns, &msgs)));
+            ours.push(run(phivault.port, conns, &msgs));
             patient += n / 4;
         }
+        raw.sort_by(f64::total_cmp);
+        let raw = raw[raw.len() / 2];
         let ours = median(ours);
         let line = |who: &str, s: Stats| {
             format!(
@@ -253,6 +301,10 @@ fn main() {
             )
         };
         println!("{}", line("phivault", ours));
+        println!(
+            "raw SQLite {conns} writer(s), one durable insert per message: {raw:>7.0}/s (the ceiling of a durable ACK here); phivault/raw {:.2}",
+            ours.rate / raw
+        );
         if !theirs.is_empty() {
             let theirs = median(theirs);
             println!("{}", line("Medplum", theirs));
