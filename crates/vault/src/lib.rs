@@ -139,6 +139,8 @@ pub struct Ctx {
     pub request_id: Option<String>,
     /// Who is asking, for the policy.
     pub(crate) subject: policy::Subject,
+    /// Read events held until the HL7 message's write or event (see [`audit::held`]).
+    pub(crate) held: Option<audit::held::HeldEvents>,
 }
 
 impl Ctx {
@@ -151,6 +153,7 @@ impl Ctx {
             user_agent: None,
             request_id: None,
             subject,
+            held: None,
         }
     }
 
@@ -179,6 +182,21 @@ impl Ctx {
         };
         let mut c = Self::with_subject(org, actor, subject);
         c.purpose = Some(purpose.as_str().to_owned());
+        c
+    }
+
+    /// [`Ctx::for_interface`] for one HL7 v2 message: its read events are held and made
+    /// durable with the message's write or its own event, in one commit, before the message
+    /// is answered (see [`audit::held`]); the adapter must answer only after
+    /// [`Vault::message_event`] returned.
+    pub fn for_interface_message(
+        leave: &InterfaceAuthority,
+        org: OrgId,
+        name: &str,
+        purpose: policy::Purpose,
+    ) -> Self {
+        let mut c = Self::for_interface(leave, org, name, purpose);
+        c.held = Some(audit::held::HeldEvents::default());
         c
     }
 

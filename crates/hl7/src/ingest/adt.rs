@@ -67,7 +67,7 @@ pub(super) async fn admit(
     if let Some(enc) = encounter_entry(vault, ctx, iface, msg, sender, event, &id).await? {
         entries.push(enc);
     }
-    transaction(vault, ctx, sender, entries).await?;
+    transaction(vault, ctx, (msg, sender), entries).await?;
     // The care-team rule: the attending doctor (PV1-7.1, a phivault username) gets a grant,
     // from interfaces configured to grant only.
     let attending = msg.segment("PV1").and_then(|p| p.component(7, 1));
@@ -194,7 +194,7 @@ pub(super) async fn merge(
         repoint(&mut res, &from, &to, 0);
         entries.push(entry(r.rtype.as_str(), &r.id, res, Some(r.version.0)));
     }
-    transaction(vault, ctx, sender, entries).await?;
+    transaction(vault, ctx, (msg, sender), entries).await?;
     Ok(vec![survivor.id, prior.id])
 }
 

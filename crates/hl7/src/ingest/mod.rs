@@ -154,7 +154,7 @@ pub async fn handle(
     ack_id: &str,
     now_ts: &str,
 ) -> (String, Outcome) {
-    let mut ctx = Ctx::for_interface(
+    let mut ctx = Ctx::for_interface_message(
         &iface.authority,
         iface.org.clone(),
         &iface.name,
@@ -309,7 +309,7 @@ fn sender(iface: &Interface) -> String {
     format!("interface:{}", iface.name)
 }
 
-fn type_name(msg: &Message) -> String {
+pub(crate) fn type_name(msg: &Message) -> String {
     let (t, e) = msg.message_type();
     let clean = |s: &str| -> String {
         s.chars()

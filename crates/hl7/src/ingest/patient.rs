@@ -77,11 +77,12 @@ pub(crate) fn entry(rtype: &str, id: &ResourceId, resource: Value, if_match: Opt
 pub(crate) async fn transaction(
     vault: &Vault,
     ctx: &Ctx,
-    sender: &str,
+    (msg, sender): (&Message, &str),
     entries: Vec<Value>,
 ) -> Result<(), VaultError> {
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    vault.bundle_for_message(ctx, bundle, sender).await
+    let kind = super::type_name(msg);
+    vault.bundle_for_message(ctx, bundle, (sender, &kind)).await
 }
 
 /// The id a Patient first seen in a message gets: derived from its first identifier, so the
@@ -223,6 +224,6 @@ pub(crate) async fn write_records(
         }
         entries.push(entry(rtype, &id, Value::Object(resource), None));
     }
-    transaction(vault, ctx, sender, entries).await?;
+    transaction(vault, ctx, (msg, sender), entries).await?;
     Ok(vec![patient])
 }

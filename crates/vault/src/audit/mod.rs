@@ -6,6 +6,7 @@
 //! from the keyring (never from the audit store). Events hold pseudonymous ids and codes, never
 //! a PHI value.
 pub mod export;
+pub mod held;
 pub mod report;
 pub mod verify;
 
@@ -183,6 +184,22 @@ impl Vault {
         Ok(())
     }
 
+    /// Appends several events durably in one append, in order.
+    pub(crate) async fn audit_all(&self, events: Vec<AuditEvent>) -> Result<(), VaultError> {
+        if self.audit_off {
+            return Ok(());
+        }
+        let drafts = events
+            .iter()
+            .map(Self::draft)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.audit
+            .append(drafts, chain_fn(self.keyring.clone()))
+            .await
+            .map_err(|e| VaultError::Audit(e.to_string()))?;
+        Ok(())
+    }
+
     /// Audits a failure and returns the error (or the audit failure, which is worse).
     pub(crate) async fn audit_failure<T>(
         &self,
@@ -203,6 +220,19 @@ impl Vault {
         ran: Arc<std::sync::atomic::AtomicBool>,
         finish: impl FnOnce(AuditEvent, &[WriteOutcome]) -> AuditEvent + Send + 'static,
     ) -> Option<BeforeCommit> {
+        self.audit_hook_with(event, ran, finish, (None, None))
+    }
+
+    /// [`Vault::audit_hook`] that also appends, in the same append, the events held for an
+    /// HL7 message (before the write's event; put back if the append fails) and `after` (the
+    /// message's own event, after it).
+    pub(crate) fn audit_hook_with(
+        &self,
+        event: AuditEvent,
+        ran: Arc<std::sync::atomic::AtomicBool>,
+        finish: impl FnOnce(AuditEvent, &[WriteOutcome]) -> AuditEvent + Send + 'static,
+        (held, after): (Option<held::HeldEvents>, Option<AuditEvent>),
+    ) -> Option<BeforeCommit> {
         if self.audit_off {
             return None;
         }
@@ -211,12 +241,29 @@ impl Vault {
         Some(Box::new(move |outcomes: Vec<WriteOutcome>| {
             let fut: BoxFuture<'static, Result<(), StoreError>> = Box::pin(async move {
                 ran.store(true, std::sync::atomic::Ordering::SeqCst);
-                let event = finish(event, &outcomes);
-                let draft = Self::draft(&event).map_err(|_| StoreError::Corrupt {
-                    context: "audit",
-                    detail: "event could not be encoded".into(),
-                })?;
-                store.append(vec![draft], chain).await.map(|_| ())
+                let before = held
+                    .as_ref()
+                    .map(held::HeldEvents::take)
+                    .unwrap_or_default();
+                let mut events = before.clone();
+                events.push(finish(event, &outcomes));
+                events.extend(after);
+                let drafts = events
+                    .iter()
+                    .map(Self::draft)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| StoreError::Corrupt {
+                        context: "audit",
+                        detail: "event could not be encoded".into(),
+                    });
+                let result = match drafts {
+                    Ok(d) => store.append(d, chain).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if let (Err(_), Some(h)) = (&result, &held) {
+                    h.restore(before);
+                }
+                result
             });
             fut
         }))

@@ -93,19 +93,51 @@ impl Vault {
         patients: Vec<ResourceId>,
         reason: Option<&'static str>,
     ) -> Result<(), VaultError> {
+        let written = ctx.held.as_ref().is_some_and(|h| h.message_written());
+        if reason.is_none() && written {
+            // The event went with the message's write; only what was held since remains.
+            return self.audit_with_held(ctx, None).await;
+        }
+        let e = self.message_audit_event(ctx, message_type, &patients, reason);
+        self.audit_with_held(ctx, Some(e)).await
+    }
+
+    /// The event [`Vault::message_event`] writes.
+    pub(crate) fn message_audit_event(
+        &self,
+        ctx: &Ctx,
+        message_type: &str,
+        patients: &[ResourceId],
+        reason: Option<&'static str>,
+    ) -> crate::audit::AuditEvent {
+        let pseudonyms: Vec<_> = patients
+            .iter()
+            .map(|p| self.keyring.pseudonym(&ctx.org, p))
+            .collect();
+        self.message_event_for(ctx, message_type, &pseudonyms, reason)
+    }
+
+    /// The event of a message touching the patients of these pseudonyms.
+    pub(crate) fn message_event_for(
+        &self,
+        ctx: &Ctx,
+        message_type: &str,
+        pseudonyms: &[phivault_core::Digest32],
+        reason: Option<&'static str>,
+    ) -> crate::audit::AuditEvent {
         let mut e = self.event(ctx, "hl7-message");
         e.resource_type = Some(message_type.to_owned());
-        for p in &patients {
-            e = e.patient(Some(self.keyring.pseudonym(&ctx.org, p)));
+        for p in pseudonyms {
+            e = e.patient(Some(*p));
         }
-        e.count = Some(patients.len() as u64);
+        e.count = Some(pseudonyms.len() as u64);
         if let Some(r) = reason {
             if r != "duplicate" {
                 e.outcome = crate::audit::Outcome::Error;
             }
             e.reason = Some(r.to_owned());
         }
-        self.audit(e).await
+        e
     }
 
     /// Whether an ORG_ADMIN turned on the care-team rule (integrations grant the attending).

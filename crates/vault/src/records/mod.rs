@@ -487,10 +487,10 @@ impl Vault {
                 let mut event = event;
                 event.fields = s.fields();
                 event.break_glass = allowed.break_glass;
-                self.audit(event).await?;
+                self.audit_read(ctx, event).await?;
                 Ok(s)
             }
-            Err(e) => self.audit_failure(event, e).await,
+            Err(e) => self.audit_read_failure(ctx, event, e).await,
         }
     }
 

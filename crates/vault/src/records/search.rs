@@ -179,10 +179,10 @@ impl Vault {
                 if let Some((_, s)) = found.first() {
                     event.fields = s.fields();
                 }
-                self.audit(event).await?;
+                self.audit_read(ctx, event).await?;
                 Ok((found.into_iter().map(|(_, s)| s).collect(), more))
             }
-            Err(e) => self.audit_failure(event, e).await,
+            Err(e) => self.audit_read_failure(ctx, event, e).await,
         }
     }
 }

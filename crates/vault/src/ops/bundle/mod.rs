@@ -118,7 +118,7 @@ impl Vault {
         &self,
         ctx: &Ctx,
         bundle: Value,
-        sender: &str,
+        (sender, message_type): (&str, &str),
     ) -> Result<(), VaultError> {
         let event = self.event(ctx, "transaction");
         let planned = match parse_bundle(bundle) {
@@ -131,7 +131,7 @@ impl Vault {
         };
         let control_id = ctx.request_id.as_deref().unwrap_or("");
         let receipt = self.receipt_id(ctx, sender, control_id)?;
-        self.transaction(ctx, planned, Some(receipt))
+        self.transaction(ctx, planned, Some((receipt, message_type)))
             .await
             .map(|_| ())
     }
@@ -217,7 +217,7 @@ impl Vault {
         &self,
         ctx: &Ctx,
         planned: Vec<Planned>,
-        receipt: Option<ResourceId>,
+        receipt: Option<(ResourceId, &str)>,
     ) -> Result<Vec<EntryResponse>, VaultError> {
         let event = self.event(ctx, "transaction");
         // Role, scope and purpose for every entry before any reference or record is looked up.
@@ -252,12 +252,26 @@ impl Vault {
         let (mut identity, mut clinical): (Vec<Ready>, Vec<Ready>) = ready
             .into_iter()
             .partition(|r| store_kind(r.write.record.rtype) == StoreKind::Identity);
-        // A message's receipt goes with the part committed last (nothing written: none).
-        if let Some(id) = receipt {
-            if !clinical.is_empty() {
-                clinical.push(self.receipt_ready(ctx, id, StoreKind::Clinical)?);
+        // A message's receipt and its event go with the part committed last (nothing
+        // written: neither; the adapter writes the event).
+        let mut message_event = None;
+        if let Some((id, message_type)) = receipt {
+            let mut pseudonyms: Vec<Digest32> = Vec::new();
+            for p in identity.iter().chain(&clinical).chain(&unchanged) {
+                if let Some(p) = p.patient.filter(|p| !pseudonyms.contains(p)) {
+                    pseudonyms.push(p);
+                }
+            }
+            let last = if !clinical.is_empty() {
+                Some((&mut clinical, StoreKind::Clinical))
             } else if !identity.is_empty() {
-                identity.push(self.receipt_ready(ctx, id, StoreKind::Identity)?);
+                Some((&mut identity, StoreKind::Identity))
+            } else {
+                None
+            };
+            if let Some((part, kind)) = last {
+                part.push(self.receipt_ready(ctx, id, kind)?);
+                message_event = Some(self.message_event_for(ctx, message_type, &pseudonyms, None));
             }
         }
         let mut event = event;
@@ -265,11 +279,15 @@ impl Vault {
         if identity.is_empty() && clinical.is_empty() {
             self.audit_unchanged(event.clone(), &unchanged).await?;
         }
+        let (last_identity, last_clinical) = match clinical.is_empty() {
+            true => (message_event.clone(), None),
+            false => (None, message_event.clone()),
+        };
         let identity = self
-            .commit_part(ctx, StoreKind::Identity, identity, &event)
+            .commit_part(ctx, StoreKind::Identity, identity, (&event, last_identity))
             .await?;
         let clinical = match self
-            .commit_part(ctx, StoreKind::Clinical, clinical, &event)
+            .commit_part(ctx, StoreKind::Clinical, clinical, (&event, last_clinical))
             .await
         {
             Ok(c) => c,
@@ -278,6 +296,9 @@ impl Vault {
                 return Err(e);
             }
         };
+        if let (Some(_), Some(h)) = (&message_event, &ctx.held) {
+            h.mark_message_written();
+        }
         let mut all: Vec<Ready> = identity
             .into_iter()
             .chain(clinical)
@@ -489,7 +510,7 @@ impl Vault {
         ctx: &Ctx,
         kind: StoreKind,
         part: Vec<Ready>,
-        base_event: &AuditEvent,
+        (base_event, after): (&AuditEvent, Option<AuditEvent>),
     ) -> Result<Vec<Ready>, VaultError> {
         if part.is_empty() {
             return Ok(part);
@@ -502,7 +523,8 @@ impl Vault {
         }
         let writes: Vec<RecordWrite> = part.iter().map(|r| r.write.clone()).collect();
         let ran = Arc::new(AtomicBool::new(false));
-        let hook = self.audit_hook(event.clone(), ran.clone(), |e, _| e);
+        let extra = (ctx.held.clone(), after);
+        let hook = self.audit_hook_with(event.clone(), ran.clone(), |e, _| e, extra);
         match self.store(kind).write_all(&ctx.org, writes, hook).await {
             Ok(Ok(())) => Ok(part),
             Ok(Err(conflicts)) => {
