@@ -56,6 +56,7 @@ pub struct EntryResponse {
     pub error: Option<VaultError>,
 }
 
+mod message;
 mod parse;
 pub use parse::parse_etag;
 use parse::{Planned, bad, parse_bundle, rewrite_refs};
@@ -108,66 +109,6 @@ impl Vault {
                 Ok((kind, out))
             }
         }
-    }
-
-    /// Writes the transaction Bundle of HL7 v2 message `ctx.request_id` from `sender`, with
-    /// the message's receipt (see [`ResourceType::HL7_APPLIED`]) in the same store
-    /// transaction as its last part, so that "applied" and "recorded as applied" are one
-    /// durable commit.
-    pub async fn bundle_for_message(
-        &self,
-        ctx: &Ctx,
-        bundle: Value,
-        (sender, message_type): (&str, &str),
-    ) -> Result<(), VaultError> {
-        let event = self.event(ctx, "transaction");
-        let planned = match parse_bundle(bundle) {
-            Ok((BundleKind::Transaction, p)) => p,
-            Ok((BundleKind::Batch, _)) => {
-                let e = VaultError::Invalid("a message is written as a transaction".into());
-                return self.audit_failure(event, e).await;
-            }
-            Err(e) => return self.audit_failure(event, e).await,
-        };
-        let control_id = ctx.request_id.as_deref().unwrap_or("");
-        let receipt = self.receipt_id(ctx, sender, control_id)?;
-        self.transaction(ctx, planned, Some((receipt, message_type)))
-            .await
-            .map(|_| ())
-    }
-
-    /// The receipt row of a message, ready to be written with the part of `kind`.
-    fn receipt_ready(
-        &self,
-        ctx: &Ctx,
-        id: ResourceId,
-        kind: StoreKind,
-    ) -> Result<Ready, VaultError> {
-        let rtype = match kind {
-            StoreKind::Identity => ResourceType::HL7_APPLIED_IDENTITY,
-            StoreKind::Clinical => ResourceType::HL7_APPLIED,
-        };
-        let key = RecordKey { rtype, id };
-        let write = self.seal_bytes(
-            ctx,
-            &key,
-            (Version::FIRST, Expected::Absent),
-            b"applied",
-            None,
-            Vec::new(),
-        )?;
-        Ok(Ready {
-            n: RECEIPT,
-            method: Method::Put,
-            id: key.id,
-            write,
-            resource: None,
-            patient: None,
-            prior: None,
-            others: Vec::new(),
-            before: None,
-            unchanged: false,
-        })
     }
 
     async fn batch(&self, ctx: &Ctx, planned: Vec<Planned>) -> Vec<EntryResponse> {
