@@ -33,7 +33,7 @@ pub struct ClientTarget {
 #[derive(Debug, Subcommand)]
 pub enum ClientAdminCmd {
     /// List the organization's clients: id, name, role, scopes, enabled or disabled (never a
-    /// secret). JSON: `[{client_id, organization, name, role, scopes, purposes, disabled,
+    /// secret). JSON: `[{client_id, organization, name, role, scopes, purposes, default_purpose, disabled,
     /// created_at}]`.
     List(ListArgs),
     /// Disable a client: its secret is refused and every token it holds ends at once, on

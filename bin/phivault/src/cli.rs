@@ -314,6 +314,10 @@ pub enum ClientCmd {
         /// Space-separated purposes of use the client acts for (default "TREAT HOPERAT").
         #[arg(long)]
         purposes: Option<String>,
+        /// The purpose of use applied when a call sends no `X-Purpose-Of-Use` header (one of
+        /// `--purposes`, e.g. TREAT); without it such calls are refused.
+        #[arg(long)]
+        default_purpose: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -784,6 +788,7 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
                     role,
                     scopes,
                     purposes,
+                    default_purpose,
                     json,
                 },
         } => {
@@ -792,9 +797,13 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
             let result = async {
                 let c = ctx(&opened, &org).await?;
                 let o = c.org().clone();
+                let purposes = phivault_vault::auth::ClientPurposes {
+                    list: purposes.as_deref(),
+                    default: default_purpose.as_deref(),
+                };
                 opened
                     .vault
-                    .add_client(&c, &o, &name, role, &scopes, purposes.as_deref())
+                    .add_client_with(&c, &o, &name, role, &scopes, purposes)
                     .await
                     .map_err(|e| vault_err(&e))
             }

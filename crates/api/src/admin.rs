@@ -32,11 +32,11 @@ pub fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(list_grants, grant))
 }
 
-/// `GET /admin/clients` → `[{client_id, organization, name, role, scopes, purposes, disabled,
+/// `GET /admin/clients` → `[{client_id, organization, name, role, scopes, purposes, default_purpose, disabled,
 /// created_at}]`, never a secret. Permissions: ORG_ADMIN (its organization), SUPER_ADMIN
 /// (every organization); the vault's policy decides.
 #[utoipa::path(get, path = "/admin/clients", tag = "admin",
-    responses((status = 200, description = "`[{client_id, organization, name, role, scopes, purposes, disabled, created_at}]`", body = Object), JsonErrors),
+    responses((status = 200, description = "`[{client_id, organization, name, role, scopes, purposes, default_purpose, disabled, created_at}]`", body = Object), JsonErrors),
     security(("bearer" = [])))]
 async fn list_clients(
     State(state): State<AppState>,

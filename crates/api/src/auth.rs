@@ -298,6 +298,7 @@ async fn break_glass(
         .map_err(|_| ApiError(VaultError::Invalid("invalid patient id".into())))?;
     let mut ctx = auth.ctx();
     ctx.purpose = Some("ETREAT".into());
+    ctx.purpose_source = None;
     let g = state
         .vault
         .break_glass(&ctx, &patient, &body.reason)

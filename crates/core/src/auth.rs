@@ -119,6 +119,8 @@ pub struct ClientRecord {
     pub scopes: String,
     /// Space-separated purpose-of-use codes the client acts for.
     pub purposes: String,
+    /// The purpose of use applied when a call states none (one of `purposes`), if any.
+    pub default_purpose: Option<String>,
     pub secret_hash: Vec<u8>,
     pub disabled: bool,
     pub created_at: i64,

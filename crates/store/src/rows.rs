@@ -154,6 +154,7 @@ pub(crate) fn client(r: &impl Cols) -> Result<ClientRecord, StoreError> {
         role: role(r, ctx)?,
         scopes: r.text("scopes").map_err(&g)?,
         purposes: r.text("purposes").map_err(&g)?,
+        default_purpose: Some(r.text("default_purpose").map_err(&g)?).filter(|p| !p.is_empty()),
         secret_hash: r.bytes("secret_hash").map_err(&g)?,
         disabled: r.flag("disabled").map_err(&g)?,
         created_at: r.int("created_at").map_err(&g)?,
@@ -165,7 +166,7 @@ pub(crate) fn client(r: &impl Cols) -> Result<ClientRecord, StoreError> {
 pub(crate) mod sql {
     /// The clients, optionally of one organization: bind the organization twice (or NULL).
     pub(crate) const CLIENTS: &str = "SELECT id, org, name, role, scopes, purposes, \
-         secret_hash, disabled, created_at FROM {s}.clients \
+         default_purpose, secret_hash, disabled, created_at FROM {s}.clients \
          WHERE (? IS NULL OR org = ?) ORDER BY org, name, id";
     /// Live grants of one organization: bind the organization and now.
     pub(crate) const LIVE_GRANTS_IN: &str = "SELECT id, org, user_id, patient, purpose, kind, \

@@ -133,6 +133,8 @@ pub struct Ctx {
     pub(crate) actor: Actor,
     /// HL7 PurposeOfUse code of the request.
     pub purpose: Option<String>,
+    /// Where `purpose` came from (header, client default, session, role default).
+    pub purpose_source: Option<auth::PurposeSource>,
     /// Network address of the client.
     pub source: Option<String>,
     pub user_agent: Option<String>,
@@ -149,6 +151,7 @@ impl Ctx {
             org,
             actor,
             purpose: None,
+            purpose_source: None,
             source: None,
             user_agent: None,
             request_id: None,
@@ -200,8 +203,9 @@ impl Ctx {
         c
     }
 
-    /// A context for an authenticated principal (only the vault makes one), with its purpose.
-    pub fn for_principal(p: &auth::Principal, purpose: Option<String>) -> Self {
+    /// A context for an authenticated principal (only the vault makes one), with the purpose
+    /// it states (the `X-Purpose-Of-Use` header), else the principal's default purpose.
+    pub fn for_principal(p: &auth::Principal, stated: Option<String>) -> Self {
         let subject = match &p.actor {
             Actor::Client { .. } => policy::Subject::Client {
                 role: p.role,
@@ -219,7 +223,7 @@ impl Ctx {
             }
         };
         let mut c = Self::with_subject(p.org.clone(), p.actor.clone(), subject);
-        c.purpose = purpose;
+        (c.purpose, c.purpose_source) = auth::purpose::applied(stated, p.default_purpose.as_ref());
         c
     }
 
@@ -400,10 +404,12 @@ mod ctx_tests {
             role: phivault_core::Role::SuperAdmin,
             scopes: vec!["system/*.cruds".into()],
             purposes: vec!["TREAT".into()],
+            default_purpose: Some(("TREAT".into(), auth::PurposeSource::ClientDefault)),
         };
         for ctx in [
             Ctx::anonymous(org.clone()),
             Ctx::for_principal(&odd, Some("TREAT".into())),
+            Ctx::for_principal(&odd, None),
         ] {
             assert_eq!(ctx.subject(), &Subject::Nobody);
             let purposes = Purpose::ALL.map(Some);

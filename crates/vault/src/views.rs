@@ -20,8 +20,8 @@ pub fn time_millis(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |ms| time_secs(ms.div_euclid(1000)))
 }
 
-/// A service client: `{client_id, organization, name, role, scopes, purposes, disabled,
-/// created_at}`.
+/// A service client: `{client_id, organization, name, role, scopes, purposes, default_purpose,
+/// disabled, created_at}` (`default_purpose` null when none).
 pub fn client(c: &ClientInfo) -> Value {
     json!({
         "client_id": c.id,
@@ -30,6 +30,7 @@ pub fn client(c: &ClientInfo) -> Value {
         "role": c.role.as_str(),
         "scopes": c.scopes,
         "purposes": c.purposes,
+        "default_purpose": c.default_purpose,
         "disabled": c.disabled,
         "created_at": time_millis(Some(c.created_at)),
     })

@@ -509,8 +509,8 @@ impl ControlStore for PostgresControlStore {
     }
 
     async fn create_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
-        let done = sqlx::query(self.q("INSERT INTO {s}.clients (id, org, name, role, scopes, purposes, secret_hash, disabled, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+        let done = sqlx::query(self.q("INSERT INTO {s}.clients (id, org, name, role, scopes, purposes, default_purpose, secret_hash, \
+             disabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
         )
         .bind(&c.id)
         .bind(c.org.as_str())
@@ -518,6 +518,7 @@ impl ControlStore for PostgresControlStore {
         .bind(c.role.as_str())
         .bind(&c.scopes)
         .bind(&c.purposes)
+        .bind(c.default_purpose.as_deref().unwrap_or(""))
         .bind(c.secret_hash.as_slice())
         .bind(c.disabled)
         .bind(c.created_at)
@@ -529,8 +530,8 @@ impl ControlStore for PostgresControlStore {
 
     async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
         let row = sqlx::query(self.q(
-            "SELECT id, org, name, role, scopes, purposes, secret_hash, disabled, created_at \
-             FROM {s}.clients WHERE id = ?",
+            "SELECT id, org, name, role, scopes, purposes, default_purpose, secret_hash, disabled, \
+             created_at FROM {s}.clients WHERE id = ?",
         ))
         .bind(id)
         .fetch_optional(&self.pool)

@@ -44,6 +44,11 @@ pub(crate) const CONTROL: &[Migration] = &[
         name: "0004_usernames_per_org",
         sql: include_str!("../../migrations/postgres/control/0004_usernames_per_org.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_client_default_purpose",
+        sql: include_str!("../../migrations/postgres/control/0005_client_default_purpose.sql"),
+    },
 ];
 
 /// The advisory-lock key of schema migrations (any fixed number, shared by all nodes).

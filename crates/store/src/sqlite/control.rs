@@ -499,8 +499,8 @@ impl ControlStore for SqliteControlStore {
 
     async fn create_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "INSERT INTO clients (id, org, name, role, scopes, purposes, secret_hash, disabled, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO clients (id, org, name, role, scopes, purposes, default_purpose, secret_hash, \
+             disabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(&c.id)
         .bind(c.org.as_str())
@@ -508,6 +508,7 @@ impl ControlStore for SqliteControlStore {
         .bind(c.role.as_str())
         .bind(&c.scopes)
         .bind(&c.purposes)
+        .bind(c.default_purpose.as_deref().unwrap_or(""))
         .bind(c.secret_hash.as_slice())
         .bind(c.disabled)
         .bind(c.created_at)
@@ -519,8 +520,8 @@ impl ControlStore for SqliteControlStore {
 
     async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, org, name, role, scopes, purposes, secret_hash, disabled, created_at \
-             FROM clients WHERE id = ?",
+            "SELECT id, org, name, role, scopes, purposes, default_purpose, secret_hash, disabled, \
+             created_at FROM clients WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.db.reader)

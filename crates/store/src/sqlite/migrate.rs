@@ -53,6 +53,11 @@ pub(crate) const CONTROL: &[Migration] = &[
         name: "0007_usernames_per_org",
         sql: include_str!("../../migrations/sqlite/control/0007_usernames_per_org.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_client_default_purpose",
+        sql: include_str!("../../migrations/sqlite/control/0008_client_default_purpose.sql"),
+    },
 ];
 
 pub(crate) const AUDIT: &[Migration] = &[Migration {

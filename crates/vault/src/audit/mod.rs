@@ -60,6 +60,10 @@ pub struct AuditEvent {
     pub fields: Vec<String>,
     pub break_glass: bool,
     pub count: Option<u64>,
+    /// Where the purpose came from: `header`, `client-default`, `session` or `role-default`.
+    /// Last and skipped when empty, so events written before it verify unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose_source: Option<String>,
 }
 
 impl AuditEvent {
@@ -87,6 +91,7 @@ impl AuditEvent {
             fields: Vec::new(),
             break_glass: false,
             count: None,
+            purpose_source: ctx.purpose_source.map(|s| s.as_str().to_owned()),
         }
     }
 

@@ -359,6 +359,7 @@ mod tests {
             fields: vec![],
             break_glass: false,
             count: None,
+            purpose_source: None,
         }
     }
 

@@ -21,6 +21,8 @@ pub struct ClientInfo {
     pub role: Role,
     pub scopes: String,
     pub purposes: String,
+    /// The purpose applied when a call states none, if any.
+    pub default_purpose: Option<String>,
     pub disabled: bool,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
@@ -35,6 +37,7 @@ impl From<&ClientRecord> for ClientInfo {
             role: c.role,
             scopes: c.scopes.clone(),
             purposes: c.purposes.clone(),
+            default_purpose: c.default_purpose.clone(),
             disabled: c.disabled,
             created_at: c.created_at,
         }

@@ -83,8 +83,16 @@ pub struct NewClient {
     pub client_secret: SecretString,
 }
 
+/// The purposes of use of a new client: the list it acts for (default "TREAT HOPERAT") and the
+/// one applied when a call states none (must be in the list; none by default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientPurposes<'a> {
+    pub list: Option<&'a str>,
+    pub default: Option<&'a str>,
+}
+
 impl Vault {
-    /// Registers a service client.
+    /// Registers a service client with no default purpose (see [`Vault::add_client_with`]).
     pub async fn add_client(
         &self,
         ctx: &Ctx,
@@ -93,6 +101,24 @@ impl Vault {
         role: Role,
         scopes: &str,
         purposes: Option<&str>,
+    ) -> Result<NewClient, VaultError> {
+        let purposes = ClientPurposes {
+            list: purposes,
+            default: None,
+        };
+        self.add_client_with(ctx, org, name, role, scopes, purposes)
+            .await
+    }
+
+    /// Registers a service client, with its purposes of use and optional default purpose.
+    pub async fn add_client_with(
+        &self,
+        ctx: &Ctx,
+        org: &OrgId,
+        name: &str,
+        role: Role,
+        scopes: &str,
+        purposes: ClientPurposes<'_>,
     ) -> Result<NewClient, VaultError> {
         let mut event = self.event(ctx, "client-add");
         event.reason = Some(format!("client:{name} role:{role}"));
@@ -121,19 +147,9 @@ impl Vault {
             Ok(p) => p,
             Err(e) => return self.audit_failure(event, e).await,
         };
-        let purposes = purposes.unwrap_or("TREAT HOPERAT");
-        let parsed_purposes: Option<Vec<crate::policy::Purpose>> = purposes
-            .split_whitespace()
-            .map(crate::policy::Purpose::parse)
-            .collect();
-        let purposes = match parsed_purposes {
-            Some(p) if !p.is_empty() => p.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(" "),
-            _ => {
-                let e = VaultError::Invalid(
-                    "purposes are HL7 PurposeOfUse codes such as TREAT HOPERAT".into(),
-                );
-                return self.audit_failure(event, e).await;
-            }
+        let (purposes, default_purpose) = match super::purpose::client_purposes(purposes) {
+            Ok(p) => p,
+            Err(e) => return self.audit_failure(event, e).await,
         };
         let normalized: Vec<String> = parsed
             .iter()
@@ -147,6 +163,7 @@ impl Vault {
             role,
             scopes: normalized.join(" "),
             purposes,
+            default_purpose,
             secret_hash: self.keyring.token_hash("client", secret.expose()).to_vec(),
             disabled: false,
             created_at: self.clock.now_millis(),
@@ -263,6 +280,9 @@ impl Vault {
             role: c.role,
             scopes: s.scopes.split_whitespace().map(str::to_owned).collect(),
             purposes: c.purposes.split_whitespace().map(str::to_owned).collect(),
+            default_purpose: c
+                .default_purpose
+                .map(|d| (d, super::PurposeSource::ClientDefault)),
         })
     }
 }

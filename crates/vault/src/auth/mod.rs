@@ -6,10 +6,12 @@ mod client_admin;
 pub mod clients;
 mod factors;
 pub mod lockout;
+pub mod purpose;
 mod users;
 
 pub use client_admin::{ClientAction, ClientChanged, ClientInfo};
-pub use clients::{NewClient, Scope, parse_scopes, scopes_allow};
+pub use clients::{ClientPurposes, NewClient, Scope, parse_scopes, scopes_allow};
+pub use purpose::PurposeSource;
 pub use users::{NewUser, UserInfo};
 
 use crate::audit::AuditEvent;
@@ -54,6 +56,9 @@ pub struct Principal {
     pub(crate) scopes: Vec<String>,
     /// The purposes of use a service client acts for (empty for people: they state theirs).
     pub(crate) purposes: Vec<String>,
+    /// The purpose applied when a call states none, and where it comes from (a client's
+    /// default, a person's session or the role's default in the organization).
+    pub(crate) default_purpose: Option<(String, PurposeSource)>,
 }
 
 /// Only the vault makes a principal (by authenticating a session or token), so its fields are
@@ -79,6 +84,9 @@ impl Principal {
     }
     pub fn purposes(&self) -> &[String] {
         &self.purposes
+    }
+    pub fn default_purpose(&self) -> Option<(&str, PurposeSource)> {
+        self.default_purpose.as_ref().map(|(p, s)| (p.as_str(), *s))
     }
 }
 
@@ -540,6 +548,7 @@ impl Vault {
             role: u.role,
             scopes: Vec::new(),
             purposes: Vec::new(),
+            default_purpose: None,
         })
     }
 

@@ -198,6 +198,8 @@ impl Vault {
         let mut event = self.event(ctx, "break-glass").patient(Some(pseudonym));
         event.break_glass = true;
         event.purpose = Some("ETREAT".into());
+        // The vault's own purpose for break-glass, not one stated or defaulted.
+        event.purpose_source = None;
         let (user_id, username) = match (&ctx.subject, &ctx.actor) {
             (Subject::User(Role::Clinician), Actor::User { id, username }) => {
                 (id.clone(), username.clone())
