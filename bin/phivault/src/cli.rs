@@ -342,6 +342,23 @@ pub enum OrgCmd {
         #[command(flatten)]
         dir: DirArgs,
     },
+    /// Set the organization's default purpose of use for people of a role who choose none at
+    /// sign-in (their calls then need no X-Purpose-Of-Use header), or clear it.
+    DefaultPurpose {
+        #[command(flatten)]
+        dir: DirArgs,
+        #[command(flatten)]
+        org: OrgArgs,
+        /// The role, e.g. CLINICIAN.
+        #[arg(long)]
+        role: String,
+        /// An HL7 PurposeOfUse code the role may act for, e.g. TREAT.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        purpose: Option<String>,
+        /// Remove the default: people of the role must state a purpose.
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -747,7 +764,9 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         }
         Command::Org { what } => {
             let dir = match &what {
-                OrgCmd::Add { dir, .. } | OrgCmd::List { dir } => dir.data_dir.clone(),
+                OrgCmd::Add { dir, .. }
+                | OrgCmd::List { dir }
+                | OrgCmd::DefaultPurpose { dir, .. } => dir.data_dir.clone(),
             };
             let opened = open(&dir).await?;
             let result = async {
@@ -771,6 +790,20 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
                         {
                             println!("{}\t{}", o.id, o.name);
                         }
+                    }
+                    OrgCmd::DefaultPurpose {
+                        org, role, purpose, ..
+                    } => {
+                        let role = parse_role(&role)?;
+                        let c = ctx(&opened, &org).await?;
+                        let o = c.org().clone();
+                        let set = opened
+                            .vault
+                            .set_role_default_purpose(&c, &o, role, purpose.as_deref())
+                            .await
+                            .map_err(|e| vault_err(&e))?;
+                        let set = set.as_deref().unwrap_or("none");
+                        println!("default purpose of {role} in {o}: {set}");
                     }
                 }
                 Ok::<_, String>(())

@@ -226,3 +226,109 @@ fn a_default_purpose_must_be_one_of_the_clients_purposes() {
     assert_eq!(names, ["good"]);
     assert_eq!(listed[0]["default_purpose"], "HOPERAT");
 }
+
+/// The events of action `action` of the person `username`.
+fn person_events(data: &Path, username: &str, action: &str) -> Vec<Value> {
+    let actor = format!("user:{username}");
+    audit_events(data)
+        .into_iter()
+        .filter(|e| e["actor"] == actor.as_str() && e["action"] == action)
+        .collect()
+}
+
+/// A `POST /fhir/Patient` with no `X-Purpose-Of-Use` header.
+fn create_without_header(live: &Live, token: &str, mrn: &str) -> common::live::Resp {
+    let body = common::live::patient_with_mrn(mrn).to_string();
+    live.call(
+        "POST",
+        "/fhir/Patient",
+        Some(token),
+        None,
+        Some(("application/fhir+json", body.as_bytes())),
+        &[],
+    )
+}
+
+#[test]
+fn a_person_uses_the_purpose_chosen_at_sign_in_else_the_roles_default() {
+    let (mut otp_a, mut otp_b) = (String::new(), String::new());
+    let live = Live::start(|d| {
+        otp_a = common::live::add_user(d, "clin-a", "CLINICIAN");
+        otp_b = common::live::add_user(d, "clin-b", "CLINICIAN");
+    });
+    let chosen = serde_json::json!({"purpose_of_use": "TREAT"});
+    let a = live.enroll_with(None, "clin-a", &otp_a, "127.0.0.21", &chosen);
+    let b = live.sign_in("clin-b", &otp_b, "127.0.0.22");
+
+    // The session's purpose: no header needed.
+    let r = create_without_header(&live, &a.token, "PURPOSE-P1");
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // No session purpose, no default for the role: refused and audited as no-purpose.
+    let r = create_without_header(&live, &b, "PURPOSE-P2");
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    // The organization's default for CLINICIAN applies at once to sessions without a purpose.
+    let set = cli(
+        &live.data,
+        &["org", "default-purpose", "--role", "CLINICIAN", "HOPERAT"],
+    );
+    assert!(stdout_ok(&set).contains("HOPERAT"));
+    let r = create_without_header(&live, &b, "PURPOSE-P3");
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // The header still overrides.
+    let p = common::live::patient_with_mrn("PURPOSE-P4");
+    let r = live.fhir("POST", "/fhir/Patient", &b, "TREAT", Some(&p));
+    assert_eq!(r.status, 201, "{:?}", r.body);
+
+    let made = |e: &Value, purpose: &str, source: &str| {
+        e["outcome"] == "success" && e["purpose"] == purpose && e["purpose_source"] == source
+    };
+    let ev_a = person_events(&live.data, "clin-a", "create");
+    assert!(ev_a.iter().any(|e| made(e, "TREAT", "session")), "{ev_a:?}");
+    let ev_b = person_events(&live.data, "clin-b", "create");
+    assert!(
+        ev_b.iter().any(|e| e["outcome"] == "denied"
+            && e["reason"] == "no-purpose"
+            && e.get("purpose_source").is_none()),
+        "{ev_b:?}"
+    );
+    assert!(
+        ev_b.iter().any(|e| made(e, "HOPERAT", "role-default")),
+        "{ev_b:?}"
+    );
+    assert!(ev_b.iter().any(|e| made(e, "TREAT", "header")), "{ev_b:?}");
+    let set: Vec<Value> = audit_events(&live.data)
+        .into_iter()
+        .filter(|e| e["action"] == "default-purpose")
+        .collect();
+    assert!(
+        set.iter().any(|e| e["outcome"] == "success"
+            && e["purpose"] == "HOPERAT"
+            && e["reason"] == "role:CLINICIAN"),
+        "{set:?}"
+    );
+}
+
+#[test]
+fn a_purpose_the_role_may_not_act_for_is_refused_at_sign_in_and_as_a_default() {
+    let mut otp = String::new();
+    let live = Live::start(|d| otp = common::live::add_user(d, "viewer-a", "VIEWER"));
+    for bad in ["ETREAT", "NOPE"] {
+        let login = serde_json::json!({"username": "viewer-a", "password": otp,
+            "purpose_of_use": bad});
+        let r = live.post_from("127.0.0.23", "/auth/login", None, &login);
+        assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+        assert!(r.body.get("challenge").is_none(), "{bad}: {:?}", r.body);
+    }
+    let out = cli(
+        &live.data,
+        &["org", "default-purpose", "--role", "VIEWER", "ETREAT"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not allowed for the role"), "{err}");
+    let out = cli(
+        &live.data,
+        &["org", "default-purpose", "--role", "VIEWER", "--clear"],
+    );
+    assert!(stdout_ok(&out).contains("none"));
+}

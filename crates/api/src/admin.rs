@@ -30,6 +30,7 @@ pub fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(list_clients))
         .routes(routes!(change_client))
         .routes(routes!(list_grants, grant))
+        .routes(routes!(default_purpose))
 }
 
 /// `GET /admin/clients` → `[{client_id, organization, name, role, scopes, purposes, default_purpose, disabled,
@@ -228,4 +229,34 @@ async fn lockdown(
 ) -> Result<Json<Value>, ApiError> {
     let n = state.vault.lockdown(&auth.ctx()).await?;
     Ok(Json(json!({"revoked": n})))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct DefaultPurposeBody {
+    /// An HL7 PurposeOfUse code the role may act for, or null to clear the default.
+    purpose: Option<String>,
+}
+
+/// `PUT /admin/default-purposes/{role} {purpose}` → `{role, purpose}`: the organization's
+/// default purpose of use for people of `role` who choose none at sign-in (null clears it).
+/// Permissions: ORG_ADMIN (its organization), SUPER_ADMIN; the vault's policy decides.
+#[utoipa::path(put, path = "/admin/default-purposes/{role}", tag = "admin",
+    params(("role" = String, Path, description = "e.g. CLINICIAN")),
+    request_body = DefaultPurposeBody,
+    responses((status = 200, description = "`{role, purpose}`", body = Object), JsonErrors),
+    security(("bearer" = [])))]
+async fn default_purpose(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(role): Path<String>,
+    crate::error::Body(body): crate::error::Body<DefaultPurposeBody>,
+) -> Result<Json<Value>, ApiError> {
+    let role = Role::parse(&role).ok_or(ApiError(VaultError::Invalid("unknown role".into())))?;
+    let ctx = auth.ctx();
+    let org = ctx.org().clone();
+    let purpose = state
+        .vault
+        .set_role_default_purpose(&ctx, &org, role, body.purpose.as_deref())
+        .await?;
+    Ok(Json(json!({"role": role.as_str(), "purpose": purpose})))
 }

@@ -149,10 +149,14 @@ struct LoginBody {
     /// The organization's id: required when the vault has several organizations (usernames
     /// are unique within an organization, not across them); optional with one.
     organization: Option<String>,
+    /// The purpose of use for the session (an HL7 PurposeOfUse code the role may act for):
+    /// calls then need no `X-Purpose-Of-Use` header, which still overrides it. Without it,
+    /// the organization's default for the role applies, if any.
+    purpose_of_use: Option<String>,
 }
 
-/// `POST /auth/login {username, password, organization?}` → `{challenge, next}`.
-/// Permissions: none.
+/// `POST /auth/login {username, password, organization?, purpose_of_use?}` →
+/// `{challenge, next}`. Permissions: none.
 #[utoipa::path(post, path = "/auth/login", tag = "auth",
     request_body = LoginBody,
     responses((status = 200, description = "`{challenge, next}`: the next step (password, enroll or mfa)", body = Object), JsonErrors))]
@@ -164,11 +168,12 @@ async fn login(
     let ctx = login_ctx(&state, &info).await;
     let c = state
         .vault
-        .login_in(
+        .login_for(
             &ctx,
             body.organization.as_deref(),
             &body.username,
             SecretString::new(body.password),
+            body.purpose_of_use.as_deref(),
         )
         .await?;
     Ok(Json(

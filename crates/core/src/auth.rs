@@ -107,6 +107,8 @@ pub struct SessionRecord {
     pub revoked: bool,
     /// Space-separated scopes (service tokens).
     pub scopes: String,
+    /// The purpose of use a person chose at sign-in (challenges and sessions), if any.
+    pub purpose: Option<String>,
 }
 
 /// A service client (OAuth2 client credentials).

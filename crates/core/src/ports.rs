@@ -340,6 +340,20 @@ pub trait ControlStore: Send + Sync + std::fmt::Debug {
     /// Records tombstones of erased records. Idempotent: a tombstone already recorded (same
     /// organization, store and key) is kept as it is.
     async fn add_tombstones(&self, t: &[Tombstone]) -> Result<(), StoreError>;
+    /// An organization's default purpose of use for people of `role` who chose none at
+    /// sign-in, if it set one.
+    async fn role_default_purpose(
+        &self,
+        org: &OrgId,
+        role: crate::Role,
+    ) -> Result<Option<String>, StoreError>;
+    /// Sets (`Some`) or clears (`None`) that default.
+    async fn set_role_default_purpose(
+        &self,
+        org: &OrgId,
+        role: crate::Role,
+        purpose: Option<&str>,
+    ) -> Result<(), StoreError>;
     /// Every recorded tombstone, oldest first.
     async fn tombstones(&self) -> Result<Vec<Tombstone>, StoreError>;
 }

@@ -123,6 +123,7 @@ pub(crate) fn session(r: &impl Cols) -> Result<SessionRecord, StoreError> {
         expires_at: r.int("expires_at").map_err(&g)?,
         revoked: r.flag("revoked").map_err(&g)?,
         scopes: r.text("scopes").map_err(&g)?,
+        purpose: Some(r.text("purpose").map_err(&g)?).filter(|p| !p.is_empty()),
     })
 }
 
@@ -164,6 +165,20 @@ pub(crate) fn client(r: &impl Cols) -> Result<ClientRecord, StoreError> {
 /// The statements both backends run, with `{s}.` before each table name (the schema on
 /// PostgreSQL, nothing on SQLite) and `?` placeholders.
 pub(crate) mod sql {
+    /// A new client: bind [`super::create_client`]'s columns.
+    pub(crate) const CREATE_CLIENT: &str = "INSERT INTO {s}.clients (id, org, name, role, \
+         scopes, purposes, default_purpose, secret_hash, disabled, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING";
+    /// An organization's default purpose for a role: bind the organization and the role.
+    pub(crate) const ROLE_DEFAULT_PURPOSE: &str =
+        "SELECT purpose FROM {s}.role_default_purposes WHERE org = ? AND role = ?";
+    /// Sets it: bind the organization, the role and the purpose.
+    pub(crate) const SET_ROLE_DEFAULT_PURPOSE: &str = "INSERT INTO {s}.role_default_purposes \
+         (org, role, purpose) VALUES (?, ?, ?) \
+         ON CONFLICT (org, role) DO UPDATE SET purpose = excluded.purpose";
+    /// Clears it: bind the organization and the role.
+    pub(crate) const CLEAR_ROLE_DEFAULT_PURPOSE: &str =
+        "DELETE FROM {s}.role_default_purposes WHERE org = ? AND role = ?";
     /// The clients, optionally of one organization: bind the organization twice (or NULL).
     pub(crate) const CLIENTS: &str = "SELECT id, org, name, role, scopes, purposes, \
          default_purpose, secret_hash, disabled, created_at FROM {s}.clients \
@@ -375,3 +390,64 @@ pub(crate) fn tombstone(r: &impl Cols) -> Result<Tombstone, StoreError> {
         erased_at: r.int("erased_at").map_err(&g)?,
     })
 }
+
+/// An organization's default purpose for a role, on either backend (`$sql` makes a
+/// statement of [`sql`]'s text).
+macro_rules! role_default_purpose {
+    ($pool:expr, $sql:expr, $org:expr, $role:expr) => {{
+        let ctx = "read default purpose";
+        let row = sqlx::query($sql($crate::rows::sql::ROLE_DEFAULT_PURPOSE))
+            .bind($org.as_str())
+            .bind($role.as_str())
+            .fetch_optional($pool)
+            .await
+            .map_err(unavailable(ctx))?;
+        row.map(|r| r.try_get::<String, _>("purpose"))
+            .transpose()
+            .map_err(unavailable(ctx))
+    }};
+}
+pub(crate) use role_default_purpose;
+
+/// Sets (`Some`) or clears (`None`) an organization's default purpose for a role.
+macro_rules! set_role_default_purpose {
+    ($pool:expr, $sql:expr, $org:expr, $role:expr, $purpose:expr) => {{
+        let q = match $purpose {
+            Some(p) => sqlx::query($sql($crate::rows::sql::SET_ROLE_DEFAULT_PURPOSE))
+                .bind($org.as_str())
+                .bind($role.as_str())
+                .bind(p.to_owned()),
+            None => sqlx::query($sql($crate::rows::sql::CLEAR_ROLE_DEFAULT_PURPOSE))
+                .bind($org.as_str())
+                .bind($role.as_str()),
+        };
+        q.execute($pool)
+            .await
+            .map_err(unavailable("set default purpose"))?;
+        Ok(())
+    }};
+}
+pub(crate) use set_role_default_purpose;
+
+/// Inserts a client unless its id exists, on either backend: `Ok(true)` if inserted.
+macro_rules! create_client {
+    ($pool:expr, $sql:expr, $c:expr) => {{
+        let c = $c;
+        let done = sqlx::query($sql($crate::rows::sql::CREATE_CLIENT))
+            .bind(&c.id)
+            .bind(c.org.as_str())
+            .bind(&c.name)
+            .bind(c.role.as_str())
+            .bind(&c.scopes)
+            .bind(&c.purposes)
+            .bind(c.default_purpose.as_deref().unwrap_or(""))
+            .bind(c.secret_hash.as_slice())
+            .bind(c.disabled)
+            .bind(c.created_at)
+            .execute($pool)
+            .await
+            .map_err(unavailable("create client"))?;
+        Ok(done.rows_affected() == 1)
+    }};
+}
+pub(crate) use create_client;

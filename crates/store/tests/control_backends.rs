@@ -181,6 +181,7 @@ async fn behaves(c: Arc<dyn ControlStore>) {
         expires_at: 1000,
         revoked: false,
         scopes: String::new(),
+        purpose: Some("TREAT".into()),
     };
     c.put_session(&s).await.unwrap();
     c.touch_session(&s.token_hash, 20).await.unwrap();
@@ -260,6 +261,25 @@ async fn behaves(c: Arc<dyn ControlStore>) {
     assert!(!c.create_client(&cl).await.unwrap());
     assert_eq!(c.client("pvc-1").await.unwrap().unwrap(), cl);
     assert!(c.client("nope").await.unwrap().is_none());
+    // An organization's default purpose per role: set, replaced, cleared, per organization.
+    let (nurse, clin) = (Role::Nurse, Role::Clinician);
+    assert_eq!(c.role_default_purpose(&org, nurse).await.unwrap(), None);
+    c.set_role_default_purpose(&org, nurse, Some("TREAT"))
+        .await
+        .unwrap();
+    c.set_role_default_purpose(&org, nurse, Some("HOPERAT"))
+        .await
+        .unwrap();
+    c.set_role_default_purpose(&org, clin, Some("TREAT"))
+        .await
+        .unwrap();
+    let got = c.role_default_purpose(&org, nurse).await.unwrap();
+    assert_eq!(got.as_deref(), Some("HOPERAT"));
+    assert_eq!(c.role_default_purpose(&other, nurse).await.unwrap(), None);
+    c.set_role_default_purpose(&org, nurse, None).await.unwrap();
+    assert_eq!(c.role_default_purpose(&org, nurse).await.unwrap(), None);
+    let got = c.role_default_purpose(&org, clin).await.unwrap();
+    assert_eq!(got.as_deref(), Some("TREAT"));
 }
 
 /// An enabled INTEGRATION_MANAGER client.
@@ -289,6 +309,7 @@ fn token(byte: u8, kind: &str, subject: &str, org: &OrgId) -> SessionRecord {
         expires_at: 1_000,
         revoked: false,
         scopes: String::new(),
+        purpose: None,
     }
 }
 

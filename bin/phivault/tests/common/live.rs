@@ -526,10 +526,28 @@ impl Live {
 
     /// [`Live::enroll`] in organization `org` (none named when `None`).
     pub fn enroll_in(&self, org: Option<&str>, username: &str, otp: &str, from: &str) -> Enrolled {
+        self.enroll_with(org, username, otp, from, &Value::Null)
+    }
+
+    /// [`Live::enroll_in`], the sign-in's first step given the fields of `extra` as well
+    /// (`{"purpose_of_use": "TREAT"}`, say).
+    pub fn enroll_with(
+        &self,
+        org: Option<&str>,
+        username: &str,
+        otp: &str,
+        from: &str,
+        extra: &Value,
+    ) -> Enrolled {
         let post = |path: &str, body: Value| self.post_from(from, path, None, &body).body;
         let mut login = serde_json::json!({"username": username, "password": otp});
         if let Some(o) = org {
             login["organization"] = Value::from(o);
+        }
+        if let Some(fields) = extra.as_object() {
+            for (k, v) in fields {
+                login[k] = v.clone();
+            }
         }
         let r = post("/auth/login", login);
         let challenge = r["challenge"]

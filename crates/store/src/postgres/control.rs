@@ -4,7 +4,7 @@ use super::{check_schema, corrupt, migrate, number_params, unavailable};
 use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
-    ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
+    ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, Role,
     SessionRecord, StoreError, Tombstone, UserRecord, UserWrite,
 };
 use sqlx::Row;
@@ -337,7 +337,7 @@ impl ControlStore for PostgresControlStore {
     async fn put_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         sqlx::query(self.q(
             "INSERT INTO {s}.sessions (token_hash, kind, subject, org, created_at, last_seen_at, \
-             expires_at, revoked, scopes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             expires_at, revoked, scopes, purpose) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(s.token_hash.as_slice())
         .bind(&s.kind)
@@ -348,6 +348,7 @@ impl ControlStore for PostgresControlStore {
         .bind(s.expires_at)
         .bind(s.revoked)
         .bind(&s.scopes)
+        .bind(s.purpose.as_deref().unwrap_or(""))
         .execute(&self.pool)
         .await
         .map_err(unavailable("create session"))?;
@@ -357,7 +358,7 @@ impl ControlStore for PostgresControlStore {
     async fn session(&self, token_hash: &[u8]) -> Result<Option<SessionRecord>, StoreError> {
         let row = sqlx::query(self.q(
             "SELECT token_hash, kind, subject, org, created_at, last_seen_at, expires_at, \
-             revoked, scopes FROM {s}.sessions WHERE token_hash = ?",
+             revoked, scopes, purpose FROM {s}.sessions WHERE token_hash = ?",
         ))
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -509,23 +510,7 @@ impl ControlStore for PostgresControlStore {
     }
 
     async fn create_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
-        let done = sqlx::query(self.q("INSERT INTO {s}.clients (id, org, name, role, scopes, purposes, default_purpose, secret_hash, \
-             disabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
-        )
-        .bind(&c.id)
-        .bind(c.org.as_str())
-        .bind(&c.name)
-        .bind(c.role.as_str())
-        .bind(&c.scopes)
-        .bind(&c.purposes)
-        .bind(c.default_purpose.as_deref().unwrap_or(""))
-        .bind(c.secret_hash.as_slice())
-        .bind(c.disabled)
-        .bind(c.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable("create client"))?;
-        Ok(done.rows_affected() == 1)
+        rows::create_client!(&self.pool, |s: &str| self.q(s), c)
     }
 
     async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
@@ -556,6 +541,23 @@ impl ControlStore for PostgresControlStore {
         change: &ClientChange,
     ) -> Result<Option<u64>, StoreError> {
         rows::change_client!(self.pool.begin(), |s: &str| self.q(s), id, change)
+    }
+
+    async fn role_default_purpose(
+        &self,
+        org: &OrgId,
+        role: Role,
+    ) -> Result<Option<String>, StoreError> {
+        rows::role_default_purpose!(&self.pool, |s: &str| self.q(s), org, role)
+    }
+
+    async fn set_role_default_purpose(
+        &self,
+        org: &OrgId,
+        role: Role,
+        p: Option<&str>,
+    ) -> Result<(), StoreError> {
+        rows::set_role_default_purpose!(&self.pool, |s: &str| self.q(s), org, role, p)
     }
 
     async fn add_tombstones(&self, t: &[Tombstone]) -> Result<(), StoreError> {

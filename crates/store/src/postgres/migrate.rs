@@ -46,8 +46,8 @@ pub(crate) const CONTROL: &[Migration] = &[
     },
     Migration {
         version: 5,
-        name: "0005_client_default_purpose",
-        sql: include_str!("../../migrations/postgres/control/0005_client_default_purpose.sql"),
+        name: "0005_default_purposes",
+        sql: include_str!("../../migrations/postgres/control/0005_default_purposes.sql"),
     },
 ];
 

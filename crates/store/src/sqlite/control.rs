@@ -3,7 +3,7 @@ use super::{Db, corrupt, unavailable};
 use crate::rows;
 use async_trait::async_trait;
 use phivault_core::{
-    ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization,
+    ClientChange, ClientRecord, ControlStore, GrantRecord, KeyringEntry, OrgId, Organization, Role,
     SessionRecord, StoreError, Tombstone, UserRecord, UserWrite,
 };
 use sqlx::Row;
@@ -332,7 +332,7 @@ impl ControlStore for SqliteControlStore {
     async fn put_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (token_hash, kind, subject, org, created_at, last_seen_at, \
-             expires_at, revoked, scopes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             expires_at, revoked, scopes, purpose) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(s.token_hash.as_slice())
         .bind(&s.kind)
@@ -343,6 +343,7 @@ impl ControlStore for SqliteControlStore {
         .bind(s.expires_at)
         .bind(s.revoked)
         .bind(&s.scopes)
+        .bind(s.purpose.as_deref().unwrap_or(""))
         .execute(&self.db.writer)
         .await
         .map_err(unavailable("create session"))?;
@@ -352,7 +353,7 @@ impl ControlStore for SqliteControlStore {
     async fn session(&self, token_hash: &[u8]) -> Result<Option<SessionRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT token_hash, kind, subject, org, created_at, last_seen_at, expires_at, \
-             revoked, scopes FROM sessions WHERE token_hash = ?",
+             revoked, scopes, purpose FROM sessions WHERE token_hash = ?",
         )
         .bind(token_hash)
         .fetch_optional(&self.db.reader)
@@ -498,24 +499,7 @@ impl ControlStore for SqliteControlStore {
     }
 
     async fn create_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO clients (id, org, name, role, scopes, purposes, default_purpose, secret_hash, \
-             disabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(&c.id)
-        .bind(c.org.as_str())
-        .bind(&c.name)
-        .bind(c.role.as_str())
-        .bind(&c.scopes)
-        .bind(&c.purposes)
-        .bind(c.default_purpose.as_deref().unwrap_or(""))
-        .bind(c.secret_hash.as_slice())
-        .bind(c.disabled)
-        .bind(c.created_at)
-        .execute(&self.db.writer)
-        .await
-        .map_err(unavailable("create client"))?;
-        Ok(done.rows_affected() == 1)
+        rows::create_client!(&self.db.writer, sql, c)
     }
 
     async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
@@ -554,6 +538,23 @@ impl ControlStore for SqliteControlStore {
         change: &ClientChange,
     ) -> Result<Option<u64>, StoreError> {
         rows::change_client!(self.db.writer.begin(), sql, id, change)
+    }
+
+    async fn role_default_purpose(
+        &self,
+        org: &OrgId,
+        role: Role,
+    ) -> Result<Option<String>, StoreError> {
+        rows::role_default_purpose!(&self.db.reader, sql, org, role)
+    }
+
+    async fn set_role_default_purpose(
+        &self,
+        org: &OrgId,
+        role: Role,
+        p: Option<&str>,
+    ) -> Result<(), StoreError> {
+        rows::set_role_default_purpose!(&self.db.writer, sql, org, role, p)
     }
 
     async fn add_tombstones(&self, t: &[Tombstone]) -> Result<(), StoreError> {

@@ -55,8 +55,8 @@ pub(crate) const CONTROL: &[Migration] = &[
     },
     Migration {
         version: 8,
-        name: "0008_client_default_purpose",
-        sql: include_str!("../../migrations/sqlite/control/0008_client_default_purpose.sql"),
+        name: "0008_default_purposes",
+        sql: include_str!("../../migrations/sqlite/control/0008_default_purposes.sql"),
     },
 ];
 

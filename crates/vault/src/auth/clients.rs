@@ -225,7 +225,7 @@ impl Vault {
         };
         let ttl = self.auth_policy.service_token_ttl;
         let token = self
-            .new_token("bearer", &client.id, &client.org, ttl, &granted)
+            .new_token("bearer", &client.id, &client.org, ttl, &granted, None)
             .await?;
         // A disable or rotation that committed between the check above and the token's
         // insert revoked the tokens before this one existed: check again, and revoke it.

@@ -15,6 +15,7 @@ impl Vault {
         &self,
         u: &UserRecord,
         sealed: &[u8],
+        purpose: Option<String>,
     ) -> Result<IssuedToken, VaultError> {
         let at = self.clock.now_millis();
         let write = UserWrite::SignIn { sealed, at };
@@ -22,7 +23,9 @@ impl Vault {
             return Err(unauthenticated("user changed meanwhile"));
         }
         let ttl = self.auth_policy.session_absolute;
-        let token = self.new_token("session", &u.id, &u.org, ttl, "").await?;
+        let token = self
+            .new_token("session", &u.id, &u.org, ttl, "", purpose)
+            .await?;
         let now = self.control.user_by_id(&u.id).await?;
         if now.is_none_or(|n| n.disabled) {
             let hash = self.keyring.token_hash("session", token.expose());

@@ -197,6 +197,7 @@ impl Vault {
         org: &OrgId,
         ttl: i64,
         scopes: &str,
+        purpose: Option<String>,
     ) -> Result<SecretString, VaultError> {
         let token = SecretString::new(random_token::<32>()?);
         let now = self.now_secs();
@@ -211,6 +212,7 @@ impl Vault {
                 expires_at: now + ttl,
                 revoked: false,
                 scopes: scopes.to_owned(),
+                purpose,
             })
             .await?;
         Ok(token)
@@ -304,6 +306,20 @@ impl Vault {
         username: &str,
         password: SecretString,
     ) -> Result<Challenge, VaultError> {
+        self.login_for(ctx, org, username, password, None).await
+    }
+
+    /// [`Vault::login_in`] with the purpose of use the person chooses for the session (an
+    /// HL7 code their role may act for; checked once the password is): the session carries
+    /// it, so their calls need no `X-Purpose-Of-Use` header (which still overrides it).
+    pub async fn login_for(
+        &self,
+        ctx: &Ctx,
+        org: Option<&str>,
+        username: &str,
+        password: SecretString,
+        purpose: Option<&str>,
+    ) -> Result<Challenge, VaultError> {
         let user = match self.sign_in_org(org).await? {
             Some(org) => self.control.user_by_name(&org, username).await?,
             None => None,
@@ -336,6 +352,10 @@ impl Vault {
                 .credential_failure(event, &u.id, "wrong password", locked)
                 .await;
         }
+        let purpose = match purpose::sign_in_purpose(u.role, purpose) {
+            Ok(p) => p,
+            Err(e) => return self.audit_failure(event, e).await,
+        };
         // A correct password does not reset the failure count: only a completed sign-in does.
         let next = self.next_step(&u);
         let token = self
@@ -345,6 +365,7 @@ impl Vault {
                 &u.org,
                 self.auth_policy.challenge_ttl,
                 "",
+                purpose,
             )
             .await?;
         event.reason = Some(format!("next:{}", next.as_str()));
@@ -509,7 +530,7 @@ impl Vault {
                 .await;
         }
         self.control.revoke_session(&chal.token_hash).await?;
-        match self.signed_in(&u, &sealed).await {
+        match self.signed_in(&u, &sealed, chal.purpose.clone()).await {
             Ok(token) => {
                 self.audit(event).await?;
                 Ok(token)
@@ -539,6 +560,14 @@ impl Vault {
         self.control
             .touch_session(&s.token_hash, self.now_secs())
             .await?;
+        let default_purpose = match s.purpose {
+            Some(p) => Some((p, PurposeSource::Session)),
+            None => self
+                .control
+                .role_default_purpose(&u.org, u.role)
+                .await?
+                .map(|p| (p, PurposeSource::RoleDefault)),
+        };
         Ok(Principal {
             actor: Actor::User {
                 id: u.id.clone(),
@@ -548,7 +577,7 @@ impl Vault {
             role: u.role,
             scopes: Vec::new(),
             purposes: Vec::new(),
-            default_purpose: None,
+            default_purpose,
         })
     }
 

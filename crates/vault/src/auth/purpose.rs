@@ -78,6 +78,66 @@ fn client_default(default: Option<&str>, purposes: &str) -> Result<Option<String
     Ok(Some(parsed.as_str().to_owned()))
 }
 
+/// The purpose a person chooses at sign-in, checked against their role: an unknown code or
+/// one the role may not act for is refused (the sign-in fails, nothing is stored).
+pub(crate) fn sign_in_purpose(
+    role: phivault_core::Role,
+    purpose: Option<&str>,
+) -> Result<Option<String>, crate::VaultError> {
+    let Some(p) = purpose.map(str::trim).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let parsed = crate::policy::Purpose::parse(p)
+        .ok_or_else(|| crate::VaultError::Invalid("unknown purpose of use".into()))?;
+    if !crate::policy::user_purpose_ok(role, parsed) {
+        return Err(crate::VaultError::Invalid(format!(
+            "the purpose of use {parsed} is not allowed for the role {role}"
+        )));
+    }
+    Ok(Some(parsed.as_str().to_owned()))
+}
+
+impl crate::Vault {
+    /// Sets (`Some`) or clears (`None`) the organization's default purpose of use for people
+    /// of `role` who choose none at sign-in (see [`crate::Vault::login_for`]). Permissions:
+    /// the operator and an ORG_ADMIN in their organization, a SUPER_ADMIN anywhere. The
+    /// purpose must be one the role may act for. Audited as `default-purpose`.
+    pub async fn set_role_default_purpose(
+        &self,
+        ctx: &crate::Ctx,
+        org: &phivault_core::OrgId,
+        role: phivault_core::Role,
+        purpose: Option<&str>,
+    ) -> Result<Option<String>, crate::VaultError> {
+        use crate::policy::admin::{AdminAction, AdminScope};
+        let mut event = self.event(ctx, "default-purpose");
+        event.reason = Some(format!("role:{role}"));
+        event.purpose = purpose.map(|p| p.chars().take(32).collect());
+        event.purpose_source = None;
+        let scope = self
+            .admin_scope_or_deny(ctx, AdminAction::SetDefaultPurpose, &event)
+            .await?;
+        if scope == AdminScope::OwnOrganization && org != ctx.org() {
+            return self.deny(&event, "other-organization").await;
+        }
+        event.org = org.as_str().to_owned();
+        let purpose = match purpose.map(|p| sign_in_purpose(role, Some(p))) {
+            None => None,
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return self.audit_failure(event, e).await,
+        };
+        if let Err(e) = self
+            .control
+            .set_role_default_purpose(org, role, purpose.as_deref())
+            .await
+        {
+            return self.audit_failure(event, e.into()).await;
+        }
+        self.audit(event).await?;
+        Ok(purpose)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,8 @@ pub enum AdminAction {
     /// Disable, enable, rotate the secret, revoke the tokens.
     ChangeClient,
     ListGrants,
+    /// Set or clear an organization's default purpose of use for a role.
+    SetDefaultPurpose,
 }
 
 /// Where an allowed administrator may act.
@@ -36,7 +38,10 @@ pub fn admin_scope(subject: &Subject, action: AdminAction) -> Option<AdminScope>
     // Today every action of the table has the same row per subject; a new action must be
     // placed here before it compiles.
     match action {
-        AdminAction::ListClients | AdminAction::ChangeClient | AdminAction::ListGrants => {}
+        AdminAction::ListClients
+        | AdminAction::ChangeClient
+        | AdminAction::ListGrants
+        | AdminAction::SetDefaultPurpose => {}
     }
     match subject {
         Subject::Operator => Some(AdminScope::OwnOrganization),
@@ -66,10 +71,11 @@ pub fn client_role_allowed(role: Role) -> bool {
 mod tests {
     use super::*;
 
-    const ACTIONS: [AdminAction; 3] = [
+    const ACTIONS: [AdminAction; 4] = [
         AdminAction::ListClients,
         AdminAction::ChangeClient,
         AdminAction::ListGrants,
+        AdminAction::SetDefaultPurpose,
     ];
 
     #[test]

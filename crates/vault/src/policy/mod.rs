@@ -186,7 +186,7 @@ fn user_allows(role: Role, action: Action, patient: bool) -> bool {
 
 /// Purposes a person may read or write PHI for (directly; research and public health go
 /// through de-identified exports).
-fn user_purpose_ok(role: Role, purpose: Purpose) -> bool {
+pub(crate) fn user_purpose_ok(role: Role, purpose: Purpose) -> bool {
     match role {
         Role::Viewer => matches!(purpose, Purpose::Treat | Purpose::Hoperat | Purpose::Hpaymt),
         Role::Nurse | Role::Clinician => {
