@@ -142,6 +142,22 @@ fn fhirclient_works_without_a_header_for_a_client_with_a_default_purpose_only() 
             "{action} with the client's default purpose: {allowed:?}"
         );
     }
+    // The FHIR export says where the purpose came from, and still validates.
+    let fhir: Value = serde_json::from_str(&stdout_ok(&cli(
+        &live.data,
+        &["audit", "export", "--format", "fhir"],
+    )))
+    .unwrap();
+    let resources: Vec<Value> = fhir["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"].clone())
+        .collect();
+    let from_default = serde_json::json!([{"url": "urn:phivault:purpose-source",
+        "valueCode": "client-default"}]);
+    assert!(resources.iter().any(|r| r["extension"] == from_default));
+    common::live::validate_resources(&resources);
     let denied = fhir_events_of(&events, "no-default");
     for action in ["create", "read", "search"] {
         assert!(

@@ -218,11 +218,24 @@ pub fn to_fhir(ev: &AuditEvent) -> Value {
     if !purpose.is_empty() {
         set(&mut out, "purposeOfEvent", Value::Array(purpose));
     }
+    purpose_source(&mut out, ev);
     if !entities.is_empty() {
         set(&mut out, "entity", Value::Array(entities));
     }
     out
 }
+
+/// Where the purpose came from (`header`, `client-default`, `session`, `role-default`), as an
+/// extension of the AuditEvent.
+fn purpose_source(out: &mut Value, ev: &AuditEvent) {
+    if let Some(s) = &ev.purpose_source {
+        let ext = json!([{"url": PURPOSE_SOURCE_URL, "valueCode": s}]);
+        set(out, "extension", ext);
+    }
+}
+
+/// The extension that says where an AuditEvent's purpose of use came from.
+pub const PURPOSE_SOURCE_URL: &str = "urn:phivault:purpose-source";
 
 /// A FHIR `collection` Bundle of AuditEvents.
 pub fn to_fhir_bundle(events: &[AuditEvent]) -> Value {

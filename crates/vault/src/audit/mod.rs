@@ -274,3 +274,27 @@ impl Vault {
         }))
     }
 }
+
+#[cfg(test)]
+mod purpose_source_tests {
+    use super::*;
+
+    /// `purpose_source` is the last field and absent when empty: events written before it
+    /// existed keep their exact JSON, so their MACs still verify.
+    #[test]
+    fn purpose_source_is_appended_and_skipped_when_empty() {
+        let ctx = Ctx::anonymous(phivault_core::OrgId::parse("default").unwrap());
+        let mut e = AuditEvent::new(&ctx, "read", OffsetDateTime::UNIX_EPOCH);
+        let old = serde_json::to_string(&e).unwrap();
+        assert!(!old.contains("purpose_source"), "{old}");
+        assert!(old.ends_with(r#""count":null}"#), "{old}");
+        let back: AuditEvent = serde_json::from_str(&old).unwrap();
+        assert_eq!(back, e);
+        e.purpose_source = Some("client-default".into());
+        let new = serde_json::to_string(&e).unwrap();
+        assert!(
+            new.ends_with(r#""count":null,"purpose_source":"client-default"}"#),
+            "{new}"
+        );
+    }
+}
