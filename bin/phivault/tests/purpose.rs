@@ -348,3 +348,56 @@ fn a_purpose_the_role_may_not_act_for_is_refused_at_sign_in_and_as_a_default() {
     );
     assert!(stdout_ok(&out).contains("none"));
 }
+
+#[test]
+fn an_org_admin_sets_a_roles_default_purpose_over_https_and_a_clinician_cannot() {
+    let (mut admin_otp, mut nurse_otp) = (String::new(), String::new());
+    let live = Live::start(|d| {
+        admin_otp = common::live::add_user(d, "org-admin", "ORG_ADMIN");
+        nurse_otp = common::live::add_user(d, "nurse-a", "NURSE");
+    });
+    let admin = live.sign_in("org-admin", &admin_otp, "127.0.0.24");
+    let nurse = live.sign_in("nurse-a", &nurse_otp, "127.0.0.25");
+    let put = |token: &str, role: &str, body: &Value| {
+        let b = body.to_string();
+        live.call(
+            "PUT",
+            &format!("/admin/default-purposes/{role}"),
+            Some(token),
+            None,
+            Some(("application/json", b.as_bytes())),
+            &[],
+        )
+    };
+    let treat = serde_json::json!({"purpose": "TREAT"});
+    let r = put(&nurse, "NURSE", &treat);
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = create_without_header(&live, &nurse, "PURPOSE-N1");
+    assert_eq!(r.status, 403, "no default yet: {:?}", r.body);
+    let r = put(&admin, "NURSE", &treat);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.body,
+        serde_json::json!({"role": "NURSE", "purpose": "TREAT"})
+    );
+    let r = create_without_header(&live, &nurse, "PURPOSE-N2");
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = put(&admin, "NURSE", &serde_json::json!({"purpose": "HRESCH"}));
+    assert_eq!(r.status, 400, "not for a nurse: {:?}", r.body);
+    let r = put(&admin, "NURSE", &serde_json::json!({"purpose": null}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = create_without_header(&live, &nurse, "PURPOSE-N3");
+    assert_eq!(r.status, 403, "cleared: {:?}", r.body);
+    let ev = person_events(&live.data, "nurse-a", "create");
+    assert!(
+        ev.iter().any(|e| e["outcome"] == "success"
+            && e["purpose"] == "TREAT"
+            && e["purpose_source"] == "role-default"),
+        "{ev:?}"
+    );
+    let denied = person_events(&live.data, "nurse-a", "default-purpose");
+    assert!(
+        denied.iter().any(|e| e["outcome"] == "denied"),
+        "{denied:?}"
+    );
+}
