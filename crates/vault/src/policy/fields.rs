@@ -65,15 +65,23 @@ pub struct FieldPolicy {
 
 impl Default for FieldPolicy {
     fn default() -> Self {
-        // The built-in text is tested to parse; were it not to, the table would be empty
-        // (deny every field), never permissive.
-        Self::from_toml(DEFAULT_POLICY).unwrap_or(FieldPolicy {
-            table: BTreeMap::new(),
-        })
+        FieldPolicy::builtin().clone()
     }
 }
 
 impl FieldPolicy {
+    /// The built-in table, parsed once (policy decisions ask for it on every call).
+    pub fn builtin() -> &'static FieldPolicy {
+        static BUILTIN: std::sync::LazyLock<FieldPolicy> = std::sync::LazyLock::new(|| {
+            // The built-in text is tested to parse; were it not to, the table would be empty
+            // (deny every field), never permissive.
+            FieldPolicy::from_toml(DEFAULT_POLICY).unwrap_or(FieldPolicy {
+                table: BTreeMap::new(),
+            })
+        });
+        &BUILTIN
+    }
+
     /// Parses a policy file; the error names what is wrong.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let parsed: PolicyToml =
@@ -119,7 +127,7 @@ impl FieldPolicy {
 
 /// The built-in table's release.
 pub fn release_for(role: Role, purpose: Purpose) -> Release {
-    FieldPolicy::default().release_for(role, purpose)
+    FieldPolicy::builtin().release_for(role, purpose)
 }
 
 /// Applies a release to a Patient. Withheld elements are dropped, and the resource is marked

@@ -209,7 +209,7 @@ pub fn decide(
     grant: GrantState,
 ) -> Decision {
     decide_with(
-        &fields::FieldPolicy::default(),
+        fields::FieldPolicy::builtin(),
         subject,
         action,
         resource,
