@@ -491,8 +491,20 @@ impl Vault {
         let mut anchors: HashMap<Digest32, i64> = HashMap::new();
         let mut expired_patients: Vec<(RecordKey, ResourceId, Digest32, &RetentionRule, i64)> =
             Vec::new();
-        if patient_rule.is_some() || encounters_matter {
+        let identity_rules = record_rules.keys().any(|t| t.in_identity_store());
+        if patient_rule.is_some() || encounters_matter || identity_rules {
             each_live(self.identity.as_ref(), &ctx.org, |rec| {
+                if rec.rtype.is_internal() {
+                    // The receipts of HL7 messages that wrote patients only: no patient.
+                    if record_rules.contains_key(&rec.rtype) {
+                        let key = RecordKey {
+                            rtype: rec.rtype,
+                            id: rec.id.clone(),
+                        };
+                        candidates.push((key, None, rec.updated_at));
+                    }
+                    return Ok(());
+                }
                 let opened = self.unseal(ctx, rec)?;
                 let link = self.keyring.pseudonym(&ctx.org, &opened.id);
                 let updated = last_update
