@@ -191,7 +191,7 @@ impl Vault {
             Ok(out)
         }
         .await;
-        self.audit_listing(event, result).await
+        self.audit_listing(ctx, event, result).await
     }
 
     /// A patient's live clinical records of the types the caller may read (scope and policy
@@ -252,6 +252,6 @@ impl Vault {
             Ok::<_, VaultError>(out)
         }
         .await;
-        self.audit_listing(event, result).await
+        self.audit_listing(ctx, event, result).await
     }
 }

@@ -517,13 +517,14 @@ impl Vault {
                 .collect::<Result<Vec<_>, _>>()
         }
         .await;
-        self.audit_listing(event, result).await
+        self.audit_listing(ctx, event, result).await
     }
 
     /// Finishes a multi-record read: on success one event names every row released (and
     /// counts them) before anything is returned; on failure the failure is audited.
     pub(crate) async fn audit_listing(
         &self,
+        ctx: &Ctx,
         mut event: AuditEvent,
         result: Result<Vec<(ResourceId, Stored)>, VaultError>,
     ) -> Result<Vec<Stored>, VaultError> {
@@ -531,10 +532,10 @@ impl Vault {
             Ok(list) => {
                 event.count = Some(list.len() as u64);
                 event.entities = list.iter().map(|(k, _)| k.as_str().to_owned()).collect();
-                self.audit(event).await?;
+                self.audit_read(ctx, event).await?;
                 Ok(list.into_iter().map(|(_, s)| s).collect())
             }
-            Err(e) => self.audit_failure(event, e).await,
+            Err(e) => self.audit_read_failure(ctx, event, e).await,
         }
     }
 
