@@ -80,15 +80,11 @@ pub enum Admitted {
 }
 
 /// Applies the limit to a request: refused at once when its declared length is over it; a
-/// body of unknown length is counted as it is read (one with a declared length cannot grow
-/// past it: hyper and h2 hold the peer to it).
+/// body of unknown length is counted as it is read. The length is the one hyper's decoder
+/// holds the peer to (a `Content-Length` beside `Transfer-Encoding` is dropped; h2 resets a
+/// stream whose DATA exceed its `content-length`), so a declared body cannot grow past it.
 pub fn admit(req: Request, limit: BodyLimit) -> Admitted {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    match declared {
+    match req.body().size_hint().exact() {
         Some(n) if n > limit.0 as u64 => {
             let fhir = is_fhir(&req);
             let http1 = req.version() < Version::HTTP_2;
@@ -272,6 +268,56 @@ mod tests {
         ] {
             let err = BodyLimit::parse("PHIVAULT_MAX_BODY", bad).unwrap_err();
             assert!(err.starts_with("PHIVAULT_MAX_BODY "), "{bad:?}: {err}");
+        }
+    }
+
+    /// `n` frames of `size` spaces, of unknown length (as a chunked upload).
+    struct Chunks(usize, usize);
+
+    impl HttpBody for Chunks {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.0 == 0 {
+                return Poll::Ready(None);
+            }
+            self.0 -= 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b' '; self.1])))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_of_unknown_length_is_counted() {
+        use tower::ServiceExt;
+        let limit = BodyLimit::new(MIN_MAX_BODY).unwrap();
+        let app = crate::headers::secure(
+            axum::Router::new().route(
+                "/fhir/x",
+                axum::routing::post(|b: String| async move { b.len().to_string() }),
+            ),
+            false,
+            limit,
+        );
+        for (frames, status) in [(4, StatusCode::OK), (5, StatusCode::PAYLOAD_TOO_LARGE)] {
+            let body = Body::new(Chunks(frames, MIN_MAX_BODY / 4));
+            let req = axum::http::Request::post("/fhir/x").body(body).unwrap();
+            let res = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), status, "{frames} frames");
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                let bytes = http_body_util::BodyExt::collect(res.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(
+                    v["issue"][0]["diagnostics"],
+                    "the body is larger than 65536 bytes"
+                );
+            }
         }
     }
 }
