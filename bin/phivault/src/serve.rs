@@ -1,6 +1,7 @@
 //! `phivault serve`: the HTTPS listener over the vault.
 use crate::datadir::Opened;
 use axum_server::tls_rustls::RustlsConfig;
+use phivault_api::body_limit::BodyLimit;
 use phivault_api::edge::EdgePolicy;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use std::time::Duration;
 
 /// The HTTPS listener's edge settings: `PHIVAULT_HTTP_ALLOW` (address blocks that may
 /// connect at all; default every source), `PHIVAULT_ADMIN_ALLOW` (those that may also use
-/// `/admin` and `/metrics`; default every allowed source) and `PHIVAULT_HSTS_PRELOAD`
-/// (`on` or `off`, default off). A value that does not parse stops the start.
+/// `/admin` and `/metrics`; default every allowed source), `PHIVAULT_HSTS_PRELOAD`
+/// (`on` or `off`, default off) and `PHIVAULT_MAX_BODY` (the largest request body, in bytes,
+/// 64 KiB to 256 MiB; default 8 MiB). A value that does not parse stops the start.
 pub fn edge_from_env() -> Result<EdgePolicy, String> {
     let list = |var: &str| match std::env::var(var) {
         Err(std::env::VarError::NotPresent) => Ok(None),
@@ -21,10 +23,18 @@ pub fn edge_from_env() -> Result<EdgePolicy, String> {
         Ok("on") => true,
         _ => return Err("PHIVAULT_HSTS_PRELOAD is on or off".into()),
     };
+    let body_limit = match std::env::var("PHIVAULT_MAX_BODY") {
+        Err(std::env::VarError::NotPresent) => BodyLimit::default(),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err("PHIVAULT_MAX_BODY is not text".into());
+        }
+        Ok(v) => BodyLimit::parse("PHIVAULT_MAX_BODY", &v)?,
+    };
     Ok(EdgePolicy {
         http_allow: list("PHIVAULT_HTTP_ALLOW")?,
         admin_allow: list("PHIVAULT_ADMIN_ALLOW")?,
         hsts_preload,
+        body_limit,
     })
 }
 

@@ -11,8 +11,9 @@ use phivault_core::net::Cidr;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// Who may reach the listener and its administration, and whether HSTS says `preload`.
-/// The default allows every source (a firewall in front decides) and does not preload.
+/// Who may reach the listener and its administration, whether HSTS says `preload`, and the
+/// largest request body. The default allows every source (a firewall in front decides), does
+/// not preload, and accepts bodies up to 8 MiB.
 #[derive(Debug, Clone, Default)]
 pub struct EdgePolicy {
     /// Sources that may use the listener at all (`None`: every source).
@@ -22,6 +23,8 @@ pub struct EdgePolicy {
     pub admin_allow: Option<Vec<Cidr>>,
     /// HSTS with `preload` (hard to undo: browsers ship the list).
     pub hsts_preload: bool,
+    /// The largest request body (`PHIVAULT_MAX_BODY`).
+    pub body_limit: crate::body_limit::BodyLimit,
 }
 
 /// Whether `list` lets `peer` in; without a known peer address, only when there is no list.

@@ -1,14 +1,11 @@
 //! Security headers on every response: HSTS (two years, subdomains; `preload` only when
 //! configured), no MIME sniffing, no
 //! caching anywhere (every response may carry PHI or a token), no referrer, a strict CSP that
-//! loads nothing, no framing; and a request body limit.
+//! loads nothing, no framing; and the request body limit ([`crate::body_limit`]).
+use crate::body_limit::{self, Admitted, BodyLimit};
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-
-/// The largest request body accepted (bigger bodies get 413 before any handler runs).
-pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 pub const HSTS: &str = "max-age=63072000; includeSubDomains";
 /// HSTS for a domain submitted to the browsers' preload list (`PHIVAULT_HSTS_PRELOAD=on`).
@@ -21,14 +18,17 @@ fn always(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<Heade
 }
 
 /// Wraps a router with the headers and the body limit; HSTS with `preload` when asked.
-pub fn secure<S: Clone + Send + Sync + 'static>(app: Router<S>, preload: bool) -> Router<S> {
+pub fn secure<S: Clone + Send + Sync + 'static>(
+    app: Router<S>,
+    preload: bool,
+    limit: BodyLimit,
+) -> Router<S> {
     let hsts = if preload { HSTS_PRELOAD } else { HSTS };
-    // The extractors' own limit (axum's default is 2 MiB) is the documented one too, so a
-    // refusal always comes from the layer, which answers a declared length over the limit
-    // before the body is read (no `100 Continue`: the client never starts sending it).
-    app.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(too_large_in_kind))
+    // The extractors' own limit (axum's default is 2 MiB) is the configured one too, so a
+    // refusal always comes from the first layer, which answers a declared length over the
+    // limit before the body is read and counts a body of unknown length.
+    app.layer(axum::extract::DefaultBodyLimit::max(limit.bytes()))
+        .layer(axum::middleware::from_fn_with_state(limit, first_layer))
         .layer(always(header::STRICT_TRANSPORT_SECURITY, hsts))
         .layer(always(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(always(header::CACHE_CONTROL, "no-store"))
@@ -44,35 +44,30 @@ pub fn secure<S: Clone + Send + Sync + 'static>(app: Router<S>, preload: bool) -
 
 /// Inside the security headers, before anything else: a method that is not a standard one is
 /// refused (405, see [`crate::edge::refuse_method`]) before any route or label is made from
-/// it; and the body limit's bare 413 becomes an OperationOutcome under `/fhir`, a JSON error
-/// elsewhere. (One layer for both: every layer costs every request.)
-async fn too_large_in_kind(
+/// it; a body over the limit gets 413 with an OperationOutcome under `/fhir`, a JSON error
+/// elsewhere, and the rest of it is drained so the client sees the answer (see
+/// [`crate::body_limit`]). (One layer for both: every layer costs every request.)
+async fn first_layer(
+    axum::extract::State(limit): axum::extract::State<BodyLimit>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse;
     if let Some(refused) = crate::edge::refuse_method(&req) {
         return refused;
     }
-    let fhir = req.uri().path().starts_with("/fhir");
+    let (req, rest) = match body_limit::admit(req, limit) {
+        Admitted::Refused(res) => return res,
+        Admitted::Serve(req, rest) => (req, rest),
+    };
+    let Some(mut rest) = rest else {
+        return next.run(req).await;
+    };
+    let fhir = body_limit::is_fhir(&req);
+    let http1 = req.version() < axum::http::Version::HTTP_2;
     let res = next.run(req).await;
-    let typed = res.headers().contains_key(header::CONTENT_TYPE)
-        && res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().ends_with(b"json"));
-    if res.status() != StatusCode::PAYLOAD_TOO_LARGE || typed {
-        return res;
-    }
-    if fhir {
-        crate::fhir::too_large()
-    } else {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            axum::Json(serde_json::json!({"error": "the body is too large"})),
-        )
-            .into_response()
+    match rest.try_recv() {
+        Ok(rest) => body_limit::refusal(rest, limit, fhir, http1),
+        Err(_) => res,
     }
 }
 
@@ -86,7 +81,11 @@ mod tests {
 
     #[tokio::test]
     async fn every_response_carries_the_headers_even_errors() {
-        let app = secure(Router::new().route("/x", get(|| async { "ok" })), false);
+        let app = secure(
+            Router::new().route("/x", get(|| async { "ok" })),
+            false,
+            BodyLimit::default(),
+        );
         for (uri, status) in [("/x", StatusCode::OK), ("/nope", StatusCode::NOT_FOUND)] {
             let res = app
                 .clone()
@@ -106,7 +105,11 @@ mod tests {
     #[tokio::test]
     async fn hsts_preload_only_when_asked() {
         for (preload, want) in [(false, HSTS), (true, HSTS_PRELOAD)] {
-            let app = secure(Router::new().route("/x", get(|| async { "ok" })), preload);
+            let app = secure(
+                Router::new().route("/x", get(|| async { "ok" })),
+                preload,
+                BodyLimit::default(),
+            );
             let res = app
                 .oneshot(Request::get("/x").body(Body::empty()).unwrap())
                 .await
@@ -123,8 +126,9 @@ mod tests {
                 axum::routing::post(|b: String| async move { b.len().to_string() }),
             ),
             false,
+            BodyLimit::default(),
         );
-        let big = vec![b'a'; MAX_BODY_BYTES + 1];
+        let big = vec![b'a'; crate::body_limit::DEFAULT_MAX_BODY + 1];
         let res = app
             .oneshot(Request::post("/x").body(Body::from(big)).unwrap())
             .await

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body_limit;
 pub mod deid;
 pub mod edge;
 pub mod error;
@@ -90,7 +91,7 @@ pub fn router(state: AppState) -> Router {
     } else {
         app
     };
-    let app = headers::secure(app, edge.hsts_preload);
+    let app = headers::secure(app, edge.hsts_preload, edge.body_limit);
     app.layer(axum::middleware::from_fn_with_state(
         metrics,
         observe::observe_outer,

@@ -350,9 +350,11 @@ impl Live {
         }
     }
 
-    /// A request over HTTP/1.1 (with `Expect: 100-continue`, so an early 413 arrives before
-    /// the body is sent; over HTTP/2 the server answers 413 and resets the stream, which
-    /// curl reports as a stream error).
+    /// A request over HTTP/1.1 (with `Expect: 100-continue`, so an early answer arrives before
+    /// the body is sent). A 413 reaches curl over either protocol whenever it comes (the
+    /// server drains a refused body: tests/body_limit.rs); other answers given before the body
+    /// is read (429, a route that reads no body) are followed by a close or a stream reset,
+    /// which curl 7.88 may report as a transport error mid-upload.
     pub fn call_http1(&self, method: &str, path: &str, token: &str, body: (&str, &[u8])) -> Resp {
         self.call(
             method,

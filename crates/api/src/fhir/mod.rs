@@ -233,14 +233,13 @@ pub fn json_body(
         .map_err(|_| Box::new(invalid("the body is not valid JSON")))
 }
 
+/// A body over the limit (the first layer answers in its place, naming the limit: see
+/// [`crate::body_limit`]).
 pub fn too_large() -> Response {
     outcome_with(
         StatusCode::PAYLOAD_TOO_LARGE,
         "too-costly",
-        &format!(
-            "the body is larger than {} bytes",
-            crate::headers::MAX_BODY_BYTES
-        ),
+        "the body is too large",
     )
 }
 
