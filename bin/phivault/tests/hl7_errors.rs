@@ -291,30 +291,14 @@ async fn a_message_that_cannot_be_kept_is_answered_ar() {
 /// their last attempt, crypto-shredding them like any record.
 #[tokio::test(flavor = "multi_thread")]
 async fn rotation_covers_the_queue_and_retention_expires_it() {
-    use phivault_core::FakeClock;
     use phivault_hl7::ParseLimits;
-    use phivault_hl7::ingest::{Interface, handle};
+    use phivault_hl7::ingest::handle;
     use phivault_vault::ops::retention::{RetentionAnchor, RetentionRule};
-    use phivault_vault::policy::Purpose;
-    use std::sync::Arc;
-    use time::format_description::well_known::Rfc3339;
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    init_vault(&data).await;
-    let start = time::OffsetDateTime::parse("2026-01-05T09:30:00Z", &Rfc3339).unwrap();
-    let clock = Arc::new(FakeClock::new(start));
-    let o = open_with_clock(&data, clock.clone()).await;
-    let (c, v) = (ctx(&o).await, &o.vault);
-    let iface = Interface {
-        org: c.org().clone(),
-        name: "lab".into(),
-        purpose: Purpose::Treat,
-        authority: o.operator.interfaces(),
-        grants: false,
-        legacy_senders: Vec::new(),
-        unknown_patient: Default::default(),
-    };
+    let (o, clock, c, iface) = interface_vault(&data, "2026-01-05T09:30:00Z", "lab").await;
+    let v = &o.vault;
     let limits = ParseLimits::default();
     let (_, out) = handle(v, &iface, None, MERGE.as_bytes(), &limits, "A1", "20260105").await;
     assert_eq!(out.code.as_str(), "AE");

@@ -7,13 +7,10 @@
 mod common;
 
 use common::*;
-use phivault_core::{FakeClock, ResourceType, StoreKind};
+use phivault_core::{ResourceType, StoreKind};
 use phivault_hl7::ParseLimits;
-use phivault_hl7::ingest::{Interface, handle};
+use phivault_hl7::ingest::handle;
 use phivault_vault::ops::retention::{RetentionAnchor, RetentionRule};
-use phivault_vault::policy::Purpose;
-use std::sync::Arc;
-use time::format_description::well_known::Rfc3339;
 
 const ADT: &str = "MSH|^~\\&|REG|NORTH|PHIVAULT|NORTH|20260105093000-0500||ADT^A28^ADT_A05|RCPT-1|P|2.5.1\rPID|1||880001^^^NORTH^MR||Receipt^Rita||19650203|F\r";
 const ORU: &str = "MSH|^~\\&|LAB|NORTH|PHIVAULT|NORTH|20260105093000-0500||ORU^R01^ORU_R01|RCPT-2|P|2.5.1\rPID|1||880001^^^NORTH^MR\rOBR|1|RC-1||2345-7^Glucose^LN|||20260105080000-0500\rOBX|1|NM|2345-7^Glucose^LN||91|mg/dL^mg/dL^UCUM|70-99|N|||F\r";
@@ -24,20 +21,8 @@ const ORU: &str = "MSH|^~\\&|LAB|NORTH|PHIVAULT|NORTH|20260105093000-0500||ORU^R
 async fn resends_are_recognized_until_retention_expires_the_receipts() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    init_vault(&data).await;
-    let start = time::OffsetDateTime::parse("2026-01-05T09:30:00Z", &Rfc3339).unwrap();
-    let clock = Arc::new(FakeClock::new(start));
-    let o = open_with_clock(&data, clock.clone()).await;
-    let (c, v) = (ctx(&o).await, &o.vault);
-    let iface = Interface {
-        org: c.org().clone(),
-        name: "registration".into(),
-        purpose: Purpose::Treat,
-        authority: o.operator.interfaces(),
-        grants: false,
-        legacy_senders: Vec::new(),
-        unknown_patient: Default::default(),
-    };
+    let (o, clock, c, iface) = interface_vault(&data, "2026-01-05T09:30:00Z", "registration").await;
+    let v = &o.vault;
     let limits = ParseLimits::default();
     let send = |m: &'static str| handle(v, &iface, None, m.as_bytes(), &limits, "A", "20260105");
     for m in [ADT, ORU] {

@@ -33,22 +33,9 @@ fn client(data: &Path, name: &str, default: Option<&str>) -> String {
     basic_of(&cli(data, &args))
 }
 
-/// The venv's Python with `fhirclient`, or `None` outside CI when there is none.
+/// The test Python with `fhirclient`, or `None` outside CI when there is none.
 fn fhirclient_python() -> Option<PathBuf> {
-    let py = common::repo_root().join(".venv/bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import fhirclient.models.patient"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install fhirclient (.ci/run)"
-        );
-        eprintln!("skipped: no .venv with fhirclient; .ci/run installs it");
-        return None;
-    }
-    Some(py)
+    common::live::python_with("fhirclient.models.patient", "fhirclient").map(PathBuf::from)
 }
 
 /// Runs `support/fhirclient_calls.py` with `token`: create, read (`read_id` or what it

@@ -405,6 +405,13 @@ impl Drop for Live {
 /// The Python that has `fhir.resources`, or `None` outside CI when there is none (in CI its
 /// absence is a failure).
 pub fn fhir_validator() -> Option<String> {
+    python_with("fhir.resources.R4B", "fhir.resources")
+}
+
+/// The test Python (`PHIVAULT_TEST_PYTHON`, else the repo's .venv, else `python3`) if it can
+/// import `module`; `None` outside CI when it cannot (in CI that is a failure: .ci/run
+/// installs `package`).
+pub fn python_with(module: &str, package: &str) -> Option<String> {
     let python = std::env::var("PHIVAULT_TEST_PYTHON").unwrap_or_else(|_| {
         let venv = super::repo_root().join(".venv/bin/python");
         if venv.exists() {
@@ -414,15 +421,15 @@ pub fn fhir_validator() -> Option<String> {
         }
     });
     let ok = Command::new(&python)
-        .args(["-c", "import fhir.resources.R4B"])
+        .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
         assert!(
             std::env::var_os("CI").is_none(),
-            "CI must install fhir.resources (see .ci/run)"
+            "CI must install {package} (see .ci/run)"
         );
-        eprintln!("skipped validation: no Python with fhir.resources; .ci/run installs it");
+        eprintln!("skipped: no Python with {package}; .ci/run installs it");
         return None;
     }
     Some(python)

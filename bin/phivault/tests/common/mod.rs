@@ -176,6 +176,37 @@ pub async fn ctx(o: &Opened) -> Ctx {
     o.operator.ctx(o.org(None).await.unwrap())
 }
 
+/// A new vault in `dir` on a fake clock set to `start` (RFC 3339), the operator's context,
+/// and HL7 interface `name` of its organization, for ingestion in-process
+/// (`phivault_hl7::ingest::handle`).
+pub async fn interface_vault(
+    dir: &Path,
+    start: &str,
+    name: &str,
+) -> (
+    Opened,
+    Arc<phivault_core::FakeClock>,
+    Ctx,
+    phivault_hl7::ingest::Interface,
+) {
+    init_vault(dir).await;
+    let at =
+        time::OffsetDateTime::parse(start, &time::format_description::well_known::Rfc3339).unwrap();
+    let clock = Arc::new(phivault_core::FakeClock::new(at));
+    let o = open_with_clock(dir, clock.clone()).await;
+    let c = ctx(&o).await;
+    let iface = phivault_hl7::ingest::Interface {
+        org: c.org().clone(),
+        name: name.into(),
+        purpose: phivault_vault::policy::Purpose::Treat,
+        authority: o.operator.interfaces(),
+        grants: false,
+        legacy_senders: Vec::new(),
+        unknown_patient: Default::default(),
+    };
+    (o, clock, c, iface)
+}
+
 pub async fn import_files(o: &Opened, files: &[PathBuf], strict: bool) -> ImportReport {
     let c = ctx(o).await;
     let mut report = ImportReport::default();
