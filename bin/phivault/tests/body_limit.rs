@@ -336,3 +336,25 @@ fn the_limit_is_a_setting() {
         assert!(err.contains("PHIVAULT_MAX_BODY"), "{bad:?}: {err}");
     }
 }
+
+/// Threat: a source the listener's allow-list refuses makes the server read and drop a large
+/// body (the drain that lets an allowed client see its 413). A refused source gets its 403
+/// before any body rule, declared or streamed, on both protocols (or, when the server closes
+/// while curl is still sending, no answer at all: nothing of the body is read for it).
+#[test]
+fn a_refused_source_gets_403_not_a_drained_413() {
+    let live = Live::start_with(&[("PHIVAULT_HTTP_ALLOW", "10.0.0.0/8")], |_| {});
+    let big = patient_of_size(12 * 1024 * 1024);
+    for proto in ["--http1.1", "--http2"] {
+        for send in [Framing::Declared, Framing::Streamed] {
+            let r = post(&live, proto, send, "/fhir/Patient", "none", &big);
+            assert!(
+                r.status == 403 || r.status == 0,
+                "{proto} {send:?}: {} {} {}",
+                r.status,
+                r.body,
+                r.error
+            );
+        }
+    }
+}

@@ -90,6 +90,14 @@ pub fn refuse_method(req: &Request) -> Option<Response> {
         .then(|| refuse(Refusal::Method, req.uri().path().starts_with("/fhir")))
 }
 
+/// The refusal of a source the listener's allow-list does not hold, if it is one. The first
+/// layer asks it before any body rule, so a refused source never makes the server read its
+/// body (the outer [`gate`] asks it again, with the administration's list).
+pub fn refuse_source(list: Option<&[Cidr]>, req: &Request) -> Option<Response> {
+    (!allows(list, peer(req)))
+        .then(|| refuse(Refusal::Source, req.uri().path().starts_with("/fhir")))
+}
+
 /// Route gate: the administration's allow-list again, on the route the router matched (so
 /// no spelling of a path reaches `/admin` or `/metrics` past the outer gate).
 pub async fn admin_gate(

@@ -23,12 +23,26 @@ pub fn secure<S: Clone + Send + Sync + 'static>(
     preload: bool,
     limit: BodyLimit,
 ) -> Router<S> {
+    secure_with(app, preload, limit, None)
+}
+
+/// [`secure`] whose first layer also refuses sources outside the listener's allow-list
+/// (`PHIVAULT_HTTP_ALLOW`), before any body rule.
+pub fn secure_with<S: Clone + Send + Sync + 'static>(
+    app: Router<S>,
+    preload: bool,
+    limit: BodyLimit,
+    http_allow: Option<std::sync::Arc<[phivault_core::net::Cidr]>>,
+) -> Router<S> {
     let hsts = if preload { HSTS_PRELOAD } else { HSTS };
     // The extractors' own limit (axum's default is 2 MiB) is the configured one too, so a
     // refusal always comes from the first layer, which answers a declared length over the
     // limit before the body is read and counts a body of unknown length.
     app.layer(axum::extract::DefaultBodyLimit::max(limit.bytes()))
-        .layer(axum::middleware::from_fn_with_state(limit, first_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            (limit, http_allow),
+            first_layer,
+        ))
         .layer(always(header::STRICT_TRANSPORT_SECURITY, hsts))
         .layer(always(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(always(header::CACHE_CONTROL, "no-store"))
@@ -42,17 +56,28 @@ pub fn secure<S: Clone + Send + Sync + 'static>(
         ))
 }
 
+/// The first layer's state: the body limit, and the listener's allow-list when one is set.
+type FirstLayer = (
+    BodyLimit,
+    Option<std::sync::Arc<[phivault_core::net::Cidr]>>,
+);
+
 /// Inside the security headers, before anything else: a method that is not a standard one is
 /// refused (405, see [`crate::edge::refuse_method`]) before any route or label is made from
 /// it; a body over the limit gets 413 with an OperationOutcome under `/fhir`, a JSON error
 /// elsewhere, and the rest of it is drained so the client sees the answer (see
 /// [`crate::body_limit`]). (One layer for both: every layer costs every request.)
 async fn first_layer(
-    axum::extract::State(limit): axum::extract::State<BodyLimit>,
+    axum::extract::State((limit, http_allow)): axum::extract::State<FirstLayer>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     if let Some(refused) = crate::edge::refuse_method(&req) {
+        return refused;
+    }
+    if let Some(list) = http_allow.as_deref()
+        && let Some(refused) = crate::edge::refuse_source(Some(list), &req)
+    {
         return refused;
     }
     let (req, rest) = match body_limit::admit(req, limit) {

@@ -91,7 +91,8 @@ pub fn router(state: AppState) -> Router {
     } else {
         app
     };
-    let app = headers::secure(app, edge.hsts_preload, edge.body_limit);
+    let http_allow = edge.http_allow.as_deref().map(std::sync::Arc::from);
+    let app = headers::secure_with(app, edge.hsts_preload, edge.body_limit, http_allow);
     app.layer(axum::middleware::from_fn_with_state(
         metrics,
         observe::observe_outer,
