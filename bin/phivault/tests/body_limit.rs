@@ -61,14 +61,7 @@ fn post(live: &Live, proto: &str, send: Framing, path: &str, token: &str, body: 
         .stderr(Stdio::piped())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    Resp {
-        status: code.trim().parse().unwrap_or(0),
-        headers: std::fs::read_to_string(&head).unwrap_or_default(),
-        body: serde_json::from_str(body).unwrap_or(Value::Null),
-        error: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Resp::of_curl(&out, &head)
 }
 
 /// Asserts a 413 OperationOutcome naming `limit`.

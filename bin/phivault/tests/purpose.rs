@@ -60,14 +60,7 @@ fn fhirclient_calls(
     if let Some(id) = read_id {
         cmd.arg(id);
     }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&stdout_ok(&cmd.output().unwrap())).unwrap()
 }
 
 /// Every audit event of the vault, as JSON.

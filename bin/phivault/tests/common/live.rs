@@ -36,6 +36,18 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// What curl run with `-D head -w "\n%{http_code}"` got: its status, headers and body.
+    pub fn of_curl(out: &Output, head: &Path) -> Resp {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        Resp {
+            status: code.trim().parse().unwrap_or(0),
+            headers: std::fs::read_to_string(head).unwrap_or_default(),
+            body: serde_json::from_str(body).unwrap_or(Value::Null),
+            error: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
@@ -339,15 +351,7 @@ impl Live {
                 .args(["--data-binary", &format!("@{}", f.display())]);
         }
         cmd.arg(format!("https://localhost:{}{path}", self.port));
-        let out = cmd.output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        Resp {
-            status: code.trim().parse().unwrap_or(0),
-            headers: std::fs::read_to_string(&head).unwrap_or_default(),
-            body: serde_json::from_str(body).unwrap_or(Value::Null),
-            error: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Resp::of_curl(&cmd.output().unwrap(), &head)
     }
 
     /// A request over HTTP/1.1 (with `Expect: 100-continue`, so an early answer arrives before
