@@ -1423,7 +1423,11 @@ async fn serve_cmd(
     let opened = datadir::open(&dir, &root, clock())
         .await
         .map_err(|e| e.to_string())?;
-    if let Err(e) = crate::keys_cmd::bind_links_at_start(&opened).await {
+    let started = match crate::keys_cmd::bind_links_at_start(&opened).await {
+        Ok(()) => crate::keys_cmd::reindex_at_start(&opened).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = started {
         opened.close().await;
         return Err(e);
     }

@@ -279,3 +279,26 @@ pub async fn bind_links_at_start(opened: &datadir::Opened) -> Result<(), String>
     }
     Ok(())
 }
+
+/// At the start of `serve`: gives the records of every organization the current search
+/// indexes when they were written before them (nothing to do otherwise), before the listeners
+/// open, so a search never misses a record for want of its index entries.
+pub async fn reindex_at_start(opened: &datadir::Opened) -> Result<(), String> {
+    let orgs = opened
+        .vault
+        .organizations()
+        .await
+        .map_err(|e| format!("reindexing for search failed: {}", e.client_message()))?;
+    for org in orgs {
+        let ctx = opened.operator.ctx(org.id.clone());
+        let done = opened
+            .vault
+            .reindex_search(&ctx)
+            .await
+            .map_err(|e| format!("reindexing for search failed: {}", e.client_message()))?;
+        if let Some(n) = done {
+            tracing::info!(records = n, "gave every stored record the search indexes");
+        }
+    }
+    Ok(())
+}

@@ -138,13 +138,15 @@ fn next_link(
 ) -> Result<String, Box<Response>> {
     let mut s = form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
-        if !matches!(k.as_str(), "_offset" | "_after" | "_count") {
+        if !matches!(k.as_str(), "_offset" | "_after" | "_seen" | "_count") {
             s.append_pair(k, v);
         }
     }
     s.append_pair("_count", &count.to_string());
     match next {
-        Next::After(id) => s.append_pair("_after", id.as_str()),
+        Next::After(id, seen) => s
+            .append_pair("_after", id.as_str())
+            .append_pair("_seen", &seen.to_string()),
         Next::Offset(n) => s.append_pair("_offset", &n.to_string()),
     };
     let cursor = state

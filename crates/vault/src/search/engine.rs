@@ -20,8 +20,8 @@ const BATCH: usize = 200;
 /// Where the next page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
-    /// After this row (keyset paging, in key order).
-    After(ResourceId),
+    /// After this row (keyset paging, in key order), with how many matches came before.
+    After(ResourceId, usize),
     /// After this many matches (sorted results).
     Offset(usize),
 }
@@ -288,9 +288,11 @@ impl Vault {
                 .and_then(|d| d.paths.first())
                 .and_then(|p| p.split('.').next())
         }));
+        // An identifier is how a patient is looked up (a wristband, a referral): an exact
+        // lookup tells nothing the caller did not bring, so every role may use it.
         if elements
             .iter()
-            .all(|e| matches!(*e, "id" | "meta") || release.keeps(e))
+            .all(|e| matches!(*e, "id" | "meta" | "identifier") || release.keeps(e))
         {
             return Ok(());
         }
@@ -364,10 +366,12 @@ impl Vault {
             .skip(spec.offset)
             .take(spec.count)
             .collect();
-        let total = (!more && spec.after.is_none() && spec.total != Total::None)
-            .then(|| spec.offset + page.len());
+        let before = spec.seen.saturating_add(spec.offset);
+        let total = (!more && spec.total != Total::None).then(|| before + page.len());
         let next = match page.last() {
-            Some((k, _, _)) if more && spec.count > 0 => Some(Next::After(k.id.clone())),
+            Some((k, _, _)) if more && spec.count > 0 => {
+                Some(Next::After(k.id.clone(), before + page.len()))
+            }
             _ => None,
         };
         Ok((page, total, next))

@@ -9,10 +9,12 @@ mod join;
 pub mod matcher;
 pub mod params;
 pub mod query;
+mod reindex;
 pub mod text;
 
 pub use engine::{MAX_CANDIDATES, Next, SearchOutcome};
 pub use query::{SearchSpec, Total};
+pub use reindex::SEARCH_INDEX_VERSION;
 
 use crate::error::VaultError;
 use crate::policy::Action;

@@ -50,6 +50,8 @@ pub struct SearchSpec {
     pub offset: usize,
     /// Keyset paging: the last row released by the previous page (from a sealed cursor only).
     pub after: Option<ResourceId>,
+    /// How many matches the previous pages released (from a sealed cursor only).
+    pub seen: usize,
     pub summary_count: bool,
     pub total: Total,
     pub elements: Option<Vec<String>>,
@@ -149,6 +151,7 @@ impl SearchSpec {
             count: DEFAULT_COUNT,
             offset: 0,
             after: None,
+            seen: 0,
             summary_count: false,
             total: Total::Cheap,
             elements: None,
@@ -158,7 +161,7 @@ impl SearchSpec {
         let mut seen_results: Vec<&str> = Vec::new();
         let mut values = 0usize;
         for (k, v) in pairs.iter().filter(|(_, v)| !v.trim().is_empty()) {
-            if params::RESULT_PARAMS.contains(&k.as_str()) || k == "_after" {
+            if params::RESULT_PARAMS.contains(&k.as_str()) || k == "_after" || k == "_seen" {
                 if k != "_include" && k != "_revinclude" {
                     if seen_results.contains(&k.as_str()) {
                         return Err(invalid(format!("{k} given more than once")));
@@ -215,7 +218,10 @@ impl SearchSpec {
                 self.after =
                     Some(ResourceId::parse(v.trim()).map_err(|_| invalid("bad cursor".into()))?)
             }
-            "_after" => return Err(invalid("unsupported search parameter '_after'".into())),
+            "_seen" if from_cursor => self.seen = num(v)?,
+            "_after" | "_seen" => {
+                return Err(invalid(format!("unsupported search parameter '{k}'")));
+            }
             "_summary" => match v.trim() {
                 "count" => self.summary_count = true,
                 "false" => {}

@@ -1,0 +1,69 @@
+//! Reindexing for search: a vault whose records were written before the current search
+//! indexes gets them at `serve` start (resumable: a record already done is simply done again;
+//! the organization is marked once every record of both stores has its entries).
+use crate::error::VaultError;
+use crate::records::store_kind;
+use crate::{Ctx, Vault};
+use phivault_core::{RecordKey, StoreKind};
+
+/// The version of the search indexes records get; a vault marked with an older one (or none)
+/// is reindexed.
+pub const SEARCH_INDEX_VERSION: &str = "1";
+
+fn setting(ctx: &Ctx) -> String {
+    format!("search-index:{}", ctx.org.as_str())
+}
+
+impl Vault {
+    /// Gives every live record of the caller's organization the current search indexes, if it
+    /// has not got them yet. Operator only; audited as one `reindex` event. Answers how many
+    /// records were reindexed (`None`: nothing to do).
+    pub async fn reindex_search(&self, ctx: &Ctx) -> Result<Option<u64>, VaultError> {
+        let event = self.event(ctx, "reindex");
+        self.require_operator(ctx, &event).await?;
+        if self.control.get_setting(&setting(ctx)).await?.as_deref() == Some(SEARCH_INDEX_VERSION) {
+            return Ok(None);
+        }
+        let mut done = 0u64;
+        for kind in [StoreKind::Identity, StoreKind::Clinical] {
+            done += self.reindex_store(ctx, kind).await?;
+        }
+        let mut event = event;
+        event.count = Some(done);
+        self.audit(event).await?;
+        self.control
+            .put_setting(&setting(ctx), SEARCH_INDEX_VERSION)
+            .await?;
+        Ok(Some(done))
+    }
+
+    async fn reindex_store(&self, ctx: &Ctx, kind: StoreKind) -> Result<u64, VaultError> {
+        let store = self.store(kind);
+        let mut after: Option<RecordKey> = None;
+        let mut done = 0u64;
+        loop {
+            let recs = store.page(&ctx.org, after.as_ref(), 500).await?;
+            let Some(last) = recs.last() else {
+                return Ok(done);
+            };
+            after = Some(RecordKey {
+                rtype: last.rtype,
+                id: last.id.clone(),
+            });
+            self.know_keks(&recs).await?;
+            for rec in recs.iter().filter(|r| !r.rtype.is_internal() && !r.deleted) {
+                debug_assert_eq!(store_kind(rec.rtype), kind);
+                let s = self.unseal(ctx, rec)?;
+                let index = self.index_of(ctx, rec.rtype, &s.resource);
+                let key = RecordKey {
+                    rtype: rec.rtype,
+                    id: rec.id.clone(),
+                };
+                // A record changed meanwhile was indexed by its own write.
+                if store.reindex(&ctx.org, &key, rec.version, &index).await? {
+                    done += 1;
+                }
+            }
+        }
+    }
+}
