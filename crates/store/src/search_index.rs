@@ -42,8 +42,13 @@ fn heads_sql(columns: &str, n: usize) -> String {
     )
 }
 
-const HEAD_SEQ: &str = "SELECT v.seq FROM {s}.record_versions v WHERE v.org = $1 \
-     AND v.rtype = $2 AND v.id = $3 AND v.version = $4 AND v.deleted = $5 AND {IS_HEAD}";
+/// The `seq` of a record's version if it is the live head.
+fn head_seq_sql() -> String {
+    format!(
+        "SELECT v.seq FROM {{s}}.record_versions v WHERE v.org = $1 AND v.rtype = $2 \
+         AND v.id = $3 AND v.version = $4 AND v.deleted = $5 AND {IS_HEAD}"
+    )
+}
 const DROP_INDEX: &str = "DELETE FROM {s}.blind_index WHERE rec = $1";
 const ADD_INDEX: &str = "INSERT INTO {s}.blind_index (org, kind, digest, rec) VALUES ($1, $2, $3, $4) \
      ON CONFLICT DO NOTHING";
@@ -173,7 +178,7 @@ pub(crate) mod sqlite {
             let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
                 .await
                 .map_err(unavailable(ctx))?;
-            let seq: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql(HEAD_SEQ)))
+            let seq: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql(&head_seq_sql())))
                 .bind(org.as_str())
                 .bind(key.rtype.as_str())
                 .bind(key.id.as_str())
@@ -291,15 +296,16 @@ pub(crate) mod postgres {
     ) -> Result<bool, StoreError> {
         let ctx = "reindex";
         let mut tx = pool.begin().await.map_err(unavailable(ctx))?;
-        let seq: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql(HEAD_SEQ, schema)))
-            .bind(org.as_str())
-            .bind(key.rtype.as_str())
-            .bind(key.id.as_str())
-            .bind(i64_of(version.0))
-            .bind(false)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable(ctx))?;
+        let seq: Option<i64> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql(&head_seq_sql(), schema)))
+                .bind(org.as_str())
+                .bind(key.rtype.as_str())
+                .bind(key.id.as_str())
+                .bind(i64_of(version.0))
+                .bind(false)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?;
         let Some(seq) = seq else { return Ok(false) };
         sqlx::query(sqlx::AssertSqlSafe(sql(DROP_INDEX, schema)))
             .bind(seq)

@@ -6,7 +6,7 @@ use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
 use phivault_core::ResourceId;
 use phivault_vault::audit::export::{AuditFilter, to_fhir};
@@ -291,9 +291,35 @@ pub async fn search(
     State(state): State<AppState>,
     auth: FhirAuth,
     Path(rtype): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    run_search(&state, &auth, &rtype, query.as_deref().unwrap_or("")).await
+    let base = base_of(&uri, &headers);
+    run_search(&state, &auth, &rtype, query.as_deref().unwrap_or(""), &base).await
+}
+
+/// The FHIR base URL the client used (`https://host/fhir/`), for absolute `next` links (a
+/// client such as Python's fhirclient follows only those); empty (relative links) when the
+/// request names no usable host.
+fn base_of(uri: &Uri, headers: &HeaderMap) -> String {
+    let host = uri.authority().map(|a| a.as_str().to_owned()).or_else(|| {
+        headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+    });
+    match host {
+        Some(h)
+            if !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) =>
+        {
+            format!("https://{h}/fhir/")
+        }
+        _ => String::new(),
+    }
 }
 
 /// `POST /fhir/{type}/_search` with the criteria as `application/x-www-form-urlencoded`: the
@@ -308,6 +334,7 @@ pub async fn search_post(
     State(state): State<AppState>,
     auth: FhirAuth,
     Path(rtype): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -328,10 +355,16 @@ pub async fn search_post(
     let Ok(form) = std::str::from_utf8(&body) else {
         return invalid("the body is not UTF-8");
     };
-    run_search(&state, &auth, &rtype, form).await
+    run_search(&state, &auth, &rtype, form, &base_of(&uri, &headers)).await
 }
 
-async fn run_search(state: &AppState, auth: &FhirAuth, rtype: &str, query: &str) -> Response {
+async fn run_search(
+    state: &AppState,
+    auth: &FhirAuth,
+    rtype: &str,
+    query: &str,
+    base: &str,
+) -> Response {
     let rtype = tri!(path_type(rtype));
     let (query, from_cursor) = tri!(unpage(state, auth, query));
     let pairs = pairs_of(&query);
@@ -346,7 +379,7 @@ async fn run_search(state: &AppState, auth: &FhirAuth, rtype: &str, query: &str)
                 None => None,
             };
             searchset(
-                rtype.as_str(),
+                &format!("{base}{rtype}"),
                 found.matches,
                 found.included,
                 found.total,

@@ -1,10 +1,10 @@
 //! FHIR date search: a date, a partial date, a dateTime or a Period is a range of instants
-//! `[lo, hi)` in Unix seconds at its own precision; a parameter's prefix compares ranges as
+//! `[lo, hi)` in Unix milliseconds at its own precision; a parameter's prefix compares ranges as
 //! FHIR R4 defines (`eq ne lt le gt ge sa eb ap`).
 use serde_json::Value;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
-/// A half-open range of Unix seconds.
+/// A half-open range of Unix milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Range {
     pub lo: i64,
@@ -36,11 +36,16 @@ fn date_of(y: i32, m: u8, d: u8) -> Option<Date> {
     Date::from_calendar_date(y, Month::try_from(m).ok()?, d).ok()
 }
 
+/// A day's first millisecond.
 fn secs(d: Date) -> i64 {
     PrimitiveDateTime::new(d, Time::MIDNIGHT)
         .assume_utc()
         .unix_timestamp()
+        * 1000
 }
+
+/// One day in milliseconds.
+pub const DAY: i64 = 86_400_000;
 
 fn num<T: std::str::FromStr>(s: &str, at: std::ops::Range<usize>) -> Option<T> {
     let part = s.get(at)?;
@@ -84,10 +89,7 @@ pub fn parse(s: &str) -> Option<Range> {
     let day = date_of(year, num(s, 5..7)?, num(s, 8..10)?)?;
     if s.len() == 10 {
         let lo = secs(day);
-        return Some(Range {
-            lo,
-            hi: lo + 86_400,
-        });
+        return Some(Range { lo, hi: lo + DAY });
     }
     date_time(day, s.get(10..)?)
 }
@@ -100,20 +102,24 @@ fn date_time(day: Date, rest: &str) -> Option<Range> {
         return None;
     }
     let mut tail = rest.get(5..)?;
-    let (second, width): (u8, i64) = match tail.strip_prefix(':') {
+    let (second, millis, width): (u8, i64, i64) = match tail.strip_prefix(':') {
         Some(t) => {
             let s = num(t, 0..2)?;
             tail = t.get(2..)?;
+            let (mut ms, mut w) = (0, 1000);
             if let Some(f) = tail.strip_prefix('.') {
                 let n = f.bytes().take_while(u8::is_ascii_digit).count();
                 if n == 0 {
                     return None;
                 }
+                let digits = format!("{:0<3}", f.get(..n.min(3))?);
+                ms = digits.parse().ok()?;
+                w = 1;
                 tail = f.get(n..)?;
             }
-            (s, 1)
+            (s, ms, w)
         }
-        None => (0, 60),
+        None => (0, 0, 60_000),
     };
     let offset = match tail {
         "" | "Z" => UtcOffset::UTC,
@@ -133,7 +139,9 @@ fn date_time(day: Date, rest: &str) -> Option<Range> {
     let t = Time::from_hms(hour, minute, second).ok()?;
     let lo = PrimitiveDateTime::new(day, t)
         .assume_offset(offset)
-        .unix_timestamp();
+        .unix_timestamp()
+        * 1000
+        + millis;
     Some(Range { lo, hi: lo + width })
 }
 
@@ -186,14 +194,14 @@ impl DateParam {
     /// a day each side.
     fn approx(&self, now: i64) -> Range {
         let gap = (now - self.range.lo).unsigned_abs() / 10;
-        let w = i64::try_from(gap).unwrap_or(i64::MAX).max(86_400);
+        let w = i64::try_from(gap).unwrap_or(i64::MAX).max(DAY);
         Range {
             lo: self.range.lo.saturating_sub(w),
             hi: self.range.hi.saturating_add(w),
         }
     }
 
-    /// Whether a value's range matches, `now` in Unix seconds (for `ap`).
+    /// Whether a value's range matches, `now` in Unix milliseconds (for `ap`).
     pub fn matches(&self, f: Range, now: i64) -> bool {
         let p = self.range;
         let eq = p.lo <= f.lo && f.hi <= p.hi;
@@ -217,7 +225,7 @@ impl DateParam {
     /// `[first, last]`: what a birth-year index must look up. `None`: any year.
     pub fn years(&self, now: i64, first: i32, last: i32) -> (i32, i32) {
         let year_of = |t: i64| {
-            OffsetDateTime::from_unix_timestamp(t.clamp(-62_135_596_800, 253_402_300_799))
+            OffsetDateTime::from_unix_timestamp((t / 1000).clamp(-62_135_596_800, 253_402_300_799))
                 .map(|d| d.year())
                 .unwrap_or(first)
         };
@@ -250,12 +258,16 @@ mod tests {
 
     #[test]
     fn precisions_are_ranges() {
-        assert_eq!(r("2020").hi - r("2020").lo, 366 * 86_400);
-        assert_eq!(r("2021-02").hi - r("2021-02").lo, 28 * 86_400);
-        assert_eq!(r("2020-05-01").hi - r("2020-05-01").lo, 86_400);
+        assert_eq!(r("2020").hi - r("2020").lo, 366 * DAY);
+        assert_eq!(r("2021-02").hi - r("2021-02").lo, 28 * DAY);
+        assert_eq!(r("2020-05-01").hi - r("2020-05-01").lo, DAY);
         assert_eq!(
             r("2020-05-01T10:00:00Z").hi - r("2020-05-01T10:00:00Z").lo,
-            1
+            1000
+        );
+        assert_eq!(
+            r("2020-05-01T10:00:00.36Z").lo - r("2020-05-01T10:00:00Z").lo,
+            360
         );
         assert_eq!(
             r("2020-05-01T12:00:00+02:00").lo,
@@ -263,7 +275,7 @@ mod tests {
         );
         assert_eq!(
             r("2020-05-01T10:00:00.123-05:00").lo,
-            r("2020-05-01T15:00:00").lo
+            r("2020-05-01T15:00:00").lo + 123
         );
         for bad in [
             "20x0",

@@ -189,6 +189,30 @@ impl Vault {
         }
     }
 
+    /// The patient pseudonyms a clinical `patient` / `subject` criterion names: a record
+    /// linked to one of them matches, however its reference is written (a conditional
+    /// `Patient?identifier=…` reference resolved when it was stored, an absolute URL).
+    fn criterion_links(
+        &self,
+        ctx: &Ctx,
+        spec: &SearchSpec,
+        c: &super::matcher::Criterion,
+    ) -> Vec<Digest32> {
+        if spec.rtype.is_patient() || !matches!(c.def.name, "patient" | "subject") {
+            return Vec::new();
+        }
+        c.any_of
+            .iter()
+            .filter_map(|w| match w {
+                Wanted::Reference { rtype, id } if rtype.is_empty() || rtype == "Patient" => {
+                    ResourceId::parse(id).ok()
+                }
+                _ => None,
+            })
+            .map(|id| self.keyring.pseudonym(&ctx.org, &id))
+            .collect()
+    }
+
     /// Opens candidates (fetching the heads not yet read), keeps those the caller may see and
     /// every criterion accepts. `stop`: enough matches.
     async fn open_matching(
@@ -200,6 +224,11 @@ impl Vault {
         stop: usize,
     ) -> Result<(Vec<(RecordKey, Stored, bool)>, bool), VaultError> {
         let store = self.store(store_kind(spec.rtype));
+        let links: Vec<Vec<Digest32>> = spec
+            .criteria
+            .iter()
+            .map(|c| self.criterion_links(ctx, spec, c))
+            .collect();
         let mut out = Vec::new();
         let mut iter = cands.into_iter().peekable();
         while iter.peek().is_some() {
@@ -230,7 +259,13 @@ impl Vault {
             self.know_keks(recs.iter().map(|(_, r)| r)).await?;
             for (key, rec) in recs {
                 let s = self.unseal(ctx, &rec)?;
-                if !spec.criteria.iter().all(|c| c.matches(&s.resource, now)) {
+                let linked = |l: &Vec<Digest32>| s.patient.is_some_and(|p| l.contains(&p));
+                if !spec
+                    .criteria
+                    .iter()
+                    .zip(&links)
+                    .all(|(c, l)| linked(l) || c.matches(&s.resource, now))
+                {
                     continue;
                 }
                 let verdict = self

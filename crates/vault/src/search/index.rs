@@ -20,7 +20,7 @@ pub const LAST_YEAR: i32 = 2100;
 pub fn kept_bits(kind: IndexKind) -> u32 {
     match kind {
         IndexKind::NamePrefix | IndexKind::AddressPrefix => 16,
-        IndexKind::BirthDay => 12,
+        IndexKind::BirthDay | IndexKind::NamePhonetic => 12,
         IndexKind::BirthMonth => 8,
         _ => 256,
     }
@@ -167,30 +167,27 @@ pub fn record_terms(rtype: &str, r: &Value) -> Vec<Term> {
 }
 
 fn birth_lookup(p: &DateParam, now: i64, out: &mut Vec<Term>) {
+    use super::dates::{DAY, Prefix};
     let width = p.range.hi - p.range.lo;
-    let day = |t: i64| {
-        time::OffsetDateTime::from_unix_timestamp(t)
-            .ok()
-            .map(|d| d.date())
-    };
-    if p.prefix == super::dates::Prefix::Eq && width == 86_400 {
-        if let Some(d) = day(p.range.lo) {
+    let day = time::OffsetDateTime::from_unix_timestamp(p.range.lo.div_euclid(1000))
+        .ok()
+        .map(|d| d.date());
+    match (p.prefix, day) {
+        (Prefix::Eq, Some(d)) if width == DAY && p.range.lo.rem_euclid(DAY) == 0 => {
             out.push((IndexKind::BirthDay, d.to_string()));
-            return;
         }
-    }
-    if p.prefix == super::dates::Prefix::Eq && (28..=31).contains(&(width / 86_400)) {
-        if let Some(d) = day(p.range.lo) {
+        (Prefix::Eq, Some(d)) if (28..=31).contains(&(width / DAY)) && d.day() == 1 => {
             out.push((
                 IndexKind::BirthMonth,
                 format!("{:04}-{:02}", d.year(), u8::from(d.month())),
             ));
-            return;
         }
-    }
-    let (lo, hi) = p.years(now, FIRST_YEAR - 1, LAST_YEAR + 1);
-    for y in lo..=hi {
-        out.push((IndexKind::BirthYear, year_term(y)));
+        _ => {
+            let (lo, hi) = p.years(now, FIRST_YEAR - 1, LAST_YEAR + 1);
+            for y in lo..=hi {
+                out.push((IndexKind::BirthYear, year_term(y)));
+            }
+        }
     }
 }
 

@@ -96,8 +96,12 @@ fn token_match(def: &ParamDef, field: &Value, system: Option<&str>, code: &str) 
             };
             return allowed && sys_ok && value_ok;
         }
+        // A plain code (gender, status) has its system implied by the element: any system
+        // given with it is accepted.
+        let plain = matches!(field, Value::String(_) | Value::Bool(_));
         let sys_ok = match system {
             None => true,
+            _ if plain => true,
             Some("") => fs.is_none(),
             Some(s) => fs == Some(s),
         };
@@ -219,6 +223,8 @@ mod tests {
             code: c.into(),
         };
         assert!(crit("Patient", "gender", t(None, "female")).matches(&r, 0));
+        let g = t(Some("http://hl7.org/fhir/administrative-gender"), "female");
+        assert!(crit("Patient", "gender", g).matches(&r, 0));
         assert!(crit("Patient", "identifier", t(Some("urn:mrn"), "12")).matches(&r, 0));
         assert!(!crit("Patient", "identifier", t(Some(""), "12")).matches(&r, 0));
         assert!(crit("Patient", "phone", t(None, "5550109999")).matches(&r, 0));

@@ -53,7 +53,7 @@ impl Vault {
         }
         self.check_search_fields(ctx, spec, &event).await?;
         self.authorize_one_patient(ctx, spec, &event).await?;
-        let now = self.clock.now().unix_timestamp();
+        let now = self.clock.now_millis();
         let (page, total, next) = match self.search_page(ctx, spec, now).await {
             Ok(p) => p,
             Err(e) => return self.audit_read_failure(ctx, event, e).await,
