@@ -36,7 +36,8 @@ class Api:
         self.token = token
 
     def call(self, method, path, body=None, ctype=None):
-        req = urllib.request.Request(self.base + "/" + path.lstrip("/"), data=body, method=method)
+        url = self.base + ("/" + path.lstrip("/") if path else "")
+        req = urllib.request.Request(url, data=body, method=method)
         req.add_header("Authorization", "Bearer " + self.token)
         req.add_header("Accept", "application/fhir+json")
         if ctype:
