@@ -122,8 +122,28 @@ def word_in(text, needle):
     return False
 
 
+def json_hits(doc, ns):
+    """The needles a JSON text cell (an audit event, say) holds: in its strings, or as the
+    whole of one of its integers (a sequence number is not a year); times are skipped."""
+    if isinstance(doc, dict):
+        return [n for k, v in doc.items() if k not in ("time", "timestamp")
+                for n in json_hits(v, ns)]
+    if isinstance(doc, list):
+        return [n for v in doc for n in json_hits(v, ns)]
+    if isinstance(doc, str):
+        return cell_hits(doc, ns)
+    if isinstance(doc, int) and not isinstance(doc, bool):
+        return [n for n, m in ns.items() if m["numeric"] and str(doc) == n]
+    return []
+
+
 def cell_hits(cell, ns):
     """The needles a table cell holds."""
+    if isinstance(cell, str) and cell[:1] in "{[":
+        try:
+            return json_hits(json.loads(cell), ns)
+        except ValueError:
+            pass
     if isinstance(cell, int):
         return [n for n, m in ns.items() if m["numeric"] and str(cell) == n]
     if isinstance(cell, str) and not ENCODED.match(cell):
@@ -206,7 +226,11 @@ def scan(root, data, pg=None):
             for n in cell_hits(cell, ns):
                 if (where, n) not in seen:
                     seen.add((where, n))
-                    hits.append({"where": where, "needle": n, "kind": ns[n]["kind"]})
+                    hit = {"where": where, "needle": n, "kind": ns[n]["kind"]}
+                    if isinstance(cell, str):
+                        i = cell.find(n)
+                        hit["context"] = cell[max(0, i - 60):i + len(n) + 60]
+                    hits.append(hit)
     return {"needles": len(ns), "hits": hits}
 
 
