@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import search_oracle as oracle  # noqa: E402
 
+INTEGER = re.compile(r"-?[1-9][0-9]*")
 ENCODED = re.compile(r"^[A-Za-z0-9+/=_-]{16,}$")
 
 
@@ -53,7 +54,7 @@ def patient_needles(r, add):
         b = r["birthDate"]
         add(b, "birth date")
         if len(b) == 10:
-            add(b.replace("-", ""), "birth date")
+            add(b.replace("-", ""), "birth date", numeric=True)
             lo = oracle.date_range(b)[0] // oracle.US
             add(str(lo), "birth date (unix s)", numeric=True)
             add(str(lo * 1000), "birth date (unix ms)", numeric=True)
@@ -201,6 +202,8 @@ def pg_cells(url, prefix):
                     continue
                 if field.startswith("\\\\x"):
                     yield f"pg:{table}", bytes.fromhex(field[3:])
+                elif INTEGER.fullmatch(field):
+                    yield f"pg:{table}", int(field)  # a number column: compared whole
                 else:
                     yield f"pg:{table}", field.replace("\\t", "\t").replace("\\n", "\n")
 
