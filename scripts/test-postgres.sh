@@ -14,4 +14,4 @@ trap 'bash scripts/pg-test-cleanup.sh' EXIT
 PHIVAULT_TEST_BACKEND=postgres cargo test --locked -p phivault \
   --test vault_core --test audit --test auth --test authz --test oauth \
   --test fhir_api --test hl7 --test hl7_feeds --test hl7_interfaces --test hl7_concurrency --test hl7_crash --test hl7_errors --test hl7_receipts --test security --test security_records --test security_auth --test security_authfix --test security_admin --test security_edge --test security_aad --test keys --test retention \
-  --test backup --test compliance --test deid --test hsm --test purpose --test search_reindex "$@"
+  --test backup --test compliance --test deid --test hsm --test purpose --test search --test search_reindex "$@"

@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod common;
 
-use common::live::{Live, basic_of, cli, stdout_ok};
+use common::live::{Live, cli, stdout_ok};
+use common::search::audit_events;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,23 +15,8 @@ const SCOPES: &str = "system/Patient.crs";
 
 /// Registers a client acting for TREAT and HOPERAT, with `default` as its default purpose.
 fn client(data: &Path, name: &str, default: Option<&str>) -> String {
-    let mut args = vec![
-        "client",
-        "add",
-        "--name",
-        name,
-        "--role",
-        "INTEGRATION_MANAGER",
-        "--scopes",
-        SCOPES,
-        "--purposes",
-        "TREAT HOPERAT",
-        "--json",
-    ];
-    if let Some(d) = default {
-        args.extend(["--default-purpose", d]);
-    }
-    basic_of(&cli(data, &args))
+    let role = ("INTEGRATION_MANAGER", SCOPES, "TREAT HOPERAT");
+    common::search::service_client(data, name, role, default)
 }
 
 /// The test Python with `fhirclient`, or `None` outside CI when there is none.
@@ -61,14 +47,6 @@ fn fhirclient_calls(
         cmd.arg(id);
     }
     serde_json::from_str(&stdout_ok(&cmd.output().unwrap())).unwrap()
-}
-
-/// Every audit event of the vault, as JSON.
-fn audit_events(data: &Path) -> Vec<Value> {
-    stdout_ok(&cli(data, &["audit", "export", "--format", "jsonl"]))
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 /// The FHIR events (create, read, search) of the client named `name`.

@@ -12,6 +12,7 @@ pub mod live;
 pub mod mllp;
 pub mod pki;
 pub mod raw;
+pub mod search;
 pub mod signed_in;
 
 use phivault::datadir::{self, Opened};
