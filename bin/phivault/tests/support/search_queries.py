@@ -117,8 +117,9 @@ def last_updated_queries(store, split):
     out = []
     for prefix in ["gt", "ge", "lt", "le", "sa", "eb"]:
         out.append(q("Patient", ("_lastUpdated", prefix + split), named))
-        for p in clinical_patients(store, "Observation")[:2]:
-            out.append(q("Observation", ("_lastUpdated", prefix + split), ("patient", p)))
+        for t in ["Observation", "Condition", "Encounter"]:
+            for p in clinical_patients(store, t)[:2]:
+                out.append(q(t, ("_lastUpdated", prefix + split), ("patient", p)))
     return out
 
 
