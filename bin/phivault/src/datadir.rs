@@ -266,12 +266,20 @@ async fn init_inner(
     let (_, entries) = Keyring::generate(provider, clock.now_millis())?;
     let control = stores.control.clone();
     control.add_keyring_entries(&entries).await?;
+    let org = OrgId::parse(DEFAULT_ORG).map_err(|e| DataDirError::BadOrg(e.to_string()))?;
     control
         .create_organization(&Organization {
-            id: OrgId::parse(DEFAULT_ORG).map_err(|e| DataDirError::BadOrg(e.to_string()))?,
+            id: org.clone(),
             name: DEFAULT_ORG.into(),
             created_at: clock.now_millis(),
         })
+        .await?;
+    // A new organization holds no record: nothing to reindex at the first start.
+    control
+        .put_setting(
+            &phivault_vault::search::index_setting(&org),
+            phivault_vault::search::SEARCH_INDEX_VERSION,
+        )
         .await?;
     control
         .put_setting("root_key_provider", provider.describe())

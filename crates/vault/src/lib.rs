@@ -375,7 +375,15 @@ impl Vault {
             created_at: self.clock.now_millis(),
         };
         match self.control.create_organization(&org).await {
-            Ok(true) => self.audit(event).await,
+            Ok(true) => {
+                self.control
+                    .put_setting(
+                        &search::index_setting(id),
+                        search::SEARCH_INDEX_VERSION,
+                    )
+                    .await?;
+                self.audit(event).await
+            }
             Ok(false) => {
                 let e = VaultError::Invalid("that organization exists".into());
                 self.audit_failure(event, e).await

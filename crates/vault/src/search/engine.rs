@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const MAX_CANDIDATES: usize = 5_000;
 /// Candidates opened per store round trip when paging through them.
 const BATCH: usize = 200;
+/// Candidates few enough to open rather than narrow further by index.
+const ENOUGH: usize = 64;
 
 /// Where the next page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,10 +98,21 @@ impl Vault {
         let store = self.store(store_kind(spec.rtype));
         let limit = u32::try_from(MAX_CANDIDATES + 1).unwrap_or(u32::MAX);
         let mut result: Option<BTreeSet<RecordKey>> = None;
-        for c in &spec.criteria {
-            let Some(terms) = index::lookup(spec.rtype.as_str(), c, now) else {
-                continue;
-            };
+        // The narrowest lookups first; once few candidates are left, opening them costs less
+        // than looking up the wide criteria (a birth-year range), which then only filter.
+        let mut lookups: Vec<Vec<index::Term>> = spec
+            .criteria
+            .iter()
+            .filter_map(|c| index::lookup(spec.rtype.as_str(), c, now))
+            .collect();
+        lookups.sort_by_key(|terms| {
+            let widest = terms.iter().map(|(k, _)| index::width(*k)).max();
+            (widest, terms.len())
+        });
+        for terms in lookups {
+            if result.as_ref().is_some_and(|r| r.len() <= ENOUGH) {
+                break;
+            }
             let mut by_kind: BTreeMap<IndexKind, Vec<Digest32>> = BTreeMap::new();
             for (k, t) in &terms {
                 by_kind

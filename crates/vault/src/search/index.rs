@@ -26,6 +26,18 @@ pub fn kept_bits(kind: IndexKind) -> u32 {
     }
 }
 
+/// How many records a term of this kind typically selects (its rank: lower is narrower).
+pub fn width(kind: IndexKind) -> u8 {
+    match kind {
+        IndexKind::Identifier | IndexKind::IdentifierValue | IndexKind::FamilyBirthdate => 0,
+        IndexKind::Phone | IndexKind::Email => 1,
+        IndexKind::BirthDay | IndexKind::NamePhonetic | IndexKind::Reference => 2,
+        IndexKind::NamePrefix | IndexKind::AddressPrefix => 3,
+        IndexKind::BirthMonth => 4,
+        IndexKind::BirthYear => 5,
+    }
+}
+
 /// Keeps the first `bits` bits of a digest, zeroes the rest.
 pub fn truncate(mut d: Digest32, bits: u32) -> Digest32 {
     for (i, b) in d.0.iter_mut().enumerate() {

@@ -14,7 +14,7 @@ pub mod text;
 
 pub use engine::{MAX_CANDIDATES, Next, SearchOutcome};
 pub use query::{SearchSpec, Total};
-pub use reindex::SEARCH_INDEX_VERSION;
+pub use reindex::{SEARCH_INDEX_VERSION, index_setting};
 
 use crate::error::VaultError;
 use crate::policy::Action;

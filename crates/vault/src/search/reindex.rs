@@ -10,8 +10,14 @@ use phivault_core::{RecordKey, StoreKind};
 /// is reindexed.
 pub const SEARCH_INDEX_VERSION: &str = "1";
 
+/// The control setting that marks an organization's records as indexed for search (set when
+/// the organization is created: it has no records yet).
+pub fn index_setting(org: &phivault_core::OrgId) -> String {
+    format!("search-index:{}", org.as_str())
+}
+
 fn setting(ctx: &Ctx) -> String {
-    format!("search-index:{}", ctx.org.as_str())
+    index_setting(&ctx.org)
 }
 
 impl Vault {
