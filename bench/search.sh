@@ -23,6 +23,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
+for var in BENCH_PATIENTS BENCH_MEDPLUM_PATIENTS BENCH_SECONDS BENCH_LOAD_TIMEOUT; do
+  [[ -z "${!var:-}" || "${!var}" =~ ^[1-9][0-9]*$ ]] || { echo "$var: not a positive whole number" >&2; exit 2; }
+done
 n="${BENCH_PATIENTS:-100000}"
 m="${BENCH_MEDPLUM_PATIENTS:-2000}"
 [ "$m" -gt "$n" ] && m="$n"
@@ -129,95 +132,108 @@ mixes() { # label, requests dir, [headers] → the two mixes at 32 connections
   wrk_run 32 "$label-rc" "$dir" "read-patient=35,read-obs=35,create-patient=12,create-obs=18" "$@"
 }
 
-# ---- 1. the three searches on phivault with N patients, and SQLite on the same data
-dn=$(data_for "$n")
-vn=$(vault_for "$n")
-start_vault_copy "$vn"
-requests_for "$dn" "$vdir/ids.tsv" "$work/req-n"
-say "== SQLite baseline"
-sqlite=$($py/sqlite_baseline.py "$dn" "$dn/sqlite.db" 300)
-say "$sqlite"
-say "== correctness: phivault against SQLite (first 20 of each search)"
-checks=$($py/check.py "$url" "$ca" "$(echo "${auth[1]}" | sed 's/^authorization: Bearer //')" \
-  "$dn" "$vdir/ids.tsv" "$dn/sqlite.db" 20 2>&1 || true)
-say "$checks"
-searches=()
-for kind in name family obs; do
-  say "== $kind: 1 and 32 connections"
-  secs=2 wrk_run 1 warm "$work/req-n" "$kind=1" "${auth[@]}" > /dev/null
-  searches+=("$(wrk_run 1 "$kind-1" "$work/req-n" "$kind=1" "${auth[@]}")")
-  searches+=("$(wrk_run 32 "$kind-32" "$work/req-n" "$kind=1" "${auth[@]}")")
-done
-say "== mixed workload on phivault, $n patients"
-mixed_n=$(mixes "phivault-$n" "$work/req-n" "${auth[@]}")
-stop_servers
-
-# ---- 2. the same mixes on a vault of M patients, and on Medplum with the same M patients
-dm=$(data_for "$m")
-if [ "$m" -lt "$n" ]; then
-  vm=$(vault_for "$m")
-  start_vault_copy "$vm"
-  requests_for "$dm" "$vdir/ids.tsv" "$work/req-m"
-  say "== mixed workload on phivault, $m patients"
-  mixed_m=$(mixes "phivault-$m" "$work/req-m" "${auth[@]}")
-  stop_servers
-else
-  mixed_m=$(echo "$mixed_n" | sed "s/^phivault-$n/phivault-$m/")
-fi
-say "== Medplum FhirRouter + MemoryRepository, $m patients"
-node --experimental-websocket --max-old-space-size=8192 bench/medplum/fhir-server.js 0 \
-  "$vn/data/tls/cert.pem" "$vn/data/tls/key.pem" "$dm" "$m" > "$work/medplum.out" 2>&1 &
-servers+=($!)
-for _ in $(seq 1 1200); do grep -q "^listening" "$work/medplum.out" && break; sleep 0.5; done
-url="https://localhost:$(sed -n 's/^listening //p' "$work/medplum.out")"
-requests_for "$dm" generator "$work/req-medplum" subject
-mixed_medplum=$(mixes "medplum-$m" "$work/req-medplum")
-medplum_load=$(grep '^loaded' "$work/medplum.out" || true)
-stop_servers
-
-# ---- the table
-{
-  obs=$(wc -l < "$dn/observations.ndjson")
-  echo "phivault search benchmark (issue 22), $(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD)"
-  echo "$n patients, $obs Observations; $(nproc) cores shared by wrk, the server and the client"
-  echo "phivault load (transaction Bundles over HTTPS): $(head -1 "$vn/load.txt"); $(tail -1 "$vn/load.txt")"
-  echo
-  printf '%-34s %8s %8s %8s %9s %9s %7s | %8s %8s %8s | %9s\n' "search (HTTPS, keep-alive TLS)" \
-    p50 p95 p99 "req/s@1" "req/s@32" non2xx "SQL p50" "SQL p95" "SQL p99" "p95 ratio"
+run_searches() { # the three searches on phivault with N patients, and SQLite on the same data
+  dn=$(data_for "$n")
+  vn=$(vault_for "$n")
+  start_vault_copy "$vn"
+  requests_for "$dn" "$vdir/ids.tsv" "$work/req-n"
+  say "== SQLite baseline"
+  sqlite=$($py/sqlite_baseline.py "$dn" "$dn/sqlite.db" 300)
+  say "$sqlite"
+  say "== correctness: phivault against SQLite (first 20 of each search)"
+  checks=$($py/check.py "$url" "$ca" "$(echo "${auth[1]}" | sed 's/^authorization: Bearer //')" \
+    "$dn" "$vdir/ids.tsv" "$dn/sqlite.db" 20 2>&1 || true)
+  say "$checks"
+  searches=()
   for kind in name family obs; do
-    one=$(printf '%s\n' "${searches[@]}" | grep "^$kind-1 ")
-    many=$(printf '%s\n' "${searches[@]}" | grep "^$kind-32 ")
-    sql=$(echo "$sqlite" | grep "kind=$kind ")
-    case $kind in
-      name) what="Patient?name=<3-5 letters>" ;;
-      family) what="Patient?family=&birthdate=ge&lt (5y)" ;;
-      obs) what="Observation?patient&category&date" ;;
-    esac
-    printf '%-34s %8s %8s %8s %9s %9s %7s | %8s %8s %8s | %9s\n' "$what" \
-      "$(val "$one" p50)" "$(val "$one" p95)" "$(val "$one" p99)" "$(val "$one" rps)" \
-      "$(val "$many" rps)" "$(( $(val "$one" non2xx || echo 0) + $(val "$many" non2xx || echo 0) ))" \
-      "$(val "$sql" p50)" "$(val "$sql" p95)" "$(val "$sql" p99)" \
-      "$(ratio "$(val "$one" p95)" "$(val "$sql" p95)")"
+    say "== $kind: 1 and 32 connections"
+    secs=2 wrk_run 1 warm "$work/req-n" "$kind=1" "${auth[@]}" > /dev/null
+    searches+=("$(wrk_run 1 "$kind-1" "$work/req-n" "$kind=1" "${auth[@]}")")
+    searches+=("$(wrk_run 32 "$kind-32" "$work/req-n" "$kind=1" "${auth[@]}")")
   done
-  echo "(latency in ms; 50 ms p95 is the target; SQL = the same searches on plaintext SQLite tables"
-  echo " with indexes for them, Python sqlite3, one connection; ratio = phivault p95 / SQL p95)"
-  echo "$checks" | sed 's/^/  /'
-  echo
-  echo "mixed workload at 32 connections (bench/search/mixed.lua, wrk -t2 -c32 ${secs}s)"
-  printf '%-26s %10s %10s %10s %8s %8s\n' "server" "mixed req/s" "p99 ms" "rc req/s" "p99 ms" non2xx
-  for label in "phivault-$n" "phivault-$m" "medplum-$m"; do
-    all="$mixed_n"$'\n'"$mixed_m"$'\n'"$mixed_medplum"
-    a=$(echo "$all" | grep "^$label-mixed " | head -1); b=$(echo "$all" | grep "^$label-rc " | head -1)
-    printf '%-26s %10s %10s %10s %8s %8s\n' "$label patients" "$(val "$a" rps)" \
-      "$(val "$a" p99)" "$(val "$b" rps)" "$(val "$b" p99)" \
-      "$(val "$a" non2xx)+$(val "$b" non2xx)"
-  done
-  pm=$(echo "$mixed_m" | grep mixed | head -1); mm=$(echo "$mixed_medplum" | grep mixed)
-  pr=$(echo "$mixed_m" | grep -- -rc | head -1); mr=$(echo "$mixed_medplum" | grep -- -rc)
-  echo "phivault/Medplum at $m patients: mixed $(ratio "$(val "$pm" rps)" "$(val "$mm" rps)")x," \
-    "reads+creates $(ratio "$(val "$pr" rps)" "$(val "$mr" rps)")x (aim: 0.5x or more)"
-  echo "(mixed: 70% reads = Patient/Observation by id 30%, the three searches 40%; 30% creates."
-  echo " rc: reads by id 70%, creates 30%. Medplum: Node $(node --version) HTTPS, no auth, no audit,"
-  echo " no encryption, in memory, $medplum_load; its Observation search is subject=Patient/<id>)"
-} | tee "$out"
-echo "written to $out" >&2
+  say "== mixed workload on phivault, $n patients"
+  mixed_n=$(mixes "phivault-$n" "$work/req-n" "${auth[@]}")
+  stop_servers
+}
+
+run_mixes() { # the mixes on a vault of M patients, and on Medplum with the same M patients
+  dm=$(data_for "$m")
+  if [ "$m" -lt "$n" ]; then
+    vm=$(vault_for "$m")
+    start_vault_copy "$vm"
+    requests_for "$dm" "$vdir/ids.tsv" "$work/req-m"
+    say "== mixed workload on phivault, $m patients"
+    mixed_m=$(mixes "phivault-$m" "$work/req-m" "${auth[@]}")
+    stop_servers
+  else
+    mixed_m=$(echo "$mixed_n" | sed "s/^phivault-$n/phivault-$m/")
+  fi
+  say "== Medplum FhirRouter + MemoryRepository, $m patients"
+  node --experimental-websocket --max-old-space-size=8192 bench/medplum/fhir-server.js 0 \
+    "$vn/data/tls/cert.pem" "$vn/data/tls/key.pem" "$dm" "$m" > "$work/medplum.out" 2>&1 &
+  servers+=($!)
+  for _ in $(seq 1 1200); do grep -q "^listening" "$work/medplum.out" && break; sleep 0.5; done
+  url="https://localhost:$(sed -n 's/^listening //p' "$work/medplum.out")"
+  requests_for "$dm" generator "$work/req-medplum" subject
+  mixed_medplum=$(mixes "medplum-$m" "$work/req-medplum")
+  medplum_load=$(grep '^loaded' "$work/medplum.out" || true)
+  stop_servers
+}
+
+table() {
+  {
+    obs=$(wc -l < "$dn/observations.ndjson")
+    echo "phivault search benchmark (issue 22), $(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD)"
+    echo "$n patients, $obs Observations; $(nproc) cores shared by wrk, the server and the client"
+    echo "phivault load (transaction Bundles over HTTPS): $(head -1 "$vn/load.txt"); $(tail -1 "$vn/load.txt")"
+    echo
+    printf '%-34s %8s %8s %8s %9s %9s %7s | %8s %8s %8s | %9s\n' "search (HTTPS, keep-alive TLS)" \
+      p50 p95 p99 "req/s@1" "req/s@32" non2xx "SQL p50" "SQL p95" "SQL p99" "p95 ratio"
+    for kind in name family obs; do
+      one=$(printf '%s\n' "${searches[@]}" | grep "^$kind-1 ")
+      many=$(printf '%s\n' "${searches[@]}" | grep "^$kind-32 ")
+      sql=$(echo "$sqlite" | grep "kind=$kind ")
+      case $kind in
+        name) what="Patient?name=<3-5 letters>" ;;
+        family) what="Patient?family=&birthdate=ge&lt (5y)" ;;
+        obs) what="Observation?patient&category&date" ;;
+      esac
+      printf '%-34s %8s %8s %8s %9s %9s %7s | %8s %8s %8s | %9s\n' "$what" \
+        "$(val "$one" p50)" "$(val "$one" p95)" "$(val "$one" p99)" "$(val "$one" rps)" \
+        "$(val "$many" rps)" "$(( $(val "$one" non2xx || echo 0) + $(val "$many" non2xx || echo 0) ))" \
+        "$(val "$sql" p50)" "$(val "$sql" p95)" "$(val "$sql" p99)" \
+        "$(ratio "$(val "$one" p95)" "$(val "$sql" p95)")"
+    done
+    echo "(latency in ms; 50 ms p95 is the target; SQL = the same searches on plaintext SQLite tables"
+    echo " with indexes for them, Python sqlite3, one connection; ratio = phivault p95 / SQL p95)"
+    echo "$checks" | sed 's/^/  /'
+    echo
+    echo "mixed workload at 32 connections (bench/search/mixed.lua, wrk -t2 -c32 ${secs}s)"
+    printf '%-26s %10s %10s %10s %8s %8s\n' "server" "mixed req/s" "p99 ms" "rc req/s" "p99 ms" non2xx
+    for label in "phivault-$n" "phivault-$m" "medplum-$m"; do
+      all="$mixed_n"$'\n'"$mixed_m"$'\n'"$mixed_medplum"
+      a=$(echo "$all" | grep "^$label-mixed " | head -1); b=$(echo "$all" | grep "^$label-rc " | head -1)
+      printf '%-26s %10s %10s %10s %8s %8s\n' "$label patients" "$(val "$a" rps)" \
+        "$(val "$a" p99)" "$(val "$b" rps)" "$(val "$b" p99)" \
+        "$(val "$a" non2xx)+$(val "$b" non2xx)"
+    done
+    pm=$(echo "$mixed_m" | grep mixed | head -1); mm=$(echo "$mixed_medplum" | grep mixed)
+    pr=$(echo "$mixed_m" | grep -- -rc | head -1); mr=$(echo "$mixed_medplum" | grep -- -rc)
+    echo "phivault/Medplum at $m patients: mixed $(ratio "$(val "$pm" rps)" "$(val "$mm" rps)")x," \
+      "reads+creates $(ratio "$(val "$pr" rps)" "$(val "$mr" rps)")x (aim: 0.5x or more)"
+    echo "(mixed: 70% reads = Patient/Observation by id 30%, the three searches 40%; 30% creates."
+    echo " rc: reads by id 70%, creates 30%. Medplum: Node $(node --version) HTTPS, no auth, no audit,"
+    echo " no encryption, in memory, $medplum_load; its Observation search is subject=Patient/<id>)"
+  } | tee "$out"
+  echo "written to $out" >&2
+}
+
+# The whole run is one function, read in full before it starts, so editing this file
+# during a run does not change the run.
+main() {
+  run_searches
+  run_mixes
+  table
+}
+main "$@"
+exit
