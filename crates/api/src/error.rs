@@ -18,7 +18,7 @@ impl From<VaultError> for ApiError {
 
 pub fn status_of(e: &VaultError) -> StatusCode {
     match e {
-        VaultError::Invalid(_) => StatusCode::BAD_REQUEST,
+        VaultError::Invalid(_) | VaultError::TooCostly(_) => StatusCode::BAD_REQUEST,
         VaultError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
         VaultError::NotFound => StatusCode::NOT_FOUND,
         VaultError::Gone => StatusCode::GONE,

@@ -149,6 +149,16 @@ fn refine(mut doc: serde_json::Value) -> serde_json::Value {
     let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
         return doc;
     };
+    if let Some(get) = paths
+        .get_mut("/fhir/{rtype}")
+        .and_then(|p| p.get_mut("get"))
+        .and_then(|g| g.as_object_mut())
+    {
+        get.insert(
+            "parameters".into(),
+            serde_json::Value::Array(fhir::search::openapi_parameters()),
+        );
+    }
     for item in paths.values_mut() {
         let Some(item) = item.as_object_mut() else {
             continue;
@@ -163,7 +173,7 @@ fn refine(mut doc: serde_json::Value) -> serde_json::Value {
                     Some("id") => json!({"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"}),
                     Some("vid") => json!({"type": "integer", "minimum": 1}),
                     Some("date") => json!({"type": "string", "pattern":
-                        "^(eq|lt|le|gt|ge)?[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2})?(Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?$"}),
+                        "^(eq|ne|lt|le|gt|ge|sa|eb|ap)?[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2})?(Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?$"}),
                     Some("patient") | Some("subject") => {
                         json!({"type": "string", "pattern": "^(Patient/)?[A-Za-z0-9.-]{1,64}$"})
                     }

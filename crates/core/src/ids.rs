@@ -205,6 +205,20 @@ pub enum IndexKind {
     FamilyBirthdate,
     /// A phone number, digits only.
     Phone,
+    /// A prefix (1 to 6 letters, folded) of a name part, truncated to 2 bytes.
+    NamePrefix,
+    /// The Soundex code of a family or given name.
+    NamePhonetic,
+    /// A birth year, a birth year-month (truncated), a birth date (truncated).
+    BirthYear,
+    BirthMonth,
+    BirthDay,
+    /// A prefix (1 to 6 characters, folded) of a city or postal code, truncated to 2 bytes.
+    AddressPrefix,
+    /// An email address, lowercased.
+    Email,
+    /// A reference from one search parameter to its target (`Type|param|Target/id`).
+    Reference,
 }
 
 impl IndexKind {
@@ -214,12 +228,32 @@ impl IndexKind {
         IndexKind::FamilyBirthdate,
         IndexKind::Phone,
     ];
+    /// The kinds whose keys are derived from the keyring (added with search, issue 22): no
+    /// keyring entry of their own, so vaults made before them open unchanged.
+    pub const DERIVED: [IndexKind; 8] = [
+        IndexKind::NamePrefix,
+        IndexKind::NamePhonetic,
+        IndexKind::BirthYear,
+        IndexKind::BirthMonth,
+        IndexKind::BirthDay,
+        IndexKind::AddressPrefix,
+        IndexKind::Email,
+        IndexKind::Reference,
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
             IndexKind::Identifier => "identifier",
             IndexKind::IdentifierValue => "identifier-value",
             IndexKind::FamilyBirthdate => "family-birthdate",
             IndexKind::Phone => "phone",
+            IndexKind::NamePrefix => "name-prefix",
+            IndexKind::NamePhonetic => "name-phonetic",
+            IndexKind::BirthYear => "birth-year",
+            IndexKind::BirthMonth => "birth-month",
+            IndexKind::BirthDay => "birth-day",
+            IndexKind::AddressPrefix => "address-prefix",
+            IndexKind::Email => "email",
+            IndexKind::Reference => "reference",
         }
     }
 }

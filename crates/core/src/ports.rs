@@ -151,6 +151,30 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
         digest: &Digest32,
     ) -> Result<Vec<RecordKey>, StoreError>;
 
+    /// Live heads whose blind index `kind` holds any of `digests`: their keys in key order,
+    /// at most `limit` (search asks for one more than it will take, to know when to stop).
+    async fn find_any(
+        &self,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        limit: u32,
+    ) -> Result<Vec<RecordKey>, StoreError>;
+
+    /// The live heads of these records (those that exist and are not deleted).
+    async fn heads(&self, org: &OrgId, keys: &[RecordKey])
+    -> Result<Vec<SealedRecord>, StoreError>;
+
+    /// Replaces the blind-index entries of a record's head, only if `version` is still its
+    /// live head (search's reindex when new index kinds arrive). Answers whether it applied.
+    async fn reindex(
+        &self,
+        org: &OrgId,
+        key: &RecordKey,
+        version: Version,
+        index: &[(IndexKind, Digest32)],
+    ) -> Result<bool, StoreError>;
+
     /// Live head records linked to a pseudonym.
     async fn linked(&self, org: &OrgId, link: &Digest32) -> Result<Vec<SealedRecord>, StoreError>;
 

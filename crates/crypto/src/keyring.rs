@@ -163,6 +163,30 @@ pub struct Keyring {
     tokens: Key32,
 }
 
+/// The keys of the index kinds added after the keyring's format was fixed: HKDF-SHA-256 from
+/// the secrets key, one per kind, never stored (the same on every node and every backup).
+fn derive_index_keys(
+    secrets: &Key32,
+    index: &mut BTreeMap<IndexKind, Key32>,
+) -> Result<(), CryptoError> {
+    for kind in IndexKind::DERIVED {
+        index.insert(kind, hkdf_key(secrets, &index_purpose(kind))?);
+    }
+    Ok(())
+}
+
+fn hkdf_key(secret: &Key32, purpose: &str) -> Result<Key32, CryptoError> {
+    use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
+    let prk = Salt::new(HKDF_SHA256, b"phivault.derived-key").extract(secret.bytes());
+    let info = [purpose.as_bytes()];
+    let okm = prk
+        .expand(&info, HKDF_SHA256)
+        .map_err(|_| CryptoError::Integrity)?;
+    let mut out = Zeroizing::new([0u8; 32]);
+    okm.fill(&mut *out).map_err(|_| CryptoError::Integrity)?;
+    Key32::from_slice(&*out)
+}
+
 fn wrap_aad(purpose: &str, version: u32) -> Vec<u8> {
     tuple("keyring", &[purpose.as_bytes(), &version.to_be_bytes()])
 }
@@ -194,6 +218,7 @@ impl Keyring {
         for kind in IndexKind::ALL {
             index.insert(kind, make(index_purpose(kind))?);
         }
+        derive_index_keys(&secrets, &mut index)?;
         let mut keks = BTreeMap::new();
         keks.insert(1, Kek::new(kek, KekKind::Linked));
         Ok((
@@ -245,6 +270,7 @@ impl Keyring {
         for kind in IndexKind::ALL {
             index.insert(kind, take(&index_purpose(kind))?);
         }
+        derive_index_keys(&secrets, &mut index)?;
         Ok(Keyring {
             keks,
             pepper,
@@ -414,15 +440,7 @@ impl Keyring {
     /// A key for `purpose` derived (HKDF-SHA-256) from the keyring's secrets key: the same
     /// for every node and every backup of this vault, never stored.
     pub fn derived_key(&self, purpose: &str) -> Result<Key32, CryptoError> {
-        use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
-        let prk = Salt::new(HKDF_SHA256, b"phivault.derived-key").extract(self.secrets.bytes());
-        let info = [purpose.as_bytes()];
-        let okm = prk
-            .expand(&info, HKDF_SHA256)
-            .map_err(|_| CryptoError::Integrity)?;
-        let mut out = Zeroizing::new([0u8; 32]);
-        okm.fill(&mut *out).map_err(|_| CryptoError::Integrity)?;
-        Key32::from_slice(&*out)
+        hkdf_key(&self.secrets, purpose)
     }
 
     pub fn audit_mac(&self, msg: &[u8]) -> [u8; 32] {

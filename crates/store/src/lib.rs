@@ -6,6 +6,7 @@ mod audit_group;
 pub mod postgres;
 mod rewrap;
 mod rows;
+mod search_index;
 pub mod sqlite;
 
 pub use sqlite::{SqliteAuditStore, SqliteControlStore, SqliteRecordStore, SqliteStores};

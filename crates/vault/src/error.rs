@@ -13,6 +13,9 @@ pub enum VaultError {
     /// that does not exist). The text names the rule, never a value.
     #[error("unprocessable: {0}")]
     Unprocessable(String),
+    /// A search whose criteria select too much: the text says which criterion to add.
+    #[error("too costly: {0}")]
+    TooCostly(String),
     #[error("not found")]
     NotFound,
     #[error("deleted")]
@@ -51,7 +54,9 @@ impl VaultError {
     /// What a client may be told.
     pub fn client_message(&self) -> String {
         match self {
-            VaultError::Invalid(m) | VaultError::Unprocessable(m) => m.clone(),
+            VaultError::Invalid(m) | VaultError::Unprocessable(m) | VaultError::TooCostly(m) => {
+                m.clone()
+            }
             VaultError::NotFound => "no such resource".into(),
             VaultError::Gone => "the resource was deleted".into(),
             VaultError::Conflict { .. } => {

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod ops;
 pub mod policy;
 pub mod records;
+pub mod search;
 pub mod views;
 
 pub use auth::{ClientAction, ClientChanged, ClientInfo};

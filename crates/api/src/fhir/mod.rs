@@ -4,7 +4,7 @@
 //! is one vault call, so authorization, field release and auditing happen there. Errors are
 //! OperationOutcome resources that say what was wrong without echoing PHI.
 mod bundle;
-mod search;
+pub(crate) mod search;
 
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -35,17 +35,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history))
         .routes(routes!(vread))
 }
-
-/// The resource types with search support beyond `_id` (the rest: create, read, vread,
-/// history, update, delete, and in Bundles).
-pub const SEARCHABLE: [&str; 6] = [
-    "Patient",
-    "Observation",
-    "Condition",
-    "Encounter",
-    "MedicationRequest",
-    "AllergyIntolerance",
-];
 
 /// Any FHIR R4 resource (`resourceType` names its type).
 #[derive(ToSchema)]
@@ -171,6 +160,7 @@ pub fn outcome(e: &VaultError) -> Response {
         StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND | StatusCode::GONE => "not-found",
         StatusCode::CONFLICT => "conflict",
+        StatusCode::BAD_REQUEST if matches!(e, VaultError::TooCostly(_)) => "too-costly",
         StatusCode::BAD_REQUEST => "invalid",
         StatusCode::UNPROCESSABLE_ENTITY => "business-rule",
         _ => "exception",
@@ -280,6 +270,29 @@ macro_rules! tri {
 }
 pub(crate) use tri;
 
+/// The search parameters of a type as the CapabilityStatement lists them: exactly the
+/// vault's table, and the result parameters every search takes.
+fn search_params(rtype: &str) -> Vec<Value> {
+    use phivault_vault::search::params;
+    let mut out: Vec<Value> = params::of_type(rtype)
+        .iter()
+        .map(|d| json!({"name": d.name, "type": d.kind.fhir_type(), "documentation": d.doc}))
+        .collect();
+    for r in params::RESULT_PARAMS {
+        let (ty, doc) = match r {
+            "_count" => ("number", "Page size (at most 500)"),
+            "_offset" => ("number", "Matches to skip"),
+            "_sort" => (
+                "special",
+                "_id, _lastUpdated and the type's date, string and token parameters; - for descending",
+            ),
+            _ => ("special", "See docs/SEARCH.md"),
+        };
+        out.push(json!({"name": r, "type": ty, "documentation": doc}));
+    }
+    out
+}
+
 /// `GET /fhir/metadata`: what this server supports, truthfully. Permissions: none.
 #[utoipa::path(get, path = "/fhir/metadata", tag = "fhir",
     responses((status = 200, description = "The CapabilityStatement", body = Resource, content_type = "application/fhir+json")))]
@@ -308,33 +321,23 @@ async fn metadata() -> Response {
             "versioning": "versioned",
             "readHistory": true,
             "updateCreate": true,
-            "interaction": interactions(SEARCHABLE.contains(name)),
+            "interaction": interactions(true),
         });
-        let params: Vec<Value> = match *name {
-            "Patient" => vec![
-                json!({"name": "_id", "type": "token"}),
-                json!({"name": "identifier", "type": "token"}),
-                json!({"name": "family", "type": "string", "documentation": "exact, with birthdate"}),
-                json!({"name": "birthdate", "type": "date", "documentation": "exact, with family"}),
-                json!({"name": "phone", "type": "token"}),
-            ],
-            "Observation" => vec![
-                json!({"name": "patient", "type": "reference"}),
-                json!({"name": "subject", "type": "reference"}),
-                json!({"name": "code", "type": "token"}),
-                json!({"name": "date", "type": "date"}),
-            ],
-            n if SEARCHABLE.contains(&n) => vec![
-                json!({"name": "patient", "type": "reference"}),
-                json!({"name": "subject", "type": "reference"}),
-                json!({"name": "code", "type": "token"}),
-            ],
-            _ => Vec::new(),
-        };
+        let params = search_params(name);
         if !params.is_empty()
             && let Some(o) = r.as_object_mut()
         {
             o.insert("searchParam".into(), Value::Array(params));
+        }
+        if let Some(o) = r.as_object_mut() {
+            let inc = phivault_vault::search::params::includes(name);
+            let rev = phivault_vault::search::params::revincludes(name);
+            if !inc.is_empty() {
+                o.insert("searchInclude".into(), json!(inc));
+            }
+            if !rev.is_empty() {
+                o.insert("searchRevInclude".into(), json!(rev));
+            }
         }
         if *name == "Patient"
             && let Some(o) = r.as_object_mut()

@@ -1,7 +1,6 @@
-//! FHIR search: Patient by blind index (`identifier`, `family` + `birthdate`, `phone`, `_id`),
-//! clinical types by patient (+ `code`, and `date` for Observation), `_count`/`_offset` paging,
-//! `POST …/_search` (criteria in the body, out of URLs and logs), `Patient/$everything`, and
-//! `AuditEvent` for auditors.
+//! FHIR search (the vault's engine: `phivault_vault::search`, parameters per type in its
+//! table), paged through sealed `_page` cursors, `POST …/_search` (criteria in the body, out
+//! of URLs and logs), `Patient/$everything`, and `AuditEvent` for auditors.
 use super::{Errors, FhirAuth, Resource, fhir, invalid, outcome, path_id, path_type, tri};
 use crate::AppState;
 use axum::body::Bytes;
@@ -11,24 +10,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use phivault_core::ResourceId;
 use phivault_vault::audit::export::{AuditFilter, to_fhir};
-use phivault_vault::{PatientQuery, SearchPage, Stored};
+use phivault_vault::search::{Next, SearchSpec};
+use phivault_vault::{SearchPage, Stored};
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Page size when `_count` is not given, and the most a page may hold.
 pub const DEFAULT_COUNT: usize = 50;
 pub const MAX_COUNT: usize = 500;
 
-const PATIENT_PARAMS: &[&str] = &[
-    "_id",
-    "identifier",
-    "family",
-    "birthdate",
-    "phone",
-    "_count",
-    "_offset",
-];
-const CLINICAL_PARAMS: &[&str] = &["patient", "subject", "code", "date", "_count", "_offset"];
 const AUDIT_PARAMS: &[&str] = &["date", "agent", "patient", "action", "_count", "_offset"];
 
 /// Search parameters, checked against the names a search supports (an unknown one is an
@@ -119,19 +108,50 @@ impl Params {
 }
 
 /// The query a request stands for: its own, or the criteria sealed in its `_page` cursor
-/// (which must then stand alone).
-fn unpage(state: &AppState, auth: &FhirAuth, query: &str) -> Result<String, Box<Response>> {
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+/// (which must then stand alone), and whether it came from a cursor.
+fn unpage(state: &AppState, auth: &FhirAuth, query: &str) -> Result<(String, bool), Box<Response>> {
+    let pairs = pairs_of(query);
     match pairs.iter().find(|(k, _)| k == "_page") {
-        None => Ok(query.to_owned()),
+        None => Ok((query.to_owned(), false)),
         Some(_) if pairs.len() != 1 => Err(Box::new(invalid("_page stands alone"))),
         Some((_, cursor)) => state
             .vault
             .open_cursor(&auth.ctx(), cursor)
+            .map(|q| (q, true))
             .map_err(|e| Box::new(outcome(&e))),
     }
+}
+
+fn pairs_of(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The next page of a search: its criteria and where the page starts, sealed into a cursor.
+fn next_link(
+    state: &AppState,
+    auth: &FhirAuth,
+    pairs: &[(String, String)],
+    count: usize,
+    next: &Next,
+) -> Result<String, Box<Response>> {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if !matches!(k.as_str(), "_offset" | "_after" | "_count") {
+            s.append_pair(k, v);
+        }
+    }
+    s.append_pair("_count", &count.to_string());
+    match next {
+        Next::After(id) => s.append_pair("_after", id.as_str()),
+        Next::Offset(n) => s.append_pair("_offset", &n.to_string()),
+    };
+    let cursor = state
+        .vault
+        .seal_cursor(&auth.ctx(), &s.finish())
+        .map_err(|e| Box::new(outcome(&e)))?;
+    Ok(format!("_page={cursor}"))
 }
 
 /// The next page's query: the criteria sealed into an opaque `_page` cursor, so no
@@ -149,19 +169,22 @@ fn sealed_next(
     Ok(format!("_page={cursor}"))
 }
 
-/// A searchset Bundle of one page; `next` when more follow.
+/// A searchset Bundle of one page (matches, then included records); `next` when more follow.
 fn searchset(
     rtype: &str,
     found: Vec<Stored>,
+    included: Vec<Stored>,
     total: Option<usize>,
     next: Option<String>,
 ) -> Response {
     let entries: Vec<Value> = found
-        .into_iter()
-        .map(|s| {
-            json!({"fullUrl": format!("{}/{}", s.rtype, s.id), "resource": s.resource,
-                "search": {"mode": "match"}})
-        })
+        .iter()
+        .map(|s| phivault_vault::search::entry(s, "match"))
+        .chain(
+            included
+                .iter()
+                .map(|s| phivault_vault::search::entry(s, "include")),
+        )
         .collect();
     let mut b = json!({"resourceType": "Bundle", "type": "searchset", "entry": entries});
     if let Some(o) = b.as_object_mut() {
@@ -199,6 +222,52 @@ pub struct SearchForm {
     date: Option<String>,
     _count: Option<u32>,
     _offset: Option<u32>,
+}
+
+/// The parameters of `GET /fhir/{rtype}` in the OpenAPI document: every search parameter of
+/// the vault's table (the types taking each one named), and the result parameters, exactly
+/// what the CapabilityStatement lists.
+pub fn openapi_parameters() -> Vec<Value> {
+    use phivault_vault::search::params;
+    let mut out = vec![json!({"name": "rtype", "in": "path", "required": true,
+        "schema": {"type": "string"}})];
+    let types: Vec<&str> = phivault_core::resource_types::R4_RESOURCE_TYPES
+        .iter()
+        .copied()
+        .filter(|t| phivault_core::ResourceType::parse(t).is_ok() && *t != "AuditEvent")
+        .collect();
+    let mut names: Vec<(&str, &str)> = Vec::new();
+    for t in &types {
+        for d in params::of_type(t) {
+            if !names.iter().any(|(n, _)| *n == d.name) {
+                names.push((d.name, d.kind.fhir_type()));
+            }
+        }
+    }
+    for (name, ty) in names {
+        let on: Vec<&str> = ["Patient"]
+            .into_iter()
+            .chain(params::CLINICAL)
+            .filter(|t| params::find(t, name).is_some())
+            .collect();
+        out.push(json!({"name": name, "in": "query", "required": false,
+            "description": format!("FHIR {ty} parameter, on {}", if on.len() > 8 { "every type".to_owned() } else { on.join(", ") }),
+            "schema": {"type": "string"}}));
+    }
+    for r in params::RESULT_PARAMS {
+        let schema = match r {
+            "_count" | "_offset" => json!({"type": "integer", "minimum": 0}),
+            _ => json!({"type": "string"}),
+        };
+        out.push(json!({"name": r, "in": "query", "required": false, "schema": schema}));
+    }
+    out.push(json!({"name": "_page", "in": "query", "required": false,
+        "description": "an opaque cursor from a `next` link (alone)", "schema": {"type": "string"}}));
+    out.push(
+        json!({"name": "X-Purpose-Of-Use", "in": "header", "required": false,
+        "schema": {"type": "string"}}),
+    );
+    out
 }
 
 /// `GET /fhir/{type}?…`: Patient by `identifier` (`system|value`), `family` + `birthdate`,
@@ -262,132 +331,28 @@ pub async fn search_post(
 
 async fn run_search(state: &AppState, auth: &FhirAuth, rtype: &str, query: &str) -> Response {
     let rtype = tri!(path_type(rtype));
-    let query = tri!(unpage(state, auth, query));
-    let query = query.as_str();
-    if rtype.is_patient() {
-        let p = tri!(Params::parse(Some(query), PATIENT_PARAMS));
-        let page = tri!(p.page());
-        let q = PatientQuery {
-            identifier: tri!(p.one("identifier")),
-            family: tri!(p.one("family")),
-            birthdate: tri!(p.one("birthdate")),
-            phone: tri!(p.one("phone")),
-            id: tri!(p.one("_id")),
-        };
-        return match state
-            .vault
-            .search_patients_page(&auth.ctx(), &q, page)
-            .await
-        {
-            Ok((found, more)) => {
-                let total = (!more).then(|| page.offset + found.len());
-                // `_count=0` asks for no entries: no next link to follow forever.
-                let next = if more && page.count > 0 {
-                    Some(tri!(sealed_next(state, auth, &p, page)))
-                } else {
-                    None
-                };
-                searchset("Patient", found, total, next)
-            }
-            Err(e) => outcome(&e),
-        };
-    }
-    if !super::SEARCHABLE.contains(&rtype.as_str()) {
-        return invalid(&format!(
-            "search is supported for {}; read other types by id",
-            super::SEARCHABLE.join(", ")
-        ));
-    }
-    let p = tri!(Params::parse(Some(query), CLINICAL_PARAMS));
-    let page = tri!(p.page());
-    let patient = match (tri!(p.one("patient")), tri!(p.one("subject"))) {
-        (Some(x), None) | (None, Some(x)) => x,
-        _ => return invalid("search by patient=<id> or subject=Patient/<id> (one of them)"),
+    let (query, from_cursor) = tri!(unpage(state, auth, query));
+    let pairs = pairs_of(&query);
+    let spec = match SearchSpec::parse(rtype, &pairs, from_cursor) {
+        Ok(s) => s,
+        Err(e) => return outcome(&e),
     };
-    let patient = patient.strip_prefix("Patient/").unwrap_or(&patient);
-    let Ok(patient) = ResourceId::parse(patient) else {
-        return invalid("patient is not a valid id");
-    };
-    let code = tri!(p.one("code"));
-    let dates = p.all("date");
-    if !dates.is_empty() && rtype.as_str() != "Observation" {
-        return invalid("date is supported for Observation");
-    }
-    let dates = match dates
-        .iter()
-        .map(|d| DateParam::parse(d))
-        .collect::<Option<Vec<_>>>()
-    {
-        Some(d) => d,
-        None => return invalid("date is [eq|lt|le|gt|ge]YYYY[-MM[-DD[Thh:mm:ss]]]"),
-    };
-    let matched = AtomicUsize::new(0);
-    let keep = |r: &Value| {
-        let ok = code.as_deref().is_none_or(|c| code_matches(r, c))
-            && (dates.is_empty() || {
-                let when = observation_date(r);
-                when.is_some_and(|w| dates.iter().all(|d| d.matches(&w)))
-            });
-        if !ok {
-            return false;
-        }
-        let i = matched.fetch_add(1, Ordering::SeqCst);
-        i >= page.offset && i - page.offset < page.count
-    };
-    match state
-        .vault
-        .patient_records_of(&auth.ctx(), &patient, rtype, &keep)
-        .await
-    {
+    match state.vault.search(&auth.ctx(), &spec).await {
         Ok(found) => {
-            let total = matched.load(Ordering::SeqCst);
-            let more = total > page.offset.saturating_add(page.count);
-            let next = if more && page.count > 0 {
-                Some(tri!(sealed_next(state, auth, &p, page)))
-            } else {
-                None
+            let next = match &found.next {
+                Some(n) => Some(tri!(next_link(state, auth, &pairs, spec.count, n))),
+                None => None,
             };
-            searchset(rtype.as_str(), found, Some(total), next)
+            searchset(
+                rtype.as_str(),
+                found.matches,
+                found.included,
+                found.total,
+                next,
+            )
         }
         Err(e) => outcome(&e),
     }
-}
-
-/// `code=system|code`, `code=|code` (no system) or `code=code` against `code.coding`.
-fn code_matches(r: &Value, param: &str) -> bool {
-    let codings = r
-        .get("code")
-        .and_then(|c| c.get("coding"))
-        .and_then(Value::as_array);
-    let Some(codings) = codings else { return false };
-    param.split(',').any(|alt| {
-        let (system, code) = match alt.split_once('|') {
-            Some((s, c)) => (Some(s), c),
-            None => (None, alt),
-        };
-        codings.iter().any(|c| {
-            let cs = c.get("system").and_then(Value::as_str);
-            let cc = c.get("code").and_then(Value::as_str);
-            cc == Some(code)
-                && match system {
-                    None => true,
-                    Some("") => cs.is_none(),
-                    Some(s) => cs == Some(s),
-                }
-        })
-    })
-}
-
-fn observation_date(r: &Value) -> Option<String> {
-    ["effectiveDateTime", "effectiveInstant", "issued"]
-        .iter()
-        .find_map(|k| r.get(*k).and_then(Value::as_str))
-        .or_else(|| {
-            r.get("effectivePeriod")
-                .and_then(|p| p.get("start"))
-                .and_then(Value::as_str)
-        })
-        .map(str::to_owned)
 }
 
 /// A date parameter: a prefix and a (partial) date, compared at the parameter's precision.
@@ -446,7 +411,7 @@ pub async fn everything(
     match state.vault.everything(&auth.ctx(), &id).await {
         Ok(all) => {
             let n = all.len();
-            searchset("Patient", all, Some(n), None)
+            searchset("Patient", all, Vec::new(), Some(n), None)
         }
         Err(e) => outcome(&e),
     }
@@ -468,7 +433,7 @@ pub async fn audit_events(
     auth: FhirAuth,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let query = tri!(unpage(&state, &auth, query.as_deref().unwrap_or("")));
+    let (query, _) = tri!(unpage(&state, &auth, query.as_deref().unwrap_or("")));
     let p = tri!(Params::parse(Some(&query), AUDIT_PARAMS));
     let page = tri!(p.page());
     let dates = match p
@@ -557,28 +522,18 @@ mod tests {
     }
 
     #[test]
-    fn code_tokens() {
-        let r = json!({"code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}});
-        assert!(code_matches(&r, "http://loinc.org|8867-4"));
-        assert!(code_matches(&r, "8867-4"));
-        assert!(code_matches(&r, "x,8867-4"));
-        assert!(!code_matches(&r, "|8867-4"));
-        assert!(!code_matches(&r, "http://snomed.info/sct|8867-4"));
-    }
-
-    #[test]
     fn unknown_and_repeated_parameters_are_refused() {
-        assert!(Params::parse(Some("name=x"), PATIENT_PARAMS).is_err());
-        let p = Params::parse(Some("phone=1&phone=2"), PATIENT_PARAMS).unwrap();
-        assert!(p.one("phone").is_err());
-        let p = Params::parse(Some("phone=555%201234&_count=2"), PATIENT_PARAMS).unwrap();
-        assert_eq!(p.one("phone").unwrap().as_deref(), Some("555 1234"));
+        assert!(Params::parse(Some("name=x"), AUDIT_PARAMS).is_err());
+        let p = Params::parse(Some("agent=1&agent=2"), AUDIT_PARAMS).unwrap();
+        assert!(p.one("agent").is_err());
+        let p = Params::parse(Some("agent=555%201234&_count=2"), AUDIT_PARAMS).unwrap();
+        assert_eq!(p.one("agent").unwrap().as_deref(), Some("555 1234"));
         assert_eq!(
             p.next_query(SearchPage {
                 offset: 0,
                 count: 2
             }),
-            "phone=555+1234&_count=2&_offset=2"
+            "agent=555+1234&_count=2&_offset=2"
         );
     }
 }

@@ -62,7 +62,7 @@ pub struct Outcome {
 /// The ACK code and ERR a vault error is answered with (one exhaustive table).
 pub fn ack_for(e: &VaultError) -> (AckCode, AckError) {
     match e {
-        VaultError::Invalid(_) => (
+        VaultError::Invalid(_) | VaultError::TooCostly(_) => (
             AckCode::Error,
             AckError::new(ErrorCode::DataType, "the message content is not valid"),
         ),

@@ -5,7 +5,7 @@
 mod audit;
 mod control;
 mod migrate;
-mod records;
+pub(crate) mod records;
 pub mod snapshot;
 
 pub use audit::PostgresAuditStore;

@@ -23,7 +23,7 @@ fn v64(v: Version) -> i64 {
     i64::try_from(v.0).unwrap_or(i64::MAX)
 }
 
-fn decode(row: &PgRow) -> Result<SealedRecord, StoreError> {
+pub(crate) fn decode(row: &PgRow) -> Result<SealedRecord, StoreError> {
     let ctx = "decode record";
     let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
     let rtype: String = row.try_get("rtype").map_err(g)?;
@@ -47,7 +47,7 @@ fn decode(row: &PgRow) -> Result<SealedRecord, StoreError> {
     })
 }
 
-fn decode_key(row: &PgRow) -> Result<RecordKey, StoreError> {
+pub(crate) fn decode_key(row: &PgRow) -> Result<RecordKey, StoreError> {
     let ctx = "decode key";
     let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
     let rtype: String = row.try_get("rtype").map_err(g)?;
@@ -58,7 +58,7 @@ fn decode_key(row: &PgRow) -> Result<RecordKey, StoreError> {
     })
 }
 
-const COLUMNS: &str = "v.rtype, v.id, v.version, v.deleted, v.link, v.kek_version, \
+pub(crate) const COLUMNS: &str = "v.rtype, v.id, v.version, v.deleted, v.link, v.kek_version, \
      v.wrapped_dek, v.ciphertext, v.updated_at";
 
 impl PostgresRecordStore {
@@ -424,6 +424,36 @@ impl RecordStore for PostgresRecordStore {
         limit: u32,
     ) -> Result<Vec<WrappedDek>, StoreError> {
         crate::rewrap::postgres::wrapped_below(&self.pool, &self.schema, kek, after, limit).await
+    }
+
+    async fn find_any(
+        &self,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        limit: u32,
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        crate::search_index::postgres::find_any(&self.pool, &self.schema, org, kind, digests, limit)
+            .await
+    }
+
+    async fn heads(
+        &self,
+        org: &OrgId,
+        keys: &[RecordKey],
+    ) -> Result<Vec<SealedRecord>, StoreError> {
+        crate::search_index::postgres::heads(&self.pool, &self.schema, org, keys).await
+    }
+
+    async fn reindex(
+        &self,
+        org: &OrgId,
+        key: &RecordKey,
+        version: Version,
+        index: &[(IndexKind, Digest32)],
+    ) -> Result<bool, StoreError> {
+        crate::search_index::postgres::reindex(&self.pool, &self.schema, org, key, version, index)
+            .await
     }
 
     async fn rewrap(&self, items: &[Rewrap]) -> Result<Vec<bool>, StoreError> {

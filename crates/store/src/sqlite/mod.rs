@@ -5,7 +5,7 @@ mod audit;
 mod control;
 mod group;
 mod migrate;
-mod records;
+pub(crate) mod records;
 
 pub use audit::SqliteAuditStore;
 pub use control::SqliteControlStore;

@@ -35,14 +35,14 @@ impl std::fmt::Debug for SqliteRecordStore {
     }
 }
 
-const COLUMNS: &str = "v.rtype, v.id, v.version, v.deleted, v.link, v.kek_version, \
+pub(crate) const COLUMNS: &str = "v.rtype, v.id, v.version, v.deleted, v.link, v.kek_version, \
      v.wrapped_dek, v.ciphertext, v.updated_at";
 
 /// Keeps only head rows of `v`.
 const IS_HEAD: &str = "v.version = (SELECT MAX(w.version) FROM record_versions w \
      WHERE w.org = v.org AND w.rtype = v.rtype AND w.id = v.id)";
 
-fn decode(row: &SqliteRow) -> Result<SealedRecord, StoreError> {
+pub(crate) fn decode(row: &SqliteRow) -> Result<SealedRecord, StoreError> {
     let ctx = "decode record";
     let g = |e: sqlx::Error| corrupt(ctx, e.to_string());
     let rtype: String = row.try_get("rtype").map_err(g)?;
@@ -67,7 +67,7 @@ fn decode(row: &SqliteRow) -> Result<SealedRecord, StoreError> {
     })
 }
 
-fn decode_key(row: &SqliteRow) -> Result<RecordKey, StoreError> {
+pub(crate) fn decode_key(row: &SqliteRow) -> Result<RecordKey, StoreError> {
     let ctx = "decode key";
     let rtype: String = row
         .try_get("rtype")
@@ -651,6 +651,34 @@ impl RecordStore for SqliteRecordStore {
         limit: u32,
     ) -> Result<Vec<WrappedDek>, StoreError> {
         crate::rewrap::sqlite::wrapped_below(&self.db, kek, after, limit).await
+    }
+
+    async fn find_any(
+        &self,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        limit: u32,
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        crate::search_index::sqlite::find_any(&self.db, org, kind, digests, limit).await
+    }
+
+    async fn heads(
+        &self,
+        org: &OrgId,
+        keys: &[RecordKey],
+    ) -> Result<Vec<SealedRecord>, StoreError> {
+        crate::search_index::sqlite::heads(&self.db, org, keys).await
+    }
+
+    async fn reindex(
+        &self,
+        org: &OrgId,
+        key: &RecordKey,
+        version: Version,
+        index: &[(IndexKind, Digest32)],
+    ) -> Result<bool, StoreError> {
+        crate::search_index::sqlite::reindex(&self.db, org, key, version, index).await
     }
 
     async fn rewrap(&self, items: &[Rewrap]) -> Result<Vec<bool>, StoreError> {

@@ -116,6 +116,7 @@ impl AuditEvent {
 pub fn reason_code(e: &VaultError) -> &'static str {
     match e {
         VaultError::Invalid(_) => "invalid",
+        VaultError::TooCostly(_) => "too-costly",
         VaultError::Unprocessable(_) => "unprocessable",
         VaultError::NotFound => "not-found",
         VaultError::Gone => "gone",

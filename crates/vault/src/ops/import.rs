@@ -341,6 +341,7 @@ pub fn inspect_document(source: &str, doc: Value) -> Vec<Result<String, String>>
 fn clone_err(e: &VaultError) -> VaultError {
     match e {
         VaultError::Invalid(m) => VaultError::Invalid(m.clone()),
+        VaultError::TooCostly(m) => VaultError::TooCostly(m.clone()),
         VaultError::Unprocessable(m) => VaultError::Unprocessable(m.clone()),
         VaultError::NotFound => VaultError::NotFound,
         VaultError::Gone => VaultError::Gone,

@@ -16,7 +16,7 @@ pub enum Release {
 }
 
 impl Release {
-    fn keeps(&self, element: &str) -> bool {
+    pub fn keeps(&self, element: &str) -> bool {
         match self {
             Release::All => true,
             Release::Only(keep) => keep.iter().any(|k| k == element),

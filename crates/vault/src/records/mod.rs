@@ -206,6 +206,30 @@ impl Vault {
         Ok(self.keyring.open_record(&aad, &parts)?)
     }
 
+    /// Every blind-index entry of a record: the exact lookups of a Patient and the search
+    /// indexes of every FHIR record (the vault's internal types get none).
+    pub(crate) fn index_of(
+        &self,
+        ctx: &Ctx,
+        rtype: ResourceType,
+        resource: &Value,
+    ) -> Vec<(phivault_core::IndexKind, Digest32)> {
+        if rtype.is_internal() {
+            return Vec::new();
+        }
+        let mut index: Vec<(phivault_core::IndexKind, Digest32)> =
+            if store_kind(rtype) == StoreKind::Identity {
+                fhir::patient_index_terms(resource)
+                    .into_iter()
+                    .map(|(k, term)| (k, self.keyring.blind_index(k, &ctx.org, &term)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        index.extend(self.search_index(ctx, rtype.as_str(), resource));
+        index
+    }
+
     /// Seals a resource version into a write at row `key`.
     fn seal(
         &self,
@@ -220,14 +244,7 @@ impl Vault {
             serde_json::to_vec(resource)
                 .map_err(|_| VaultError::Invalid("resource could not be encoded".into()))?,
         );
-        let index = if store_kind(key.rtype) == StoreKind::Identity {
-            fhir::patient_index_terms(resource)
-                .into_iter()
-                .map(|(k, term)| (k, self.keyring.blind_index(k, &ctx.org, &term)))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let index = self.index_of(ctx, key.rtype, resource);
         self.seal_bytes(ctx, key, (version, expected), &plain, link, index)
     }
 

@@ -1,0 +1,322 @@
+//! Search's record-store operations, written once for both backends: candidates by any of a
+//! set of blind-index digests, the heads of a set of records, and reindexing a head (when the
+//! vault learns new index kinds). The statements are the same on SQLite and PostgreSQL (`{s}.`
+//! is the schema prefix; both read `$N` placeholders); only the executor differs.
+use phivault_core::{Digest32, IndexKind, OrgId, RecordKey, ResourceType, StoreError, Version};
+
+fn unavailable(ctx: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| StoreError::Unavailable {
+        context: ctx,
+        detail: e.to_string(),
+    }
+}
+
+const IS_HEAD: &str = "v.version = (SELECT MAX(w.version) FROM {s}.record_versions w \
+     WHERE w.org = v.org AND w.rtype = v.rtype AND w.id = v.id)";
+
+/// `$from, $from+1, …` for `n` values.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Live heads indexed under any of `n` digests: keys in key order, at most `$3`.
+fn find_any_sql(n: usize) -> String {
+    format!(
+        "SELECT DISTINCT v.rtype, v.id FROM {{s}}.blind_index b \
+         JOIN {{s}}.record_versions v ON v.seq = b.rec \
+         WHERE b.org = $1 AND b.kind = $2 AND b.digest IN ({}) \
+         ORDER BY v.rtype, v.id LIMIT $3",
+        placeholders(4, n)
+    )
+}
+
+/// The live heads of `n` ids of one type.
+fn heads_sql(columns: &str, n: usize) -> String {
+    format!(
+        "SELECT {columns} FROM {{s}}.record_versions v WHERE v.org = $1 AND v.rtype = $2 \
+         AND v.deleted = $3 AND v.id IN ({}) AND {IS_HEAD} ORDER BY v.id",
+        placeholders(4, n)
+    )
+}
+
+const HEAD_SEQ: &str = "SELECT v.seq FROM {s}.record_versions v WHERE v.org = $1 \
+     AND v.rtype = $2 AND v.id = $3 AND v.version = $4 AND v.deleted = $5 AND {IS_HEAD}";
+const DROP_INDEX: &str = "DELETE FROM {s}.blind_index WHERE rec = $1";
+const ADD_INDEX: &str = "INSERT INTO {s}.blind_index (org, kind, digest, rec) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT DO NOTHING";
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The keys grouped by type (one statement per type), at most 500 ids a statement.
+fn by_type(keys: &[RecordKey]) -> Vec<(ResourceType, Vec<&str>)> {
+    let mut out: Vec<(ResourceType, Vec<&str>)> = Vec::new();
+    for k in keys {
+        match out
+            .iter_mut()
+            .find(|(t, ids)| *t == k.rtype && ids.len() < 500)
+        {
+            Some((_, ids)) => ids.push(k.id.as_str()),
+            None => out.push((k.rtype, vec![k.id.as_str()])),
+        }
+    }
+    out
+}
+
+type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>;
+
+/// Binds [`find_any_sql`]'s parameters.
+fn bind_digests<'q, DB: sqlx::Database>(
+    q: Query<'q, DB>,
+    org: &'q OrgId,
+    kind: IndexKind,
+    digests: &[Digest32],
+    limit: u32,
+) -> Query<'q, DB>
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut q = q
+        .bind(org.as_str())
+        .bind(kind.as_str())
+        .bind(i64::from(limit));
+    for d in digests {
+        q = q.bind(d.0.to_vec());
+    }
+    q
+}
+
+/// The SQLite side (one file per store: no schema prefix).
+pub(crate) mod sqlite {
+    use super::*;
+    use crate::sqlite::Db;
+    use sqlx::Sqlite;
+
+    fn sql(s: &str) -> String {
+        s.replace("{s}.", "")
+    }
+
+    pub(crate) async fn find_any(
+        db: &Db,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        limit: u32,
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in digests.chunks(500) {
+            let s = sql(&find_any_sql(chunk.len()));
+            let q = bind_digests(
+                sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(s)),
+                org,
+                kind,
+                chunk,
+                limit,
+            );
+            let rows = q
+                .fetch_all(&db.reader)
+                .await
+                .map_err(unavailable("search index"))?;
+            for r in &rows {
+                out.push(crate::sqlite::records::decode_key(r)?);
+            }
+        }
+        out.sort();
+        out.dedup();
+        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
+    }
+
+    pub(crate) async fn heads(
+        db: &Db,
+        org: &OrgId,
+        keys: &[RecordKey],
+    ) -> Result<Vec<phivault_core::SealedRecord>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for (rtype, ids) in by_type(keys) {
+            let s = sql(&heads_sql(crate::sqlite::records::COLUMNS, ids.len()));
+            let mut q = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(s))
+                .bind(org.as_str())
+                .bind(rtype.as_str())
+                .bind(false);
+            for id in ids {
+                q = q.bind(id);
+            }
+            let rows = q
+                .fetch_all(&db.reader)
+                .await
+                .map_err(unavailable("read records"))?;
+            for r in &rows {
+                out.push(crate::sqlite::records::decode(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the index entries of a head, if `version` is still the live head.
+    pub(crate) async fn reindex(
+        db: &Db,
+        org: &OrgId,
+        key: &RecordKey,
+        version: Version,
+        index: &[(IndexKind, Digest32)],
+    ) -> Result<bool, StoreError> {
+        let ctx = "reindex";
+        let mut conn = db.writer.acquire().await.map_err(unavailable(ctx))?;
+        let result = async {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
+                .await
+                .map_err(unavailable(ctx))?;
+            let seq: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql(HEAD_SEQ)))
+                .bind(org.as_str())
+                .bind(key.rtype.as_str())
+                .bind(key.id.as_str())
+                .bind(i64_of(version.0))
+                .bind(false)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?;
+            let Some(seq) = seq else { return Ok(false) };
+            sqlx::query(sqlx::AssertSqlSafe(sql(DROP_INDEX)))
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?;
+            for (kind, digest) in index {
+                sqlx::query(sqlx::AssertSqlSafe(sql(ADD_INDEX)))
+                    .bind(org.as_str())
+                    .bind(kind.as_str())
+                    .bind(digest.0.to_vec())
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable(ctx))?;
+            }
+            tx.commit().await.map_err(unavailable(ctx))?;
+            Ok(true)
+        }
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result
+    }
+}
+
+/// The PostgreSQL side (the store's schema as prefix).
+pub(crate) mod postgres {
+    use super::*;
+    use sqlx::{PgPool, Postgres};
+
+    fn sql(s: &str, schema: &str) -> String {
+        s.replace("{s}", schema)
+    }
+
+    pub(crate) async fn find_any(
+        pool: &PgPool,
+        schema: &str,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        limit: u32,
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in digests.chunks(500) {
+            let s = sql(&find_any_sql(chunk.len()), schema);
+            let q = bind_digests(
+                sqlx::query::<Postgres>(sqlx::AssertSqlSafe(s)),
+                org,
+                kind,
+                chunk,
+                limit,
+            );
+            let rows = q
+                .fetch_all(pool)
+                .await
+                .map_err(unavailable("search index"))?;
+            for r in &rows {
+                out.push(crate::postgres::records::decode_key(r)?);
+            }
+        }
+        out.sort();
+        out.dedup();
+        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
+    }
+
+    pub(crate) async fn heads(
+        pool: &PgPool,
+        schema: &str,
+        org: &OrgId,
+        keys: &[RecordKey],
+    ) -> Result<Vec<phivault_core::SealedRecord>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for (rtype, ids) in by_type(keys) {
+            let s = sql(
+                &heads_sql(crate::postgres::records::COLUMNS, ids.len()),
+                schema,
+            );
+            let mut q = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(s))
+                .bind(org.as_str())
+                .bind(rtype.as_str())
+                .bind(false);
+            for id in ids {
+                q = q.bind(id);
+            }
+            let rows = q
+                .fetch_all(pool)
+                .await
+                .map_err(unavailable("read records"))?;
+            for r in &rows {
+                out.push(crate::postgres::records::decode(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the index entries of a head, if `version` is still the live head.
+    pub(crate) async fn reindex(
+        pool: &PgPool,
+        schema: &str,
+        org: &OrgId,
+        key: &RecordKey,
+        version: Version,
+        index: &[(IndexKind, Digest32)],
+    ) -> Result<bool, StoreError> {
+        let ctx = "reindex";
+        let mut tx = pool.begin().await.map_err(unavailable(ctx))?;
+        let seq: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql(HEAD_SEQ, schema)))
+            .bind(org.as_str())
+            .bind(key.rtype.as_str())
+            .bind(key.id.as_str())
+            .bind(i64_of(version.0))
+            .bind(false)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+        let Some(seq) = seq else { return Ok(false) };
+        sqlx::query(sqlx::AssertSqlSafe(sql(DROP_INDEX, schema)))
+            .bind(seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(ctx))?;
+        for (kind, digest) in index {
+            sqlx::query(sqlx::AssertSqlSafe(sql(ADD_INDEX, schema)))
+                .bind(org.as_str())
+                .bind(kind.as_str())
+                .bind(digest.0.to_vec())
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(ctx))?;
+        }
+        tx.commit().await.map_err(unavailable(ctx))?;
+        Ok(true)
+    }
+}

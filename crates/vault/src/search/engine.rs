@@ -1,0 +1,375 @@
+//! Running a search over sealed records: candidates from the keyed indexes (or the patient's
+//! compartment, or the ids asked for), then each candidate opened, checked against the
+//! caller's policy and every criterion, and only the page released and audited.
+use super::index::{self, kept_bits};
+use super::matcher::{SortKey, Wanted, sort_key};
+use super::query::{SearchSpec, SortBy, Total};
+use crate::error::VaultError;
+use crate::policy::{self, Action, GrantState, Purpose};
+use crate::records::store_kind;
+use crate::{Ctx, Stored, Vault};
+use phivault_core::{Digest32, IndexKind, RecordKey, ResourceId, SealedRecord};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The most candidates a search opens; a criterion selecting more does not select (the others
+/// must), and a search with nothing selective is refused, saying what to add.
+pub const MAX_CANDIDATES: usize = 5_000;
+/// Candidates opened per store round trip when paging through them.
+const BATCH: usize = 200;
+
+/// Where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// After this row (keyset paging, in key order).
+    After(ResourceId),
+    /// After this many matches (sorted results).
+    Offset(usize),
+}
+
+/// What a search found: the page's matches, the records included with them, the total when
+/// known, and where the next page starts.
+#[derive(Debug, Default)]
+pub struct SearchOutcome {
+    pub matches: Vec<Stored>,
+    pub included: Vec<Stored>,
+    pub total: Option<usize>,
+    pub next: Option<Next>,
+}
+
+/// A candidate: its key and, when the compartment read already brought it, its sealed head.
+struct Cand {
+    key: RecordKey,
+    rec: Option<SealedRecord>,
+}
+
+fn too_costly(spec: &SearchSpec) -> VaultError {
+    let add = if spec.rtype.is_patient() {
+        "add name, family or given (3+ letters), birthdate (a day, a month or a year), \
+         identifier, phone, email or address-postalcode"
+    } else {
+        "add patient (or subject), identifier or _id"
+    };
+    VaultError::TooCostly(format!(
+        "this search selects too many {} records to answer: {add}",
+        spec.rtype
+    ))
+}
+
+impl Vault {
+    /// The digests of a term of `kind` (truncated as that index keeps them).
+    fn term_digest(&self, ctx: &Ctx, kind: IndexKind, term: &str) -> Digest32 {
+        index::truncate(
+            self.keyring.blind_index(kind, &ctx.org, term),
+            kept_bits(kind),
+        )
+    }
+
+    /// The index entries a record gets for search (beside the exact-lookup ones).
+    pub(crate) fn search_index(
+        &self,
+        ctx: &Ctx,
+        rtype: &str,
+        r: &serde_json::Value,
+    ) -> Vec<(IndexKind, Digest32)> {
+        let terms = if rtype == "Patient" {
+            index::patient_terms(r)
+        } else {
+            index::record_terms(rtype, r)
+        };
+        let mut out: Vec<(IndexKind, Digest32)> = terms
+            .iter()
+            .map(|(k, t)| (*k, self.term_digest(ctx, *k, t)))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Candidates from the criteria that have an index: each one's keys (if it selects at most
+    /// [`MAX_CANDIDATES`]), intersected. `None`: no criterion selects.
+    async fn indexed_candidates(
+        &self,
+        ctx: &Ctx,
+        spec: &SearchSpec,
+        now: i64,
+    ) -> Result<Option<Vec<RecordKey>>, VaultError> {
+        let store = self.store(store_kind(spec.rtype));
+        let limit = u32::try_from(MAX_CANDIDATES + 1).unwrap_or(u32::MAX);
+        let mut result: Option<BTreeSet<RecordKey>> = None;
+        for c in &spec.criteria {
+            let Some(terms) = index::lookup(spec.rtype.as_str(), c, now) else {
+                continue;
+            };
+            let mut by_kind: BTreeMap<IndexKind, Vec<Digest32>> = BTreeMap::new();
+            for (k, t) in &terms {
+                by_kind
+                    .entry(*k)
+                    .or_default()
+                    .push(self.term_digest(ctx, *k, t));
+            }
+            let mut found = BTreeSet::new();
+            for (kind, mut digests) in by_kind {
+                digests.sort();
+                digests.dedup();
+                found.extend(store.find_any(&ctx.org, kind, &digests, limit).await?);
+                if found.len() > MAX_CANDIDATES {
+                    break;
+                }
+            }
+            if found.len() > MAX_CANDIDATES {
+                continue;
+            }
+            found.retain(|k| k.rtype == spec.rtype);
+            result = Some(match result {
+                None => found,
+                Some(prev) => prev.intersection(&found).cloned().collect(),
+            });
+        }
+        Ok(result.map(|s| s.into_iter().collect()))
+    }
+
+    /// The records a search looks at, in key order.
+    async fn candidates(
+        &self,
+        ctx: &Ctx,
+        spec: &SearchSpec,
+        now: i64,
+    ) -> Result<Vec<Cand>, VaultError> {
+        if let Some(c) = spec.criterion("_id") {
+            let mut keys: Vec<RecordKey> = c
+                .any_of
+                .iter()
+                .filter_map(|w| match w {
+                    Wanted::Id(id) => ResourceId::parse(id).ok(),
+                    _ => None,
+                })
+                .map(|id| self.row_key(ctx, spec.rtype, &id))
+                .collect();
+            keys.sort();
+            keys.dedup();
+            return Ok(keys
+                .into_iter()
+                .map(|key| Cand { key, rec: None })
+                .collect());
+        }
+        if !spec.rtype.is_patient()
+            && let Some(c) = spec.criterion("patient").or(spec.criterion("subject"))
+        {
+            let mut out = Vec::new();
+            for w in &c.any_of {
+                if let Wanted::Reference { rtype, id } = w
+                    && (rtype.is_empty() || rtype == "Patient")
+                    && let Ok(pid) = ResourceId::parse(id)
+                {
+                    let link = self.keyring.pseudonym(&ctx.org, &pid);
+                    let recs = self.clinical.linked(&ctx.org, &link).await?;
+                    out.extend(
+                        recs.into_iter()
+                            .filter(|r| r.rtype == spec.rtype)
+                            .map(|r| Cand {
+                                key: RecordKey {
+                                    rtype: r.rtype,
+                                    id: r.id.clone(),
+                                },
+                                rec: Some(r),
+                            }),
+                    );
+                }
+            }
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            out.dedup_by(|a, b| a.key == b.key);
+            return Ok(out);
+        }
+        match self.indexed_candidates(ctx, spec, now).await? {
+            Some(keys) => Ok(keys
+                .into_iter()
+                .map(|key| Cand { key, rec: None })
+                .collect()),
+            None => Err(too_costly(spec)),
+        }
+    }
+
+    /// Opens candidates (fetching the heads not yet read), keeps those the caller may see and
+    /// every criterion accepts. `stop`: enough matches.
+    async fn open_matching(
+        &self,
+        ctx: &Ctx,
+        spec: &SearchSpec,
+        cands: Vec<Cand>,
+        now: i64,
+        stop: usize,
+    ) -> Result<(Vec<(RecordKey, Stored, bool)>, bool), VaultError> {
+        let store = self.store(store_kind(spec.rtype));
+        let mut out = Vec::new();
+        let mut iter = cands.into_iter().peekable();
+        while iter.peek().is_some() {
+            let batch: Vec<Cand> = iter.by_ref().take(BATCH).collect();
+            let missing: Vec<RecordKey> = batch
+                .iter()
+                .filter(|c| c.rec.is_none())
+                .map(|c| c.key.clone())
+                .collect();
+            let mut fetched: BTreeMap<RecordKey, SealedRecord> = BTreeMap::new();
+            if !missing.is_empty() {
+                for r in store.heads(&ctx.org, &missing).await? {
+                    let key = RecordKey {
+                        rtype: r.rtype,
+                        id: r.id.clone(),
+                    };
+                    fetched.insert(key, r);
+                }
+            }
+            let recs: Vec<(RecordKey, SealedRecord)> = batch
+                .into_iter()
+                .filter_map(|c| {
+                    let rec = c.rec.or_else(|| fetched.remove(&c.key))?;
+                    Some((c.key, rec))
+                })
+                .filter(|(_, r)| !r.deleted)
+                .collect();
+            self.know_keks(recs.iter().map(|(_, r)| r)).await?;
+            for (key, rec) in recs {
+                let s = self.unseal(ctx, &rec)?;
+                if !spec.criteria.iter().all(|c| c.matches(&s.resource, now)) {
+                    continue;
+                }
+                let verdict = self
+                    .check(ctx, Action::Search, spec.rtype.as_str(), s.patient)
+                    .await?;
+                // Only what this caller may see; the others are not counted.
+                if let Ok(allowed) = verdict {
+                    let s = self.release(&allowed, s);
+                    out.push((key, s, allowed.break_glass));
+                    if out.len() >= stop {
+                        return Ok((out, iter.peek().is_some()));
+                    }
+                }
+            }
+        }
+        Ok((out, false))
+    }
+
+    /// The release a caller's Patient searches get (at the best standing a grant gives).
+    fn search_release(
+        ctx: &Ctx,
+        policy: &crate::policy::fields::FieldPolicy,
+    ) -> Option<policy::fields::Release> {
+        let purpose = ctx.purpose.as_deref().and_then(Purpose::parse);
+        match policy::decide_with(
+            policy,
+            &ctx.subject,
+            Action::Search,
+            "Patient",
+            purpose,
+            GrantState::Active,
+        ) {
+            policy::Decision::Allow { release, .. } => Some(release),
+            policy::Decision::Deny(_) => None,
+        }
+    }
+
+    /// Refuses (audited) a Patient search on, or sorted by, an element the caller's role may
+    /// not see: a match would tell it the value.
+    pub(crate) async fn check_search_fields(
+        &self,
+        ctx: &Ctx,
+        spec: &SearchSpec,
+        event: &crate::audit::AuditEvent,
+    ) -> Result<(), VaultError> {
+        if !spec.rtype.is_patient() {
+            return Ok(());
+        }
+        let Some(release) = Self::search_release(ctx, &self.field_policy) else {
+            return Ok(());
+        };
+        let mut elements: Vec<&str> = spec.criteria.iter().map(|c| c.element()).collect();
+        elements.extend(spec.sort.iter().filter_map(|s| {
+            s.def
+                .and_then(|d| d.paths.first())
+                .and_then(|p| p.split('.').next())
+        }));
+        if elements
+            .iter()
+            .all(|e| matches!(*e, "id" | "meta") || release.keeps(e))
+        {
+            return Ok(());
+        }
+        self.deny(event, "search-withheld-field").await
+    }
+
+    /// Sorts matches by the `_sort` keys, ties by key.
+    fn sort_matches(sort: &[SortBy], found: &mut [(RecordKey, Stored, bool)]) {
+        let key_of = |s: &Stored| -> Vec<Option<SortKey>> {
+            sort.iter()
+                .map(|b| match b.def {
+                    None => Some(SortKey::Text(s.id.as_str().to_owned())),
+                    Some(d) => sort_key(d, &s.resource),
+                })
+                .collect()
+        };
+        found.sort_by(|a, b| {
+            let (ka, kb) = (key_of(&a.1), key_of(&b.1));
+            for (i, by) in sort.iter().enumerate() {
+                let (x, y) = (ka.get(i).cloned().flatten(), kb.get(i).cloned().flatten());
+                let ord = match (x, y) {
+                    (None, None) => std::cmp::Ordering::Equal,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (Some(x), Some(y)) if by.descending => y.cmp(&x),
+                    (Some(x), Some(y)) => x.cmp(&y),
+                };
+                if ord != std::cmp::Ordering::Equal {
+                    return ord;
+                }
+            }
+            a.1.id.cmp(&b.1.id)
+        });
+    }
+
+    /// The page of matches, the total when known, and the next page's start.
+    pub(crate) async fn search_page(
+        &self,
+        ctx: &Ctx,
+        spec: &SearchSpec,
+        now: i64,
+    ) -> Result<(Vec<(RecordKey, Stored, bool)>, Option<usize>, Option<Next>), VaultError> {
+        let mut cands = self.candidates(ctx, spec, now).await?;
+        let whole = !spec.sort.is_empty() || spec.total == Total::Accurate || spec.summary_count;
+        if whole {
+            if cands.len() > MAX_CANDIDATES {
+                return Err(too_costly(spec));
+            }
+            let (mut found, _) = self
+                .open_matching(ctx, spec, cands, now, usize::MAX)
+                .await?;
+            Self::sort_matches(&spec.sort, &mut found);
+            let total = found.len();
+            let page: Vec<_> = found
+                .into_iter()
+                .skip(spec.offset)
+                .take(spec.count)
+                .collect();
+            let end = spec.offset.saturating_add(page.len());
+            let next = (end < total && spec.count > 0).then_some(Next::Offset(end));
+            return Ok((page, Some(total), next));
+        }
+        if let Some(after) = &spec.after {
+            cands.retain(|c| &c.key.id > after);
+        }
+        let want = spec.offset.saturating_add(spec.count).saturating_add(1);
+        let (found, more_cands) = self.open_matching(ctx, spec, cands, now, want).await?;
+        let more = found.len() == want || (more_cands && found.len() >= want);
+        let page: Vec<_> = found
+            .into_iter()
+            .skip(spec.offset)
+            .take(spec.count)
+            .collect();
+        let total = (!more && spec.after.is_none() && spec.total != Total::None)
+            .then(|| spec.offset + page.len());
+        let next = match page.last() {
+            Some((k, _, _)) if more && spec.count > 0 => Some(Next::After(k.id.clone())),
+            _ => None,
+        };
+        Ok((page, total, next))
+    }
+}
