@@ -3,7 +3,9 @@
 patients (a Patient and its Observations, urn:uuid references), on a few keep-alive
 connections with a client-credentials token (renewed before its 15 minutes run out).
 
-    load.py URL CAFILE CLIENT_ID CLIENT_SECRET DATADIR IDS_OUT
+    load.py URL CAFILE CLIENT_JSON DATADIR IDS_OUT
+
+CLIENT_JSON is what `phivault client add --json` printed (client_id, client_secret).
 
 BENCH_BUNDLE_PATIENTS (default 12, about 250 entries a Bundle), BENCH_LOAD_CONNECTIONS
 (default 2). Writes IDS_OUT: line i = '<Patient id>\\t<its first Observation id>' as the
@@ -122,7 +124,10 @@ def worker(client, work, results, errors):
 
 
 def main():
-    url, cafile, cid, secret, datadir, ids_out = sys.argv[1:7]
+    url, cafile, creds, datadir, ids_out = sys.argv[1:6]
+    with open(creds) as f:
+        creds = json.load(f)
+    cid, secret = creds["client_id"], creds["client_secret"]
     per_bundle = int(os.environ.get("BENCH_BUNDLE_PATIENTS", "12"))
     conns = int(os.environ.get("BENCH_LOAD_CONNECTIONS", "2"))
     work, results, errors = queue.Queue(maxsize=2 * conns), {}, []
