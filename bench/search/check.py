@@ -37,14 +37,16 @@ def agrees(kind, got, want, to_gen):
 
 
 def check_kind(kind, client, con, params, paths, to_gen):
-    agree, statuses, first_bad, answered = 0, Counter(), None, []
+    agree, statuses, first_bad, answered, times = 0, Counter(), None, [], []
     deadline = time.time() + int(os.environ.get("BENCH_CHECK_SECONDS", "90"))
     for n, (v, path) in enumerate(zip(params, paths)):
         if n >= 10 and time.time() > deadline:
             print(f"CHECK   {kind}: only {n} of {len(paths)} searches asked within "
                   f"BENCH_CHECK_SECONDS; the timed runs use those", flush=True)
             break
+        t = time.perf_counter()
         status, body = client.fhir("GET", path)
+        times.append((time.perf_counter() - t) * 1000)
         statuses[status] += 1
         if status != 200:
             first_bad = first_bad or f"{path}: HTTP {status} {body[:200]!r}"
@@ -57,8 +59,11 @@ def check_kind(kind, client, con, params, paths, to_gen):
             agree += 1
         else:
             first_bad = first_bad or f"{path}: {len(got)} entries, SQLite {len(want)}"
+    times.sort()
+    p50, p95 = (sqlite_baseline.pct(times, p) for p in (50, 95))
     print(f"CHECK kind={kind} agree={agree}/{len(answered)} http="
-          + ",".join(f"{s}:{n}" for s, n in sorted(statuses.items())), flush=True)
+          + ",".join(f"{s}:{n}" for s, n in sorted(statuses.items()))
+          + f" (first asks, one at a time: p50 {p50:.1f} ms, p95 {p95:.1f} ms)", flush=True)
     if first_bad:
         print(f"CHECK   first disagreement: {first_bad}", flush=True)
     return answered
