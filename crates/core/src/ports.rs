@@ -152,13 +152,24 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<RecordKey>, StoreError>;
 
     /// Live heads whose blind index `kind` holds any of `digests`: their keys in key order,
-    /// at most `limit` (search asks for one more than it will take, to know when to stop).
+    /// at most `limit` of them (which ones, when there are more, is unspecified: search asks
+    /// for one more than it will take, to know when a criterion is too wide).
     async fn find_any(
         &self,
         org: &OrgId,
         kind: IndexKind,
         digests: &[Digest32],
         limit: u32,
+    ) -> Result<Vec<RecordKey>, StoreError>;
+
+    /// Which of `within` (live heads) are indexed under `kind` with any of `digests`, in key
+    /// order: a wide criterion applied to the few candidates the narrow ones left.
+    async fn find_within(
+        &self,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        within: &[RecordKey],
     ) -> Result<Vec<RecordKey>, StoreError>;
 
     /// The live heads of these records (those that exist and are not deleted).

@@ -22,14 +22,26 @@ fn placeholders(from: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// Live heads indexed under any of `n` digests: keys in key order, at most `$3`.
+/// Live heads indexed under any of `n` digests, at most `$3` (unordered: the caller sorts;
+/// an ORDER BY here lets a planner walk every record in key order instead of the index).
 fn find_any_sql(n: usize) -> String {
     format!(
         "SELECT DISTINCT v.rtype, v.id FROM {{s}}.blind_index b \
          JOIN {{s}}.record_versions v ON v.seq = b.rec \
-         WHERE b.org = $1 AND b.kind = $2 AND b.digest IN ({}) \
-         ORDER BY v.rtype, v.id LIMIT $3",
+         WHERE b.org = $1 AND b.kind = $2 AND b.digest IN ({}) LIMIT $3",
         placeholders(4, n)
+    )
+}
+
+/// Which of `m` ids of type `$3` are indexed under any of `n` digests.
+fn find_within_sql(n: usize, m: usize) -> String {
+    format!(
+        "SELECT DISTINCT v.rtype, v.id FROM {{s}}.record_versions v \
+         JOIN {{s}}.blind_index b ON b.rec = v.seq \
+         WHERE v.org = $1 AND b.org = $1 AND b.kind = $2 AND v.rtype = $3 \
+         AND v.id IN ({}) AND b.digest IN ({})",
+        placeholders(4, m),
+        placeholders(4 + m, n)
     )
 }
 
@@ -97,6 +109,32 @@ where
     q
 }
 
+/// Binds [`find_within_sql`]'s parameters.
+fn bind_within<'q, DB: sqlx::Database>(
+    q: Query<'q, DB>,
+    org: &'q OrgId,
+    kind: IndexKind,
+    rtype: ResourceType,
+    ids: &[&'q str],
+    digests: &[Digest32],
+) -> Query<'q, DB>
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut q = q
+        .bind(org.as_str())
+        .bind(kind.as_str())
+        .bind(rtype.as_str());
+    for id in ids {
+        q = q.bind(*id);
+    }
+    for d in digests {
+        q = q.bind(d.0.to_vec());
+    }
+    q
+}
+
 /// The SQLite side (one file per store: no schema prefix).
 pub(crate) mod sqlite {
     use super::*;
@@ -135,6 +173,33 @@ pub(crate) mod sqlite {
         out.sort();
         out.dedup();
         out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
+    }
+
+    pub(crate) async fn find_within(
+        db: &Db,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        within: &[RecordKey],
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in digests.chunks(200) {
+            for (rtype, ids) in by_type(within) {
+                let s = sql(&find_within_sql(chunk.len(), ids.len()));
+                let q = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(s));
+                let q = bind_within(q, org, kind, rtype, &ids, chunk);
+                let rows = q
+                    .fetch_all(&db.reader)
+                    .await
+                    .map_err(unavailable("search index"))?;
+                for r in &rows {
+                    out.push(crate::sqlite::records::decode_key(r)?);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 
@@ -252,6 +317,34 @@ pub(crate) mod postgres {
         out.sort();
         out.dedup();
         out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
+    }
+
+    pub(crate) async fn find_within(
+        pool: &PgPool,
+        schema: &str,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        within: &[RecordKey],
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in digests.chunks(200) {
+            for (rtype, ids) in by_type(within) {
+                let s = sql(&find_within_sql(chunk.len(), ids.len()), schema);
+                let q = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(s));
+                let q = bind_within(q, org, kind, rtype, &ids, chunk);
+                let rows = q
+                    .fetch_all(pool)
+                    .await
+                    .map_err(unavailable("search index"))?;
+                for r in &rows {
+                    out.push(crate::postgres::records::decode_key(r)?);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 

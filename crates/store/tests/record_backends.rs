@@ -266,6 +266,84 @@ fn rewrap_of(row: &WrappedDek, new_kek: u32, new_wrapped: &[u8]) -> Rewrap {
 }
 
 /// Every row below `kek`, read in pages of `page` through the cursor.
+/// Search's ports: candidates by any of several digests (distinct, capped, live heads only,
+/// one organization), the subset of given keys a digest holds, heads in bulk, reindexing.
+async fn searches(store: Arc<dyn RecordStore>) {
+    let org = OrgId::parse("search").unwrap();
+    let other = OrgId::parse("search-other").unwrap();
+    let d = |b: u8| Digest32([b; 32]);
+    let idx = |ds: &[u8]| ds.iter().map(|b| (IndexKind::NamePrefix, d(*b))).collect();
+    let mut writes = Vec::new();
+    for (i, ds) in [(1, vec![1, 2]), (2, vec![1]), (3, vec![2, 3]), (4, vec![3])] {
+        let mut w = write(&format!("s{i}"), 1, Expected::Absent, None);
+        w.index = idx(&ds);
+        writes.push(w);
+    }
+    store.write(&org, writes, None).await.unwrap();
+    let mut stranger = write("s9", 1, Expected::Absent, None);
+    stranger.index = idx(&[1]);
+    store.write(&other, vec![stranger], None).await.unwrap();
+    let any = |ds: Vec<u8>, limit: u32| {
+        let (store, org) = (store.clone(), org.clone());
+        async move {
+            let ds: Vec<Digest32> = ds.into_iter().map(d).collect();
+            store
+                .find_any(&org, IndexKind::NamePrefix, &ds, limit)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(any(vec![1, 2], 10).await, [key("s1"), key("s2"), key("s3")]);
+    assert_eq!(any(vec![1, 2], 2).await.len(), 2, "capped");
+    assert!(any(vec![9], 10).await.is_empty());
+    let within = store
+        .find_within(
+            &org,
+            IndexKind::NamePrefix,
+            &[d(3)],
+            &[key("s1"), key("s3"), key("s4")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(within, [key("s3"), key("s4")]);
+    let heads = store
+        .heads(&org, &[key("s2"), key("s4"), key("s9")])
+        .await
+        .unwrap();
+    assert_eq!(
+        heads.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["s2", "s4"]
+    );
+    // Reindex replaces a head's entries, and only while that version is the head.
+    assert!(
+        store
+            .reindex(&org, &key("s4"), Version(1), &idx(&[1]))
+            .await
+            .unwrap()
+    );
+    assert_eq!(any(vec![1], 10).await, [key("s1"), key("s2"), key("s4")]);
+    assert_eq!(any(vec![3], 10).await, [key("s3")]);
+    assert!(
+        !store
+            .reindex(&org, &key("s4"), Version(2), &idx(&[3]))
+            .await
+            .unwrap()
+    );
+    store
+        .write(
+            &org,
+            vec![write("s2", 2, Expected::Version(Version(1)), None)],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        any(vec![1], 10).await,
+        [key("s1"), key("s4")],
+        "an update replaces them"
+    );
+}
+
 async fn all_below(store: &dyn RecordStore, kek: u32, page: u32) -> Vec<WrappedDek> {
     let mut out: Vec<WrappedDek> = Vec::new();
     loop {
@@ -448,6 +526,7 @@ async fn sqlite_record_store_behaves() {
         .await
         .unwrap();
     behaves(stores.clinical.clone()).await;
+    searches(stores.clinical.clone()).await;
 }
 
 #[tokio::test]
@@ -459,6 +538,8 @@ async fn postgres_record_store_behaves() {
     let store = phivault_store::postgres::PostgresRecordStore::open(pool.clone(), &schema)
         .await
         .unwrap();
-    behaves(Arc::new(store)).await;
+    let store: Arc<dyn RecordStore> = Arc::new(store);
+    behaves(store.clone()).await;
+    searches(store).await;
     common::drop_schema(&pool, &schema).await;
 }

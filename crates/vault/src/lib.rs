@@ -377,10 +377,7 @@ impl Vault {
         match self.control.create_organization(&org).await {
             Ok(true) => {
                 self.control
-                    .put_setting(
-                        &search::index_setting(id),
-                        search::SEARCH_INDEX_VERSION,
-                    )
+                    .put_setting(&search::index_setting(id), search::SEARCH_INDEX_VERSION)
                     .await?;
                 self.audit(event).await
             }

@@ -437,6 +437,24 @@ impl RecordStore for PostgresRecordStore {
             .await
     }
 
+    async fn find_within(
+        &self,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        within: &[RecordKey],
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        crate::search_index::postgres::find_within(
+            &self.pool,
+            &self.schema,
+            org,
+            kind,
+            digests,
+            within,
+        )
+        .await
+    }
+
     async fn heads(
         &self,
         org: &OrgId,

@@ -527,7 +527,7 @@ impl RecordStore for SqliteRecordStore {
     ) -> Result<Vec<RecordKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT v.rtype, v.id FROM blind_index b JOIN record_versions v ON v.seq = b.rec \
-             WHERE b.org = ? AND b.kind = ? AND b.digest = ? ORDER BY v.rtype, v.id",
+             WHERE b.org = ? AND b.kind = ? AND b.digest = ? ORDER BY +v.rtype, +v.id",
         )
         .bind(org.as_str())
         .bind(kind.as_str())
@@ -539,9 +539,11 @@ impl RecordStore for SqliteRecordStore {
     }
 
     async fn linked(&self, org: &OrgId, link: &Digest32) -> Result<Vec<SealedRecord>, StoreError> {
+        // `+`: sort what the link index found. Without table statistics SQLite would rather
+        // walk the primary key in key order and read every clinical row (8 s on 2 M rows).
         let sql = format!(
             "SELECT {COLUMNS} FROM record_versions v WHERE v.org = ? AND v.link = ? \
-             AND v.deleted = 0 AND {IS_HEAD} ORDER BY v.rtype, v.id"
+             AND v.deleted = 0 AND {IS_HEAD} ORDER BY +v.rtype, +v.id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(org.as_str())
@@ -661,6 +663,16 @@ impl RecordStore for SqliteRecordStore {
         limit: u32,
     ) -> Result<Vec<RecordKey>, StoreError> {
         crate::search_index::sqlite::find_any(&self.db, org, kind, digests, limit).await
+    }
+
+    async fn find_within(
+        &self,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        within: &[RecordKey],
+    ) -> Result<Vec<RecordKey>, StoreError> {
+        crate::search_index::sqlite::find_within(&self.db, org, kind, digests, within).await
     }
 
     async fn heads(

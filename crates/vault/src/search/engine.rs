@@ -11,9 +11,12 @@ use crate::{Ctx, Stored, Vault};
 use phivault_core::{Digest32, IndexKind, RecordKey, ResourceId, SealedRecord};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The most candidates a search opens; a criterion selecting more does not select (the others
-/// must), and a search with nothing selective is refused, saying what to add.
+/// The most candidates a sorted or counted search opens (it opens them all); one in key order
+/// opens only what its page needs.
 pub const MAX_CANDIDATES: usize = 5_000;
+/// The most keys a criterion may select to give the candidate set; a wider one only narrows
+/// the set the others give, and a search with nothing narrower is refused, saying what to add.
+pub const MAX_KEYS: usize = 50_000;
 /// Candidates opened per store round trip when paging through them.
 const BATCH: usize = 200;
 /// Candidates few enough to open rather than narrow further by index.
@@ -87,8 +90,10 @@ impl Vault {
         out
     }
 
-    /// Candidates from the criteria that have an index: each one's keys (if it selects at most
-    /// [`MAX_CANDIDATES`]), intersected. `None`: no criterion selects.
+    /// Candidates from the criteria that have an index, narrowest first: the first criterion
+    /// selecting at most [`MAX_KEYS`] gives the set, each later one keeps those of the set it
+    /// holds too (looked up within the set), until few enough are left to open. `None`: no
+    /// criterion selects.
     async fn indexed_candidates(
         &self,
         ctx: &Ctx,
@@ -96,10 +101,7 @@ impl Vault {
         now: i64,
     ) -> Result<Option<Vec<RecordKey>>, VaultError> {
         let store = self.store(store_kind(spec.rtype));
-        let limit = u32::try_from(MAX_CANDIDATES + 1).unwrap_or(u32::MAX);
-        let mut result: Option<BTreeSet<RecordKey>> = None;
-        // The narrowest lookups first; once few candidates are left, opening them costs less
-        // than looking up the wide criteria (a birth-year range), which then only filter.
+        let limit = u32::try_from(MAX_KEYS + 1).unwrap_or(u32::MAX);
         let mut lookups: Vec<Vec<index::Term>> = spec
             .criteria
             .iter()
@@ -109,36 +111,65 @@ impl Vault {
             let widest = terms.iter().map(|(k, _)| index::width(*k)).max();
             (widest, terms.len())
         });
+        let mut result: Option<Vec<RecordKey>> = None;
+        let mut wide: Vec<BTreeMap<IndexKind, Vec<Digest32>>> = Vec::new();
         for terms in lookups {
-            if result.as_ref().is_some_and(|r| r.len() <= ENOUGH) {
-                break;
-            }
-            let mut by_kind: BTreeMap<IndexKind, Vec<Digest32>> = BTreeMap::new();
-            for (k, t) in &terms {
-                by_kind
-                    .entry(*k)
-                    .or_default()
-                    .push(self.term_digest(ctx, *k, t));
+            let by_kind = self.digests_by_kind(ctx, &terms);
+            if result.is_some() {
+                wide.push(by_kind);
+                continue;
             }
             let mut found = BTreeSet::new();
-            for (kind, mut digests) in by_kind {
-                digests.sort();
-                digests.dedup();
-                found.extend(store.find_any(&ctx.org, kind, &digests, limit).await?);
-                if found.len() > MAX_CANDIDATES {
+            for (kind, digests) in &by_kind {
+                found.extend(store.find_any(&ctx.org, *kind, digests, limit).await?);
+                if found.len() > MAX_KEYS {
                     break;
                 }
             }
-            if found.len() > MAX_CANDIDATES {
+            if found.len() > MAX_KEYS {
+                wide.push(by_kind);
                 continue;
             }
             found.retain(|k| k.rtype == spec.rtype);
-            result = Some(match result {
-                None => found,
-                Some(prev) => prev.intersection(&found).cloned().collect(),
-            });
+            result = Some(found.into_iter().collect());
         }
-        Ok(result.map(|s| s.into_iter().collect()))
+        let Some(mut keys) = result else {
+            return Ok(None);
+        };
+        // The wider criteria, on the set: each keeps the keys it indexes.
+        for by_kind in wide {
+            if keys.len() <= ENOUGH {
+                break;
+            }
+            let mut kept = BTreeSet::new();
+            for (kind, digests) in &by_kind {
+                for chunk in keys.chunks(500) {
+                    kept.extend(store.find_within(&ctx.org, *kind, digests, chunk).await?);
+                }
+            }
+            keys.retain(|k| kept.contains(k));
+        }
+        Ok(Some(keys))
+    }
+
+    /// The digests of a criterion's terms, by index kind, sorted.
+    fn digests_by_kind(
+        &self,
+        ctx: &Ctx,
+        terms: &[index::Term],
+    ) -> BTreeMap<IndexKind, Vec<Digest32>> {
+        let mut by_kind: BTreeMap<IndexKind, Vec<Digest32>> = BTreeMap::new();
+        for (k, t) in terms {
+            by_kind
+                .entry(*k)
+                .or_default()
+                .push(self.term_digest(ctx, *k, t));
+        }
+        for d in by_kind.values_mut() {
+            d.sort();
+            d.dedup();
+        }
+        by_kind
     }
 
     /// The records a search looks at, in key order.
