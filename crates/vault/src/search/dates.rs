@@ -225,7 +225,7 @@ impl DateParam {
     /// `[first, last]`: what a birth-year index must look up. `None`: any year.
     pub fn years(&self, now: i64, first: i32, last: i32) -> (i32, i32) {
         let year_of = |t: i64| {
-            OffsetDateTime::from_unix_timestamp((t / 1000).clamp(-62_135_596_800, 253_402_300_799))
+            OffsetDateTime::from_unix_timestamp(t.div_euclid(1000).clamp(-62_135_596_800, 253_402_300_799))
                 .map(|d| d.year())
                 .unwrap_or(first)
         };
@@ -234,7 +234,9 @@ impl DateParam {
             Prefix::Eq => (year_of(p.lo), year_of(p.hi - 1)),
             Prefix::Ne => (first, last),
             Prefix::Gt | Prefix::Ge | Prefix::Sa => (year_of(p.lo), last),
-            Prefix::Lt | Prefix::Le | Prefix::Eb => (first, year_of(p.hi - 1)),
+            // Starting before the value: at the latest the year before it starts.
+            Prefix::Lt | Prefix::Eb => (first, year_of(p.lo - 1)),
+            Prefix::Le => (first, year_of(p.hi - 1)),
             Prefix::Ap => {
                 let a = self.approx(now);
                 (year_of(a.lo), year_of(a.hi - 1))
@@ -315,6 +317,8 @@ mod tests {
         assert_eq!(p("1970-01-01").years(now, 1800, 2100), (1970, 1970));
         assert_eq!(p("ge1950").years(now, 1800, 2100), (1950, 2100));
         assert_eq!(p("lt1950-06").years(now, 1800, 2100), (1800, 1950));
+        assert_eq!(p("lt1950-01-01").years(now, 1800, 2100), (1800, 1949));
+        assert_eq!(p("le1950-01-01").years(now, 1800, 2100), (1800, 1950));
         assert_eq!(p("ne1950").years(now, 1800, 2100), (1800, 2100));
     }
 }

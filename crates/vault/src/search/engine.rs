@@ -102,11 +102,7 @@ impl Vault {
     ) -> Result<Option<Vec<RecordKey>>, VaultError> {
         let store = self.store(store_kind(spec.rtype));
         let limit = u32::try_from(MAX_KEYS + 1).unwrap_or(u32::MAX);
-        let mut lookups: Vec<Vec<index::Term>> = spec
-            .criteria
-            .iter()
-            .filter_map(|c| index::lookup(spec.rtype.as_str(), c, now))
-            .collect();
+        let mut lookups = index::lookups(spec.rtype.as_str(), &spec.criteria, now);
         lookups.sort_by_key(|terms| {
             let widest = terms.iter().map(|(k, _)| index::width(*k)).max();
             (widest, terms.len())
@@ -275,8 +271,10 @@ impl Vault {
             .collect();
         let mut out = Vec::new();
         let mut iter = cands.into_iter().peekable();
+        // Fetch no more heads than the page can use (most candidates match).
+        let batch_size = stop.clamp(16, BATCH);
         while iter.peek().is_some() {
-            let batch: Vec<Cand> = iter.by_ref().take(BATCH).collect();
+            let batch: Vec<Cand> = iter.by_ref().take(batch_size).collect();
             let missing: Vec<RecordKey> = batch
                 .iter()
                 .filter(|c| c.rec.is_none())

@@ -265,6 +265,32 @@ pub fn lookup(rtype: &str, c: &Criterion, now: i64) -> Option<Vec<Term>> {
     Some(out)
 }
 
+/// The lookups of a search's criteria (see [`lookup`]), with every birth-year lookup of a
+/// Patient search (`birthdate=ge1968&birthdate=lt1973`: ANDed ranges) made one, of the years
+/// they all allow.
+pub fn lookups(rtype: &str, criteria: &[Criterion], now: i64) -> Vec<Vec<Term>> {
+    let mut out = Vec::new();
+    let mut years: Option<Vec<Term>> = None;
+    for c in criteria {
+        let Some(terms) = lookup(rtype, c, now) else {
+            continue;
+        };
+        let only_years = c.def.name == "birthdate"
+            && !terms.is_empty()
+            && terms.iter().all(|(k, _)| *k == IndexKind::BirthYear);
+        if !only_years {
+            out.push(terms);
+            continue;
+        }
+        years = Some(match years {
+            None => terms,
+            Some(prev) => prev.into_iter().filter(|t| terms.contains(t)).collect(),
+        });
+    }
+    out.extend(years);
+    out
+}
+
 fn contact_lookup(param: &str, system: Option<&str>, code: &str, out: &mut Vec<Term>) {
     let system = match param {
         "phone" => Some("phone"),
@@ -290,6 +316,24 @@ fn contact_lookup(param: &str, system: Option<&str>, code: &str, out: &mut Vec<T
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn anded_birth_ranges_look_up_the_years_they_share() {
+        let spec = crate::search::SearchSpec::parse(
+            phivault_core::ResourceType::PATIENT,
+            &[
+                ("family".into(), "smith".into()),
+                ("birthdate".into(), "ge1968-01-01".into()),
+                ("birthdate".into(), "lt1973-01-01".into()),
+            ],
+            false,
+        )
+        .unwrap();
+        let l = lookups("Patient", &spec.criteria, 0);
+        assert_eq!(l.len(), 2);
+        let years: Vec<&str> = l[1].iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(years, ["1968", "1969", "1970", "1971", "1972"]);
+    }
 
     #[test]
     fn truncation_keeps_leading_bits() {
