@@ -162,6 +162,18 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> Result<Vec<RecordKey>, StoreError>;
 
+    /// Live heads indexed under `kind` with any of `digests`, in row order (`seq`) after row
+    /// `after`, at most `limit`, with their rows: a search with one selective criterion pages
+    /// through its index without reading the rest of it.
+    async fn stream(
+        &self,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, RecordKey)>, StoreError>;
+
     /// Which of `within` (live heads) are indexed under `kind` with any of `digests`, in key
     /// order: a wide criterion applied to the few candidates the narrow ones left.
     async fn find_within(

@@ -33,6 +33,17 @@ fn find_any_sql(n: usize) -> String {
     )
 }
 
+/// The first `$4` entries after row `$3` (in row order) indexed under any of `n` digests,
+/// with their keys: an index range scan, then only those rows looked up.
+fn stream_sql(n: usize) -> String {
+    format!(
+        "SELECT b.rec AS seq, v.rtype, v.id FROM (SELECT DISTINCT rec FROM {{s}}.blind_index \
+         WHERE org = $1 AND kind = $2 AND rec > $3 AND digest IN ({}) ORDER BY rec LIMIT $4) b \
+         JOIN {{s}}.record_versions v ON v.seq = b.rec ORDER BY b.rec",
+        placeholders(5, n)
+    )
+}
+
 /// Which of `m` ids of type `$3` are indexed under any of `n` digests.
 fn find_within_sql(n: usize, m: usize) -> String {
     format!(
@@ -135,6 +146,49 @@ where
     q
 }
 
+/// Binds [`stream_sql`]'s parameters.
+fn bind_stream<'q, DB: sqlx::Database>(
+    q: Query<'q, DB>,
+    org: &'q OrgId,
+    kind: IndexKind,
+    (after, limit): (u64, u32),
+    digests: &[Digest32],
+) -> Query<'q, DB>
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut q = q
+        .bind(org.as_str())
+        .bind(kind.as_str())
+        .bind(i64_of(after))
+        .bind(i64::from(limit));
+    for d in digests {
+        q = q.bind(d.0.to_vec());
+    }
+    q
+}
+
+fn seq_key<R: sqlx::Row>(
+    r: &R,
+    decode_key: impl Fn(&R) -> Result<RecordKey, StoreError>,
+) -> Result<(u64, RecordKey), StoreError>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let seq: i64 = r.try_get("seq").map_err(|e| StoreError::Corrupt {
+        context: "search index",
+        detail: e.to_string(),
+    })?;
+    let seq = u64::try_from(seq).map_err(|_| StoreError::Corrupt {
+        context: "search index",
+        detail: "seq".into(),
+    })?;
+    Ok((seq, decode_key(r)?))
+}
+
 /// The SQLite side (one file per store: no schema prefix).
 pub(crate) mod sqlite {
     use super::*;
@@ -174,6 +228,26 @@ pub(crate) mod sqlite {
         out.dedup();
         out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(out)
+    }
+
+    pub(crate) async fn stream(
+        db: &Db,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
+        let s = sql(&stream_sql(digests.len()));
+        let q = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(s));
+        let q = bind_stream(q, org, kind, (after, limit), digests);
+        let rows = q
+            .fetch_all(&db.reader)
+            .await
+            .map_err(unavailable("search index"))?;
+        rows.iter()
+            .map(|r| seq_key(r, crate::sqlite::records::decode_key))
+            .collect()
     }
 
     pub(crate) async fn find_within(
@@ -318,6 +392,27 @@ pub(crate) mod postgres {
         out.dedup();
         out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(out)
+    }
+
+    pub(crate) async fn stream(
+        pool: &PgPool,
+        schema: &str,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
+        let s = sql(&stream_sql(digests.len()), schema);
+        let q = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(s));
+        let q = bind_stream(q, org, kind, (after, limit), digests);
+        let rows = q
+            .fetch_all(pool)
+            .await
+            .map_err(unavailable("search index"))?;
+        rows.iter()
+            .map(|r| seq_key(r, crate::postgres::records::decode_key))
+            .collect()
     }
 
     pub(crate) async fn find_within(

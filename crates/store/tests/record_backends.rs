@@ -306,6 +306,19 @@ async fn searches(store: Arc<dyn RecordStore>) {
         .await
         .unwrap();
     assert_eq!(within, [key("s3"), key("s4")]);
+    // Streamed in row order, a chunk at a time after the previous one's last row.
+    let ds = [d(1), d(2)];
+    let keys = |v: &[(u64, RecordKey)]| v.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>();
+    let first = store
+        .stream(&org, IndexKind::NamePrefix, &ds, 0, 2)
+        .await
+        .unwrap();
+    assert_eq!(keys(&first), [key("s1"), key("s2")]);
+    let rest = store
+        .stream(&org, IndexKind::NamePrefix, &ds, first[1].0, 2)
+        .await
+        .unwrap();
+    assert_eq!(keys(&rest), [key("s3")]);
     let heads = store
         .heads(&org, &[key("s2"), key("s4"), key("s9")])
         .await

@@ -138,7 +138,10 @@ fn next_link(
 ) -> Result<String, Box<Response>> {
     let mut s = form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
-        if !matches!(k.as_str(), "_offset" | "_after" | "_seen" | "_count") {
+        if !matches!(
+            k.as_str(),
+            "_offset" | "_after" | "_afterseq" | "_seen" | "_count"
+        ) {
             s.append_pair(k, v);
         }
     }
@@ -146,6 +149,9 @@ fn next_link(
     match next {
         Next::After(id, seen) => s
             .append_pair("_after", id.as_str())
+            .append_pair("_seen", &seen.to_string()),
+        Next::AfterSeq(seq, seen) => s
+            .append_pair("_afterseq", &seq.to_string())
             .append_pair("_seen", &seen.to_string()),
         Next::Offset(n) => s.append_pair("_offset", &n.to_string()),
     };

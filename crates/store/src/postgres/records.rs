@@ -437,6 +437,26 @@ impl RecordStore for PostgresRecordStore {
             .await
     }
 
+    async fn stream(
+        &self,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
+        crate::search_index::postgres::stream(
+            &self.pool,
+            &self.schema,
+            org,
+            kind,
+            digests,
+            after,
+            limit,
+        )
+        .await
+    }
+
     async fn find_within(
         &self,
         org: &OrgId,

@@ -665,6 +665,17 @@ impl RecordStore for SqliteRecordStore {
         crate::search_index::sqlite::find_any(&self.db, org, kind, digests, limit).await
     }
 
+    async fn stream(
+        &self,
+        org: &OrgId,
+        kind: IndexKind,
+        digests: &[Digest32],
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
+        crate::search_index::sqlite::stream(&self.db, org, kind, digests, after, limit).await
+    }
+
     async fn find_within(
         &self,
         org: &OrgId,

@@ -225,9 +225,11 @@ impl DateParam {
     /// `[first, last]`: what a birth-year index must look up. `None`: any year.
     pub fn years(&self, now: i64, first: i32, last: i32) -> (i32, i32) {
         let year_of = |t: i64| {
-            OffsetDateTime::from_unix_timestamp(t.div_euclid(1000).clamp(-62_135_596_800, 253_402_300_799))
-                .map(|d| d.year())
-                .unwrap_or(first)
+            OffsetDateTime::from_unix_timestamp(
+                t.div_euclid(1000).clamp(-62_135_596_800, 253_402_300_799),
+            )
+            .map(|d| d.year())
+            .unwrap_or(first)
         };
         let p = self.range;
         let (lo, hi) = match self.prefix {

@@ -27,6 +27,8 @@ const ENOUGH: usize = 64;
 pub enum Next {
     /// After this row (keyset paging, in key order), with how many matches came before.
     After(ResourceId, usize),
+    /// After this index position (a streamed search), with how many matches came before.
+    AfterSeq(u64, usize),
     /// After this many matches (sorted results).
     Offset(usize),
 }
@@ -42,10 +44,13 @@ pub struct SearchOutcome {
 }
 
 /// A candidate: its key and, when the compartment read already brought it, its sealed head.
-struct Cand {
-    key: RecordKey,
-    rec: Option<SealedRecord>,
+pub(super) struct Cand {
+    pub key: RecordKey,
+    pub rec: Option<SealedRecord>,
 }
+
+/// A page of matches (key, released record, break-glass), the total when known, the next start.
+pub(super) type PageOf = (Vec<(RecordKey, Stored, bool)>, Option<usize>, Option<Next>);
 
 fn too_costly(spec: &SearchSpec) -> VaultError {
     let add = if spec.rtype.is_patient() {
@@ -62,7 +67,7 @@ fn too_costly(spec: &SearchSpec) -> VaultError {
 
 impl Vault {
     /// The digests of a term of `kind` (truncated as that index keeps them).
-    fn term_digest(&self, ctx: &Ctx, kind: IndexKind, term: &str) -> Digest32 {
+    pub(super) fn term_digest(&self, ctx: &Ctx, kind: IndexKind, term: &str) -> Digest32 {
         index::truncate(
             self.keyring.blind_index(kind, &ctx.org, term),
             kept_bits(kind),
@@ -255,7 +260,7 @@ impl Vault {
 
     /// Opens candidates (fetching the heads not yet read), keeps those the caller may see and
     /// every criterion accepts. `stop`: enough matches.
-    async fn open_matching(
+    pub(super) async fn open_matching(
         &self,
         ctx: &Ctx,
         spec: &SearchSpec,
@@ -411,7 +416,13 @@ impl Vault {
         ctx: &Ctx,
         spec: &SearchSpec,
         now: i64,
-    ) -> Result<(Vec<(RecordKey, Stored, bool)>, Option<usize>, Option<Next>), VaultError> {
+    ) -> Result<PageOf, VaultError> {
+        if let Some(stream) = self.streamable(ctx, spec, now) {
+            return self.stream_page(ctx, spec, now, stream).await;
+        }
+        if spec.after_seq.is_some() {
+            return Err(VaultError::Invalid("bad cursor".into()));
+        }
         let mut cands = self.candidates(ctx, spec, now).await?;
         let whole = !spec.sort.is_empty() || spec.total == Total::Accurate || spec.summary_count;
         if whole {

@@ -94,6 +94,7 @@ impl Vault {
             count: MAX_JOINED,
             offset: 0,
             after: None,
+            after_seq: None,
             seen: 0,
             summary_count: false,
             total: Total::None,

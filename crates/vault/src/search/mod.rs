@@ -10,6 +10,7 @@ pub mod matcher;
 pub mod params;
 pub mod query;
 mod reindex;
+mod stream;
 pub mod text;
 
 pub use engine::{MAX_CANDIDATES, Next, SearchOutcome};

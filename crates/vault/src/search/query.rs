@@ -50,6 +50,8 @@ pub struct SearchSpec {
     pub offset: usize,
     /// Keyset paging: the last row released by the previous page (from a sealed cursor only).
     pub after: Option<ResourceId>,
+    /// Keyset paging of a streamed search: the index position after the previous page.
+    pub after_seq: Option<u64>,
     /// How many matches the previous pages released (from a sealed cursor only).
     pub seen: usize,
     pub summary_count: bool,
@@ -151,6 +153,7 @@ impl SearchSpec {
             count: DEFAULT_COUNT,
             offset: 0,
             after: None,
+            after_seq: None,
             seen: 0,
             summary_count: false,
             total: Total::Cheap,
@@ -161,7 +164,9 @@ impl SearchSpec {
         let mut seen_results: Vec<&str> = Vec::new();
         let mut values = 0usize;
         for (k, v) in pairs.iter().filter(|(_, v)| !v.trim().is_empty()) {
-            if params::RESULT_PARAMS.contains(&k.as_str()) || k == "_after" || k == "_seen" {
+            if params::RESULT_PARAMS.contains(&k.as_str())
+                || matches!(k.as_str(), "_after" | "_afterseq" | "_seen")
+            {
                 if k != "_include" && k != "_revinclude" {
                     if seen_results.contains(&k.as_str()) {
                         return Err(invalid(format!("{k} given more than once")));
@@ -219,7 +224,14 @@ impl SearchSpec {
                     Some(ResourceId::parse(v.trim()).map_err(|_| invalid("bad cursor".into()))?)
             }
             "_seen" if from_cursor => self.seen = num(v)?,
-            "_after" | "_seen" => {
+            "_afterseq" if from_cursor => {
+                self.after_seq = Some(
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| invalid("bad cursor".into()))?,
+                )
+            }
+            "_after" | "_afterseq" | "_seen" => {
                 return Err(invalid(format!("unsupported search parameter '{k}'")));
             }
             "_summary" => match v.trim() {
