@@ -151,7 +151,8 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
         digest: &Digest32,
     ) -> Result<Vec<RecordKey>, StoreError>;
 
-    /// Live heads whose blind index `kind` holds any of `digests`: their keys in key order,
+    /// Live heads whose blind index `kind` holds any of `digests`: their rows and keys in key
+    /// order,
     /// at most `limit` of them (which ones, when there are more, is unspecified: search asks
     /// for one more than it will take, to know when a criterion is too wide).
     async fn find_any(
@@ -160,7 +161,7 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
         kind: IndexKind,
         digests: &[Digest32],
         limit: u32,
-    ) -> Result<Vec<RecordKey>, StoreError>;
+    ) -> Result<Vec<(u64, RecordKey)>, StoreError>;
 
     /// Live heads indexed under `kind` with any of `digests`, in row order (`seq`) after row
     /// `after`, at most `limit`, with their rows: a search with one selective criterion pages
@@ -174,15 +175,16 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> Result<Vec<(u64, RecordKey)>, StoreError>;
 
-    /// Which of `within` (live heads) are indexed under `kind` with any of `digests`, in key
-    /// order: a wide criterion applied to the few candidates the narrow ones left.
+    /// Which of the rows `within` (as [`RecordStore::find_any`] gave them) are indexed under
+    /// `kind` with any of `digests`: a wide criterion applied to the candidates the narrow
+    /// ones left, by index probes alone.
     async fn find_within(
         &self,
         org: &OrgId,
         kind: IndexKind,
         digests: &[Digest32],
-        within: &[RecordKey],
-    ) -> Result<Vec<RecordKey>, StoreError>;
+        within: &[u64],
+    ) -> Result<Vec<u64>, StoreError>;
 
     /// The live heads of these records (those that exist and are not deleted).
     async fn heads(&self, org: &OrgId, keys: &[RecordKey])

@@ -26,7 +26,7 @@ fn placeholders(from: usize, n: usize) -> String {
 /// an ORDER BY here lets a planner walk every record in key order instead of the index).
 fn find_any_sql(n: usize) -> String {
     format!(
-        "SELECT DISTINCT v.rtype, v.id FROM {{s}}.blind_index b \
+        "SELECT DISTINCT b.rec AS seq, v.rtype, v.id FROM {{s}}.blind_index b \
          JOIN {{s}}.record_versions v ON v.seq = b.rec \
          WHERE b.org = $1 AND b.kind = $2 AND b.digest IN ({}) LIMIT $3",
         placeholders(4, n)
@@ -44,15 +44,13 @@ fn stream_sql(n: usize) -> String {
     )
 }
 
-/// Which of `m` ids of type `$3` are indexed under any of `n` digests.
+/// Which of `m` rows are indexed under any of `n` digests: index probes only.
 fn find_within_sql(n: usize, m: usize) -> String {
     format!(
-        "SELECT DISTINCT v.rtype, v.id FROM {{s}}.record_versions v \
-         JOIN {{s}}.blind_index b ON b.rec = v.seq \
-         WHERE v.org = $1 AND b.org = $1 AND b.kind = $2 AND v.rtype = $3 \
-         AND v.id IN ({}) AND b.digest IN ({})",
-        placeholders(4, m),
-        placeholders(4 + m, n)
+        "SELECT DISTINCT rec FROM {{s}}.blind_index WHERE org = $1 AND kind = $2 \
+         AND rec IN ({}) AND digest IN ({})",
+        placeholders(3, m),
+        placeholders(3 + m, n)
     )
 }
 
@@ -125,20 +123,17 @@ fn bind_within<'q, DB: sqlx::Database>(
     q: Query<'q, DB>,
     org: &'q OrgId,
     kind: IndexKind,
-    rtype: ResourceType,
-    ids: &[&'q str],
+    seqs: &[u64],
     digests: &[Digest32],
 ) -> Query<'q, DB>
 where
     &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    let mut q = q
-        .bind(org.as_str())
-        .bind(kind.as_str())
-        .bind(rtype.as_str());
-    for id in ids {
-        q = q.bind(*id);
+    let mut q = q.bind(org.as_str()).bind(kind.as_str());
+    for s in seqs {
+        q = q.bind(i64_of(*s));
     }
     for d in digests {
         q = q.bind(d.0.to_vec());
@@ -168,6 +163,21 @@ where
         q = q.bind(d.0.to_vec());
     }
     q
+}
+
+fn seq_of<R: sqlx::Row>(r: &R) -> Result<u64, StoreError>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let seq: i64 = r.try_get("rec").map_err(|e| StoreError::Corrupt {
+        context: "search index",
+        detail: e.to_string(),
+    })?;
+    u64::try_from(seq).map_err(|_| StoreError::Corrupt {
+        context: "search index",
+        detail: "seq".into(),
+    })
 }
 
 fn seq_key<R: sqlx::Row>(
@@ -205,7 +215,7 @@ pub(crate) mod sqlite {
         kind: IndexKind,
         digests: &[Digest32],
         limit: u32,
-    ) -> Result<Vec<RecordKey>, StoreError> {
+    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
         let mut out = Vec::new();
         for chunk in digests.chunks(500) {
             let s = sql(&find_any_sql(chunk.len()));
@@ -221,10 +231,10 @@ pub(crate) mod sqlite {
                 .await
                 .map_err(unavailable("search index"))?;
             for r in &rows {
-                out.push(crate::sqlite::records::decode_key(r)?);
+                out.push(seq_key(r, crate::sqlite::records::decode_key)?);
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.1.cmp(&b.1));
         out.dedup();
         out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(out)
@@ -255,24 +265,24 @@ pub(crate) mod sqlite {
         org: &OrgId,
         kind: IndexKind,
         digests: &[Digest32],
-        within: &[RecordKey],
-    ) -> Result<Vec<RecordKey>, StoreError> {
+        within: &[u64],
+    ) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::new();
         for chunk in digests.chunks(200) {
-            for (rtype, ids) in by_type(within) {
-                let s = sql(&find_within_sql(chunk.len(), ids.len()));
+            for seqs in within.chunks(500) {
+                let s = sql(&find_within_sql(chunk.len(), seqs.len()));
                 let q = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(s));
-                let q = bind_within(q, org, kind, rtype, &ids, chunk);
+                let q = bind_within(q, org, kind, seqs, chunk);
                 let rows = q
                     .fetch_all(&db.reader)
                     .await
                     .map_err(unavailable("search index"))?;
                 for r in &rows {
-                    out.push(crate::sqlite::records::decode_key(r)?);
+                    out.push(seq_of(r)?);
                 }
             }
         }
-        out.sort();
+        out.sort_unstable();
         out.dedup();
         Ok(out)
     }
@@ -369,7 +379,7 @@ pub(crate) mod postgres {
         kind: IndexKind,
         digests: &[Digest32],
         limit: u32,
-    ) -> Result<Vec<RecordKey>, StoreError> {
+    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
         let mut out = Vec::new();
         for chunk in digests.chunks(500) {
             let s = sql(&find_any_sql(chunk.len()), schema);
@@ -385,10 +395,10 @@ pub(crate) mod postgres {
                 .await
                 .map_err(unavailable("search index"))?;
             for r in &rows {
-                out.push(crate::postgres::records::decode_key(r)?);
+                out.push(seq_key(r, crate::postgres::records::decode_key)?);
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.1.cmp(&b.1));
         out.dedup();
         out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(out)
@@ -421,24 +431,24 @@ pub(crate) mod postgres {
         org: &OrgId,
         kind: IndexKind,
         digests: &[Digest32],
-        within: &[RecordKey],
-    ) -> Result<Vec<RecordKey>, StoreError> {
+        within: &[u64],
+    ) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::new();
         for chunk in digests.chunks(200) {
-            for (rtype, ids) in by_type(within) {
-                let s = sql(&find_within_sql(chunk.len(), ids.len()), schema);
+            for seqs in within.chunks(500) {
+                let s = sql(&find_within_sql(chunk.len(), seqs.len()), schema);
                 let q = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(s));
-                let q = bind_within(q, org, kind, rtype, &ids, chunk);
+                let q = bind_within(q, org, kind, seqs, chunk);
                 let rows = q
                     .fetch_all(pool)
                     .await
                     .map_err(unavailable("search index"))?;
                 for r in &rows {
-                    out.push(crate::postgres::records::decode_key(r)?);
+                    out.push(seq_of(r)?);
                 }
             }
         }
-        out.sort();
+        out.sort_unstable();
         out.dedup();
         Ok(out)
     }

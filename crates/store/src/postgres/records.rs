@@ -432,7 +432,7 @@ impl RecordStore for PostgresRecordStore {
         kind: IndexKind,
         digests: &[Digest32],
         limit: u32,
-    ) -> Result<Vec<RecordKey>, StoreError> {
+    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
         crate::search_index::postgres::find_any(&self.pool, &self.schema, org, kind, digests, limit)
             .await
     }
@@ -462,8 +462,8 @@ impl RecordStore for PostgresRecordStore {
         org: &OrgId,
         kind: IndexKind,
         digests: &[Digest32],
-        within: &[RecordKey],
-    ) -> Result<Vec<RecordKey>, StoreError> {
+        within: &[u64],
+    ) -> Result<Vec<u64>, StoreError> {
         crate::search_index::postgres::find_within(
             &self.pool,
             &self.schema,

@@ -661,7 +661,7 @@ impl RecordStore for SqliteRecordStore {
         kind: IndexKind,
         digests: &[Digest32],
         limit: u32,
-    ) -> Result<Vec<RecordKey>, StoreError> {
+    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
         crate::search_index::sqlite::find_any(&self.db, org, kind, digests, limit).await
     }
 
@@ -681,8 +681,8 @@ impl RecordStore for SqliteRecordStore {
         org: &OrgId,
         kind: IndexKind,
         digests: &[Digest32],
-        within: &[RecordKey],
-    ) -> Result<Vec<RecordKey>, StoreError> {
+        within: &[u64],
+    ) -> Result<Vec<u64>, StoreError> {
         crate::search_index::sqlite::find_within(&self.db, org, kind, digests, within).await
     }
 

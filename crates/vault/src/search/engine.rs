@@ -112,7 +112,7 @@ impl Vault {
             let widest = terms.iter().map(|(k, _)| index::width(*k)).max();
             (widest, terms.len())
         });
-        let mut result: Option<Vec<RecordKey>> = None;
+        let mut result: Option<BTreeMap<RecordKey, u64>> = None;
         let mut wide: Vec<BTreeMap<IndexKind, Vec<Digest32>>> = Vec::new();
         for terms in lookups {
             let by_kind = self.digests_by_kind(ctx, &terms);
@@ -120,9 +120,11 @@ impl Vault {
                 wide.push(by_kind);
                 continue;
             }
-            let mut found = BTreeSet::new();
+            let mut found = BTreeMap::new();
             for (kind, digests) in &by_kind {
-                found.extend(store.find_any(&ctx.org, *kind, digests, limit).await?);
+                for (seq, key) in store.find_any(&ctx.org, *kind, digests, limit).await? {
+                    found.insert(key, seq);
+                }
                 if found.len() > MAX_KEYS {
                     break;
                 }
@@ -131,26 +133,25 @@ impl Vault {
                 wide.push(by_kind);
                 continue;
             }
-            found.retain(|k| k.rtype == spec.rtype);
-            result = Some(found.into_iter().collect());
+            found.retain(|k, _| k.rtype == spec.rtype);
+            result = Some(found);
         }
         let Some(mut keys) = result else {
             return Ok(None);
         };
-        // The wider criteria, on the set: each keeps the keys it indexes.
+        // The wider criteria, on the set: each keeps the rows it indexes (index probes only).
         for by_kind in wide {
             if keys.len() <= ENOUGH {
                 break;
             }
+            let seqs: Vec<u64> = keys.values().copied().collect();
             let mut kept = BTreeSet::new();
             for (kind, digests) in &by_kind {
-                for chunk in keys.chunks(500) {
-                    kept.extend(store.find_within(&ctx.org, *kind, digests, chunk).await?);
-                }
+                kept.extend(store.find_within(&ctx.org, *kind, digests, &seqs).await?);
             }
-            keys.retain(|k| kept.contains(k));
+            keys.retain(|_, seq| kept.contains(seq));
         }
-        Ok(Some(keys))
+        Ok(Some(keys.into_keys().collect()))
     }
 
     /// The digests of a criterion's terms, by index kind, sorted.
