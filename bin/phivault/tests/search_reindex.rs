@@ -73,3 +73,48 @@ async fn records_written_before_the_search_indexes_get_them_once() {
     assert_eq!(o.vault.reindex_search(&c).await.unwrap(), None);
     o.close().await;
 }
+
+/// Every search leaves one audit event naming the rows it released (and their patients), and
+/// a refused one leaves one failure event; none holds a criterion.
+#[tokio::test]
+async fn a_search_is_one_audit_event_naming_what_it_released() {
+    use phivault_vault::audit::AuditEvent;
+    use phivault_vault::audit::export::AuditFilter;
+    let tmp = tempfile::tempdir().unwrap();
+    let o = new_vault(&tmp.path().join("data")).await;
+    import_files(&o, &repo_fixtures(), true).await;
+    let c = ctx(&o).await;
+    let events = || async {
+        let all: Vec<AuditEvent> = o
+            .vault
+            .audit_events(&c, &AuditFilter::default())
+            .await
+            .unwrap();
+        all
+    };
+    let before = events().await.len();
+    let found = names_found(&o, &c, &[("family", "quin"), ("birthdate", "ge1900")]).await;
+    let after = events().await;
+    assert_eq!(after.len(), before + 1, "one event for the search");
+    let e = after.last().unwrap();
+    assert_eq!(
+        (e.action.as_str(), e.count),
+        ("search", Some(found.len() as u64))
+    );
+    assert_eq!(e.entities.len(), found.len());
+    assert_eq!(e.patients.len(), found.len());
+    let shown = format!("{e:?}");
+    assert!(!shown.to_lowercase().contains("quin"), "{shown}");
+
+    let pairs = vec![("gender".to_owned(), "female".to_owned())];
+    let spec = SearchSpec::parse(ResourceType::PATIENT, &pairs, false).unwrap();
+    let refused = o.vault.search(&c, &spec).await;
+    assert!(matches!(
+        refused,
+        Err(phivault_vault::VaultError::TooCostly(_))
+    ));
+    let last = events().await;
+    assert_eq!(last.len(), before + 2);
+    assert_eq!(last.last().unwrap().reason.as_deref(), Some("too-costly"));
+    o.close().await;
+}

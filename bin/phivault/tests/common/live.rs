@@ -249,6 +249,20 @@ impl Live {
         scopes: &str,
         purposes: &str,
     ) -> String {
+        let extra: &[&str] = match org {
+            Some(o) => &["--org", o],
+            None => &[],
+        };
+        Self::client_with(data, name, (role, scopes, purposes), extra)
+    }
+
+    /// `phivault client add` with `extra` arguments; returns `id:secret` for HTTP Basic.
+    pub fn client_with(
+        data: &Path,
+        name: &str,
+        (role, scopes, purposes): (&str, &str, &str),
+        extra: &[&str],
+    ) -> String {
         let mut args = vec![
             "client",
             "add",
@@ -262,9 +276,7 @@ impl Live {
             purposes,
             "--json",
         ];
-        if let Some(o) = org {
-            args.extend(["--org", o]);
-        }
+        args.extend_from_slice(extra);
         basic_of(&cli(data, &args))
     }
 

@@ -1,7 +1,7 @@
 //! The search suite's setup (tests/search.rs): a live server with service clients that have a
 //! default purpose, the fixtures loaded over HTTPS, and the Python side of the suite
 //! (support/search_check.py, search_scan.py, fhirclient_search.py) run with the test Python.
-use super::live::{Live, basic_of, cli, stdout_ok};
+use super::live::{Live, cli, stdout_ok};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,23 +16,11 @@ pub fn service_client(
     (role, scopes, purposes): (&str, &str, &str),
     default: Option<&str>,
 ) -> String {
-    let mut args = vec![
-        "client",
-        "add",
-        "--name",
-        name,
-        "--role",
-        role,
-        "--scopes",
-        scopes,
-        "--purposes",
-        purposes,
-        "--json",
-    ];
-    if let Some(d) = default {
-        args.extend(["--default-purpose", d]);
-    }
-    basic_of(&cli(data, &args))
+    let extra: &[&str] = match default {
+        Some(d) => &["--default-purpose", d],
+        None => &[],
+    };
+    Live::client_with(data, name, (role, scopes, purposes), extra)
 }
 
 /// The test Python if it has `module` (see [`super::live::python_with`]).

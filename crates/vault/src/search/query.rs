@@ -122,6 +122,9 @@ fn wanted(def: &ParamDef, modifier: Option<&str>, v: &str) -> Result<Wanted, Vau
             let id = parts.next().unwrap_or("");
             let rtype = modifier.or(parts.next()).unwrap_or("").to_owned();
             ResourceId::parse(id).map_err(|_| bad("is not a valid reference"))?;
+            if !rtype.is_empty() && ResourceType::parse(&rtype).is_err() {
+                return Err(bad("names an unknown resource type"));
+            }
             if matches!(def.name, "patient") && !rtype.is_empty() && rtype != "Patient" {
                 return Err(bad("refers to a Patient"));
             }
@@ -218,7 +221,17 @@ impl SearchSpec {
         };
         match k {
             "_count" => self.count = num(v)?.min(MAX_COUNT),
-            "_offset" => self.offset = num(v)?,
+            "_offset" => {
+                let n = num(v)?;
+                // Deeper pages come by the next link, which opens only what it releases.
+                if n > super::MAX_CANDIDATES {
+                    return Err(VaultError::TooCostly(format!(
+                        "_offset beyond {}: follow the next link instead",
+                        super::MAX_CANDIDATES
+                    )));
+                }
+                self.offset = n;
+            }
             "_after" if from_cursor => {
                 self.after =
                     Some(ResourceId::parse(v.trim()).map_err(|_| invalid("bad cursor".into()))?)
@@ -293,8 +306,8 @@ impl SearchSpec {
                         })
                     }
                     _ => Err(invalid(format!(
-                        "_sort by '{}' is not supported for {}",
-                        name.chars().take(40).collect::<String>(),
+                        "_sort takes _id, _lastUpdated or a date, string or token parameter \
+                         of {} (a - before it: descending)",
                         self.rtype
                     ))),
                 }
@@ -310,10 +323,13 @@ impl SearchSpec {
         let v = v.trim();
         if !allowed.iter().any(|a| a == v) {
             return Err(invalid(format!(
-                "{k}={} is not supported for {} (supported: {})",
-                v.chars().take(60).collect::<String>(),
+                "{k} for {} takes {}",
                 self.rtype,
-                allowed.join(", ")
+                if allowed.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    allowed.join(", ")
+                }
             )));
         }
         let (t, p) = v.split_once(':').unwrap_or((v, ""));
@@ -325,5 +341,39 @@ impl SearchSpec {
     /// The criterion on `name`, if given.
     pub fn criterion(&self, name: &str) -> Option<&Criterion> {
         self.criteria.iter().find(|c| c.def.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(q: &[(&str, &str)]) -> Result<SearchSpec, VaultError> {
+        let pairs: Vec<(String, String)> =
+            q.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        SearchSpec::parse(ResourceType::PATIENT, &pairs, false)
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_a_reason_that_echoes_no_value() {
+        let refused = [
+            vec![("nickname", "Secretname")],
+            vec![("family:contains", "Secretname")],
+            vec![("birthdate", "19x0-Secret")],
+            vec![("gender:missing", "true")],
+            vec![("_after", "abc")],
+            vec![("_sort", "Secretname")],
+            vec![("_include", "Observation:patient")],
+            vec![("_offset", "1000000")],
+            vec![("_count", "lots")],
+            vec![("general-practitioner", "Practitioner/../x")],
+        ];
+        for q in refused {
+            let e = parse(&q).expect_err(&format!("{q:?}"));
+            assert!(!e.client_message().contains("Secret"), "{e}");
+        }
+        let many: String = (0..65).map(|i| format!("a{i},")).collect();
+        assert!(parse(&[("name", &many)]).is_err());
+        assert!(parse(&[("_offset", "10"), ("name", "a\\,b")]).is_ok());
     }
 }
