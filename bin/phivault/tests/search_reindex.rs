@@ -118,3 +118,69 @@ async fn a_search_is_one_audit_event_naming_what_it_released() {
     assert_eq!(last.last().unwrap().reason.as_deref(), Some("too-costly"));
     o.close().await;
 }
+
+/// The Quintanilla-Oyelaran patients found decade by decade (each a family + birth-date
+/// search the family-year index answers).
+async fn by_decades(o: &Opened, c: &Ctx) -> Vec<String> {
+    let mut all = Vec::new();
+    for y in (1900..2030).step_by(10) {
+        let (ge, lt) = (format!("ge{y}-01-01"), format!("lt{}-01-01", y + 10));
+        let q = [
+            ("family", "Quintan"),
+            ("birthdate", &ge),
+            ("birthdate", &lt),
+        ];
+        all.extend(names_found(o, c, &q).await);
+    }
+    all.sort();
+    all
+}
+
+/// A vault indexed by version 1 (before the family + birth-year index) gets it at the next
+/// reindex, for its Patients only.
+#[tokio::test]
+async fn version_one_vaults_get_the_family_year_index_for_patients_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let o = new_vault(&dir).await;
+    import_files(&o, &repo_fixtures(), true).await;
+    let c = ctx(&o).await;
+    let all = names_found(&o, &c, &[("family", "quin"), ("birthdate", "ge1900")]).await;
+    assert!(!all.is_empty());
+    assert_eq!(by_decades(&o, &c).await, all);
+
+    let mark = |v: &'static str| {
+        let dir = dir.clone();
+        async move {
+            let control = RawDb::open(&dir, "control").await;
+            control
+                .exec(&format!(
+                    "DELETE FROM settings WHERE key LIKE 'search-index:%'; \
+                     INSERT INTO settings (key, value) SELECT 'search-index:default', '{v}' \
+                     WHERE '{v}' <> ''"
+                ))
+                .await;
+            control.close().await;
+        }
+    };
+    mark("").await;
+    let every = o.vault.reindex_search(&c).await.unwrap().unwrap();
+
+    let raw = RawDb::open(&dir, "identity").await;
+    raw.exec("DELETE FROM blind_index WHERE kind = 'family-year'")
+        .await;
+    raw.close().await;
+    mark("1").await;
+    assert!(
+        by_decades(&o, &c).await.is_empty(),
+        "without its entries the family-year index finds nothing"
+    );
+    let patients = o.vault.reindex_search(&c).await.unwrap().unwrap();
+    assert!(
+        patients >= all.len() as u64 && patients < every,
+        "{patients} Patients reindexed of {every} records"
+    );
+    assert_eq!(by_decades(&o, &c).await, all);
+    assert_eq!(o.vault.reindex_search(&c).await.unwrap(), None);
+    o.close().await;
+}

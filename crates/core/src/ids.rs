@@ -219,6 +219,9 @@ pub enum IndexKind {
     Email,
     /// A reference from one search parameter to its target (`Type|param|Target/id`).
     Reference,
+    /// A family name's prefix (3 or 5 letters, folded) with the birth year, truncated to
+    /// 2 bytes: family + birth-date range searches.
+    FamilyYear,
 }
 
 impl IndexKind {
@@ -230,7 +233,7 @@ impl IndexKind {
     ];
     /// The kinds whose keys are derived from the keyring (added with search, issue 22): no
     /// keyring entry of their own, so vaults made before them open unchanged.
-    pub const DERIVED: [IndexKind; 8] = [
+    pub const DERIVED: [IndexKind; 9] = [
         IndexKind::NamePrefix,
         IndexKind::NamePhonetic,
         IndexKind::BirthYear,
@@ -239,6 +242,7 @@ impl IndexKind {
         IndexKind::AddressPrefix,
         IndexKind::Email,
         IndexKind::Reference,
+        IndexKind::FamilyYear,
     ];
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -254,6 +258,7 @@ impl IndexKind {
             IndexKind::AddressPrefix => "address-prefix",
             IndexKind::Email => "email",
             IndexKind::Reference => "reference",
+            IndexKind::FamilyYear => "family-year",
         }
     }
 }

@@ -72,6 +72,14 @@ def patient_field_queries(store):
     out += [q("Patient", ("birthdate", "ge1980"), ("birthdate", "lt1981"), managed),
             q("Patient", ("birthdate", "gt1979-12-31"), ("birthdate", "le1980-02"), managed),
             q("Patient", ("birthdate", "1980-01-01,1999-12-31,1975"))]
+    # family + a birth-date range: the family-year index (a few years) or not (many)
+    for fam in ["hol", "Holloway", "muñ", "MUNOZ", "ok", "celik,dvo", "reyes", "ｋａｔｏ"]:
+        for lo, hi in [("1940", "1960"), ("1975-06-15", "1990"), ("1900", "2030")]:
+            out.append(q("Patient", ("family", fam), ("birthdate", "ge" + lo),
+                         ("birthdate", "lt" + hi), may_refuse=len(fam) < 3))
+    out += [q("Patient", ("family:exact", "Muñoz"), ("birthdate", "ge1950"),
+              ("birthdate", "le1995")),
+            q("Patient", ("family", "hol"), ("birthdate", "gt1950"), ("birthdate", "1980,1990"))]
     for g in ["male", "female", "other", "unknown", "female,other",
               "|male", "http://hl7.org/fhir/administrative-gender|female"]:
         out.append(q("Patient", ("gender", g), ("address-city", "spring")))

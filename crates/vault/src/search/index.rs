@@ -15,11 +15,15 @@ pub const PREFIX_LEN: usize = 6;
 /// Birth years indexed one by one; the others fall in an `early` or `late` bucket.
 pub const FIRST_YEAR: i32 = 1800;
 pub const LAST_YEAR: i32 = 2100;
+/// The family-name prefix lengths indexed with the birth year.
+const FAMILY_YEAR_LENS: [usize; 2] = [3, 5];
+/// The most birth years a family + birth-date search looks up together.
+const FAMILY_YEAR_MAX: usize = 30;
 
 /// How many leading bits of an index kind's digest are kept (256: all).
 pub fn kept_bits(kind: IndexKind) -> u32 {
     match kind {
-        IndexKind::NamePrefix | IndexKind::AddressPrefix => 16,
+        IndexKind::NamePrefix | IndexKind::AddressPrefix | IndexKind::FamilyYear => 16,
         IndexKind::BirthDay | IndexKind::NamePhonetic => 12,
         IndexKind::BirthMonth => 8,
         _ => 256,
@@ -30,7 +34,7 @@ pub fn kept_bits(kind: IndexKind) -> u32 {
 pub fn width(kind: IndexKind) -> u8 {
     match kind {
         IndexKind::Identifier | IndexKind::IdentifierValue | IndexKind::FamilyBirthdate => 0,
-        IndexKind::Phone | IndexKind::Email => 1,
+        IndexKind::Phone | IndexKind::Email | IndexKind::FamilyYear => 1,
         IndexKind::BirthDay | IndexKind::NamePhonetic | IndexKind::Reference => 2,
         IndexKind::NamePrefix | IndexKind::AddressPrefix => 3,
         IndexKind::BirthMonth => 4,
@@ -82,12 +86,43 @@ fn year_term(y: i32) -> String {
     }
 }
 
-fn birth_terms(b: &str, out: &mut Vec<Term>) {
-    let b = b.trim();
-    let Ok(year) = b.get(..4).unwrap_or("").parse::<i32>() else {
+/// The birth year of a `birthDate`, as the year indexes hold it.
+fn birth_year(b: &str) -> Option<String> {
+    b.trim().get(..4)?.parse::<i32>().ok().map(year_term)
+}
+
+/// The family-prefix length a search for `folded` looks up: the longest indexed one it has.
+fn family_year_len(folded: &str) -> Option<usize> {
+    let n = folded.chars().count();
+    FAMILY_YEAR_LENS.iter().rev().copied().find(|l| *l <= n)
+}
+
+fn family_year_terms(r: &Value, out: &mut Vec<Term>) {
+    let Some(year) = r
+        .get("birthDate")
+        .and_then(Value::as_str)
+        .and_then(birth_year)
+    else {
         return;
     };
-    out.push((IndexKind::BirthYear, year_term(year)));
+    for family in values_at(r, "name.family")
+        .into_iter()
+        .filter_map(Value::as_str)
+    {
+        let f = fold(family);
+        let n = f.chars().count();
+        for len in FAMILY_YEAR_LENS.into_iter().filter(|l| *l <= n) {
+            out.push((IndexKind::FamilyYear, format!("{}|{year}", prefix(&f, len))));
+        }
+    }
+}
+
+fn birth_terms(b: &str, out: &mut Vec<Term>) {
+    let b = b.trim();
+    let Some(year) = birth_year(b) else {
+        return;
+    };
+    out.push((IndexKind::BirthYear, year));
     if let Some(m) = b.get(..7).filter(|_| b.len() >= 7) {
         out.push((IndexKind::BirthMonth, m.to_owned()));
     }
@@ -146,6 +181,7 @@ pub fn patient_terms(r: &Value) -> Vec<Term> {
     if let Some(b) = r.get("birthDate").and_then(Value::as_str) {
         birth_terms(b, &mut out);
     }
+    family_year_terms(r, &mut out);
     for (path, tag) in [("address.city", "city:"), ("address.postalCode", "postal:")] {
         for s in values_at(r, path).into_iter().filter_map(Value::as_str) {
             prefixes(IndexKind::AddressPrefix, tag, &fold(s), &mut out);
@@ -287,8 +323,34 @@ pub fn lookups(rtype: &str, criteria: &[Criterion], now: i64) -> Vec<Vec<Term>> 
             Some(prev) => prev.into_iter().filter(|t| terms.contains(t)).collect(),
         });
     }
+    if let Some(years) = &years {
+        out.extend(family_year_lookup(rtype, criteria, years));
+    }
     out.extend(years);
     out
+}
+
+/// A Patient search by family and a birth-date range of a few years also looks up the family
+/// prefixes with each of those years: far fewer candidates than either alone.
+fn family_year_lookup(rtype: &str, criteria: &[Criterion], years: &[Term]) -> Option<Vec<Term>> {
+    let family = criteria
+        .iter()
+        .find(|c| rtype == "Patient" && c.def.name == "family")?;
+    if years.is_empty() || years.len() > FAMILY_YEAR_MAX {
+        return None;
+    }
+    let mut out = Vec::new();
+    for w in &family.any_of {
+        let Wanted::Str { text, exact } = w else {
+            return None;
+        };
+        let f = if *exact { fold(text) } else { text.clone() };
+        let len = family_year_len(&f)?;
+        for (_, y) in years {
+            out.push((IndexKind::FamilyYear, format!("{}|{y}", prefix(&f, len))));
+        }
+    }
+    Some(out)
 }
 
 fn contact_lookup(param: &str, system: Option<&str>, code: &str, out: &mut Vec<Term>) {
@@ -330,9 +392,55 @@ mod tests {
         )
         .unwrap();
         let l = lookups("Patient", &spec.criteria, 0);
-        assert_eq!(l.len(), 2);
-        let years: Vec<&str> = l[1].iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(l.len(), 3);
+        let years: Vec<&str> = l[2].iter().map(|(_, t)| t.as_str()).collect();
         assert_eq!(years, ["1968", "1969", "1970", "1971", "1972"]);
+        let both: Vec<&str> = l[1].iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(
+            both,
+            [
+                "smith|1968",
+                "smith|1969",
+                "smith|1970",
+                "smith|1971",
+                "smith|1972"
+            ]
+        );
+        assert!(l[1].iter().all(|(k, _)| *k == IndexKind::FamilyYear));
+    }
+
+    #[test]
+    fn family_year_needs_three_letters_and_a_few_years() {
+        let l = |q: &[(&str, &str)]| {
+            let q: Vec<(String, String)> =
+                q.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect();
+            let spec =
+                crate::search::SearchSpec::parse(phivault_core::ResourceType::PATIENT, &q, false)
+                    .unwrap();
+            lookups("Patient", &spec.criteria, 0)
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| *k == IndexKind::FamilyYear)
+                .map(|(_, t)| t)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(l(&[("family", "Smi"), ("birthdate", "1970")]), ["smi|1970"]);
+        assert_eq!(
+            l(&[("family", "Smit"), ("birthdate", "1970")]),
+            ["smi|1970"]
+        );
+        assert_eq!(
+            l(&[("family", "Smithson"), ("birthdate", "1970")]),
+            ["smith|1970"]
+        );
+        assert_eq!(
+            l(&[("family", "Lee,Ngu"), ("birthdate", "1970")]),
+            ["lee|1970", "ngu|1970"]
+        );
+        assert!(l(&[("family", "Li"), ("birthdate", "1970")]).is_empty());
+        assert!(l(&[("family", "Lee,Li"), ("birthdate", "1970")]).is_empty());
+        assert!(l(&[("family", "Lee"), ("birthdate", "ge1900")]).is_empty());
+        assert!(l(&[("name", "Lee"), ("birthdate", "1970")]).is_empty());
     }
 
     #[test]
@@ -362,6 +470,8 @@ mod tests {
         assert!(has(IndexKind::BirthYear, "1970"));
         assert!(has(IndexKind::BirthMonth, "1970-05"));
         assert!(has(IndexKind::BirthDay, "1970-05-01"));
+        assert!(has(IndexKind::FamilyYear, "mun|1970"));
+        assert!(has(IndexKind::FamilyYear, "munoz|1970"));
         assert!(has(IndexKind::AddressPrefix, "city:zurich"));
         assert!(has(IndexKind::AddressPrefix, "postal:800"));
         assert!(has(IndexKind::Phone, "5550109999"));

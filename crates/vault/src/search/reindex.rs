@@ -8,7 +8,16 @@ use phivault_core::{RecordKey, StoreKind};
 
 /// The version of the search indexes records get; a vault marked with an older one (or none)
 /// is reindexed.
-pub const SEARCH_INDEX_VERSION: &str = "1";
+pub const SEARCH_INDEX_VERSION: &str = "2";
+
+/// The stores to reindex from a version: version 2 added the family + birth-year index, to
+/// Patients (the identity store) only.
+fn stores_since(version: Option<&str>) -> &'static [StoreKind] {
+    match version {
+        Some("1") => &[StoreKind::Identity],
+        _ => &[StoreKind::Identity, StoreKind::Clinical],
+    }
+}
 
 /// The control setting that marks an organization's records as indexed for search (set when
 /// the organization is created: it has no records yet).
@@ -27,12 +36,13 @@ impl Vault {
     pub async fn reindex_search(&self, ctx: &Ctx) -> Result<Option<u64>, VaultError> {
         let event = self.event(ctx, "reindex");
         self.require_operator(ctx, &event).await?;
-        if self.control.get_setting(&setting(ctx)).await?.as_deref() == Some(SEARCH_INDEX_VERSION) {
+        let version = self.control.get_setting(&setting(ctx)).await?;
+        if version.as_deref() == Some(SEARCH_INDEX_VERSION) {
             return Ok(None);
         }
         let mut done = 0u64;
-        for kind in [StoreKind::Identity, StoreKind::Clinical] {
-            done += self.reindex_store(ctx, kind).await?;
+        for kind in stores_since(version.as_deref()) {
+            done += self.reindex_store(ctx, *kind).await?;
         }
         let mut event = event;
         event.count = Some(done);
