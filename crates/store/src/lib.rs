@@ -3,10 +3,13 @@
 #![forbid(unsafe_code)]
 
 mod audit_group;
+mod migrations;
 pub mod postgres;
 mod rewrap;
 mod rows;
 mod search_index;
 pub mod sqlite;
 
+#[doc(hidden)]
+pub use migrations::{Dialect, control_before};
 pub use sqlite::{SqliteAuditStore, SqliteControlStore, SqliteRecordStore, SqliteStores};

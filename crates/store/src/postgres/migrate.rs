@@ -5,50 +5,16 @@ use phivault_core::StoreError;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 
-pub(crate) struct Migration {
-    pub version: i64,
-    pub name: &'static str,
-    pub sql: &'static str,
-}
+pub(crate) use crate::migrations::postgres::{AUDIT, CONTROL, RECORDS};
+pub(crate) use crate::migrations::{Dialect, Migration};
 
-pub(crate) const AUDIT: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../migrations/postgres/audit/0001_init.sql"),
-}];
-
-pub(crate) const RECORDS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../migrations/postgres/records/0001_init.sql"),
-}];
-
-pub(crate) const CONTROL: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_init",
-        sql: include_str!("../../migrations/postgres/control/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "0002_tombstones",
-        sql: include_str!("../../migrations/postgres/control/0002_tombstones.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "0003_challenge_attempts",
-        sql: include_str!("../../migrations/postgres/control/0003_challenge_attempts.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "0004_usernames_per_org",
-        sql: include_str!("../../migrations/postgres/control/0004_usernames_per_org.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "0005_default_purposes",
-        sql: include_str!("../../migrations/postgres/control/0005_default_purposes.sql"),
-    },
+/// The control migrations as PostgreSQL numbered them before both backends had one list
+/// (its `0001_init` then held SQLite's 0001–0004): version and name, then the version now.
+const OLD_CONTROL: [(i64, &str, i64); 4] = [
+    (2, "0002_tombstones", 5),
+    (3, "0003_challenge_attempts", 6),
+    (4, "0004_usernames_per_org", 7),
+    (5, "0005_default_purposes", 8),
 ];
 
 /// The advisory-lock key of schema migrations (any fixed number, shared by all nodes).
@@ -89,6 +55,9 @@ pub(crate) async fn run(
     .execute(&mut *tx)
     .await
     .map_err(unavailable(ctx))?;
+    if store == "control" {
+        renumber_old_control(&mut tx, schema, migrations).await?;
+    }
     let current: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT COALESCE(MAX(version), 0) AS v FROM {schema}.schema_migrations"
     )))
@@ -106,18 +75,69 @@ pub(crate) async fn run(
         });
     }
     for m in migrations.iter().filter(|m| m.version > current) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.replace("{schema}", schema)))
+        sqlx::raw_sql(sqlx::AssertSqlSafe(Dialect::Postgres(schema).render(m.sql)))
             .execute(&mut *tx)
             .await
             .map_err(unavailable(ctx))?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)"
-        )))
-        .bind(m.version)
-        .bind(m.name)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable(ctx))?;
+        record(&mut tx, schema, m).await?;
     }
     tx.commit().await.map_err(unavailable(ctx))
+}
+
+/// Records a migration as applied.
+async fn record(
+    tx: &mut sqlx::PgConnection,
+    schema: &str,
+    m: &Migration,
+) -> Result<(), StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)"
+    )))
+    .bind(m.version)
+    .bind(m.name)
+    .execute(&mut *tx)
+    .await
+    .map(|_| ())
+    .map_err(unavailable("migrate"))
+}
+
+/// A control schema migrated under the old numbering gets the shared one: its applied
+/// migrations are recorded under their versions now, and SQLite's 0002–0004 (which its old
+/// `0001_init` held) as applied. Nothing is run again.
+async fn renumber_old_control(
+    tx: &mut sqlx::PgConnection,
+    schema: &str,
+    migrations: &[Migration],
+) -> Result<(), StoreError> {
+    let ctx = "migrate";
+    let mut applied = 1i64;
+    for (old, name, new) in OLD_CONTROL {
+        let found = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM {schema}.schema_migrations WHERE version = $1 AND name = $2"
+        )))
+        .bind(old)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable(ctx))?;
+        if found.is_some() {
+            applied = new;
+        }
+    }
+    if applied == 1 {
+        return Ok(());
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {schema}.schema_migrations WHERE version >= 2"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable(ctx))?;
+    for m in migrations
+        .iter()
+        .filter(|m| (2..=applied).contains(&m.version))
+    {
+        record(&mut *tx, schema, m).await?;
+    }
+    Ok(())
 }

@@ -1,2 +1,2 @@
 -- Second-factor attempts per login challenge: a challenge dies after 5 wrong codes.
-ALTER TABLE sessions ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE {schema}.sessions ADD COLUMN attempts {int} NOT NULL DEFAULT 0;
