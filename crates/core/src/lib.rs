@@ -22,5 +22,5 @@ pub use ports::{
     KeyringEntry, Organization, RecordKey, RecordStore, RecordWrite, SealedRecord, Tombstone,
     WriteOutcome,
 };
-pub use ports::{KekUsage, Rewrap, WrappedDek};
+pub use ports::{KekUsage, ReindexHead, Rewrap, WrappedDek};
 pub use secret::{Secret, SecretString};

@@ -107,6 +107,15 @@ pub struct Rewrap {
     pub new_wrapped: Vec<u8>,
 }
 
+/// A head to reindex: its new blind-index entries, applied only if `version` is still the
+/// record's live head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReindexHead {
+    pub key: RecordKey,
+    pub version: Version,
+    pub index: Vec<(IndexKind, Digest32)>,
+}
+
 /// A sealed record store (identity or clinical). Every method is scoped to one organization:
 /// tenancy is part of every query.
 #[async_trait]
@@ -190,15 +199,10 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     async fn heads(&self, org: &OrgId, keys: &[RecordKey])
     -> Result<Vec<SealedRecord>, StoreError>;
 
-    /// Replaces the blind-index entries of a record's head, only if `version` is still its
-    /// live head (search's reindex when new index kinds arrive). Answers whether it applied.
-    async fn reindex(
-        &self,
-        org: &OrgId,
-        key: &RecordKey,
-        version: Version,
-        index: &[(IndexKind, Digest32)],
-    ) -> Result<bool, StoreError>;
+    /// Replaces the blind-index entries of these records' heads, each only if its `version`
+    /// is still the live head (search's reindex when new index kinds arrive), in one
+    /// transaction. Answers how many applied.
+    async fn reindex(&self, org: &OrgId, heads: &[ReindexHead]) -> Result<u64, StoreError>;
 
     /// Live head records linked to a pseudonym.
     async fn linked(&self, org: &OrgId, link: &Digest32) -> Result<Vec<SealedRecord>, StoreError>;

@@ -2,7 +2,7 @@
 //! set of blind-index digests, the heads of a set of records, and reindexing a head (when the
 //! vault learns new index kinds). The statements are the same on SQLite and PostgreSQL (`{s}.`
 //! is the schema prefix; both read `$N` placeholders); only the executor differs.
-use phivault_core::{Digest32, IndexKind, OrgId, RecordKey, ResourceType, StoreError, Version};
+use phivault_core::{Digest32, IndexKind, OrgId, RecordKey, ReindexHead, ResourceType, StoreError};
 
 fn unavailable(ctx: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| StoreError::Unavailable {
@@ -94,6 +94,61 @@ fn by_type(keys: &[RecordKey]) -> Vec<(ResourceType, Vec<&str>)> {
 }
 
 type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>;
+
+/// Replaces one head's index entries if `h.version` is still its live head, on either
+/// backend (`schema`: the PostgreSQL schema, or "" on SQLite). Answers whether it applied.
+async fn reindex_head<DB>(
+    conn: &mut DB::Connection,
+    schema: &str,
+    org: &OrgId,
+    h: &ReindexHead,
+) -> Result<bool, StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> DB::Arguments: sqlx::IntoArguments<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let ctx = "reindex";
+    let sql = |s: &str| {
+        let s = if schema.is_empty() {
+            s.replace("{s}.", "")
+        } else {
+            s.replace("{s}", schema)
+        };
+        sqlx::AssertSqlSafe(s)
+    };
+    let seq: Option<i64> = sqlx::query_scalar(sql(&head_seq_sql()))
+        .bind(org.as_str())
+        .bind(h.key.rtype.as_str())
+        .bind(h.key.id.as_str())
+        .bind(i64_of(h.version.0))
+        .bind(false)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable(ctx))?;
+    let Some(seq) = seq else { return Ok(false) };
+    sqlx::query(sql(DROP_INDEX))
+        .bind(seq)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable(ctx))?;
+    for (kind, digest) in &h.index {
+        sqlx::query(sql(ADD_INDEX))
+            .bind(org.as_str())
+            .bind(kind.as_str())
+            .bind(digest.0.to_vec())
+            .bind(seq)
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable(ctx))?;
+    }
+    Ok(true)
+}
 
 /// Binds [`find_any_sql`]'s parameters.
 fn bind_digests<'q, DB: sqlx::Database>(
@@ -313,47 +368,25 @@ pub(crate) mod sqlite {
         Ok(out)
     }
 
-    /// Replaces the index entries of a head, if `version` is still the live head.
+    /// Replaces the index entries of these heads, each if its `version` is still the live
+    /// head, in one transaction.
     pub(crate) async fn reindex(
         db: &Db,
         org: &OrgId,
-        key: &RecordKey,
-        version: Version,
-        index: &[(IndexKind, Digest32)],
-    ) -> Result<bool, StoreError> {
+        heads: &[ReindexHead],
+    ) -> Result<u64, StoreError> {
         let ctx = "reindex";
         let mut conn = db.writer.acquire().await.map_err(unavailable(ctx))?;
         let result = async {
             let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
                 .await
                 .map_err(unavailable(ctx))?;
-            let seq: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql(&head_seq_sql())))
-                .bind(org.as_str())
-                .bind(key.rtype.as_str())
-                .bind(key.id.as_str())
-                .bind(i64_of(version.0))
-                .bind(false)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable(ctx))?;
-            let Some(seq) = seq else { return Ok(false) };
-            sqlx::query(sqlx::AssertSqlSafe(sql(DROP_INDEX)))
-                .bind(seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable(ctx))?;
-            for (kind, digest) in index {
-                sqlx::query(sqlx::AssertSqlSafe(sql(ADD_INDEX)))
-                    .bind(org.as_str())
-                    .bind(kind.as_str())
-                    .bind(digest.0.to_vec())
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable(ctx))?;
+            let mut done = 0;
+            for h in heads {
+                done += u64::from(reindex_head::<Sqlite>(&mut tx, "", org, h).await?);
             }
             tx.commit().await.map_err(unavailable(ctx))?;
-            Ok(true)
+            Ok(done)
         }
         .await;
         if result.is_err() {
@@ -483,44 +516,21 @@ pub(crate) mod postgres {
         Ok(out)
     }
 
-    /// Replaces the index entries of a head, if `version` is still the live head.
+    /// Replaces the index entries of these heads, each if its `version` is still the live
+    /// head, in one transaction.
     pub(crate) async fn reindex(
         pool: &PgPool,
         schema: &str,
         org: &OrgId,
-        key: &RecordKey,
-        version: Version,
-        index: &[(IndexKind, Digest32)],
-    ) -> Result<bool, StoreError> {
+        heads: &[ReindexHead],
+    ) -> Result<u64, StoreError> {
         let ctx = "reindex";
         let mut tx = pool.begin().await.map_err(unavailable(ctx))?;
-        let seq: Option<i64> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql(&head_seq_sql(), schema)))
-                .bind(org.as_str())
-                .bind(key.rtype.as_str())
-                .bind(key.id.as_str())
-                .bind(i64_of(version.0))
-                .bind(false)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable(ctx))?;
-        let Some(seq) = seq else { return Ok(false) };
-        sqlx::query(sqlx::AssertSqlSafe(sql(DROP_INDEX, schema)))
-            .bind(seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(ctx))?;
-        for (kind, digest) in index {
-            sqlx::query(sqlx::AssertSqlSafe(sql(ADD_INDEX, schema)))
-                .bind(org.as_str())
-                .bind(kind.as_str())
-                .bind(digest.0.to_vec())
-                .bind(seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable(ctx))?;
+        let mut done = 0;
+        for h in heads {
+            done += u64::from(reindex_head::<Postgres>(&mut tx, schema, org, h).await?);
         }
         tx.commit().await.map_err(unavailable(ctx))?;
-        Ok(true)
+        Ok(done)
     }
 }

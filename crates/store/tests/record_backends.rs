@@ -11,7 +11,7 @@ use phivault_core::{
     Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore, RecordWrite, ResourceId,
     ResourceType, SealedRecord, StoreError, Version, WriteOutcome,
 };
-use phivault_core::{KekUsage, Rewrap, WrappedDek};
+use phivault_core::{KekUsage, ReindexHead, Rewrap, WrappedDek};
 use std::sync::Arc;
 
 fn rec(id: &str, version: u64, link: Option<u8>, deleted: bool) -> SealedRecord {
@@ -337,20 +337,22 @@ async fn searches(store: Arc<dyn RecordStore>) {
         ["s2", "s4"]
     );
     // Reindex replaces a head's entries, and only while that version is the head.
-    assert!(
-        store
-            .reindex(&org, &key("s4"), Version(1), &idx(&[1]))
-            .await
-            .unwrap()
-    );
+    let head = |id: &str, v: u64, d: &[u8]| ReindexHead {
+        key: key(id),
+        version: Version(v),
+        index: idx(d),
+    };
+    let stale = [head("s4", 2, &[3]), head("s9", 1, &[3])];
+    let batch = [
+        head("s4", 1, &[1]),
+        stale[0].clone(),
+        head("s3", 1, &[3, 4]),
+    ];
+    assert_eq!(store.reindex(&org, &batch).await.unwrap(), 2);
     assert_eq!(any(vec![1], 10).await, [key("s1"), key("s2"), key("s4")]);
     assert_eq!(any(vec![3], 10).await, [key("s3")]);
-    assert!(
-        !store
-            .reindex(&org, &key("s4"), Version(2), &idx(&[3]))
-            .await
-            .unwrap()
-    );
+    assert_eq!(any(vec![4], 10).await, [key("s3")]);
+    assert_eq!(store.reindex(&org, &stale).await.unwrap(), 0);
     store
         .write(
             &org,

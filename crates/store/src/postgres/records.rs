@@ -5,7 +5,8 @@ use super::{check_schema, corrupt, migrate, unavailable};
 use async_trait::async_trait;
 use phivault_core::{
     BeforeCommit, ColumnInfo, Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore,
-    RecordWrite, ResourceId, ResourceType, SealedRecord, StoreError, Version, WriteOutcome,
+    RecordWrite, ReindexHead, ResourceId, ResourceType, SealedRecord, StoreError, Version,
+    WriteOutcome,
 };
 use phivault_core::{KekUsage, Rewrap, WrappedDek};
 use sqlx::Row;
@@ -483,15 +484,8 @@ impl RecordStore for PostgresRecordStore {
         crate::search_index::postgres::heads(&self.pool, &self.schema, org, keys).await
     }
 
-    async fn reindex(
-        &self,
-        org: &OrgId,
-        key: &RecordKey,
-        version: Version,
-        index: &[(IndexKind, Digest32)],
-    ) -> Result<bool, StoreError> {
-        crate::search_index::postgres::reindex(&self.pool, &self.schema, org, key, version, index)
-            .await
+    async fn reindex(&self, org: &OrgId, heads: &[ReindexHead]) -> Result<u64, StoreError> {
+        crate::search_index::postgres::reindex(&self.pool, &self.schema, org, heads).await
     }
 
     async fn rewrap(&self, items: &[Rewrap]) -> Result<Vec<bool>, StoreError> {

@@ -4,8 +4,8 @@ use super::{Db, corrupt, unavailable};
 use async_trait::async_trait;
 use phivault_core::{
     BeforeCommit, ColumnInfo, Digest32, Expected, IndexKind, OrgId, RecordKey, RecordStore,
-    RecordWrite, ResourceId, ResourceType, SealedRecord, StoreError, StoreKind, Version,
-    WriteOutcome,
+    RecordWrite, ReindexHead, ResourceId, ResourceType, SealedRecord, StoreError, StoreKind,
+    Version, WriteOutcome,
 };
 use phivault_core::{KekUsage, Rewrap, WrappedDek};
 use sqlx::Row;
@@ -694,14 +694,8 @@ impl RecordStore for SqliteRecordStore {
         crate::search_index::sqlite::heads(&self.db, org, keys).await
     }
 
-    async fn reindex(
-        &self,
-        org: &OrgId,
-        key: &RecordKey,
-        version: Version,
-        index: &[(IndexKind, Digest32)],
-    ) -> Result<bool, StoreError> {
-        crate::search_index::sqlite::reindex(&self.db, org, key, version, index).await
+    async fn reindex(&self, org: &OrgId, heads: &[ReindexHead]) -> Result<u64, StoreError> {
+        crate::search_index::sqlite::reindex(&self.db, org, heads).await
     }
 
     async fn rewrap(&self, items: &[Rewrap]) -> Result<Vec<bool>, StoreError> {

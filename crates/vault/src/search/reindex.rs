@@ -4,7 +4,7 @@
 use crate::error::VaultError;
 use crate::records::store_kind;
 use crate::{Ctx, Vault};
-use phivault_core::{RecordKey, StoreKind};
+use phivault_core::{RecordKey, ReindexHead, StoreKind};
 
 /// The version of the search indexes records get; a vault marked with an older one (or none)
 /// is reindexed.
@@ -67,19 +67,22 @@ impl Vault {
                 id: last.id.clone(),
             });
             self.know_keks(&recs).await?;
+            let mut heads = Vec::new();
             for rec in recs.iter().filter(|r| !r.rtype.is_internal() && !r.deleted) {
                 debug_assert_eq!(store_kind(rec.rtype), kind);
                 let s = self.unseal(ctx, rec)?;
-                let index = self.index_of(ctx, rec.rtype, &s.resource);
-                let key = RecordKey {
-                    rtype: rec.rtype,
-                    id: rec.id.clone(),
-                };
-                // A record changed meanwhile was indexed by its own write.
-                if store.reindex(&ctx.org, &key, rec.version, &index).await? {
-                    done += 1;
-                }
+                heads.push(ReindexHead {
+                    index: self.index_of(ctx, rec.rtype, &s.resource),
+                    key: RecordKey {
+                        rtype: rec.rtype,
+                        id: rec.id.clone(),
+                    },
+                    version: rec.version,
+                });
             }
+            // A page in one transaction; a record changed meanwhile was indexed by its own
+            // write (its version is no longer the head).
+            done += store.reindex(&ctx.org, &heads).await?;
         }
     }
 }
