@@ -17,7 +17,9 @@ fail=0
 for target in \
   "/fhir/Patient?identifier=MRN-7730152&phone=5550100" \
   "/fhir/Patient?family=Hartmann&birthdate=1961-03-14&_id=x1" \
-  "/fhir/Observation?patient=73a32749-dacd-50f2-91b8-4acc18666b46&code=8867-4&date=ge2020"; do
+  "/fhir/Observation?patient=73a32749-dacd-50f2-91b8-4acc18666b46&code=8867-4&date=ge2020" \
+  "/fhir/Patient?name=hart&given=ann&birthdate=ge1950&address-postalcode=021&_sort=-birthdate&_count=5" \
+  "/fhir/Observation?patient=73a32749-dacd-50f2-91b8-4acc18666b46&category=vital-signs&_include=Observation:patient&_elements=code&_total=accurate"; do
   out="$work/sqlmap.out"
   timeout 300 sqlmap -u "https://localhost:$port$target" \
     --headers="Authorization: Bearer $token
