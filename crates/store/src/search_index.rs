@@ -2,7 +2,9 @@
 //! set of blind-index digests, the heads of a set of records, and reindexing a head (when the
 //! vault learns new index kinds). The statements are the same on SQLite and PostgreSQL (`{s}.`
 //! is the schema prefix; both read `$N` placeholders); only the executor differs.
-use phivault_core::{Digest32, IndexKind, OrgId, RecordKey, ReindexHead, ResourceType, StoreError};
+use phivault_core::{
+    Digest32, IndexKind, OrgId, RecordKey, ReindexHead, ResourceType, SealedRecord, StoreError,
+};
 
 fn unavailable(ctx: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| StoreError::Unavailable {
@@ -114,14 +116,7 @@ where
     usize: sqlx::ColumnIndex<DB::Row>,
 {
     let ctx = "reindex";
-    let sql = |s: &str| {
-        let s = if schema.is_empty() {
-            s.replace("{s}.", "")
-        } else {
-            s.replace("{s}", schema)
-        };
-        sqlx::AssertSqlSafe(s)
-    };
+    let sql = |s: &str| prefixed(schema, s);
     let seq: Option<i64> = sqlx::query_scalar(sql(&head_seq_sql()))
         .bind(org.as_str())
         .bind(h.key.rtype.as_str())
@@ -254,18 +249,39 @@ where
     Ok((seq, decode_key(r)?))
 }
 
-/// The SQLite side (one file per store: no schema prefix).
-pub(crate) mod sqlite {
-    use super::*;
-    use crate::sqlite::Db;
-    use sqlx::Sqlite;
+/// A record store's search reads, written once: the backend lends its reader pool, its schema
+/// (`""` on SQLite, one file per store) and its row decoders.
+pub(crate) struct Index<'a, DB: sqlx::Database> {
+    pub reader: &'a sqlx::Pool<DB>,
+    pub schema: &'a str,
+    pub columns: &'static str,
+    pub decode: fn(&DB::Row) -> Result<SealedRecord, StoreError>,
+    pub decode_key: fn(&DB::Row) -> Result<RecordKey, StoreError>,
+}
 
-    fn sql(s: &str) -> String {
+/// A statement with `{s}.` made the schema prefix (none when `schema` is empty).
+fn prefixed(schema: &str, s: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(if schema.is_empty() {
         s.replace("{s}.", "")
-    }
+    } else {
+        s.replace("{s}", schema)
+    })
+}
 
+/// The bounds a sqlx database meets for these statements (SQLite and PostgreSQL do).
+impl<DB> Index<'_, DB>
+where
+    DB: sqlx::Database,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c str: sqlx::ColumnIndex<DB::Row>,
+{
     pub(crate) async fn find_any(
-        db: &Db,
+        &self,
         org: &OrgId,
         kind: IndexKind,
         digests: &[Digest32],
@@ -273,20 +289,13 @@ pub(crate) mod sqlite {
     ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
         let mut out = Vec::new();
         for chunk in digests.chunks(500) {
-            let s = sql(&find_any_sql(chunk.len()));
-            let q = bind_digests(
-                sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(s)),
-                org,
-                kind,
-                chunk,
-                limit,
-            );
-            let rows = q
-                .fetch_all(&db.reader)
+            let q = sqlx::query::<DB>(prefixed(self.schema, &find_any_sql(chunk.len())));
+            let rows = bind_digests(q, org, kind, chunk, limit)
+                .fetch_all(self.reader)
                 .await
                 .map_err(unavailable("search index"))?;
             for r in &rows {
-                out.push(seq_key(r, crate::sqlite::records::decode_key)?);
+                out.push(seq_key(r, self.decode_key)?);
             }
         }
         out.sort_by(|a, b| a.1.cmp(&b.1));
@@ -296,27 +305,23 @@ pub(crate) mod sqlite {
     }
 
     pub(crate) async fn stream(
-        db: &Db,
+        &self,
         org: &OrgId,
         kind: IndexKind,
         digests: &[Digest32],
         after: u64,
         limit: u32,
     ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
-        let s = sql(&stream_sql(digests.len()));
-        let q = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(s));
-        let q = bind_stream(q, org, kind, (after, limit), digests);
-        let rows = q
-            .fetch_all(&db.reader)
+        let q = sqlx::query::<DB>(prefixed(self.schema, &stream_sql(digests.len())));
+        let rows = bind_stream(q, org, kind, (after, limit), digests)
+            .fetch_all(self.reader)
             .await
             .map_err(unavailable("search index"))?;
-        rows.iter()
-            .map(|r| seq_key(r, crate::sqlite::records::decode_key))
-            .collect()
+        rows.iter().map(|r| seq_key(r, self.decode_key)).collect()
     }
 
     pub(crate) async fn find_within(
-        db: &Db,
+        &self,
         org: &OrgId,
         kind: IndexKind,
         digests: &[Digest32],
@@ -325,11 +330,10 @@ pub(crate) mod sqlite {
         let mut out = Vec::new();
         for chunk in digests.chunks(200) {
             for seqs in within.chunks(500) {
-                let s = sql(&find_within_sql(chunk.len(), seqs.len()));
-                let q = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(s));
-                let q = bind_within(q, org, kind, seqs, chunk);
-                let rows = q
-                    .fetch_all(&db.reader)
+                let s = find_within_sql(chunk.len(), seqs.len());
+                let q = sqlx::query::<DB>(prefixed(self.schema, &s));
+                let rows = bind_within(q, org, kind, seqs, chunk)
+                    .fetch_all(self.reader)
                     .await
                     .map_err(unavailable("search index"))?;
                 for r in &rows {
@@ -343,14 +347,14 @@ pub(crate) mod sqlite {
     }
 
     pub(crate) async fn heads(
-        db: &Db,
+        &self,
         org: &OrgId,
         keys: &[RecordKey],
-    ) -> Result<Vec<phivault_core::SealedRecord>, StoreError> {
+    ) -> Result<Vec<SealedRecord>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
         for (rtype, ids) in by_type(keys) {
-            let s = sql(&heads_sql(crate::sqlite::records::COLUMNS, ids.len()));
-            let mut q = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(s))
+            let s = heads_sql(self.columns, ids.len());
+            let mut q = sqlx::query::<DB>(prefixed(self.schema, &s))
                 .bind(org.as_str())
                 .bind(rtype.as_str())
                 .bind(false);
@@ -358,14 +362,32 @@ pub(crate) mod sqlite {
                 q = q.bind(id);
             }
             let rows = q
-                .fetch_all(&db.reader)
+                .fetch_all(self.reader)
                 .await
                 .map_err(unavailable("read records"))?;
             for r in &rows {
-                out.push(crate::sqlite::records::decode(r)?);
+                out.push((self.decode)(r)?);
             }
         }
         Ok(out)
+    }
+}
+
+/// Reindexing on SQLite: one write transaction on the writer (`BEGIN IMMEDIATE`).
+pub(crate) mod sqlite {
+    use super::*;
+    use crate::sqlite::Db;
+    use sqlx::Sqlite;
+
+    /// The store's search reads.
+    pub(crate) fn index(db: &Db) -> Index<'_, Sqlite> {
+        Index {
+            reader: &db.reader,
+            schema: "",
+            columns: crate::sqlite::records::COLUMNS,
+            decode: crate::sqlite::records::decode,
+            decode_key: crate::sqlite::records::decode_key,
+        }
     }
 
     /// Replaces the index entries of these heads, each if its `version` is still the live
@@ -396,124 +418,20 @@ pub(crate) mod sqlite {
     }
 }
 
-/// The PostgreSQL side (the store's schema as prefix).
+/// Reindexing on PostgreSQL: one transaction from the pool.
 pub(crate) mod postgres {
     use super::*;
     use sqlx::{PgPool, Postgres};
 
-    fn sql(s: &str, schema: &str) -> String {
-        s.replace("{s}", schema)
-    }
-
-    pub(crate) async fn find_any(
-        pool: &PgPool,
-        schema: &str,
-        org: &OrgId,
-        kind: IndexKind,
-        digests: &[Digest32],
-        limit: u32,
-    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in digests.chunks(500) {
-            let s = sql(&find_any_sql(chunk.len()), schema);
-            let q = bind_digests(
-                sqlx::query::<Postgres>(sqlx::AssertSqlSafe(s)),
-                org,
-                kind,
-                chunk,
-                limit,
-            );
-            let rows = q
-                .fetch_all(pool)
-                .await
-                .map_err(unavailable("search index"))?;
-            for r in &rows {
-                out.push(seq_key(r, crate::postgres::records::decode_key)?);
-            }
+    /// The store's search reads, in `schema`.
+    pub(crate) fn index<'a>(pool: &'a PgPool, schema: &'a str) -> Index<'a, Postgres> {
+        Index {
+            reader: pool,
+            schema,
+            columns: crate::postgres::records::COLUMNS,
+            decode: crate::postgres::records::decode,
+            decode_key: crate::postgres::records::decode_key,
         }
-        out.sort_by(|a, b| a.1.cmp(&b.1));
-        out.dedup();
-        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        Ok(out)
-    }
-
-    pub(crate) async fn stream(
-        pool: &PgPool,
-        schema: &str,
-        org: &OrgId,
-        kind: IndexKind,
-        digests: &[Digest32],
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
-        let s = sql(&stream_sql(digests.len()), schema);
-        let q = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(s));
-        let q = bind_stream(q, org, kind, (after, limit), digests);
-        let rows = q
-            .fetch_all(pool)
-            .await
-            .map_err(unavailable("search index"))?;
-        rows.iter()
-            .map(|r| seq_key(r, crate::postgres::records::decode_key))
-            .collect()
-    }
-
-    pub(crate) async fn find_within(
-        pool: &PgPool,
-        schema: &str,
-        org: &OrgId,
-        kind: IndexKind,
-        digests: &[Digest32],
-        within: &[u64],
-    ) -> Result<Vec<u64>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in digests.chunks(200) {
-            for seqs in within.chunks(500) {
-                let s = sql(&find_within_sql(chunk.len(), seqs.len()), schema);
-                let q = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(s));
-                let q = bind_within(q, org, kind, seqs, chunk);
-                let rows = q
-                    .fetch_all(pool)
-                    .await
-                    .map_err(unavailable("search index"))?;
-                for r in &rows {
-                    out.push(seq_of(r)?);
-                }
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
-    }
-
-    pub(crate) async fn heads(
-        pool: &PgPool,
-        schema: &str,
-        org: &OrgId,
-        keys: &[RecordKey],
-    ) -> Result<Vec<phivault_core::SealedRecord>, StoreError> {
-        let mut out = Vec::with_capacity(keys.len());
-        for (rtype, ids) in by_type(keys) {
-            let s = sql(
-                &heads_sql(crate::postgres::records::COLUMNS, ids.len()),
-                schema,
-            );
-            let mut q = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(s))
-                .bind(org.as_str())
-                .bind(rtype.as_str())
-                .bind(false);
-            for id in ids {
-                q = q.bind(id);
-            }
-            let rows = q
-                .fetch_all(pool)
-                .await
-                .map_err(unavailable("read records"))?;
-            for r in &rows {
-                out.push(crate::postgres::records::decode(r)?);
-            }
-        }
-        Ok(out)
     }
 
     /// Replaces the index entries of these heads, each if its `version` is still the live

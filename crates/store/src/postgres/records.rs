@@ -63,6 +63,11 @@ pub(crate) const COLUMNS: &str = "v.rtype, v.id, v.version, v.deleted, v.link, v
      v.wrapped_dek, v.ciphertext, v.updated_at";
 
 impl PostgresRecordStore {
+    /// This store's search reads.
+    fn index(&self) -> crate::search_index::Index<'_, sqlx::Postgres> {
+        crate::search_index::postgres::index(&self.pool, &self.schema)
+    }
+
     /// The record store in `schema` (created and migrated if needed).
     pub async fn open(pool: PgPool, schema: &str) -> Result<Self, StoreError> {
         let schema = check_schema(schema)?.to_owned();
@@ -434,8 +439,7 @@ impl RecordStore for PostgresRecordStore {
         digests: &[Digest32],
         limit: u32,
     ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
-        crate::search_index::postgres::find_any(&self.pool, &self.schema, org, kind, digests, limit)
-            .await
+        self.index().find_any(org, kind, digests, limit).await
     }
 
     async fn stream(
@@ -446,16 +450,7 @@ impl RecordStore for PostgresRecordStore {
         after: u64,
         limit: u32,
     ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
-        crate::search_index::postgres::stream(
-            &self.pool,
-            &self.schema,
-            org,
-            kind,
-            digests,
-            after,
-            limit,
-        )
-        .await
+        self.index().stream(org, kind, digests, after, limit).await
     }
 
     async fn find_within(
@@ -465,15 +460,7 @@ impl RecordStore for PostgresRecordStore {
         digests: &[Digest32],
         within: &[u64],
     ) -> Result<Vec<u64>, StoreError> {
-        crate::search_index::postgres::find_within(
-            &self.pool,
-            &self.schema,
-            org,
-            kind,
-            digests,
-            within,
-        )
-        .await
+        self.index().find_within(org, kind, digests, within).await
     }
 
     async fn heads(
@@ -481,7 +468,7 @@ impl RecordStore for PostgresRecordStore {
         org: &OrgId,
         keys: &[RecordKey],
     ) -> Result<Vec<SealedRecord>, StoreError> {
-        crate::search_index::postgres::heads(&self.pool, &self.schema, org, keys).await
+        self.index().heads(org, keys).await
     }
 
     async fn reindex(&self, org: &OrgId, heads: &[ReindexHead]) -> Result<u64, StoreError> {

@@ -662,7 +662,9 @@ impl RecordStore for SqliteRecordStore {
         digests: &[Digest32],
         limit: u32,
     ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
-        crate::search_index::sqlite::find_any(&self.db, org, kind, digests, limit).await
+        crate::search_index::sqlite::index(&self.db)
+            .find_any(org, kind, digests, limit)
+            .await
     }
 
     async fn stream(
@@ -673,7 +675,9 @@ impl RecordStore for SqliteRecordStore {
         after: u64,
         limit: u32,
     ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
-        crate::search_index::sqlite::stream(&self.db, org, kind, digests, after, limit).await
+        crate::search_index::sqlite::index(&self.db)
+            .stream(org, kind, digests, after, limit)
+            .await
     }
 
     async fn find_within(
@@ -683,7 +687,9 @@ impl RecordStore for SqliteRecordStore {
         digests: &[Digest32],
         within: &[u64],
     ) -> Result<Vec<u64>, StoreError> {
-        crate::search_index::sqlite::find_within(&self.db, org, kind, digests, within).await
+        crate::search_index::sqlite::index(&self.db)
+            .find_within(org, kind, digests, within)
+            .await
     }
 
     async fn heads(
@@ -691,7 +697,9 @@ impl RecordStore for SqliteRecordStore {
         org: &OrgId,
         keys: &[RecordKey],
     ) -> Result<Vec<SealedRecord>, StoreError> {
-        crate::search_index::sqlite::heads(&self.db, org, keys).await
+        crate::search_index::sqlite::index(&self.db)
+            .heads(org, keys)
+            .await
     }
 
     async fn reindex(&self, org: &OrgId, heads: &[ReindexHead]) -> Result<u64, StoreError> {
