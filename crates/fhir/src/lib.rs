@@ -17,7 +17,8 @@ pub use outcome::{IssueCode, OperationOutcome, Severity};
 
 use std::fmt::Display;
 
-/// The `fullUrl` of a stored resource: `Type/id`, relative to the server's FHIR base.
+/// The relative URL of a stored resource, `Type/id` (from the server's FHIR base): its
+/// `fullUrl` in the Bundles phivault answers, and the `url` of a transaction's `PUT`.
 pub fn full_url(rtype: impl Display, id: impl Display) -> String {
     format!("{rtype}/{id}")
 }
