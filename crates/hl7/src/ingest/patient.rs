@@ -3,8 +3,7 @@ use super::{Failure, UnknownPatient};
 use crate::ack::{AckError, ErrorCode};
 use crate::parse::Message;
 use phivault_core::ResourceId;
-use phivault_fhir::entry::Method;
-use phivault_fhir::{Bundle, Entry, Request, etag, full_url};
+use phivault_fhir::{Bundle, Entry, Method, Request, etag, full_url};
 use phivault_vault::{Ctx, PatientQuery, Stored, Vault, VaultError};
 use serde_json::{Map, Value, json};
 
