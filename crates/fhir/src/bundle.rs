@@ -108,10 +108,8 @@ impl Bundle {
 
     /// `link`: `[{"relation": "next", "url": …}]`.
     pub fn next(mut self, url: String) -> Self {
-        self.0.insert(
-            "link".into(),
-            json!([{"relation": "next", "url": url}]),
-        );
+        self.0
+            .insert("link".into(), json!([{"relation": "next", "url": url}]));
         self
     }
 
@@ -147,15 +145,31 @@ mod tests {
     }
 
     fn found(id: &str) -> Entry {
-        Entry::found(format!("Patient/{id}"), json!({"id": id}), SearchMode::Match)
+        Entry::found(
+            format!("Patient/{id}"),
+            json!({"id": id}),
+            SearchMode::Match,
+        )
     }
 
     #[test]
     fn every_type_has_its_fhir_name() {
-        assert_eq!(text(Bundle::searchset()), r#"{"resourceType":"Bundle","type":"searchset"}"#);
-        assert_eq!(text(Bundle::collection()), r#"{"resourceType":"Bundle","type":"collection"}"#);
-        assert_eq!(text(Bundle::history()), r#"{"resourceType":"Bundle","type":"history"}"#);
-        assert_eq!(text(Bundle::transaction()), r#"{"resourceType":"Bundle","type":"transaction"}"#);
+        assert_eq!(
+            text(Bundle::searchset()),
+            r#"{"resourceType":"Bundle","type":"searchset"}"#
+        );
+        assert_eq!(
+            text(Bundle::collection()),
+            r#"{"resourceType":"Bundle","type":"collection"}"#
+        );
+        assert_eq!(
+            text(Bundle::history()),
+            r#"{"resourceType":"Bundle","type":"history"}"#
+        );
+        assert_eq!(
+            text(Bundle::transaction()),
+            r#"{"resourceType":"Bundle","type":"transaction"}"#
+        );
         assert_eq!(
             text(Bundle::new(BundleType::TransactionResponse)),
             r#"{"resourceType":"Bundle","type":"transaction-response"}"#
@@ -215,8 +229,14 @@ mod tests {
             Entry::of("Patient/b".into(), json!({"id": "b"})),
         ];
         let head = Bundle::collection().streamed_head();
-        assert_eq!(head, r#"{"resourceType":"Bundle","type":"collection","entry":["#);
-        let body: Vec<String> = entries.iter().map(|e| e.clone().into_value().to_string()).collect();
+        assert_eq!(
+            head,
+            r#"{"resourceType":"Bundle","type":"collection","entry":["#
+        );
+        let body: Vec<String> = entries
+            .iter()
+            .map(|e| e.clone().into_value().to_string())
+            .collect();
         let streamed = format!("{head}{}{}", body.join(","), Bundle::STREAMED_TAIL);
         assert_eq!(streamed, text(Bundle::collection().entries(entries)));
         let empty = format!("{head}{}", Bundle::STREAMED_TAIL);

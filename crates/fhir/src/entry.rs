@@ -164,7 +164,11 @@ mod tests {
             r#"{"fullUrl":"Patient/p1","resource":{"resourceType":"Patient","id":"p1"}}"#
         );
         assert_eq!(
-            text(Entry::found("Patient/p1".into(), r.clone(), SearchMode::Match)),
+            text(Entry::found(
+                "Patient/p1".into(),
+                r.clone(),
+                SearchMode::Match
+            )),
             r#"{"fullUrl":"Patient/p1","resource":{"resourceType":"Patient","id":"p1"},"search":{"mode":"match"}}"#
         );
         assert_eq!(
@@ -202,7 +206,12 @@ mod tests {
             .location(version_url("Patient", "p1", 1))
             .etag(etag(1));
         assert_eq!(
-            text(Entry::new().response(ok).full_url("Patient/p1".into()).resource(json!({}))),
+            text(
+                Entry::new()
+                    .response(ok)
+                    .full_url("Patient/p1".into())
+                    .resource(json!({}))
+            ),
             r#"{"response":{"status":"201 Created","location":"Patient/p1/_history/1","etag":"W/\"1\""},"fullUrl":"Patient/p1","resource":{}}"#
         );
         let failed = Response::new("404 Not Found".into())

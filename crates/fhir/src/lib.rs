@@ -58,7 +58,10 @@ mod tests {
     #[test]
     fn urls_and_etags_are_pinned() {
         assert_eq!(full_url("Patient", "p1"), "Patient/p1");
-        assert_eq!(version_url("Observation", "o1", 3), "Observation/o1/_history/3");
+        assert_eq!(
+            version_url("Observation", "o1", 3),
+            "Observation/o1/_history/3"
+        );
         assert_eq!(etag(3), "W/\"3\"");
     }
 
@@ -68,10 +71,19 @@ mod tests {
         assert_eq!(export_full_url("Patient", uuid), format!("urn:uuid:{uuid}"));
         assert_eq!(export_full_url("Patient", "p1"), "Patient/p1");
         let upper = "0B5F8C3E-1D2A-4C6B-9E7F-A1B2C3D4E5F6";
-        assert_eq!(export_full_url("Patient", upper), format!("urn:uuid:{upper}"));
+        assert_eq!(
+            export_full_url("Patient", upper),
+            format!("urn:uuid:{upper}")
+        );
         let not_quite = "0b5f8c3e-1d2a-4c6b-9e7f_a1b2c3d4e5f6";
-        assert_eq!(export_full_url("Patient", not_quite), format!("Patient/{not_quite}"));
+        assert_eq!(
+            export_full_url("Patient", not_quite),
+            format!("Patient/{not_quite}")
+        );
         let long = "0b5f8c3e-1d2a-4c6b-9e7f-a1b2c3d4e5f60";
-        assert_eq!(export_full_url("Observation", long), format!("Observation/{long}"));
+        assert_eq!(
+            export_full_url("Observation", long),
+            format!("Observation/{long}")
+        );
     }
 }

@@ -50,7 +50,8 @@ fn entry_of(e: EntryResponse) -> Entry {
     if let Some(err) = &e.error {
         let status = crate::error::status_of(err);
         let oo = OperationOutcome::error(IssueCode::Processing, &err.client_message());
-        return Entry::new().response(phivault_fhir::Response::new(status_line(status)).outcome(oo));
+        return Entry::new()
+            .response(phivault_fhir::Response::new(status_line(status)).outcome(oo));
     }
     let status = match e.method {
         Method::Post => StatusCode::CREATED,
@@ -63,7 +64,9 @@ fn entry_of(e: EntryResponse) -> Entry {
     }
     let entry = Entry::new().response(response);
     match e.stored {
-        Some(s) => entry.full_url(full_url(s.rtype, &s.id)).resource(s.resource),
+        Some(s) => entry
+            .full_url(full_url(s.rtype, &s.id))
+            .resource(s.resource),
         None => entry,
     }
 }
@@ -93,7 +96,10 @@ pub async fn bundle(
                 BundleKind::Batch => BundleType::BatchResponse,
             };
             let entries: Vec<Entry> = entries.into_iter().map(entry_of).collect();
-            fhir(StatusCode::OK, Bundle::new(typ).entries_if_any(entries).into())
+            fhir(
+                StatusCode::OK,
+                Bundle::new(typ).entries_if_any(entries).into(),
+            )
         }
         Err(e) => outcome(&e),
     }

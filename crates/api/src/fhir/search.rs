@@ -9,9 +9,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
 use phivault_core::ResourceId;
+use phivault_fhir::{Bundle, Entry, IssueCode, SearchMode, full_url};
 use phivault_vault::audit::export::{AuditFilter, to_fhir};
 use phivault_vault::search::{Next, SearchSpec};
-use phivault_fhir::{Bundle, Entry, IssueCode, SearchMode, full_url};
 use phivault_vault::{SearchPage, Stored};
 use serde_json::{Value, json};
 
@@ -197,7 +197,10 @@ fn searchset(
         .chain(included.into_iter().map(entry(SearchMode::Include)))
         .collect();
     let next = next.map(|q| format!("{rtype}?{q}"));
-    fhir(StatusCode::OK, Bundle::search_page(entries, total, next).into())
+    fhir(
+        StatusCode::OK,
+        Bundle::search_page(entries, total, next).into(),
+    )
 }
 
 /// The criteria of `POST …/_search` (those of the type searched).
