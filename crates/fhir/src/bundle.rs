@@ -154,30 +154,21 @@ mod tests {
 
     #[test]
     fn every_type_has_its_fhir_name() {
-        assert_eq!(
-            text(Bundle::searchset()),
-            r#"{"resourceType":"Bundle","type":"searchset"}"#
-        );
-        assert_eq!(
-            text(Bundle::collection()),
-            r#"{"resourceType":"Bundle","type":"collection"}"#
-        );
-        assert_eq!(
-            text(Bundle::history()),
-            r#"{"resourceType":"Bundle","type":"history"}"#
-        );
-        assert_eq!(
-            text(Bundle::transaction()),
-            r#"{"resourceType":"Bundle","type":"transaction"}"#
-        );
-        assert_eq!(
-            text(Bundle::new(BundleType::TransactionResponse)),
-            r#"{"resourceType":"Bundle","type":"transaction-response"}"#
-        );
-        assert_eq!(
-            text(Bundle::new(BundleType::BatchResponse)),
-            r#"{"resourceType":"Bundle","type":"batch-response"}"#
-        );
+        let made = [
+            (Bundle::searchset(), "searchset"),
+            (Bundle::collection(), "collection"),
+            (Bundle::history(), "history"),
+            (Bundle::transaction(), "transaction"),
+            (
+                Bundle::new(BundleType::TransactionResponse),
+                "transaction-response",
+            ),
+            (Bundle::new(BundleType::BatchResponse), "batch-response"),
+        ];
+        for (bundle, name) in made {
+            let want = format!(r#"{{"resourceType":"Bundle","type":"{name}"}}"#);
+            assert_eq!(text(bundle), want);
+        }
     }
 
     #[test]

@@ -124,29 +124,27 @@ mod tests {
 
     #[test]
     fn every_code_and_severity_has_its_fhir_name() {
+        use IssueCode as C;
+        use Severity as S;
         let codes = [
-            (IssueCode::Invalid, "invalid"),
-            (IssueCode::Login, "login"),
-            (IssueCode::Forbidden, "forbidden"),
-            (IssueCode::NotFound, "not-found"),
-            (IssueCode::NotSupported, "not-supported"),
-            (IssueCode::Conflict, "conflict"),
-            (IssueCode::TooCostly, "too-costly"),
-            (IssueCode::BusinessRule, "business-rule"),
-            (IssueCode::Processing, "processing"),
-            (IssueCode::Exception, "exception"),
+            (C::Invalid, "invalid"),
+            (C::Login, "login"),
+            (C::Forbidden, "forbidden"),
+            (C::NotFound, "not-found"),
+            (C::NotSupported, "not-supported"),
+            (C::Conflict, "conflict"),
+            (C::TooCostly, "too-costly"),
+            (C::BusinessRule, "business-rule"),
+            (C::Processing, "processing"),
+            (C::Exception, "exception"),
         ];
-        for (code, name) in codes {
-            assert_eq!(code.as_str(), name);
-        }
+        assert!(codes.iter().all(|(c, name)| c.as_str() == *name));
         let severities = [
-            (Severity::Fatal, "fatal"),
-            (Severity::Error, "error"),
-            (Severity::Warning, "warning"),
-            (Severity::Information, "information"),
+            (S::Fatal, "fatal"),
+            (S::Error, "error"),
+            (S::Warning, "warning"),
+            (S::Information, "information"),
         ];
-        for (s, name) in severities {
-            assert_eq!(s.as_str(), name);
-        }
+        assert!(severities.iter().all(|(s, name)| s.as_str() == *name));
     }
 }
