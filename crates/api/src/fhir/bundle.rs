@@ -46,7 +46,7 @@ fn status_line(s: StatusCode) -> String {
 
 /// An entry of the response Bundle: the status (with an OperationOutcome when the entry
 /// failed), the new version's location and ETag, and the resource when one is returned.
-fn entry_of(e: EntryResponse) -> Entry {
+pub(super) fn entry_of(e: EntryResponse) -> Entry {
     if let Some(err) = &e.error {
         let status = crate::error::status_of(err);
         let oo = OperationOutcome::error(IssueCode::Processing, &err.client_message());

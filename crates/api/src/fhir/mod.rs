@@ -5,6 +5,8 @@
 //! OperationOutcome resources that say what was wrong without echoing PHI.
 mod bundle;
 pub(crate) mod search;
+#[cfg(test)]
+mod shapes;
 
 use crate::AppState;
 use crate::auth::Authenticated;
