@@ -134,7 +134,11 @@ pub fn refusal(rest: Body, limit: BodyLimit, fhir: bool, http1: bool) -> Respons
 pub fn too_large(limit: BodyLimit, fhir: bool) -> Response {
     let text = format!("the body is larger than {} bytes", limit.0);
     if fhir {
-        crate::fhir::outcome_with(StatusCode::PAYLOAD_TOO_LARGE, "too-costly", &text)
+        crate::fhir::outcome_with(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            phivault_fhir::IssueCode::TooCostly,
+            &text,
+        )
     } else {
         (
             StatusCode::PAYLOAD_TOO_LARGE,

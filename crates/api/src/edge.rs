@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use phivault_core::net::Cidr;
+use phivault_fhir::IssueCode;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -52,10 +53,12 @@ fn refuse(why: Refusal, fhir: bool) -> Response {
     let (status, code, text) = match why {
         Refusal::Method => (
             StatusCode::METHOD_NOT_ALLOWED,
-            "not-supported",
+            IssueCode::NotSupported,
             "method not allowed",
         ),
-        Refusal::Source | Refusal::AdminSource => (StatusCode::FORBIDDEN, "forbidden", "forbidden"),
+        Refusal::Source | Refusal::AdminSource => {
+            (StatusCode::FORBIDDEN, IssueCode::Forbidden, "forbidden")
+        }
     };
     let mut res = if fhir {
         crate::fhir::outcome_with(status, code, text)

@@ -1,13 +1,14 @@
 //! `POST /fhir`: transaction and batch Bundles.
-use super::{Errors, FhirAuth, Resource, WriteErrors, etag, fhir, json_body, outcome, tri};
+use super::{Errors, FhirAuth, Resource, WriteErrors, fhir, json_body, outcome, tri};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use phivault_fhir::{Bundle, BundleType, Entry, IssueCode, OperationOutcome, etag};
+use phivault_fhir::{full_url, version_url};
 use phivault_vault::{BundleKind, EntryResponse, Method};
-use serde_json::{Value, json};
 
 /// A transaction or batch Bundle.
 #[derive(utoipa::ToSchema)]
@@ -43,31 +44,31 @@ fn status_line(s: StatusCode) -> String {
     format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or(""))
 }
 
-fn entry_json(e: EntryResponse) -> Value {
+/// An entry of the response Bundle: the status (with an OperationOutcome when the entry
+/// failed), the new version's location and ETag, and the resource when one is returned.
+pub(super) fn entry_of(e: EntryResponse) -> Entry {
     if let Some(err) = &e.error {
         let status = crate::error::status_of(err);
-        let oo = json!({"resourceType": "OperationOutcome", "issue": [{
-            "severity": "error", "code": "processing", "diagnostics": err.client_message()}]});
-        return json!({"response": {"status": status_line(status), "outcome": oo}});
+        let oo = OperationOutcome::error(IssueCode::Processing, &err.client_message());
+        return Entry::new()
+            .response(phivault_fhir::Response::new(status_line(status)).outcome(oo));
     }
     let status = match e.method {
         Method::Post => StatusCode::CREATED,
         Method::Delete => StatusCode::NO_CONTENT,
         Method::Get | Method::Put => StatusCode::OK,
     };
-    let mut response = json!({"status": status_line(status)});
-    if let (Some(t), Some(id), Some(v), Some(o)) =
-        (e.rtype, &e.id, e.version, response.as_object_mut())
-    {
-        o.insert("location".into(), json!(format!("{t}/{id}/_history/{v}")));
-        o.insert("etag".into(), json!(etag(v)));
+    let mut response = phivault_fhir::Response::new(status_line(status));
+    if let (Some(t), Some(id), Some(v)) = (e.rtype, &e.id, e.version) {
+        response = response.location(version_url(t, id, v)).etag(etag(v));
     }
-    let mut entry = json!({"response": response});
-    if let (Some(s), Some(o)) = (e.stored, entry.as_object_mut()) {
-        o.insert("fullUrl".into(), json!(format!("{}/{}", s.rtype, s.id)));
-        o.insert("resource".into(), s.resource);
+    let entry = Entry::new().response(response);
+    match e.stored {
+        Some(s) => entry
+            .full_url(full_url(s.rtype, &s.id))
+            .resource(s.resource),
+        None => entry,
     }
-    entry
 }
 
 /// `POST /fhir` with a `transaction` Bundle (all or nothing; `urn:uuid:` references between
@@ -91,17 +92,14 @@ pub async fn bundle(
     match state.vault.bundle(&auth.ctx(), doc).await {
         Ok((kind, entries)) => {
             let typ = match kind {
-                BundleKind::Transaction => "transaction-response",
-                BundleKind::Batch => "batch-response",
+                BundleKind::Transaction => BundleType::TransactionResponse,
+                BundleKind::Batch => BundleType::BatchResponse,
             };
-            let entries: Vec<Value> = entries.into_iter().map(entry_json).collect();
-            let mut b = json!({"resourceType": "Bundle", "type": typ});
-            if !entries.is_empty()
-                && let Some(o) = b.as_object_mut()
-            {
-                o.insert("entry".into(), Value::Array(entries));
-            }
-            fhir(StatusCode::OK, b)
+            let entries: Vec<Entry> = entries.into_iter().map(entry_of).collect();
+            fhir(
+                StatusCode::OK,
+                Bundle::new(typ).entries_if_any(entries).into(),
+            )
         }
         Err(e) => outcome(&e),
     }

@@ -5,6 +5,8 @@
 //! OperationOutcome resources that say what was wrong without echoing PHI.
 mod bundle;
 pub(crate) mod search;
+#[cfg(test)]
+mod shapes;
 
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -15,6 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use phivault_core::{ResourceId, ResourceType, Version};
+use phivault_fhir::{Bundle, Entry, IssueCode, Method, Request, etag, full_url, version_url};
 use phivault_vault::{HistoryEntry, Stored, VaultError};
 use serde_json::{Value, json};
 use utoipa::{IntoResponses, ToSchema};
@@ -137,11 +140,10 @@ pub fn fhir(status: StatusCode, body: Value) -> Response {
 }
 
 /// An OperationOutcome with a status of its own.
-pub fn outcome_with(status: StatusCode, code: &str, message: &str) -> Response {
+pub fn outcome_with(status: StatusCode, code: IssueCode, message: &str) -> Response {
     let mut r = fhir(
         status,
-        json!({"resourceType": "OperationOutcome", "issue": [{
-            "severity": "error", "code": code, "diagnostics": message}]}),
+        phivault_fhir::OperationOutcome::error(code, message).into_value(),
     );
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(
@@ -156,14 +158,14 @@ pub fn outcome_with(status: StatusCode, code: &str, message: &str) -> Response {
 pub fn outcome(e: &VaultError) -> Response {
     let status = crate::error::status_of(e);
     let code = match status {
-        StatusCode::UNAUTHORIZED => "login",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND | StatusCode::GONE => "not-found",
-        StatusCode::CONFLICT => "conflict",
-        StatusCode::BAD_REQUEST if matches!(e, VaultError::TooCostly(_)) => "too-costly",
-        StatusCode::BAD_REQUEST => "invalid",
-        StatusCode::UNPROCESSABLE_ENTITY => "business-rule",
-        _ => "exception",
+        StatusCode::UNAUTHORIZED => IssueCode::Login,
+        StatusCode::FORBIDDEN => IssueCode::Forbidden,
+        StatusCode::NOT_FOUND | StatusCode::GONE => IssueCode::NotFound,
+        StatusCode::CONFLICT => IssueCode::Conflict,
+        StatusCode::BAD_REQUEST if matches!(e, VaultError::TooCostly(_)) => IssueCode::TooCostly,
+        StatusCode::BAD_REQUEST => IssueCode::Invalid,
+        StatusCode::UNPROCESSABLE_ENTITY => IssueCode::BusinessRule,
+        _ => IssueCode::Exception,
     };
     outcome_with(status, code, &e.client_message())
 }
@@ -183,7 +185,7 @@ fn path_type(name: &str) -> Result<ResourceType, Box<Response>> {
     ResourceType::parse(name).map_err(|_| {
         Box::new(outcome_with(
             StatusCode::NOT_FOUND,
-            "not-supported",
+            IssueCode::NotSupported,
             "unknown resource type",
         ))
     })
@@ -208,7 +210,7 @@ pub fn json_body(
     {
         return Err(Box::new(outcome_with(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "not-supported",
+            IssueCode::NotSupported,
             "send application/fhir+json",
         )));
     }
@@ -228,7 +230,7 @@ pub fn json_body(
 pub fn too_large() -> Response {
     outcome_with(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "too-costly",
+        IssueCode::TooCostly,
         "the body is too large",
     )
 }
@@ -242,12 +244,8 @@ fn expect_type(resource: &Value, rtype: ResourceType) -> Result<(), Box<Response
     }
 }
 
-pub fn etag(v: Version) -> String {
-    format!("W/\"{}\"", v.0)
-}
-
 fn stored(status: StatusCode, s: Stored) -> Response {
-    let location = format!("{}/{}/_history/{}", s.rtype, s.id, s.version);
+    let location = version_url(s.rtype, &s.id, s.version);
     let mut r = fhir(status, s.resource);
     for (name, value) in [
         (header::ETAG, etag(s.version)),
@@ -451,33 +449,41 @@ async fn history(
     let count = tri!(params.count(phivault_vault::records::history::MAX_HISTORY));
     match state.vault.history(&auth.ctx(), rtype, &id, count).await {
         Ok(list) => {
-            let entries: Vec<Value> = list
+            let entries: Vec<Entry> = list
                 .into_iter()
                 .map(|h| history_entry(rtype, &id, h))
                 .collect();
-            fhir(
-                StatusCode::OK,
-                json!({"resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries}),
-            )
+            fhir(StatusCode::OK, Bundle::history().counted(entries).into())
         }
         Err(e) => outcome(&e),
     }
 }
 
-fn history_entry(rtype: ResourceType, id: &ResourceId, h: HistoryEntry) -> Value {
-    let url = format!("{rtype}/{id}/_history/{}", h.version);
+/// A version in a history Bundle: the write that made it (`POST` for the first version, `PUT`
+/// after, `DELETE` for a deletion, which carries no resource) and its `response`.
+fn history_entry(rtype: ResourceType, id: &ResourceId, h: HistoryEntry) -> Entry {
+    let url = full_url(rtype, id);
+    let response = |status: &str| {
+        phivault_fhir::Response::new(status.to_owned())
+            .etag(etag(h.version))
+            .location(version_url(rtype, id, h.version))
+    };
+    let entry = Entry::new().full_url(url.clone());
     match h.stored {
-        Some(s) => json!({
-            "fullUrl": format!("{rtype}/{id}"),
-            "resource": s.resource,
-            "request": {"method": if h.version == Version::FIRST { "POST" } else { "PUT" }, "url": if h.version == Version::FIRST { rtype.as_str().to_owned() } else { format!("{rtype}/{id}") }},
-            "response": {"status": "200 OK", "etag": etag(h.version), "location": url}
-        }),
-        None => json!({
-            "fullUrl": format!("{rtype}/{id}"),
-            "request": {"method": "DELETE", "url": format!("{rtype}/{id}")},
-            "response": {"status": "204 No Content", "etag": etag(h.version), "location": url}
-        }),
+        Some(s) => {
+            let request = if h.version == Version::FIRST {
+                Request::new(Method::Post, rtype.as_str().to_owned())
+            } else {
+                Request::new(Method::Put, url)
+            };
+            entry
+                .resource(s.resource)
+                .request(request)
+                .response(response("200 OK"))
+        }
+        None => entry
+            .request(Request::new(Method::Delete, url))
+            .response(response("204 No Content")),
     }
 }
 

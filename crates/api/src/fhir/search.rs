@@ -9,6 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
 use phivault_core::ResourceId;
+use phivault_fhir::{Bundle, Entry, IssueCode, SearchMode, full_url};
 use phivault_vault::audit::export::{AuditFilter, to_fhir};
 use phivault_vault::search::{Next, SearchSpec};
 use phivault_vault::{SearchPage, Stored};
@@ -177,6 +178,11 @@ fn sealed_next(
     Ok(format!("_page={cursor}"))
 }
 
+/// The searchset entry of a record.
+fn entry(mode: SearchMode) -> impl Fn(Stored) -> Entry {
+    move |s| Entry::found(full_url(s.rtype, &s.id), s.resource, mode)
+}
+
 /// A searchset Bundle of one page (matches, then included records); `next` when more follow.
 fn searchset(
     rtype: &str,
@@ -185,34 +191,16 @@ fn searchset(
     total: Option<usize>,
     next: Option<String>,
 ) -> Response {
-    let entries: Vec<Value> = found
-        .iter()
-        .map(|s| phivault_vault::search::entry(s, "match"))
-        .chain(
-            included
-                .iter()
-                .map(|s| phivault_vault::search::entry(s, "include")),
-        )
+    let entries: Vec<Entry> = found
+        .into_iter()
+        .map(entry(SearchMode::Match))
+        .chain(included.into_iter().map(entry(SearchMode::Include)))
         .collect();
-    let mut b = json!({"resourceType": "Bundle", "type": "searchset", "entry": entries});
-    if let Some(o) = b.as_object_mut() {
-        if let Some(t) = total {
-            o.insert("total".into(), json!(t));
-        }
-        if let Some(q) = next {
-            o.insert(
-                "link".into(),
-                json!([{"relation": "next", "url": format!("{rtype}?{q}")}]),
-            );
-        }
-        if o.get("entry")
-            .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty)
-        {
-            o.remove("entry");
-        }
-    }
-    fhir(StatusCode::OK, b)
+    let next = next.map(|q| format!("{rtype}?{q}"));
+    fhir(
+        StatusCode::OK,
+        Bundle::search_page(entries, total, next).into(),
+    )
 }
 
 /// The criteria of `POST …/_search` (those of the type searched).
@@ -351,7 +339,7 @@ pub async fn search_post(
     if !ct.starts_with("application/x-www-form-urlencoded") {
         return super::outcome_with(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "not-supported",
+            IssueCode::NotSupported,
             "send the criteria as application/x-www-form-urlencoded",
         );
     }
@@ -523,24 +511,16 @@ pub async fn audit_events(
                 matched += 1;
             }
             let more = matched > page.offset.saturating_add(page.count);
-            let entries: Vec<Value> = out
+            let entries: Vec<Entry> = out
                 .into_iter()
-                .map(|r| json!({"resource": r, "search": {"mode": "match"}}))
+                .map(|r| Entry::new().resource(r).search(SearchMode::Match))
                 .collect();
-            let mut b = json!({"resourceType": "Bundle", "type": "searchset", "total": matched});
-            if let Some(o) = b.as_object_mut() {
-                if !entries.is_empty() {
-                    o.insert("entry".into(), Value::Array(entries));
-                }
-                if more && page.count > 0 {
-                    let next = tri!(sealed_next(&state, &auth, &p, page));
-                    o.insert(
-                        "link".into(),
-                        json!([{"relation": "next", "url": format!("AuditEvent?{next}")}]),
-                    );
-                }
+            let mut b = Bundle::searchset().total(matched).entries_if_any(entries);
+            if more && page.count > 0 {
+                let next = tri!(sealed_next(&state, &auth, &p, page));
+                b = b.next(format!("AuditEvent?{next}"));
             }
-            fhir(StatusCode::OK, b)
+            fhir(StatusCode::OK, b.into())
         }
         Err(e) => outcome(&e),
     }

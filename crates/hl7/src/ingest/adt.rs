@@ -8,6 +8,7 @@ use crate::ack::{AckError, ErrorCode};
 use crate::map;
 use crate::parse::Message;
 use phivault_core::{ResourceId, ResourceType};
+use phivault_fhir::Entry;
 use phivault_vault::policy::Purpose;
 use phivault_vault::{Ctx, Vault, VaultError};
 use serde_json::{Map, Value, json};
@@ -100,7 +101,7 @@ async fn encounter_entry(
     sender: &str,
     event: &str,
     patient: &ResourceId,
-) -> Result<Option<Value>, Failure> {
+) -> Result<Option<Entry>, Failure> {
     let Some(new) = map::encounter(msg, event) else {
         return Ok(None);
     };

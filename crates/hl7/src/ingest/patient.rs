@@ -3,6 +3,7 @@ use super::{Failure, UnknownPatient};
 use crate::ack::{AckError, ErrorCode};
 use crate::parse::Message;
 use phivault_core::ResourceId;
+use phivault_fhir::{Bundle, Entry, Method, Request, etag, full_url};
 use phivault_vault::{Ctx, PatientQuery, Stored, Vault, VaultError};
 use serde_json::{Map, Value, json};
 
@@ -64,12 +65,14 @@ pub(crate) async fn find_patient(
     })
 }
 
-pub(crate) fn entry(rtype: &str, id: &ResourceId, resource: Value, if_match: Option<u64>) -> Value {
-    let mut request = json!({"method": "PUT", "url": format!("{rtype}/{id}")});
-    if let (Some(v), Some(o)) = (if_match, request.as_object_mut()) {
-        o.insert("ifMatch".into(), json!(format!("W/\"{v}\"")));
+/// A transaction entry that writes `resource` under its id (`PUT`), on the version read
+/// (`ifMatch`) when it was read first.
+pub(crate) fn entry(rtype: &str, id: &ResourceId, resource: Value, if_match: Option<u64>) -> Entry {
+    let mut request = Request::new(Method::Put, full_url(rtype, id));
+    if let Some(v) = if_match {
+        request = request.if_match(etag(v));
     }
-    json!({"resource": resource, "request": request})
+    Entry::new().resource(resource).request(request)
 }
 
 /// Writes a message's records as one transaction, with the message's receipt (so that a
@@ -78,9 +81,9 @@ pub(crate) async fn transaction(
     vault: &Vault,
     ctx: &Ctx,
     (msg, sender): (&Message, &str),
-    entries: Vec<Value>,
+    entries: Vec<Entry>,
 ) -> Result<(), VaultError> {
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    let bundle = Bundle::transaction().entries(entries).into_value();
     let kind = super::type_name(msg);
     vault.bundle_for_message(ctx, bundle, (sender, &kind)).await
 }
@@ -120,7 +123,7 @@ pub(crate) async fn subject(
     ctx: &Ctx,
     msg: &Message,
     unknown: UnknownPatient,
-) -> Result<(ResourceId, Option<Value>), Failure> {
+) -> Result<(ResourceId, Option<Entry>), Failure> {
     let pid_seg = pid(msg)?;
     let identifiers = crate::map::identifiers(pid_seg);
     if identifiers.is_empty() {
@@ -200,7 +203,7 @@ pub(crate) async fn write_records(
     records: Vec<Record>,
 ) -> Result<Vec<ResourceId>, Failure> {
     let (patient, created) = subject(vault, ctx, msg, unknown).await?;
-    let mut entries: Vec<Value> = created.into_iter().collect();
+    let mut entries: Vec<Entry> = created.into_iter().collect();
     for Record {
         rtype,
         id,

@@ -4,6 +4,7 @@ use super::{AuditEvent, Outcome};
 use crate::error::VaultError;
 use crate::{Ctx, Vault};
 use phivault_core::ResourceId;
+use phivault_fhir::{Bundle, Entry};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -239,11 +240,9 @@ pub const PURPOSE_SOURCE_URL: &str = "urn:phivault:purpose-source";
 
 /// A FHIR `collection` Bundle of AuditEvents.
 pub fn to_fhir_bundle(events: &[AuditEvent]) -> Value {
-    let entries: Vec<Value> = events
+    let entries: Vec<Entry> = events
         .iter()
-        .map(
-            |e| json!({"fullUrl": format!("urn:phivault:audit:{}", e.seq), "resource": to_fhir(e)}),
-        )
+        .map(|e| Entry::of(format!("urn:phivault:audit:{}", e.seq), to_fhir(e)))
         .collect();
-    json!({"resourceType": "Bundle", "type": "collection", "total": entries.len(), "entry": entries})
+    Bundle::collection().counted(entries).into_value()
 }

@@ -20,7 +20,7 @@ pub use reindex::{SEARCH_INDEX_VERSION, index_setting};
 use crate::error::VaultError;
 use crate::policy::Action;
 use crate::{Ctx, Stored, Vault};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Keeps only the `_elements` asked for (and `resourceType`, `id`, `meta`), marking the
 /// resource SUBSETTED.
@@ -116,10 +116,4 @@ impl Vault {
         }
         Ok(())
     }
-}
-
-/// The Bundle entry of a record (for callers building a searchset).
-pub fn entry(s: &Stored, mode: &str) -> Value {
-    json!({"fullUrl": format!("{}/{}", s.rtype, s.id), "resource": s.resource,
-        "search": {"mode": mode}})
 }

@@ -35,13 +35,8 @@ pub enum BundleKind {
     Batch,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Post,
-    Put,
-    Delete,
-}
+/// An entry's `request.method` (FHIR's, from the pure `fhir` crate).
+pub use phivault_fhir::Method;
 
 /// The answer to one entry.
 #[derive(Debug)]
