@@ -481,22 +481,7 @@ pub async fn open_on<'a>(
     clock: Arc<dyn Clock>,
     db: Option<&Database>,
 ) -> Result<Opened, DataDirError> {
-    let wrong = |vault, given| DataDirError::WrongRootKey(dir.to_owned(), vault, given);
-    let provider: Box<dyn RootKeyProvider> = match (root_key_kind(dir), root.into()) {
-        (None, _) => return Err(DataDirError::NotAVault(dir.to_owned())),
-        (Some(RootKeyKind::Keyfile), RootKeyRef::Passphrase(pass)) => {
-            Box::new(KeyfileProvider::open(&root_key_path(dir), pass)?)
-        }
-        (Some(RootKeyKind::Pkcs11), RootKeyRef::Pkcs11(config, _)) => {
-            Box::new(Pkcs11Provider::open(config).map_err(CryptoError::from)?)
-        }
-        (Some(RootKeyKind::Keyfile), RootKeyRef::Pkcs11(..)) => {
-            return Err(wrong(KEYFILE_TEXT, "a PKCS#11 token (PHIVAULT_PKCS11_*)"));
-        }
-        (Some(RootKeyKind::Pkcs11), RootKeyRef::Passphrase(_)) => {
-            return Err(wrong(PKCS11_TEXT, "a passphrase"));
-        }
-    };
+    let provider = root_provider(dir, root.into())?;
     for f in DB_FILES {
         if db.is_none() && !dir.join(f).exists() {
             return Err(DataDirError::Incomplete(dir.to_owned(), f.to_owned()));
@@ -542,22 +527,12 @@ pub async fn open_on<'a>(
     )
     // So KEK versions a rotation adds (here or on another node) can be loaded while running.
     .with_root_key(Arc::from(provider));
-    let vault = match std::env::var_os("PHIVAULT_POLICY_FILE") {
-        None => vault,
-        Some(path) => {
-            let policy = std::fs::read_to_string(&path)
-                .map_err(|e| DataDirError::Io(path.clone().into(), e.kind()))
-                .and_then(|text| {
-                    phivault_vault::policy::fields::FieldPolicy::from_toml(&text)
-                        .map_err(DataDirError::Policy)
-                });
-            match policy {
-                Ok(p) => vault.with_field_policy(p),
-                Err(e) => {
-                    stores.close().await;
-                    return Err(e);
-                }
-            }
+    let vault = match field_policy_from_env() {
+        Ok(None) => vault,
+        Ok(Some(p)) => vault.with_field_policy(p),
+        Err(e) => {
+            stores.close().await;
+            return Err(e);
         }
     };
     Ok(Opened {
@@ -565,6 +540,43 @@ pub async fn open_on<'a>(
         stores,
         operator,
     })
+}
+
+/// The provider of the vault's root key, opened with what the operator gave; refuses a key
+/// of the other kind than the one the vault was made with.
+fn root_provider(
+    dir: &Path,
+    root: RootKeyRef<'_>,
+) -> Result<Box<dyn RootKeyProvider>, DataDirError> {
+    let wrong = |vault, given| DataDirError::WrongRootKey(dir.to_owned(), vault, given);
+    Ok(match (root_key_kind(dir), root) {
+        (None, _) => return Err(DataDirError::NotAVault(dir.to_owned())),
+        (Some(RootKeyKind::Keyfile), RootKeyRef::Passphrase(pass)) => {
+            Box::new(KeyfileProvider::open(&root_key_path(dir), pass)?)
+        }
+        (Some(RootKeyKind::Pkcs11), RootKeyRef::Pkcs11(config, _)) => {
+            Box::new(Pkcs11Provider::open(config).map_err(CryptoError::from)?)
+        }
+        (Some(RootKeyKind::Keyfile), RootKeyRef::Pkcs11(..)) => {
+            return Err(wrong(KEYFILE_TEXT, "a PKCS#11 token (PHIVAULT_PKCS11_*)"));
+        }
+        (Some(RootKeyKind::Pkcs11), RootKeyRef::Passphrase(_)) => {
+            return Err(wrong(PKCS11_TEXT, "a passphrase"));
+        }
+    })
+}
+
+/// The field release policy of `PHIVAULT_POLICY_FILE`, when it is set.
+fn field_policy_from_env()
+-> Result<Option<phivault_vault::policy::fields::FieldPolicy>, DataDirError> {
+    let Some(path) = std::env::var_os("PHIVAULT_POLICY_FILE") else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| DataDirError::Io(path.clone().into(), e.kind()))?;
+    phivault_vault::policy::fields::FieldPolicy::from_toml(&text)
+        .map(Some)
+        .map_err(DataDirError::Policy)
 }
 
 /// Re-seals `keys/root.key` under `new` (after opening it with `old`), atomically; the root

@@ -1,23 +1,44 @@
-//! `phivault client list|disable|enable|rotate-secret|revoke-tokens`, `phivault grants list`
-//! and the `user list` output. The vault decides and audits (the operator acts in the
+//! `phivault client add|list|disable|enable|rotate-secret|revoke-tokens`: service clients
+//! (OAuth2 client credentials). The vault decides and audits (the operator acts in the
 //! organization it chose with `--org`); this file opens the vault as the operator and prints.
-use crate::cli::{DirArgs, OrgArgs, ctx, open};
+use super::{DirArgs, ListArgs, OrgArgs, in_org, parse_role};
 use clap::{Args, Subcommand};
-use phivault_vault::policy::grants::GrantListing;
 use phivault_vault::{ClientAction, ClientInfo, Ctx, Vault, views};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::process::ExitCode;
 
-/// Where a listing looks, and how it prints.
+#[derive(Debug, Subcommand)]
+pub enum ClientCmd {
+    /// Register a client; prints its id and secret (the secret is shown once).
+    Add(AddArgs),
+    #[command(flatten)]
+    Manage(ClientAdminCmd),
+}
+
+// `phivault client add` (its help is the doc comment of `ClientCmd::Add`).
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub struct AddArgs {
     #[command(flatten)]
-    pub dir: DirArgs,
+    dir: DirArgs,
     #[command(flatten)]
-    pub org: OrgArgs,
-    /// Machine-readable output.
+    org: OrgArgs,
     #[arg(long)]
-    pub json: bool,
+    name: String,
+    /// The client's role (e.g. INTEGRATION_MANAGER).
+    #[arg(long)]
+    role: String,
+    /// Space-separated SMART v2 system scopes, e.g. "system/Patient.rs system/Observation.crs".
+    #[arg(long)]
+    scopes: String,
+    /// Space-separated purposes of use the client acts for (default "TREAT HOPERAT").
+    #[arg(long)]
+    purposes: Option<String>,
+    /// The purpose of use applied when a call sends no `X-Purpose-Of-Use` header (one of
+    /// `--purposes`, e.g. TREAT); without it such calls are refused.
+    #[arg(long)]
+    default_purpose: Option<String>,
+    #[arg(long)]
+    json: bool,
 }
 
 /// The client a command acts on, and where.
@@ -65,15 +86,61 @@ impl ClientAdminCmd {
     }
 }
 
-/// Runs a client administration command.
-pub async fn client(cmd: ClientAdminCmd) -> Result<ExitCode, String> {
+/// Runs a client command.
+pub async fn run(what: ClientCmd) -> Result<ExitCode, String> {
+    match what {
+        ClientCmd::Add(a) => add(a).await,
+        ClientCmd::Manage(cmd) => manage(cmd).await,
+    }
+}
+
+/// `client add`: prints the new client's id and secret (once).
+async fn add(a: AddArgs) -> Result<ExitCode, String> {
+    let AddArgs {
+        dir,
+        org,
+        name,
+        role,
+        scopes,
+        purposes,
+        default_purpose,
+        json,
+    } = a;
+    let role = parse_role(&role)?;
+    let n = in_org(&dir.data_dir, &org, async |opened, c| {
+        let o = c.org().clone();
+        let purposes = phivault_vault::auth::ClientPurposes {
+            list: purposes.as_deref(),
+            default: default_purpose.as_deref(),
+        };
+        opened
+            .vault
+            .add_client_with(c, &o, &name, role, &scopes, purposes)
+            .await
+    })
+    .await?;
+    if json {
+        println!(
+            "{}",
+            json!({"client_id": n.client_id, "client_secret": n.client_secret.expose()})
+        );
+    } else {
+        println!(
+            "client_id {}\nclient_secret {} (shown once: store it in the integration's secret store)",
+            n.client_id,
+            n.client_secret.expose()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `client list|disable|enable|rotate-secret|revoke-tokens`.
+async fn manage(cmd: ClientAdminCmd) -> Result<ExitCode, String> {
     let (dir, org) = cmd.place();
-    let opened = open(&dir.data_dir).await?;
-    let result = async {
-        let c = ctx(&opened, org).await?;
+    in_org(&dir.data_dir, org, async |opened, c| {
         let v = &opened.vault;
         let (t, action, json) = match &cmd {
-            ClientAdminCmd::List(l) => return list_clients(v, &c, l.json).await,
+            ClientAdminCmd::List(l) => return list_clients(v, c, l.json).await,
             ClientAdminCmd::Disable(t) => (t, ClientAction::Disable, false),
             ClientAdminCmd::Enable(t) => (t, ClientAction::Enable, false),
             ClientAdminCmd::RotateSecret { target, json } => {
@@ -83,7 +150,7 @@ pub async fn client(cmd: ClientAdminCmd) -> Result<ExitCode, String> {
         };
         let id = &t.client_id;
         let done = v
-            .change_client(&c, id, action)
+            .change_client(c, id, action)
             .await
             .map_err(|e| e.to_string())?;
         let n = done.tokens_revoked;
@@ -100,10 +167,9 @@ pub async fn client(cmd: ClientAdminCmd) -> Result<ExitCode, String> {
             (None, _) => println!("{} {id}: {n} tokens revoked", action.as_str()),
         }
         Ok(())
-    }
-    .await;
-    opened.close().await;
-    result.map(|()| ExitCode::SUCCESS)
+    })
+    .await
+    .map(|()| ExitCode::SUCCESS)
 }
 
 async fn list_clients(v: &Vault, c: &Ctx, json: bool) -> Result<(), String> {
@@ -127,56 +193,4 @@ async fn list_clients(v: &Vault, c: &Ctx, json: bool) -> Result<(), String> {
         println!("{id}\t{org}\t{name}\t{role}\t{state}\t{scopes}");
     }
     Ok(())
-}
-
-/// `grants list`: every live grant and break-glass access of the organization, the patient by
-/// its pseudonym only.
-pub async fn print_grants(v: &Vault, c: &Ctx, json: bool) -> Result<(), String> {
-    let grants = v.list_grants(c).await.map_err(|e| e.to_string())?;
-    if json {
-        let list: Vec<Value> = grants.iter().map(views::grant).collect();
-        println!("{}", Value::Array(list));
-        return Ok(());
-    }
-    for g in &grants {
-        let GrantListing {
-            username,
-            kind,
-            purpose,
-            patient_pseudonym,
-            granted_by,
-            ..
-        } = g;
-        let until = views::time_secs(g.expires_at);
-        let until = until.as_str().unwrap_or("?");
-        println!(
-            "{username:<24} {kind:<12} {purpose:<8} until {until}  patient {patient_pseudonym}  by {granted_by}"
-        );
-    }
-    Ok(())
-}
-
-/// `user list`: each person's role, MFA state and last sign-in (`never` before the first).
-pub fn print_users(users: &[phivault_vault::auth::UserInfo], json: bool) {
-    if json {
-        let list: Vec<Value> = users.iter().map(views::user).collect();
-        println!("{}", Value::Array(list));
-        return;
-    }
-    for u in users {
-        let last = views::time_millis(u.last_login_at);
-        println!(
-            "{:<24} {:<20} mfa:{:<9} last-sign-in:{:<21}{}{}",
-            u.username,
-            u.role.as_str(),
-            views::mfa_state(u),
-            last.as_str().unwrap_or("never"),
-            if u.disabled { " disabled" } else { "" },
-            if u.must_change_password {
-                " must-change-password"
-            } else {
-                ""
-            }
-        );
-    }
 }

@@ -1,6 +1,6 @@
 //! `phivault backup create|verify|restore`: the command line of [`crate::backup`].
+use super::DirArgs;
 use crate::backup;
-use crate::cli::DirArgs;
 use crate::config;
 use crate::datadir;
 use clap::Subcommand;

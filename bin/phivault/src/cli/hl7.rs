@@ -2,7 +2,7 @@
 //! not accepted (AE or AR). The vault keeps, seals, audits and shreds; this file opens the
 //! vault as the operator, runs a retry through the same ingestion as the MLLP listener (with
 //! today's code and `PHIVAULT_MLLP_*` settings) and prints.
-use crate::cli::{DirArgs, OrgArgs, ctx, open, parse_time};
+use super::{DirArgs, OrgArgs, ctx, open, parse_time};
 use clap::{Args, Subcommand};
 use phivault_core::{Clock, SystemClock};
 use phivault_hl7::ingest::{Interface, handle};

@@ -1,7 +1,7 @@
 //! `phivault compliance`: the compliance report measured from the running system, and the
 //! thresholds it measures against. The vault does the measuring; this file opens the vault,
 //! hands it what the binary knows of its TLS listener, and prints.
-use crate::cli::{DirArgs, TlsArgs};
+use super::{DirArgs, TlsArgs};
 
 use crate::datadir::Opened;
 use crate::tls_probe::{ListenerTls, Target};
@@ -51,7 +51,7 @@ pub enum ComplianceCmd {
 /// is filed under the only organization, or `unknown` when there are several.
 pub(crate) async fn open(dir: &DirArgs) -> Result<(Opened, Ctx), String> {
     // The passphrase, or the PKCS#11 token when the root key is there.
-    let opened = crate::cli::open(&dir.data_dir).await?;
+    let opened = super::open(&dir.data_dir).await?;
     let org = opened.org(None).await.unwrap_or_else(|_| OrgId::unknown());
     let ctx = opened.operator.ctx(org);
     Ok((opened, ctx))

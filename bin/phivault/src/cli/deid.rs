@@ -2,7 +2,7 @@
 //! resource type. The vault reads, de-identifies and audits (one `export-deid` event); this
 //! file only opens the vault, writes the files (directory 0700, files 0600) and prints counts,
 //! never contents.
-use crate::cli::{DirArgs, OrgArgs};
+use super::{DirArgs, OrgArgs};
 use clap::{Args, Subcommand, ValueEnum};
 use phivault_vault::{DeidExport, DeidFormat, DeidMethod, DeidOptions};
 use serde_json::json;
@@ -147,9 +147,9 @@ pub async fn run(cmd: ExportCmd) -> Result<ExitCode, String> {
     };
     let created = prepare_dir(&a.out)?;
     let result = async {
-        let opened = crate::cli::open(&a.dir.data_dir).await?;
+        let opened = super::open(&a.dir.data_dir).await?;
         let result = async {
-            let c = crate::cli::ctx(&opened, &a.org).await?;
+            let c = super::ctx(&opened, &a.org).await?;
             opened
                 .vault
                 .export_deidentified(&c, &opts)

@@ -3,7 +3,7 @@
 //! the same records first. Also the schedule `serve` runs (`PHIVAULT_RETENTION_INTERVAL`).
 //! The vault decides and does the work; this file parses, opens the vault and prints. Output
 //! names records by type and pseudonymous row id only.
-use crate::cli::{DirArgs, OrgArgs};
+use super::{DirArgs, OrgArgs};
 use std::sync::Arc;
 
 use crate::datadir::Opened;
@@ -121,7 +121,7 @@ pub async fn run(cmd: RetentionCmd) -> Result<ExitCode, String> {
         }
         RetentionCmd::List { dir, .. } | RetentionCmd::Run { dir, .. } => dir.data_dir.clone(),
     };
-    let opened = crate::cli::open(&dir).await?;
+    let opened = super::open(&dir).await?;
     let result = run_on(&opened, cmd).await;
     opened.close().await;
     result
@@ -143,7 +143,7 @@ async fn run_on(opened: &Opened, cmd: RetentionCmd) -> Result<ExitCode, String> 
                 }
             };
             let rule = RetentionRule::new(rtype, years, after).map_err(|e| e.to_string())?;
-            let ctx = crate::cli::ctx(opened, &target.org).await?;
+            let ctx = super::ctx(opened, &target.org).await?;
             vault
                 .set_retention_rule(&ctx, rule)
                 .await
@@ -153,7 +153,7 @@ async fn run_on(opened: &Opened, cmd: RetentionCmd) -> Result<ExitCode, String> 
         }
         RetentionCmd::Remove { target } => {
             let rtype = parse_type(&target.rtype)?;
-            let ctx = crate::cli::ctx(opened, &target.org).await?;
+            let ctx = super::ctx(opened, &target.org).await?;
             let removed = vault
                 .remove_retention_rule(&ctx, rtype)
                 .await
@@ -164,58 +164,71 @@ async fn run_on(opened: &Opened, cmd: RetentionCmd) -> Result<ExitCode, String> 
             println!("{}: removed the rule for {rtype}", ctx.org());
             Ok(ExitCode::SUCCESS)
         }
-        RetentionCmd::List { org, json, .. } => {
-            let mut rows = Vec::new();
-            for org in orgs(opened, org.as_deref()).await? {
-                let rules = vault
-                    .retention_rules(&opened.operator.ctx(org.clone()))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                rows.extend(rules.into_iter().map(|r| (org.clone(), r)));
-            }
-            if json {
-                let list: Vec<Value> = rows
-                    .iter()
-                    .map(|(o, r)| {
-                        json!({"org": o.as_str(), "type": r.rtype.as_str(),
-                                         "years": r.years, "after": r.after.as_str(),
-                                         "rule": r.label()})
-                    })
-                    .collect();
-                println!("{}", json!({"rules": list}));
-            } else if rows.is_empty() {
-                println!("no retention rules: nothing is erased by retention");
-            } else {
-                for (o, r) in &rows {
-                    println!("{o} {}", r.label());
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        RetentionCmd::List { org, json, .. } => list(opened, org.as_deref(), json).await,
         RetentionCmd::Run {
             org, dry_run, json, ..
-        } => {
-            let mut items: Vec<(OrgId, RetentionItem)> = Vec::new();
-            let mut total = RetentionReport::default();
-            for org in orgs(opened, org.as_deref()).await? {
-                let ctx = opened.operator.ctx(org.clone());
-                let listed = if dry_run {
-                    vault.retention_plan(&ctx).await
-                } else {
-                    vault.retention_run(&ctx).await.map(|r| {
-                        total.patients += r.patients;
-                        total.records += r.records;
-                        total.versions_destroyed += r.versions_destroyed;
-                        r.items
-                    })
-                }
-                .map_err(|e| e.to_string())?;
-                items.extend(listed.into_iter().map(|i| (org.clone(), i)));
-            }
-            print_run(&items, dry_run, json, &total);
-            Ok(ExitCode::SUCCESS)
+        } => run_rules(opened, org.as_deref(), dry_run, json).await,
+    }
+}
+
+/// `retention list`: the rules of one organization, or of every one.
+async fn list(opened: &Opened, org: Option<&str>, json: bool) -> Result<ExitCode, String> {
+    let vault = &opened.vault;
+    let mut rows = Vec::new();
+    for org in orgs(opened, org).await? {
+        let rules = vault
+            .retention_rules(&opened.operator.ctx(org.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        rows.extend(rules.into_iter().map(|r| (org.clone(), r)));
+    }
+    if json {
+        let list: Vec<Value> = rows
+            .iter()
+            .map(|(o, r)| {
+                json!({"org": o.as_str(), "type": r.rtype.as_str(),
+                                 "years": r.years, "after": r.after.as_str(),
+                                 "rule": r.label()})
+            })
+            .collect();
+        println!("{}", json!({"rules": list}));
+    } else if rows.is_empty() {
+        println!("no retention rules: nothing is erased by retention");
+    } else {
+        for (o, r) in &rows {
+            println!("{o} {}", r.label());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `retention run`: erases (or with `dry_run` lists) what the rules say has expired.
+async fn run_rules(
+    opened: &Opened,
+    org: Option<&str>,
+    dry_run: bool,
+    json: bool,
+) -> Result<ExitCode, String> {
+    let vault = &opened.vault;
+    let mut items: Vec<(OrgId, RetentionItem)> = Vec::new();
+    let mut total = RetentionReport::default();
+    for org in orgs(opened, org).await? {
+        let ctx = opened.operator.ctx(org.clone());
+        let listed = if dry_run {
+            vault.retention_plan(&ctx).await
+        } else {
+            vault.retention_run(&ctx).await.map(|r| {
+                total.patients += r.patients;
+                total.records += r.records;
+                total.versions_destroyed += r.versions_destroyed;
+                r.items
+            })
+        }
+        .map_err(|e| e.to_string())?;
+        items.extend(listed.into_iter().map(|i| (org.clone(), i)));
+    }
+    print_run(&items, dry_run, json, &total);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_run(items: &[(OrgId, RetentionItem)], dry_run: bool, json: bool, total: &RetentionReport) {

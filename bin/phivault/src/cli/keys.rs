@@ -1,7 +1,7 @@
 //! `phivault keys`: rotate the KEK (and rewrap every data key), show the keyring's status,
 //! retire an old KEK version, change the root-key passphrase. The vault does the work and the
 //! audit; this file opens the vault as the operator and prints.
-use crate::cli::DirArgs;
+use super::DirArgs;
 use crate::config;
 use crate::datadir;
 use clap::Subcommand;
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 // The vault opened for the operator: key management covers every organization, like the
 // compliance report, so its audit events are filed under the only organization (or `unknown`).
-use crate::compliance_cmd::open;
+use super::compliance::open;
 
 /// Exit code of `keys rotate` when rows are left on an older KEK (run it again).
 pub const EXIT_UNFINISHED: u8 = 3;
