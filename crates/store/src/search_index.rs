@@ -5,6 +5,7 @@
 use phivault_core::{
     Digest32, IndexKind, OrgId, RecordKey, ReindexHead, ResourceType, SealedRecord, StoreError,
 };
+use std::collections::BTreeSet;
 
 fn unavailable(ctx: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |e| StoreError::Unavailable {
@@ -72,7 +73,8 @@ fn head_seq_sql() -> String {
          AND v.id = $3 AND v.version = $4 AND v.deleted = $5 AND {IS_HEAD}"
     )
 }
-const DROP_INDEX: &str = "DELETE FROM {s}.blind_index WHERE rec = $1";
+const ENTRIES: &str = "SELECT kind, digest FROM {s}.blind_index WHERE rec = $1";
+const DROP_ENTRY: &str = "DELETE FROM {s}.blind_index WHERE rec = $1 AND kind = $2 AND digest = $3";
 const ADD_INDEX: &str = "INSERT INTO {s}.blind_index (org, kind, digest, rec) VALUES ($1, $2, $3, $4) \
      ON CONFLICT DO NOTHING";
 
@@ -114,6 +116,7 @@ where
     for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> DB::Arguments: sqlx::IntoArguments<DB>,
     usize: sqlx::ColumnIndex<DB::Row>,
+    for<'r> (String, Vec<u8>): sqlx::FromRow<'r, DB::Row>,
 {
     let ctx = "reindex";
     let sql = |s: &str| prefixed(schema, s);
@@ -127,16 +130,34 @@ where
         .await
         .map_err(unavailable(ctx))?;
     let Some(seq) = seq else { return Ok(false) };
-    sqlx::query(sql(DROP_INDEX))
+    // Only what changed is written: a new index kind adds a few entries per record, and the
+    // rest (dozens per Patient) stay where they are.
+    let had: BTreeSet<(String, Vec<u8>)> = sqlx::query_as(sql(ENTRIES))
         .bind(seq)
-        .execute(&mut *conn)
+        .fetch_all(&mut *conn)
         .await
-        .map_err(unavailable(ctx))?;
-    for (kind, digest) in &h.index {
+        .map_err(unavailable(ctx))?
+        .into_iter()
+        .collect();
+    let want: BTreeSet<(String, Vec<u8>)> = h
+        .index
+        .iter()
+        .map(|(k, d)| (k.as_str().to_owned(), d.0.to_vec()))
+        .collect();
+    for (kind, digest) in had.difference(&want) {
+        sqlx::query(sql(DROP_ENTRY))
+            .bind(seq)
+            .bind(kind.as_str())
+            .bind(digest.clone())
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable(ctx))?;
+    }
+    for (kind, digest) in want.difference(&had) {
         sqlx::query(sql(ADD_INDEX))
             .bind(org.as_str())
             .bind(kind.as_str())
-            .bind(digest.0.to_vec())
+            .bind(digest.clone())
             .bind(seq)
             .execute(&mut *conn)
             .await
