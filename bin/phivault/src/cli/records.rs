@@ -5,6 +5,7 @@ use super::{DirArgs, OrgArgs, ctx, in_org, open, vault_err};
 use crate::datadir::Opened;
 use clap::Args;
 use phivault_core::StoreKind;
+use phivault_fhir::{Bundle, Entry, SearchMode, export_full_url, full_url};
 use phivault_vault::{ImportOptions, ImportReport, PageCursor, PatientQuery};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -122,12 +123,11 @@ pub async fn search_cmd(a: SearchArgs) -> Result<ExitCode, String> {
         opened.vault.search_patients(c, &q).await
     })
     .await?;
-    let entries: Vec<Value> = found
+    let entries: Vec<Entry> = found
         .into_iter()
-        .map(|s| json!({"fullUrl": format!("Patient/{}", s.id), "resource": s.resource, "search": {"mode": "match"}}))
+        .map(|s| Entry::found(full_url("Patient", &s.id), s.resource, SearchMode::Match))
         .collect();
-    let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries});
-    println!("{bundle}");
+    println!("{}", Bundle::searchset().counted(entries).into_value());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -188,27 +188,11 @@ async fn import(
     Ok(report)
 }
 
-fn full_url(rtype: &str, id: &str) -> String {
-    let is_uuid = id.len() == 36
-        && id.chars().enumerate().all(|(i, c)| {
-            if [8, 13, 18, 23].contains(&i) {
-                c == '-'
-            } else {
-                c.is_ascii_hexdigit()
-            }
-        });
-    if is_uuid {
-        format!("urn:uuid:{id}")
-    } else {
-        format!("{rtype}/{id}")
-    }
-}
-
 /// Streams the export into a private temporary file beside `out`, then renames it into place.
 async fn export(opened: &Opened, org: &OrgArgs, out: &Path, force: bool) -> Result<u64, String> {
     let mut file = PrivateFile::create(out, force)?;
     let c = ctx(opened, org).await?;
-    file.write(b"{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[")?;
+    file.write(Bundle::collection().streamed_head().as_bytes())?;
     let mut n = 0u64;
     for kind in [StoreKind::Identity, StoreKind::Clinical] {
         let mut after: Option<PageCursor> = None;
@@ -226,13 +210,14 @@ async fn export(opened: &Opened, org: &OrgArgs, out: &Path, force: bool) -> Resu
                 if n > 0 {
                     file.write(b",")?;
                 }
-                let entry = json!({"fullUrl": full_url(s.rtype.as_str(), s.id.as_str()), "resource": s.resource});
+                let entry = Entry::of(export_full_url(s.rtype.as_str(), s.id.as_str()), s.resource)
+                    .into_value();
                 serde_json::to_writer(file.writer()?, &entry).map_err(|e| e.to_string())?;
                 n += 1;
             }
         }
     }
-    file.write(b"]}\n")?;
+    file.write(format!("{}\n", Bundle::STREAMED_TAIL).as_bytes())?;
     file.finish()?;
     Ok(n)
 }
