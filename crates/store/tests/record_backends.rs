@@ -352,7 +352,11 @@ async fn searches(store: Arc<dyn RecordStore>) {
     assert_eq!(any(vec![1], 10).await, [key("s1"), key("s2"), key("s4")]);
     assert_eq!(any(vec![3], 10).await, [key("s3")]);
     assert_eq!(any(vec![4], 10).await, [key("s3")]);
-    assert_eq!(any(vec![2], 10).await, [key("s1")], "s3's old entry is gone");
+    assert_eq!(
+        any(vec![2], 10).await,
+        [key("s1")],
+        "s3's old entry is gone"
+    );
     assert_eq!(store.reindex(&org, &stale).await.unwrap(), 0);
     store
         .write(
