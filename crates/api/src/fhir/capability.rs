@@ -132,4 +132,3 @@ pub(super) async fn metadata() -> Response {
         }),
     )
 }
-
