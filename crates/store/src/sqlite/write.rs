@@ -73,18 +73,7 @@ async fn insert_bulk(
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for &i in chunk {
         let (org, w) = &items[i];
-        let r = &w.record;
-        q = q
-            .bind(org.as_str())
-            .bind(r.rtype.as_str())
-            .bind(r.id.as_str())
-            .bind(v64(r.version))
-            .bind(i64::from(r.deleted))
-            .bind(r.link.map(|l| l.0.to_vec()))
-            .bind(i64::from(r.kek_version))
-            .bind(r.wrapped_dek.as_slice())
-            .bind(r.ciphertext.as_slice())
-            .bind(r.updated_at);
+        q = bind_version(q, org, &w.record);
     }
     let rows = q.fetch_all(&mut **tx).await.map_err(unavailable(ctx))?;
     let mut inserted = std::collections::HashMap::new();
@@ -166,6 +155,22 @@ async fn conflict(
     })
 }
 
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds the ten columns of a record version, in the order of `record_versions`.
+fn bind_version<'q>(q: SqliteQuery<'q>, org: &'q OrgId, r: &'q SealedRecord) -> SqliteQuery<'q> {
+    q.bind(org.as_str())
+        .bind(r.rtype.as_str())
+        .bind(r.id.as_str())
+        .bind(v64(r.version))
+        .bind(i64::from(r.deleted))
+        .bind(r.link.map(|l| l.0.to_vec()))
+        .bind(i64::from(r.kek_version))
+        .bind(r.wrapped_dek.as_slice())
+        .bind(r.ciphertext.as_slice())
+        .bind(r.updated_at)
+}
+
 /// Inserts a record version if the head is what the writer expects: absent (`None`), or
 /// exactly version `e` (then `e + 1` cannot exist yet, by the unique constraint).
 async fn insert_version(
@@ -189,17 +194,7 @@ async fn insert_version(
              ON CONFLICT (org, rtype, id, version) DO NOTHING RETURNING seq"
         }
     };
-    let row = sqlx::query(sql)
-        .bind(org.as_str())
-        .bind(r.rtype.as_str())
-        .bind(r.id.as_str())
-        .bind(v64(r.version))
-        .bind(i64::from(r.deleted))
-        .bind(r.link.map(|l| l.0.to_vec()))
-        .bind(i64::from(r.kek_version))
-        .bind(&r.wrapped_dek)
-        .bind(&r.ciphertext)
-        .bind(r.updated_at)
+    let row = bind_version(sqlx::query(sql), org, r)
         .bind(after.map(v64))
         .fetch_optional(&mut **tx)
         .await
