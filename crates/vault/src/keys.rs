@@ -11,7 +11,7 @@ use crate::error::VaultError;
 use crate::policy::Subject;
 use crate::records::store_kind;
 use crate::{Ctx, Vault};
-use phivault_core::{KekUsage, RecordStore, Rewrap, Role, SealedRecord, StoreKind};
+use phivault_core::{KekUsage, RecordStore, Rewrap, Role, SealedRecord, StoreKind, WrappedDek};
 use phivault_crypto::{CryptoError, KekKind, Keyring, RecordAad};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
@@ -456,42 +456,7 @@ impl Vault {
                 if rows.iter().any(|r| !self.keyring.has_kek(r.kek_version)) {
                     self.reload_keyring().await?;
                 }
-                let mut items = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    if damaged.contains(&r.seq) {
-                        continue;
-                    }
-                    let aad = RecordAad {
-                        org: &r.org,
-                        store: store_kind(r.rtype),
-                        rtype: r.rtype,
-                        id: &r.id,
-                        version: r.version,
-                        link: r.link.as_ref(),
-                    };
-                    let new_wrapped = if r.wrapped_dek.is_empty() {
-                        Vec::new() // a tombstone: only its label moves
-                    } else {
-                        match self
-                            .keyring
-                            .rewrap_dek(&aad, r.kek_version, &r.wrapped_dek, target)
-                        {
-                            Ok(w) => w,
-                            Err(_) => {
-                                damaged.insert(r.seq);
-                                run.report.failed += 1;
-                                continue;
-                            }
-                        }
-                    };
-                    items.push(Rewrap {
-                        seq: r.seq,
-                        old_kek: r.kek_version,
-                        old_wrapped: r.wrapped_dek.clone(),
-                        new_kek: target,
-                        new_wrapped,
-                    });
-                }
+                let items = self.rewrap_batch(&rows, target, &mut damaged, run);
                 let applied = store.rewrap(&items).await?;
                 let moved = applied.iter().filter(|a| **a).count() as u64;
                 run.report.rewrapped += moved;
@@ -512,6 +477,54 @@ impl Vault {
             }
         }
         Ok(left)
+    }
+
+    /// The new wrappings of a batch of rows under KEK `target`. A row whose DEK does not unwrap
+    /// is counted as failed and remembered in `damaged`, so later passes skip it.
+    fn rewrap_batch(
+        &self,
+        rows: &[WrappedDek],
+        target: u32,
+        damaged: &mut HashSet<u64>,
+        run: &mut Run,
+    ) -> Vec<Rewrap> {
+        let mut items = Vec::with_capacity(rows.len());
+        for r in rows {
+            if damaged.contains(&r.seq) {
+                continue;
+            }
+            let aad = RecordAad {
+                org: &r.org,
+                store: store_kind(r.rtype),
+                rtype: r.rtype,
+                id: &r.id,
+                version: r.version,
+                link: r.link.as_ref(),
+            };
+            let new_wrapped = if r.wrapped_dek.is_empty() {
+                Vec::new() // a tombstone: only its label moves
+            } else {
+                match self
+                    .keyring
+                    .rewrap_dek(&aad, r.kek_version, &r.wrapped_dek, target)
+                {
+                    Ok(w) => w,
+                    Err(_) => {
+                        damaged.insert(r.seq);
+                        run.report.failed += 1;
+                        continue;
+                    }
+                }
+            };
+            items.push(Rewrap {
+                seq: r.seq,
+                old_kek: r.kek_version,
+                old_wrapped: r.wrapped_dek.clone(),
+                new_kek: target,
+                new_wrapped,
+            });
+        }
+        items
     }
 
     /// Audits a change of the root-key passphrase, running `reseal` (which re-seals the key

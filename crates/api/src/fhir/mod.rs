@@ -4,6 +4,7 @@
 //! is one vault call, so authorization, field release and auditing happen there. Errors are
 //! OperationOutcome resources that say what was wrong without echoing PHI.
 mod bundle;
+mod capability;
 pub(crate) mod search;
 #[cfg(test)]
 mod shapes;
@@ -19,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use phivault_core::{ResourceId, ResourceType, Version};
 use phivault_fhir::{Bundle, Entry, IssueCode, Method, Request, etag, full_url, version_url};
 use phivault_vault::{HistoryEntry, Stored, VaultError};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::{IntoResponses, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,7 +29,7 @@ pub const FHIR_JSON: &str = "application/fhir+json";
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(metadata))
+        .routes(routes!(capability::metadata))
         .routes(routes!(bundle::bundle))
         .routes(routes!(search::audit_events))
         .routes(routes!(search::everything))
@@ -267,122 +268,6 @@ macro_rules! tri {
     };
 }
 pub(crate) use tri;
-
-/// The search parameters of a type as the CapabilityStatement lists them: exactly the
-/// vault's table, and the result parameters every search takes.
-fn search_params(rtype: &str) -> Vec<Value> {
-    use phivault_vault::search::params;
-    let mut out: Vec<Value> = params::of_type(rtype)
-        .iter()
-        .map(|d| json!({"name": d.name, "type": d.kind.fhir_type(), "documentation": d.doc}))
-        .collect();
-    for r in params::RESULT_PARAMS {
-        let (ty, doc) = match r {
-            "_count" => ("number", "Page size (at most 500)"),
-            "_offset" => ("number", "Matches to skip"),
-            "_sort" => (
-                "special",
-                "_id, _lastUpdated and the type's date, string and token parameters; - for descending",
-            ),
-            _ => ("special", "See docs/SEARCH.md"),
-        };
-        out.push(json!({"name": r, "type": ty, "documentation": doc}));
-    }
-    out
-}
-
-/// `GET /fhir/metadata`: what this server supports, truthfully. Permissions: none.
-#[utoipa::path(get, path = "/fhir/metadata", tag = "fhir",
-    responses((status = 200, description = "The CapabilityStatement", body = Resource, content_type = "application/fhir+json")))]
-async fn metadata() -> Response {
-    let interactions = |search: bool| {
-        let mut i = vec![
-            json!({"code": "read"}),
-            json!({"code": "vread"}),
-            json!({"code": "update"}),
-            json!({"code": "delete"}),
-            json!({"code": "history-instance"}),
-            json!({"code": "create"}),
-        ];
-        if search {
-            i.push(json!({"code": "search-type"}));
-        }
-        i
-    };
-    let mut resources: Vec<Value> = Vec::new();
-    for name in phivault_core::resource_types::R4_RESOURCE_TYPES {
-        if ResourceType::parse(name).is_err() || *name == "AuditEvent" {
-            continue;
-        }
-        let mut r = json!({
-            "type": name,
-            "versioning": "versioned",
-            "readHistory": true,
-            "updateCreate": true,
-            "interaction": interactions(true),
-        });
-        let params = search_params(name);
-        if !params.is_empty()
-            && let Some(o) = r.as_object_mut()
-        {
-            o.insert("searchParam".into(), Value::Array(params));
-        }
-        if let Some(o) = r.as_object_mut() {
-            let inc = phivault_vault::search::params::includes(name);
-            let rev = phivault_vault::search::params::revincludes(name);
-            if !inc.is_empty() {
-                o.insert("searchInclude".into(), json!(inc));
-            }
-            if !rev.is_empty() {
-                o.insert("searchRevInclude".into(), json!(rev));
-            }
-        }
-        if *name == "Patient"
-            && let Some(o) = r.as_object_mut()
-        {
-            o.insert(
-                "operation".into(),
-                json!([{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]),
-            );
-        }
-        resources.push(r);
-    }
-    resources.push(json!({
-        "type": "AuditEvent",
-        "interaction": [{"code": "search-type"}],
-        "searchParam": [
-            {"name": "date", "type": "date"},
-            {"name": "agent", "type": "reference"},
-            {"name": "patient", "type": "reference"},
-            {"name": "action", "type": "token"}
-        ]
-    }));
-    fhir(
-        StatusCode::OK,
-        json!({
-            "resourceType": "CapabilityStatement",
-            "status": "active",
-            "date": "2026-11-25",
-            "kind": "instance",
-            "fhirVersion": "4.0.1",
-            "format": ["application/fhir+json"],
-            "software": {"name": "phivault"},
-            "implementation": {"description": "phivault FHIR R4 API"},
-            "rest": [{
-                "mode": "server",
-                "security": {
-                    "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
-                    "extension": [{
-                        "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                        "extension": [{"url": "token", "valueUri": "/oauth/token"}]
-                    }]
-                },
-                "resource": resources,
-                "interaction": [{"code": "transaction"}, {"code": "batch"}],
-            }]
-        }),
-    )
-}
 
 /// `GET /fhir/{type}/{id}`. Permissions: by role, purpose (`X-Purpose-Of-Use`), grant and scope;
 /// a VIEWER's Patient carries only its permitted elements, labelled REDACTED.

@@ -29,20 +29,10 @@ pub fn observation(
     n: usize,
     obr_time: Option<&str>,
 ) -> Result<Map<String, Value>, AckError> {
-    let at = |field: usize, code: ErrorCode, detail: &'static str| {
-        AckError::new(code, detail).at("OBX", n, field)
-    };
+    let at = |field, code, detail| obx_error(n, field, code, detail);
     let mut o = Map::new();
     put(&mut o, "resourceType", json!("Observation"));
-    let status = match seg.value(11) {
-        Some("P") => "preliminary",
-        Some("C") => "corrected",
-        Some("X") => "cancelled",
-        Some("D" | "W") => "entered-in-error",
-        Some("R" | "I") => "registered",
-        _ => "final",
-    };
-    put(&mut o, "status", json!(status));
+    put(&mut o, "status", json!(status(seg)));
     put(
         &mut o,
         "category",
@@ -56,49 +46,7 @@ pub fn observation(
         )
     })?;
     put(&mut o, "code", code);
-    let value_type = seg.value(2).unwrap_or("");
-    let present = seg.get(5, 1, 1, 1).is_some_and(|v| v != "\"\"");
-    if present {
-        match value_type {
-            "NM" => {
-                let raw = seg.value(5).unwrap_or("").trim();
-                let v: f64 = raw.parse().map_err(|_| {
-                    at(
-                        5,
-                        ErrorCode::DataType,
-                        "OBX-5 is not a number (OBX-2 is NM)",
-                    )
-                })?;
-                if !v.is_finite() {
-                    return Err(at(5, ErrorCode::DataType, "OBX-5 is not a finite number"));
-                }
-                let mut q = Map::new();
-                q.insert("value".into(), json!(v));
-                let unit = seg.component(6, 1);
-                put(&mut q, "unit", text(seg.component(6, 2).or(unit)));
-                if matches!(seg.component(6, 3), Some("UCUM" | "ISO+" | "ANSI"))
-                    && let Some(u) = unit
-                {
-                    put(&mut q, "system", json!("http://unitsofmeasure.org"));
-                    put(&mut q, "code", json!(u));
-                }
-                put(&mut o, "valueQuantity", Value::Object(q));
-            }
-            "ST" | "TX" | "FT" => put(&mut o, "valueString", json!(obx_text(seg))),
-            "CE" | "CWE" | "CNE" => {
-                let cc = codeable(seg, 5, 1)
-                    .ok_or_else(|| at(5, ErrorCode::DataType, "OBX-5 is not a coded value"))?;
-                put(&mut o, "valueCodeableConcept", cc);
-            }
-            _ => {
-                return Err(at(
-                    2,
-                    ErrorCode::TableValueNotFound,
-                    "OBX-2 value type not supported (NM, ST, TX, FT, CE, CWE)",
-                ));
-            }
-        }
-    }
+    put_value(&mut o, seg, n)?;
     if let Some(range) = seg.value(7) {
         put(&mut o, "referenceRange", json!([{"text": range}]));
     }
@@ -115,6 +63,74 @@ pub fn observation(
         .or_else(|| obr_time.map(str::to_owned));
     put(&mut o, "effectiveDateTime", text(when.as_deref()));
     Ok(o)
+}
+
+/// The error of OBX `n`, field `field`.
+fn obx_error(n: usize, field: usize, code: ErrorCode, detail: &'static str) -> AckError {
+    AckError::new(code, detail).at("OBX", n, field)
+}
+
+/// The FHIR status of OBX-11 (result status); final when absent or unknown.
+fn status(seg: &Segment) -> &'static str {
+    match seg.value(11) {
+        Some("P") => "preliminary",
+        Some("C") => "corrected",
+        Some("X") => "cancelled",
+        Some("D" | "W") => "entered-in-error",
+        Some("R" | "I") => "registered",
+        _ => "final",
+    }
+}
+
+/// The value of OBX-5 as the element OBX-2 names (valueQuantity, valueString or
+/// valueCodeableConcept); nothing when OBX-5 is empty or `""`.
+fn put_value(o: &mut Map<String, Value>, seg: &Segment, n: usize) -> Result<(), AckError> {
+    let at = |field, code, detail| obx_error(n, field, code, detail);
+    let value_type = seg.value(2).unwrap_or("");
+    let present = seg.get(5, 1, 1, 1).is_some_and(|v| v != "\"\"");
+    if !present {
+        return Ok(());
+    }
+    match value_type {
+        "NM" => {
+            let raw = seg.value(5).unwrap_or("").trim();
+            let v: f64 = raw.parse().map_err(|_| {
+                at(
+                    5,
+                    ErrorCode::DataType,
+                    "OBX-5 is not a number (OBX-2 is NM)",
+                )
+            })?;
+            if !v.is_finite() {
+                return Err(at(5, ErrorCode::DataType, "OBX-5 is not a finite number"));
+            }
+            let mut q = Map::new();
+            q.insert("value".into(), json!(v));
+            let unit = seg.component(6, 1);
+            put(&mut q, "unit", text(seg.component(6, 2).or(unit)));
+            if matches!(seg.component(6, 3), Some("UCUM" | "ISO+" | "ANSI"))
+                && let Some(u) = unit
+            {
+                put(&mut q, "system", json!("http://unitsofmeasure.org"));
+                put(&mut q, "code", json!(u));
+            }
+            put(o, "valueQuantity", Value::Object(q));
+        }
+        "ST" | "TX" | "FT" => put(o, "valueString", json!(obx_text(seg))),
+        "CE" | "CWE" | "CNE" => {
+            let cc = codeable(seg, 5, 1)
+                .ok_or_else(|| at(5, ErrorCode::DataType, "OBX-5 is not a coded value"))?;
+            put(o, "valueCodeableConcept", cc);
+        }
+        _ => {
+            return Err(at(
+                2,
+                ErrorCode::TableValueNotFound,
+                "OBX-2 value type not supported (NM, ST, TX, FT, CE, CWE)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

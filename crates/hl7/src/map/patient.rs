@@ -76,6 +76,29 @@ pub fn patient_elements(pid: &Segment) -> Result<Map<String, Value>, AckError> {
         .at("PID", 1, 3));
     }
     put(&mut p, "identifier", Value::Array(ids));
+    put(&mut p, "name", Value::Array(names(pid)));
+    if let Some(b) = pid.value(7) {
+        let d = fhir_datetime(b).ok_or_else(|| {
+            AckError::new(ErrorCode::DataType, "PID-7 is not a date").at("PID", 1, 7)
+        })?;
+        put(&mut p, "birthDate", json!(d.get(..10).unwrap_or(&d)));
+    }
+    if let Some(g) = pid.value(8) {
+        let gender = match g {
+            "M" => "male",
+            "F" => "female",
+            "U" => "unknown",
+            _ => "other",
+        };
+        put(&mut p, "gender", json!(gender));
+    }
+    put(&mut p, "address", Value::Array(addresses(pid)));
+    put(&mut p, "telecom", Value::Array(telecoms(pid)));
+    Ok(p)
+}
+
+/// The names of PID-5 (XPN), each with family, given, suffix, prefix and the legal-name use.
+fn names(pid: &Segment) -> Vec<Value> {
     let mut names = Vec::new();
     for rep in 1..=pid.repetitions(5) {
         let mut n = Map::new();
@@ -103,22 +126,11 @@ pub fn patient_elements(pid: &Segment) -> Result<Map<String, Value>, AckError> {
             names.push(Value::Object(n));
         }
     }
-    put(&mut p, "name", Value::Array(names));
-    if let Some(b) = pid.value(7) {
-        let d = fhir_datetime(b).ok_or_else(|| {
-            AckError::new(ErrorCode::DataType, "PID-7 is not a date").at("PID", 1, 7)
-        })?;
-        put(&mut p, "birthDate", json!(d.get(..10).unwrap_or(&d)));
-    }
-    if let Some(g) = pid.value(8) {
-        let gender = match g {
-            "M" => "male",
-            "F" => "female",
-            "U" => "unknown",
-            _ => "other",
-        };
-        put(&mut p, "gender", json!(gender));
-    }
+    names
+}
+
+/// The addresses of PID-11 (XAD), with home or work use.
+fn addresses(pid: &Segment) -> Vec<Value> {
     let mut addresses = Vec::new();
     for rep in 1..=pid.repetitions(11) {
         let mut a = Map::new();
@@ -141,7 +153,11 @@ pub fn patient_elements(pid: &Segment) -> Result<Map<String, Value>, AckError> {
             addresses.push(Value::Object(a));
         }
     }
-    put(&mut p, "address", Value::Array(addresses));
+    addresses
+}
+
+/// The phone numbers, faxes and e-mail addresses of PID-13 (home) and PID-14 (work).
+fn telecoms(pid: &Segment) -> Vec<Value> {
     let mut telecom = Vec::new();
     for (field, use_) in [(13, "home"), (14, "work")] {
         for rep in 1..=pid.repetitions(field) {
@@ -162,8 +178,7 @@ pub fn patient_elements(pid: &Segment) -> Result<Map<String, Value>, AckError> {
             }
         }
     }
-    put(&mut p, "telecom", Value::Array(telecom));
-    Ok(p)
+    telecom
 }
 
 #[cfg(test)]

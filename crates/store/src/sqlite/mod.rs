@@ -6,6 +6,7 @@ mod control;
 mod group;
 mod migrate;
 pub(crate) mod records;
+mod write;
 
 pub use audit::SqliteAuditStore;
 pub use control::SqliteControlStore;

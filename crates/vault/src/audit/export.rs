@@ -108,17 +108,23 @@ fn coding(system: &str, code: &str, display: &str) -> Value {
     json!({"system": system, "code": code, "display": display})
 }
 
-/// A FHIR R4 AuditEvent for one event.
-pub fn to_fhir(ev: &AuditEvent) -> Value {
-    const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
-    const REST: &str = "http://hl7.org/fhir/restful-interaction";
-    let typ = match ev.action.as_str() {
+const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+const REST: &str = "http://hl7.org/fhir/restful-interaction";
+
+/// The AuditEvent `type` of an action (DICOM audit event ids).
+fn event_type(action: &str) -> Value {
+    match action {
         "import" => coding(DCM, "110107", "Import"),
         "export" => coding(DCM, "110106", "Export"),
         "login" | "logout" | "mfa" => coding(DCM, "110114", "User Authentication"),
         _ => coding(DCM, "110110", "Patient Record"),
-    };
-    let (subtype, action) = match ev.action.as_str() {
+    }
+}
+
+/// The AuditEvent `subtype` (a RESTful interaction, when there is one) and `action` code
+/// (C, R, U, D or E) of an action.
+fn subtype_and_action(action: &str) -> (Option<Value>, &'static str) {
+    match action {
         "create" => (Some(coding(REST, "create", "create")), "C"),
         "read" | "read-patient-records" => (Some(coding(REST, "read", "read")), "R"),
         "vread" => (Some(coding(REST, "vread", "vread")), "R"),
@@ -136,19 +142,11 @@ pub fn to_fhir(ev: &AuditEvent) -> Value {
         "export" => (None, "R"),
         "erase" => (None, "D"),
         _ => (None, "E"),
-    };
-    let outcome = match ev.outcome {
-        Outcome::Success => "0",
-        Outcome::Denied => "4",
-        Outcome::Error => "8",
-    };
-    let purpose: Vec<Value> = ev
-        .purpose
-        .iter()
-        .map(|p| {
-            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p}]})
-        })
-        .collect();
+    }
+}
+
+/// The one agent of an event: the actor, the network address and the purposes of use.
+fn agent(ev: &AuditEvent, purpose: &[Value]) -> Value {
     let mut agent = json!({
         "type": {"coding": [coding("http://terminology.hl7.org/CodeSystem/extra-security-role-type", "humanuser", "human user")]},
         "who": {"identifier": {"system": "urn:phivault:actor", "value": ev.actor}},
@@ -158,8 +156,14 @@ pub fn to_fhir(ev: &AuditEvent) -> Value {
         set(&mut agent, "network", json!({"address": addr, "type": "2"}));
     }
     if !purpose.is_empty() {
-        set(&mut agent, "purposeOfUse", Value::Array(purpose.clone()));
+        set(&mut agent, "purposeOfUse", Value::Array(purpose.to_vec()));
     }
+    agent
+}
+
+/// The entities of an event: its resource, the other rows it touched and the patients' pseudonyms,
+/// all labelled emergency treatment under break-glass.
+fn entities(ev: &AuditEvent) -> Vec<Value> {
     let mut entities = Vec::new();
     if let Some(r) = &ev.resource {
         let mut e = json!({
@@ -196,6 +200,27 @@ pub fn to_fhir(ev: &AuditEvent) -> Value {
             )]);
         }
     }
+    entities
+}
+
+/// A FHIR R4 AuditEvent for one event.
+pub fn to_fhir(ev: &AuditEvent) -> Value {
+    let typ = event_type(ev.action.as_str());
+    let (subtype, action) = subtype_and_action(ev.action.as_str());
+    let outcome = match ev.outcome {
+        Outcome::Success => "0",
+        Outcome::Denied => "4",
+        Outcome::Error => "8",
+    };
+    let purpose: Vec<Value> = ev
+        .purpose
+        .iter()
+        .map(|p| {
+            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p}]})
+        })
+        .collect();
+    let agent = agent(ev, &purpose);
+    let entities = entities(ev);
     let mut out = json!({
         "resourceType": "AuditEvent",
         "id": format!("phivault-audit-{}", ev.seq),

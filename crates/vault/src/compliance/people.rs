@@ -113,62 +113,9 @@ impl Vault {
             .into_iter()
             .filter(|g| scope.is_none_or(|s| *s == g.org))
             .collect();
-        let too_long: Vec<String> = grants
-            .iter()
-            .filter_map(|g| {
-                let lasts = g.expires_at - g.created_at;
-                let limit = match g.kind.as_str() {
-                    "grant" if g.purpose != Purpose::Etreat.as_str() => GRANT_MAX_TOTAL_SECS,
-                    "break-glass" => BREAK_GLASS_SECS,
-                    _ => return Some(format!("{} ({}): kind {} not allowed", g.id, g.org, g.kind)),
-                };
-                (lasts > limit).then(|| {
-                    format!(
-                        "{} {} ({}, {}) lasts {} min, policy {} min",
-                        g.kind,
-                        g.id,
-                        g.org,
-                        g.purpose,
-                        lasts / 60,
-                        limit / 60
-                    )
-                })
-            })
-            .collect();
-        let break_glass: Vec<String> = grants
-            .iter()
-            .filter(|g| g.kind == "break-glass")
-            .map(|g| {
-                format!(
-                    "{} ({}, {} min left)",
-                    g.id,
-                    g.org,
-                    (g.expires_at - now) / 60
-                )
-            })
-            .collect();
-        let users = self.control.users(scope).await?;
-        let mut per_org: BTreeMap<&OrgId, BTreeMap<Role, usize>> =
-            orgs.iter().map(|o| (o, BTreeMap::new())).collect();
-        for u in users.iter().filter(|u| !u.disabled) {
-            if self.role_reaches_phi(u.role)
-                && let Some(roles) = per_org.get_mut(&u.org)
-            {
-                *roles.entry(u.role).or_default() += 1;
-            }
-        }
-        let phi: Vec<String> = per_org
-            .iter()
-            .map(|(org, roles)| {
-                let counts: Vec<String> = roles.iter().map(|(r, n)| format!("{r} {n}")).collect();
-                let counts = if counts.is_empty() {
-                    "none".to_owned()
-                } else {
-                    counts.join(", ")
-                };
-                format!("{org}: {counts}")
-            })
-            .collect();
+        let too_long = grants_too_long(&grants);
+        let break_glass = open_break_glass(&grants, now);
+        let phi = self.phi_reach_per_org(orgs, scope).await?;
         let mut evidence = format!(
             "{} live grants, {} longer than policy (grant ≤ {} h from the first, break-glass ≤ \
              {} min); {} open break-glass accesses. Enabled people whose role reaches PHI — {}.",
@@ -203,4 +150,76 @@ impl Vault {
             evidence,
         })
     }
+
+    /// Per organization, how many enabled people of each role can reach PHI.
+    async fn phi_reach_per_org(
+        &self,
+        orgs: &[OrgId],
+        scope: Option<&OrgId>,
+    ) -> Result<Vec<String>, VaultError> {
+        let users = self.control.users(scope).await?;
+        let mut per_org: BTreeMap<&OrgId, BTreeMap<Role, usize>> =
+            orgs.iter().map(|o| (o, BTreeMap::new())).collect();
+        for u in users.iter().filter(|u| !u.disabled) {
+            if self.role_reaches_phi(u.role)
+                && let Some(roles) = per_org.get_mut(&u.org)
+            {
+                *roles.entry(u.role).or_default() += 1;
+            }
+        }
+        Ok(per_org
+            .iter()
+            .map(|(org, roles)| {
+                let counts: Vec<String> = roles.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                let counts = if counts.is_empty() {
+                    "none".to_owned()
+                } else {
+                    counts.join(", ")
+                };
+                format!("{org}: {counts}")
+            })
+            .collect())
+    }
+}
+
+/// The live grants that last longer than policy allows, or are of a kind it does not know.
+fn grants_too_long(grants: &[GrantRecord]) -> Vec<String> {
+    grants
+        .iter()
+        .filter_map(|g| {
+            let lasts = g.expires_at - g.created_at;
+            let limit = match g.kind.as_str() {
+                "grant" if g.purpose != Purpose::Etreat.as_str() => GRANT_MAX_TOTAL_SECS,
+                "break-glass" => BREAK_GLASS_SECS,
+                _ => return Some(format!("{} ({}): kind {} not allowed", g.id, g.org, g.kind)),
+            };
+            (lasts > limit).then(|| {
+                format!(
+                    "{} {} ({}, {}) lasts {} min, policy {} min",
+                    g.kind,
+                    g.id,
+                    g.org,
+                    g.purpose,
+                    lasts / 60,
+                    limit / 60
+                )
+            })
+        })
+        .collect()
+}
+
+/// The open break-glass accesses, with the minutes each has left.
+fn open_break_glass(grants: &[GrantRecord], now: i64) -> Vec<String> {
+    grants
+        .iter()
+        .filter(|g| g.kind == "break-glass")
+        .map(|g| {
+            format!(
+                "{} ({}, {} min left)",
+                g.id,
+                g.org,
+                (g.expires_at - now) / 60
+            )
+        })
+        .collect()
 }

@@ -71,6 +71,7 @@ struct Entry {
     problem: Option<String>,
 }
 
+#[derive(Default)]
 struct Pending {
     writes: Vec<RecordWrite>,
     names: Vec<String>,
@@ -127,23 +128,11 @@ impl Vault {
         progress: &mut (dyn FnMut(ImportProgress) + Send),
     ) -> Result<(), VaultError> {
         let mut entries = collect_entries(source, doc);
-        let mut refs = Refs::default();
-        for e in &entries {
-            if let (Some(full), Some(id)) = (&e.full_url, &e.id) {
-                refs.urns
-                    .insert(full.clone(), e.is_patient.then(|| id.clone()));
-            }
-        }
+        let mut refs = urn_refs(&entries);
         // Patients first, so that references to them resolve; order kept within each group.
         entries.sort_by_key(|e| !e.is_patient);
         let total = entries.len() as u64;
-        let mut pending = Pending {
-            writes: Vec::new(),
-            names: Vec::new(),
-            sources: Vec::new(),
-            keys: HashSet::new(),
-            kind: None,
-        };
+        let mut pending = Pending::default();
         for (done, entry) in entries.into_iter().enumerate() {
             let name = entry.name.clone();
             let prepared = match (entry.problem, entry.resource, entry.id) {
@@ -353,6 +342,18 @@ fn clone_err(e: &VaultError) -> VaultError {
         VaultError::Unauthenticated(w) => VaultError::Unauthenticated(w),
         VaultError::Forbidden => VaultError::Forbidden,
     }
+}
+
+/// The references an import resolves: each entry's fullUrl, to the Patient id it becomes.
+fn urn_refs(entries: &[Entry]) -> Refs {
+    let mut refs = Refs::default();
+    for e in entries {
+        if let (Some(full), Some(id)) = (&e.full_url, &e.id) {
+            refs.urns
+                .insert(full.clone(), e.is_patient.then(|| id.clone()));
+        }
+    }
+    refs
 }
 
 fn collect_entries(source: &str, doc: Value) -> Vec<Entry> {

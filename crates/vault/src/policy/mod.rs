@@ -249,73 +249,97 @@ pub fn decide_with(
             release: Release::All,
             break_glass: false,
         },
-        Subject::User(role) => {
-            if !user_allows(*role, action, patient) {
-                return Decision::Deny("role");
-            }
-            if !user_purpose_ok(*role, purpose) {
-                return Decision::Deny("purpose");
-            }
-            let release = policy.release_for(*role, purpose);
-            if *role == Role::Viewer {
-                // Demographics only, no grant needed.
-                return Decision::Allow {
-                    release,
-                    break_glass: false,
-                };
-            }
-            if action == Action::Create && patient && purpose != Purpose::Etreat {
-                // Registering a new patient: there is no one to hold a grant for yet.
-                return Decision::Allow {
-                    release,
-                    break_glass: false,
-                };
-            }
-            match (grant, purpose) {
-                (GrantState::BreakGlass, Purpose::Etreat) => Decision::Allow {
-                    release,
-                    break_glass: true,
-                },
-                (GrantState::Active, p) if p != Purpose::Etreat => Decision::Allow {
-                    release,
-                    break_glass: false,
-                },
-                (GrantState::Expired, _) => Decision::Deny("grant-expired"),
-                (GrantState::OtherOrganization, _) => Decision::Deny("other-organization"),
-                (_, Purpose::Etreat) => Decision::Deny("no-break-glass"),
-                _ => Decision::Deny("no-grant"),
-            }
-        }
+        Subject::User(role) => decide_user(policy, *role, action, patient, purpose, grant),
         Subject::Client {
             role,
             scopes,
             purposes,
-        } => {
-            if !purposes.contains(&purpose) {
-                return Decision::Deny("purpose");
-            }
-            if !crate::auth::scopes_allow(scopes, resource, action.scope_letter()) {
-                return Decision::Deny("scope");
-            }
-            match role {
-                // Integrations act for their organization without per-patient grants.
-                Role::IntegrationManager => Decision::Allow {
-                    release: policy.release_for(Role::IntegrationManager, purpose),
-                    break_glass: false,
-                },
-                Role::Viewer if patient && matches!(action, Action::Read | Action::Search) => {
-                    Decision::Allow {
-                        release: policy.release_for(Role::Viewer, purpose),
-                        break_glass: false,
-                    }
-                }
-                Role::Viewer
-                | Role::Auditor
-                | Role::SuperAdmin
-                | Role::OrgAdmin
-                | Role::Nurse
-                | Role::Clinician => Decision::Deny("role"),
+        } => decide_client(policy, *role, scopes, purposes, action, resource, purpose),
+    }
+}
+
+/// A signed-in user's decision: the role table, the purposes the role may claim, then the
+/// standing for the patient (VIEWERs and new registrations need no grant).
+fn decide_user(
+    policy: &fields::FieldPolicy,
+    role: Role,
+    action: Action,
+    patient: bool,
+    purpose: Purpose,
+    grant: GrantState,
+) -> Decision {
+    if !user_allows(role, action, patient) {
+        return Decision::Deny("role");
+    }
+    if !user_purpose_ok(role, purpose) {
+        return Decision::Deny("purpose");
+    }
+    let release = policy.release_for(role, purpose);
+    if role == Role::Viewer {
+        // Demographics only, no grant needed.
+        return Decision::Allow {
+            release,
+            break_glass: false,
+        };
+    }
+    if action == Action::Create && patient && purpose != Purpose::Etreat {
+        // Registering a new patient: there is no one to hold a grant for yet.
+        return Decision::Allow {
+            release,
+            break_glass: false,
+        };
+    }
+    match (grant, purpose) {
+        (GrantState::BreakGlass, Purpose::Etreat) => Decision::Allow {
+            release,
+            break_glass: true,
+        },
+        (GrantState::Active, p) if p != Purpose::Etreat => Decision::Allow {
+            release,
+            break_glass: false,
+        },
+        (GrantState::Expired, _) => Decision::Deny("grant-expired"),
+        (GrantState::OtherOrganization, _) => Decision::Deny("other-organization"),
+        (_, Purpose::Etreat) => Decision::Deny("no-break-glass"),
+        _ => Decision::Deny("no-grant"),
+    }
+}
+
+/// An OAuth client's decision: its purposes and scopes, then its role (integrations act for
+/// their organization without per-patient grants).
+fn decide_client(
+    policy: &fields::FieldPolicy,
+    role: Role,
+    scopes: &[String],
+    purposes: &[Purpose],
+    action: Action,
+    resource: &str,
+    purpose: Purpose,
+) -> Decision {
+    let patient = resource == "Patient";
+    if !purposes.contains(&purpose) {
+        return Decision::Deny("purpose");
+    }
+    if !crate::auth::scopes_allow(scopes, resource, action.scope_letter()) {
+        return Decision::Deny("scope");
+    }
+    match role {
+        // Integrations act for their organization without per-patient grants.
+        Role::IntegrationManager => Decision::Allow {
+            release: policy.release_for(Role::IntegrationManager, purpose),
+            break_glass: false,
+        },
+        Role::Viewer if patient && matches!(action, Action::Read | Action::Search) => {
+            Decision::Allow {
+                release: policy.release_for(Role::Viewer, purpose),
+                break_glass: false,
             }
         }
+        Role::Viewer
+        | Role::Auditor
+        | Role::SuperAdmin
+        | Role::OrgAdmin
+        | Role::Nurse
+        | Role::Clinician => Decision::Deny("role"),
     }
 }

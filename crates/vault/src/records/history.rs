@@ -114,25 +114,12 @@ impl Vault {
                 };
                 v -= 1;
                 let Some(rec) = rec else { continue };
-                let link = if rtype.is_patient() {
-                    patient
-                } else {
-                    rec.link
-                };
-                let Some(allowed) = standing.of(self, ctx, rtype, link).await? else {
-                    continue;
-                };
-                self.know_keks([&rec]).await?;
-                let stored = if rec.deleted {
-                    None
-                } else {
-                    Some(self.release(&allowed, self.unseal(ctx, &rec)?))
-                };
-                out.push(HistoryEntry {
-                    version: rec.version,
-                    updated_at_millis: rec.updated_at,
-                    stored,
-                });
+                if let Some(entry) = self
+                    .history_entry(ctx, rtype, patient, rec, &mut standing)
+                    .await?
+                {
+                    out.push(entry);
+                }
             }
             Ok::<_, VaultError>(out)
         }
@@ -157,6 +144,37 @@ impl Vault {
             }
             Err(e) => self.audit_failure(head_event, e).await,
         }
+    }
+
+    /// One version of a history read: released if the caller may read its patient's records
+    /// (`None` if not), or a tombstone.
+    async fn history_entry(
+        &self,
+        ctx: &Ctx,
+        rtype: ResourceType,
+        patient: Option<Digest32>,
+        rec: SealedRecord,
+        standing: &mut Standing,
+    ) -> Result<Option<HistoryEntry>, VaultError> {
+        let link = if rtype.is_patient() {
+            patient
+        } else {
+            rec.link
+        };
+        let Some(allowed) = standing.of(self, ctx, rtype, link).await? else {
+            return Ok(None);
+        };
+        self.know_keks([&rec]).await?;
+        let stored = if rec.deleted {
+            None
+        } else {
+            Some(self.release(&allowed, self.unseal(ctx, &rec)?))
+        };
+        Ok(Some(HistoryEntry {
+            version: rec.version,
+            updated_at_millis: rec.updated_at,
+            stored,
+        }))
     }
 
     /// A patient's live clinical records of one type that `keep` selects (filters on the

@@ -20,7 +20,6 @@ use phivault_core::{
     Digest32, Expected, RecordKey, RecordWrite, ResourceId, ResourceType, StoreKind, Version,
 };
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -53,8 +52,33 @@ pub struct EntryResponse {
 
 mod message;
 mod parse;
+mod plan;
 pub use parse::parse_etag;
-use parse::{Planned, bad, parse_bundle, rewrite_refs};
+use parse::{Planned, bad, parse_bundle};
+
+/// The answer to one written entry of a transaction: the resource as stored, with its
+/// server meta.
+fn entry_response(r: Ready) -> EntryResponse {
+    let rec = &r.write.record;
+    let stored = r.resource.map(|mut resource| {
+        fhir::set_server_meta(&mut resource, rec.version.0, rec.updated_at);
+        Stored {
+            rtype: rec.rtype,
+            id: r.id.clone(),
+            version: rec.version,
+            resource,
+            patient: r.patient,
+        }
+    });
+    EntryResponse {
+        method: r.method,
+        rtype: Some(rec.rtype),
+        id: Some(r.id),
+        version: Some(rec.version),
+        stored,
+        error: None,
+    }
+}
 
 /// The policy's verb for a bundle entry's method.
 fn verb(method: Method) -> Action {
@@ -166,23 +190,7 @@ impl Vault {
             Err(e) => return self.prepare_failed(event, e).await,
         };
         // Authorize every write before anything is written; a refusal refuses the lot.
-        let mut break_glass = false;
-        for r in &ready {
-            let mut ev = self.write_event(ctx, "transaction", &r.write);
-            ev.count = Some(ready.len() as u64);
-            let rtype = r.write.record.rtype;
-            let (allowed, _) = self
-                .authorize_write(
-                    ctx,
-                    verb(r.method),
-                    rtype,
-                    (r.patient, &r.others),
-                    r.prior,
-                    ev,
-                )
-                .await?;
-            break_glass |= allowed.break_glass;
-        }
+        let break_glass = self.authorize_ready(ctx, &ready).await?;
         let (unchanged, ready): (Vec<Ready>, Vec<Ready>) =
             ready.into_iter().partition(|r| r.unchanged);
         let (mut identity, mut clinical): (Vec<Ready>, Vec<Ready>) = ready
@@ -190,26 +198,8 @@ impl Vault {
             .partition(|r| store_kind(r.write.record.rtype) == StoreKind::Identity);
         // A message's receipt and its event go with the part committed last (nothing
         // written: neither; the adapter writes the event).
-        let mut message_event = None;
-        if let Some((id, message_type)) = receipt {
-            let mut pseudonyms: Vec<Digest32> = Vec::new();
-            for p in identity.iter().chain(&clinical).chain(&unchanged) {
-                if let Some(p) = p.patient.filter(|p| !pseudonyms.contains(p)) {
-                    pseudonyms.push(p);
-                }
-            }
-            let last = if !clinical.is_empty() {
-                Some((&mut clinical, StoreKind::Clinical))
-            } else if !identity.is_empty() {
-                Some((&mut identity, StoreKind::Identity))
-            } else {
-                None
-            };
-            if let Some((part, kind)) = last {
-                part.push(self.receipt_ready(ctx, id, kind)?);
-                message_event = Some(self.message_event_for(ctx, message_type, &pseudonyms, None));
-            }
-        }
+        let message_event =
+            self.attach_receipt(ctx, receipt, (&mut identity, &mut clinical), &unchanged)?;
         let mut event = event;
         event.break_glass = break_glass;
         if identity.is_empty() && clinical.is_empty() {
@@ -242,187 +232,67 @@ impl Vault {
             .filter(|r| r.n != RECEIPT)
             .collect();
         all.sort_by_key(|r| r.n);
-        Ok(all
-            .into_iter()
-            .map(|r| {
-                let rec = &r.write.record;
-                let stored = r.resource.map(|mut resource| {
-                    fhir::set_server_meta(&mut resource, rec.version.0, rec.updated_at);
-                    Stored {
-                        rtype: rec.rtype,
-                        id: r.id.clone(),
-                        version: rec.version,
-                        resource,
-                        patient: r.patient,
-                    }
-                });
-                EntryResponse {
-                    method: r.method,
-                    rtype: Some(rec.rtype),
-                    id: Some(r.id),
-                    version: Some(rec.version),
-                    stored,
-                    error: None,
-                }
-            })
-            .collect())
+        Ok(all.into_iter().map(entry_response).collect())
     }
 
-    /// Resolves ids and references and prepares every write of a transaction.
-    async fn plan_transaction(
-        &self,
-        ctx: &Ctx,
-        mut planned: Vec<Planned>,
-    ) -> Result<Vec<Ready>, VaultError> {
-        let mut urls: HashMap<String, String> = HashMap::new();
-        let mut refs = Refs::default();
-        let mut seen: HashSet<(ResourceType, ResourceId)> = HashSet::new();
-        for p in &mut planned {
-            if p.method == Method::Get {
-                return Err(bad(
-                    p.n,
-                    "a transaction only writes (POST, PUT, DELETE); read in a batch",
-                ));
-            }
-            if p.method == Method::Post {
-                let id = ResourceId::parse(&phivault_crypto::random_uuid()?)
-                    .map_err(|_| VaultError::Invalid("id".into()))?;
-                p.id = Some(id);
-            }
-            let Some(id) = p.id.clone() else {
-                return Err(bad(p.n, "no id"));
-            };
-            if !seen.insert((p.rtype, id.clone())) {
-                return Err(bad(
-                    p.n,
-                    "the same resource appears twice in the transaction",
-                ));
-            }
-            if let Some(u) = &p.full_url
-                && urls
-                    .insert(u.clone(), format!("{}/{}", p.rtype, id))
-                    .is_some()
-            {
-                return Err(bad(p.n, "duplicate fullUrl"));
-            }
-            if p.rtype.is_patient() && p.method != Method::Delete {
-                refs.known_patients.insert(id);
-            }
+    /// Authorizes every write of a planned transaction (role, purpose, grant for each patient
+    /// it touches); whether any needed break-glass.
+    async fn authorize_ready(&self, ctx: &Ctx, ready: &[Ready]) -> Result<bool, VaultError> {
+        let mut break_glass = false;
+        for r in ready {
+            let mut ev = self.write_event(ctx, "transaction", &r.write);
+            ev.count = Some(ready.len() as u64);
+            let rtype = r.write.record.rtype;
+            let (allowed, _) = self
+                .authorize_write(
+                    ctx,
+                    verb(r.method),
+                    rtype,
+                    (r.patient, &r.others),
+                    r.prior,
+                    ev,
+                )
+                .await?;
+            break_glass |= allowed.break_glass;
         }
-        let deleted_patients: HashSet<ResourceId> = planned
-            .iter()
-            .filter(|p| p.rtype.is_patient() && p.method == Method::Delete)
-            .filter_map(|p| p.id.clone())
-            .collect();
-        let mut out = Vec::with_capacity(planned.len());
-        for p in planned {
-            let Some(id) = p.id else { continue };
-            let key = self.row_key(ctx, p.rtype, &id);
-            let store = self.store(store_kind(p.rtype));
-            let head = store.head(&ctx.org, &key).await?;
-            let before = head.as_ref().map(|h| h.version);
-            let mut unchanged = false;
-            let (write, resource, prior, others) = match p.method {
-                Method::Delete => {
-                    let head = match head {
-                        Some(h) if !h.deleted => h,
-                        Some(_) => return Err(bad(p.n, "already deleted")),
-                        None => return Err(bad(p.n, "not found")),
-                    };
-                    if p.if_match.is_some_and(|v| v != head.version) {
-                        return Err(VaultError::Conflict {
-                            current: Some(head.version),
-                        });
-                    }
-                    (self.tombstone(&head), None, None, Vec::new())
-                }
-                _ => {
-                    let mut resource = p.resource.unwrap_or(Value::Null);
-                    if p.method == Method::Post
-                        && let Some(o) = resource.as_object_mut()
-                    {
-                        o.remove("id");
-                    }
-                    rewrite_refs(&mut resource, &urls, 0);
-                    let base = match (p.method, p.if_match, before) {
-                        (Method::Post, _, _) => Base::New,
-                        (_, Some(v), _) => Base::Exactly(v),
-                        (_, None, Some(v)) => Base::Exactly(v),
-                        (_, None, None) => Base::New,
-                    };
-                    if let (Base::Exactly(want), Some(cur)) = (base, before)
-                        && want != cur
-                    {
-                        return Err(VaultError::Conflict { current: Some(cur) });
-                    }
-                    let prepared = self
-                        .prepare(ctx, resource, &id, base, &refs)
-                        .await
-                        .map_err(|e| match e {
-                            VaultError::Invalid(m) => bad(p.n, &m),
-                            VaultError::Unprocessable(m) => {
-                                VaultError::Unprocessable(format!("entry {}: {m}", p.n))
-                            }
-                            other => other,
-                        })?;
-                    let mut write = prepared.write;
-                    if let Some(h) = head.as_ref().filter(|h| !h.deleted)
-                        && self.same_content(ctx, h, &prepared.resource).await?
-                    {
-                        write.record.version = h.version;
-                        write.record.updated_at = h.updated_at;
-                        unchanged = true;
-                    }
-                    (
-                        write,
-                        Some(prepared.resource),
-                        prepared.prior,
-                        prepared.others,
-                    )
-                }
-            };
-            let patient = if p.rtype.is_patient() {
-                Some(self.keyring.pseudonym(&ctx.org, &id))
-            } else {
-                write.record.link
-            };
-            if let Some(link) = write.record.link
-                && p.method != Method::Delete
-                && deleted_patients
-                    .iter()
-                    .any(|d| self.keyring.pseudonym(&ctx.org, d) == link)
-            {
-                return Err(bad(p.n, "refers to a patient this transaction deletes"));
-            }
-            out.push(Ready {
-                n: p.n,
-                method: p.method,
-                id,
-                write,
-                resource,
-                patient,
-                prior,
-                others,
-                before,
-                unchanged,
-            });
-        }
-        Ok(out)
+        Ok(break_glass)
     }
 
-    /// Whether `new` is the content the record holds now.
-    async fn same_content(
+    /// Adds a message's receipt to the part committed last (identity, or clinical when it
+    /// writes anything) and returns the message's event; nothing when nothing is written.
+    fn attach_receipt(
         &self,
         ctx: &Ctx,
-        head: &phivault_core::SealedRecord,
-        new: &Value,
-    ) -> Result<bool, VaultError> {
-        self.know_keks([head]).await?;
-        let mut current = self.unseal(ctx, head)?.resource;
-        fhir::strip_server_meta(&mut current);
-        let mut new = new.clone();
-        fhir::strip_server_meta(&mut new);
-        Ok(current == new)
+        receipt: Option<(ResourceId, &str)>,
+        (identity, clinical): (&mut Vec<Ready>, &mut Vec<Ready>),
+        unchanged: &[Ready],
+    ) -> Result<Option<AuditEvent>, VaultError> {
+        let Some((id, message_type)) = receipt else {
+            return Ok(None);
+        };
+        let mut pseudonyms: Vec<Digest32> = Vec::new();
+        for p in identity.iter().chain(clinical.iter()).chain(unchanged) {
+            if let Some(p) = p.patient.filter(|p| !pseudonyms.contains(p)) {
+                pseudonyms.push(p);
+            }
+        }
+        let last = if !clinical.is_empty() {
+            Some((clinical, StoreKind::Clinical))
+        } else if !identity.is_empty() {
+            Some((identity, StoreKind::Identity))
+        } else {
+            None
+        };
+        if let Some((part, kind)) = last {
+            part.push(self.receipt_ready(ctx, id, kind)?);
+            return Ok(Some(self.message_event_for(
+                ctx,
+                message_type,
+                &pseudonyms,
+                None,
+            )));
+        }
+        Ok(None)
     }
 
     /// The event of a transaction that wrote nothing: every entry was already so.

@@ -93,70 +93,76 @@ pub(super) fn parse_bundle(bundle: Value) -> Result<(BundleKind, Vec<Planned>), 
             "a Bundle holds at most {MAX_ENTRIES} entries"
         )));
     }
-    let mut out = Vec::with_capacity(entries.len());
-    for (i, e) in entries.into_iter().enumerate() {
-        let n = i + 1;
-        let Value::Object(mut e) = e else {
-            return Err(bad(n, "not an object"));
-        };
-        let request = e.remove("request").ok_or_else(|| bad(n, "no request"))?;
-        let method = match request.get("method").and_then(Value::as_str) {
-            Some("GET") => Method::Get,
-            Some("POST") => Method::Post,
-            Some("PUT") => Method::Put,
-            Some("DELETE") => Method::Delete,
-            _ => return Err(bad(n, "request.method must be GET, POST, PUT or DELETE")),
-        };
-        let url = request
-            .get("url")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad(n, "no request.url"))?;
-        let (rtype, id, version) = parse_url(n, url)?;
-        let if_match = match request.get("ifMatch") {
-            None => None,
-            Some(Value::String(s)) => Some(
-                parse_etag(s).ok_or_else(|| bad(n, "request.ifMatch is not W/\"<version>\""))?,
-            ),
-            Some(_) => return Err(bad(n, "request.ifMatch is not a string")),
-        };
-        let full_url = match e.remove("fullUrl") {
-            None => None,
-            Some(Value::String(s)) => Some(s),
-            Some(_) => return Err(bad(n, "fullUrl is not a string")),
-        };
-        let resource = e.remove("resource");
-        match method {
-            Method::Post if id.is_some() => return Err(bad(n, "POST goes to Type, not Type/id")),
-            Method::Put | Method::Delete | Method::Get if id.is_none() => {
-                return Err(bad(n, "request.url must be Type/id"));
-            }
-            Method::Put | Method::Post | Method::Delete if version.is_some() => {
-                return Err(bad(n, "only GET may name a version"));
-            }
-            _ => {}
-        }
-        match (&method, &resource) {
-            (Method::Post | Method::Put, None) => return Err(bad(n, "no resource")),
-            (Method::Post | Method::Put, Some(r)) => {
-                let t = fhir::resource_type(r).map_err(|e| bad(n, &e.client_message()))?;
-                if t != rtype {
-                    return Err(bad(n, "resourceType does not match request.url"));
-                }
-            }
-            _ => {}
-        }
-        out.push(Planned {
-            n,
-            method,
-            rtype,
-            id,
-            version,
-            if_match,
-            full_url,
-            resource,
-        });
-    }
+    let out = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| parse_entry(i + 1, e))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((kind, out))
+}
+
+/// The `n`th (1-based) entry of a transaction or batch: its request (method, url, ifMatch),
+/// fullUrl and resource, checked against each other.
+fn parse_entry(n: usize, e: Value) -> Result<Planned, VaultError> {
+    let Value::Object(mut e) = e else {
+        return Err(bad(n, "not an object"));
+    };
+    let request = e.remove("request").ok_or_else(|| bad(n, "no request"))?;
+    let method = match request.get("method").and_then(Value::as_str) {
+        Some("GET") => Method::Get,
+        Some("POST") => Method::Post,
+        Some("PUT") => Method::Put,
+        Some("DELETE") => Method::Delete,
+        _ => return Err(bad(n, "request.method must be GET, POST, PUT or DELETE")),
+    };
+    let url = request
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(n, "no request.url"))?;
+    let (rtype, id, version) = parse_url(n, url)?;
+    let if_match = match request.get("ifMatch") {
+        None => None,
+        Some(Value::String(s)) => {
+            Some(parse_etag(s).ok_or_else(|| bad(n, "request.ifMatch is not W/\"<version>\""))?)
+        }
+        Some(_) => return Err(bad(n, "request.ifMatch is not a string")),
+    };
+    let full_url = match e.remove("fullUrl") {
+        None => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(bad(n, "fullUrl is not a string")),
+    };
+    let resource = e.remove("resource");
+    match method {
+        Method::Post if id.is_some() => return Err(bad(n, "POST goes to Type, not Type/id")),
+        Method::Put | Method::Delete | Method::Get if id.is_none() => {
+            return Err(bad(n, "request.url must be Type/id"));
+        }
+        Method::Put | Method::Post | Method::Delete if version.is_some() => {
+            return Err(bad(n, "only GET may name a version"));
+        }
+        _ => {}
+    }
+    match (&method, &resource) {
+        (Method::Post | Method::Put, None) => return Err(bad(n, "no resource")),
+        (Method::Post | Method::Put, Some(r)) => {
+            let t = fhir::resource_type(r).map_err(|e| bad(n, &e.client_message()))?;
+            if t != rtype {
+                return Err(bad(n, "resourceType does not match request.url"));
+            }
+        }
+        _ => {}
+    }
+    Ok(Planned {
+        n,
+        method,
+        rtype,
+        id,
+        version,
+        if_match,
+        full_url,
+        resource,
+    })
 }
 
 /// Rewrites every `reference` equal to a key of `map` (a fullUrl) to its value.

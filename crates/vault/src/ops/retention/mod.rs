@@ -26,12 +26,8 @@
 //! `retention:<rule>` and tombstones. The audit trail is never touched by retention.
 use crate::error::VaultError;
 use crate::{Ctx, Vault};
-use phivault_core::{
-    Digest32, OrgId, RecordKey, RecordStore, ResourceId, ResourceType, SealedRecord, StoreError,
-};
+use phivault_core::{Digest32, OrgId, RecordKey, ResourceId, ResourceType, StoreError};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use std::collections::{HashMap, HashSet};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime, Time};
 
@@ -207,46 +203,6 @@ pub(crate) fn latest_instant(s: &str) -> Option<i64> {
 
 fn millis(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MIN)
-}
-
-/// When an Encounter ended (else started), if its period says.
-fn encounter_time(resource: &Value) -> Option<i64> {
-    let period = resource.get("period")?;
-    ["end", "start"].iter().find_map(|k| {
-        period
-            .get(k)
-            .and_then(Value::as_str)
-            .and_then(latest_instant)
-    })
-}
-
-fn raise(map: &mut HashMap<Digest32, i64>, link: Digest32, at: i64) {
-    let e = map.entry(link).or_insert(at);
-    *e = (*e).max(at);
-}
-
-/// Every live head record of a store, page by page.
-async fn each_live(
-    store: &dyn RecordStore,
-    org: &OrgId,
-    mut f: impl FnMut(&SealedRecord) -> Result<(), VaultError>,
-) -> Result<(), VaultError> {
-    let mut after: Option<RecordKey> = None;
-    loop {
-        let page = store.page(org, after.as_ref(), PAGE).await?;
-        for rec in &page {
-            f(rec)?;
-        }
-        match page.last() {
-            Some(last) if page.len() >= PAGE as usize => {
-                after = Some(RecordKey {
-                    rtype: last.rtype,
-                    id: last.id.clone(),
-                });
-            }
-            _ => return Ok(()),
-        }
-    }
 }
 
 impl Vault {
@@ -441,137 +397,9 @@ impl Vault {
         self.audit_counted(event, result, |items| items.len() as u64)
             .await
     }
-
-    /// What the organization's rules say has expired now: whole patients first (in row-id
-    /// order), then single records (in type and row-id order).
-    async fn expired(&self, ctx: &Ctx) -> Result<Vec<RetentionItem>, VaultError> {
-        let rules = self.load_rules(&ctx.org).await?;
-        if rules.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = self.clock.now();
-        let now_ms = millis(now);
-        let age_days = |at: i64| now_ms.saturating_sub(at) / MILLIS_PER_DAY;
-        let patient_rule = rules.iter().find(|r| r.rtype.is_patient());
-        let record_rules: HashMap<ResourceType, &RetentionRule> = rules
-            .iter()
-            .filter(|r| !r.rtype.is_patient())
-            .map(|r| (r.rtype, r))
-            .collect();
-        let encounters_matter = rules
-            .iter()
-            .any(|r| r.after == RetentionAnchor::LastEncounter);
-
-        // Clinical records: each patient's latest update and latest Encounter, and the
-        // candidates of single-record rules.
-        let mut last_update: HashMap<Digest32, i64> = HashMap::new();
-        let mut last_encounter: HashMap<Digest32, i64> = HashMap::new();
-        let mut candidates: Vec<(RecordKey, Option<Digest32>, i64)> = Vec::new();
-        each_live(self.clinical.as_ref(), &ctx.org, |rec| {
-            if let Some(link) = rec.link {
-                raise(&mut last_update, link, rec.updated_at);
-                if encounters_matter && rec.rtype.as_str() == "Encounter" {
-                    let opened = self.unseal(ctx, rec)?;
-                    let at = encounter_time(&opened.resource).unwrap_or(rec.updated_at);
-                    raise(&mut last_encounter, link, at);
-                }
-            }
-            if record_rules.contains_key(&rec.rtype) {
-                let key = RecordKey {
-                    rtype: rec.rtype,
-                    id: rec.id.clone(),
-                };
-                candidates.push((key, rec.link, rec.updated_at));
-            }
-            Ok(())
-        })
-        .await?;
-
-        // Patients: their anchors, and those a Patient rule expires.
-        let mut anchors: HashMap<Digest32, i64> = HashMap::new();
-        let mut expired_patients: Vec<(RecordKey, ResourceId, Digest32, &RetentionRule, i64)> =
-            Vec::new();
-        let identity_rules = record_rules.keys().any(|t| t.in_identity_store());
-        if patient_rule.is_some() || encounters_matter || identity_rules {
-            each_live(self.identity.as_ref(), &ctx.org, |rec| {
-                if rec.rtype.is_internal() {
-                    // The receipts of HL7 messages that wrote patients only: no patient.
-                    if record_rules.contains_key(&rec.rtype) {
-                        let key = RecordKey {
-                            rtype: rec.rtype,
-                            id: rec.id.clone(),
-                        };
-                        candidates.push((key, None, rec.updated_at));
-                    }
-                    return Ok(());
-                }
-                let opened = self.unseal(ctx, rec)?;
-                let link = self.keyring.pseudonym(&ctx.org, &opened.id);
-                let updated = last_update
-                    .get(&link)
-                    .map_or(rec.updated_at, |u| (*u).max(rec.updated_at));
-                let by_encounter = last_encounter.get(&link).copied().unwrap_or(updated);
-                anchors.insert(link, by_encounter);
-                if let Some(rule) = patient_rule {
-                    let anchor = match rule.after {
-                        RetentionAnchor::LastEncounter => by_encounter,
-                        RetentionAnchor::LastUpdate => updated,
-                    };
-                    if anchor < rule.cutoff(now) {
-                        let key = RecordKey {
-                            rtype: rec.rtype,
-                            id: rec.id.clone(),
-                        };
-                        expired_patients.push((key, opened.id, link, rule, anchor));
-                    }
-                }
-                Ok(())
-            })
-            .await?;
-        }
-
-        let mut items = Vec::new();
-        let mut erased_links = HashSet::new();
-        for (key, pid, link, rule, anchor) in expired_patients {
-            let records = self.clinical.linked_keys(&ctx.org, &link).await?.len() as u64;
-            erased_links.insert(link);
-            items.push(RetentionItem {
-                rtype: key.rtype,
-                id: key.id,
-                rule: rule.label(),
-                age_days: age_days(anchor),
-                records,
-                target: Target::Patient(pid),
-            });
-        }
-        for (key, link, updated) in candidates {
-            let Some(rule) = record_rules.get(&key.rtype) else {
-                continue;
-            };
-            if link.is_some_and(|l| erased_links.contains(&l)) {
-                continue;
-            }
-            let anchor = match rule.after {
-                RetentionAnchor::LastUpdate => updated,
-                RetentionAnchor::LastEncounter => link
-                    .and_then(|l| anchors.get(&l).or_else(|| last_encounter.get(&l)))
-                    .copied()
-                    .unwrap_or(updated),
-            };
-            if anchor < rule.cutoff(now) {
-                items.push(RetentionItem {
-                    rtype: key.rtype,
-                    id: key.id,
-                    rule: rule.label(),
-                    age_days: age_days(anchor),
-                    records: 0,
-                    target: Target::Record(link),
-                });
-            }
-        }
-        Ok(items)
-    }
 }
+
+mod expired;
 
 #[cfg(test)]
 mod tests;
