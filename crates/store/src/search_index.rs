@@ -166,35 +166,14 @@ where
     Ok(true)
 }
 
-/// Binds [`find_any_sql`]'s parameters.
-fn bind_digests<'q, DB: sqlx::Database>(
+/// Binds the parameters of [`find_any_sql`], [`find_within_sql`] and [`stream_sql`]: the
+/// organization and the index kind, then `numbers` (a limit, row positions, or a position and
+/// a limit), then the digests.
+fn bind_lookup<'q, DB: sqlx::Database>(
     q: Query<'q, DB>,
     org: &'q OrgId,
     kind: IndexKind,
-    digests: &[Digest32],
-    limit: u32,
-) -> Query<'q, DB>
-where
-    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    let mut q = q
-        .bind(org.as_str())
-        .bind(kind.as_str())
-        .bind(i64::from(limit));
-    for d in digests {
-        q = q.bind(d.0.to_vec());
-    }
-    q
-}
-
-/// Binds [`find_within_sql`]'s parameters.
-fn bind_within<'q, DB: sqlx::Database>(
-    q: Query<'q, DB>,
-    org: &'q OrgId,
-    kind: IndexKind,
-    seqs: &[u64],
+    numbers: &[i64],
     digests: &[Digest32],
 ) -> Query<'q, DB>
 where
@@ -203,33 +182,9 @@ where
     Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     let mut q = q.bind(org.as_str()).bind(kind.as_str());
-    for s in seqs {
-        q = q.bind(i64_of(*s));
+    for n in numbers {
+        q = q.bind(*n);
     }
-    for d in digests {
-        q = q.bind(d.0.to_vec());
-    }
-    q
-}
-
-/// Binds [`stream_sql`]'s parameters.
-fn bind_stream<'q, DB: sqlx::Database>(
-    q: Query<'q, DB>,
-    org: &'q OrgId,
-    kind: IndexKind,
-    (after, limit): (u64, u32),
-    digests: &[Digest32],
-) -> Query<'q, DB>
-where
-    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    let mut q = q
-        .bind(org.as_str())
-        .bind(kind.as_str())
-        .bind(i64_of(after))
-        .bind(i64::from(limit));
     for d in digests {
         q = q.bind(d.0.to_vec());
     }
@@ -311,7 +266,7 @@ where
         let mut out = Vec::new();
         for chunk in digests.chunks(500) {
             let q = sqlx::query::<DB>(prefixed(self.schema, &find_any_sql(chunk.len())));
-            let rows = bind_digests(q, org, kind, chunk, limit)
+            let rows = bind_lookup(q, org, kind, &[i64::from(limit)], chunk)
                 .fetch_all(self.reader)
                 .await
                 .map_err(unavailable("search index"))?;
@@ -334,7 +289,7 @@ where
         limit: u32,
     ) -> Result<Vec<(u64, RecordKey)>, StoreError> {
         let q = sqlx::query::<DB>(prefixed(self.schema, &stream_sql(digests.len())));
-        let rows = bind_stream(q, org, kind, (after, limit), digests)
+        let rows = bind_lookup(q, org, kind, &[i64_of(after), i64::from(limit)], digests)
             .fetch_all(self.reader)
             .await
             .map_err(unavailable("search index"))?;
@@ -353,7 +308,8 @@ where
             for seqs in within.chunks(500) {
                 let s = find_within_sql(chunk.len(), seqs.len());
                 let q = sqlx::query::<DB>(prefixed(self.schema, &s));
-                let rows = bind_within(q, org, kind, seqs, chunk)
+                let seqs: Vec<i64> = seqs.iter().map(|s| i64_of(*s)).collect();
+                let rows = bind_lookup(q, org, kind, &seqs, chunk)
                     .fetch_all(self.reader)
                     .await
                     .map_err(unavailable("search index"))?;
